@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# TTG worker image.
+#
+#   docker build -t ttg-worker:dev .
+#   kind load docker-image ttg-worker:dev --name ttg
+#
+# Stage 1 builds a wheel of the project and wheels of its runtime dependencies (redis, pika,
+# click, rich and theirs, from pyproject.toml). Stage 2 installs them offline from those wheels
+# only: no compiler, no build tools, no network access, no project sources in the final image.
+
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# pyproject.toml names README.md as the package's readme: the build needs it.
+COPY pyproject.toml README.md ./
+COPY ttg_lib ./ttg_lib
+RUN pip wheel --no-deps --wheel-dir /dist . \
+ && pip wheel --wheel-dir /wheels /dist/*.whl
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="ttg-worker" \
+      org.opencontainers.image.description="TTG parameter-sweep worker (python -m ttg_lib.worker)" \
+      org.opencontainers.image.licenses="MIT" \
+      app.kubernetes.io/part-of="ttg" \
+      app.kubernetes.io/component="worker"
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TTG_HEARTBEAT_FILE=/tmp/ttg/heartbeat
+RUN groupadd --system --gid 10001 ttg \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/ttg --create-home \
+      --shell /usr/sbin/nologin ttg
+# Byte-code is compiled at install time, so the package runs from a read-only root filesystem.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels /wheels/ttg-*.whl \
+ && python -c "import importlib.util as u, sys; \
+sys.exit(0 if all(u.find_spec(m) for m in ('ttg_lib.worker', 'ttg_lib.health')) else 1)"
+USER 10001:10001
+WORKDIR /home/ttg
+# Same check as the Kubernetes liveness probe (k8s/base/worker-deployment.yaml).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "ttg_lib.health", "--file", "/tmp/ttg/heartbeat", "--max-age", "15"]
+ENTRYPOINT ["python", "-m", "ttg_lib.worker"]

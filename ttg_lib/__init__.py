@@ -1,0 +1,3 @@
+"""TTG: fault-tolerant distributed parameter sweeps with verified results."""
+
+__version__ = "0.1.0"

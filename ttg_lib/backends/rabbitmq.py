@@ -1,0 +1,334 @@
+"""RabbitMQ backend (pika, AMQP 0-9-1).
+
+Queues (durable, created and deleted only by TTG), named as in the milestone:
+
+``ttg.tasks``        tasks; prefetch 1 and manual ack, so a dead worker's chunk is
+                     requeued by the broker the moment its connection drops
+``ttg.tasks.retry``  tasks waiting out their retry delay (per-message TTL), then
+                     dead-lettered by the broker back to ``ttg.tasks``
+``ttg.tasks.dlq``    messages that cannot succeed, with their reason in the headers
+``ttg.results``      chunk results; the orchestrator dedups them by chunk id
+
+Messages are persistent and every publish is confirmed. pika's blocking
+connection is single-threaded, so the worker computes on another thread and
+calls :meth:`keepalive` meanwhile: heartbeats keep flowing during long chunks
+(pika issues 418 and 1104).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import quote, urlparse
+
+import pika
+import pika.exceptions
+
+from ..messages import MessageError, Result, Task
+from .base import (
+    Backend,
+    BrokerUnavailable,
+    Delivery,
+    QueueStat,
+    QueueStats,
+    RunLocked,
+    dead_letter_record,
+)
+
+TASKS = "ttg.tasks"
+RETRY = "ttg.tasks.retry"
+DLQ = "ttg.tasks.dlq"
+RESULTS = "ttg.results"
+RUN_LOCK = "ttg.run-lock"
+TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
+PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                  content_type="application/json")
+HEARTBEAT_S = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+_BROKEN = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
+           pika.exceptions.StreamLostError, ConnectionError, OSError)
+
+
+def _translate_errors(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: RabbitMQBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 405:  # RESOURCE_LOCKED: handled by the caller
+                raise
+            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: {exc}") from exc
+        except _BROKEN as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {self.display_url} is unavailable: {exc!r}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RabbitMQBackend(Backend):
+    name = "rabbitmq"
+    queue_names = (TASKS, RETRY, DLQ, RESULTS)
+
+    def __init__(self, url: str, *, lease_s: float = 2.0, prefetch: int = 1):
+        super().__init__(url, lease_s=lease_s)
+        from ..config import redact_url
+
+        self.display_url = redact_url(url)
+        self.prefetch = prefetch
+        self.connection: pika.BlockingConnection | None = None
+        self.channel: Any = None
+        self._lock_channel: Any = None
+        self._inbox: list[tuple[Any, Any, bytes]] = []
+        self._consuming: str | None = None
+        self._results_tag: int | None = None
+        self._generation = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    @_translate_errors
+    def connect(self) -> None:
+        params = pika.URLParameters(self.url)
+        params.heartbeat = HEARTBEAT_S
+        params.blocked_connection_timeout = 30
+        params.connection_attempts = 1
+        params.socket_timeout = 3
+        self.connection = pika.BlockingConnection(params)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        self._inbox.clear()
+        self._consuming = None
+        self._results_tag = None
+        self._generation += 1
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(_BROKEN):
+                connection.close()
+
+    @property
+    def ch(self) -> Any:
+        if self.channel is None or not self.channel.is_open:
+            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
+        return self.channel
+
+    def server_version(self) -> str:
+        if self.connection is None:
+            return "unknown"
+        props = self.connection._impl.server_properties or {}  # pika exposes no public getter
+        version = props.get("version", b"unknown")
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+    # -- orchestrator side -------------------------------------------------
+    @_translate_errors
+    def declare(self) -> None:
+        self.ch.queue_declare(TASKS, durable=True)
+        self.ch.queue_declare(RETRY, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": TASKS})
+        self.ch.queue_declare(DLQ, durable=True)
+        self.ch.queue_declare(RESULTS, durable=True)
+
+    @_translate_errors
+    def acquire_run(self, run_id: str) -> None:
+        """An exclusive queue is the lock: the broker drops it when this connection dies."""
+        channel = self.connection.channel()  # type: ignore[union-attr]
+        try:
+            channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
+                                  arguments={"x-ttg-run": run_id})
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 405:
+                raise
+            raise RunLocked(f"RabbitMQ at {self.display_url} is in use by another TTG run "
+                            f"(queue {RUN_LOCK} is held by a live connection)") from None
+        self._lock_channel = channel
+
+    def renew_run(self, run_id: str) -> None:
+        """Nothing to renew: the lock lives as long as the connection."""
+
+    @_translate_errors
+    def release_run(self, run_id: str) -> None:
+        if self._lock_channel is not None and self._lock_channel.is_open:
+            self._lock_channel.queue_delete(RUN_LOCK)
+            self._lock_channel.close()
+        self._lock_channel = None
+
+    @_translate_errors
+    def publish_tasks(self, tasks: Iterable[Task]) -> int:
+        sent = 0
+        for task in tasks:
+            self.ch.basic_publish("", TASKS, task.encode(), PERSISTENT, mandatory=True)
+            sent += 1
+        return sent
+
+    @_translate_errors
+    def read_results(self, timeout: float) -> list[Result | bytes]:
+        if self._results_tag is None:
+            self.ch.basic_qos(prefetch_count=0)  # results are small; never stall workers
+            self._consuming = RESULTS
+            self.ch.basic_consume(RESULTS, self._on_message)
+            self._results_tag = 0
+        if not self._inbox:
+            self.connection.process_data_events(time_limit=timeout)  # type: ignore[union-attr]
+        out: list[Result | bytes] = []
+        for method, _props, body in self._inbox:
+            self._results_tag = method.delivery_tag
+            try:
+                out.append(Result.decode(body))
+            except MessageError:
+                out.append(body)
+        self._inbox.clear()
+        return out
+
+    @_translate_errors
+    def release_results(self) -> None:
+        """Hand every read result back to the queue: it stays there as the run's output,
+        as in the milestone document (``ttg.results`` holds one message per chunk)."""
+        if self._consuming == RESULTS:  # cancel first, or the broker redelivers them to us
+            for tag in list(self.ch.consumer_tags):
+                self.ch.basic_cancel(tag)
+            self._consuming = None
+        if self._results_tag:
+            self.ch.basic_nack(self._results_tag, multiple=True, requeue=True)
+        self._results_tag = None
+        self._inbox.clear()
+
+    @_translate_errors
+    def read_dead_letters(self) -> list[dict[str, Any]]:
+        """Browse the DLQ: every message is read, then put back unchanged."""
+        channel = self.connection.channel()  # type: ignore[union-attr]
+        records, tags = [], []
+        try:
+            while True:
+                method, props, body = channel.basic_get(DLQ, auto_ack=False)
+                if method is None:
+                    break
+                tags.append(method.delivery_tag)
+                headers = (props.headers or {}) if props else {}
+                records.append(dead_letter_record(
+                    body, _text(headers.get("x-ttg-reason", "unknown")),
+                    int(headers.get("x-ttg-attempts", 0)),
+                    int(headers.get("x-ttg-dead-lettered-ms", 0)) / 1000))
+        finally:
+            if tags:
+                channel.basic_nack(tags[-1], multiple=True, requeue=True)
+            channel.close()
+        return records
+
+    @_translate_errors
+    def stats(self) -> QueueStats:
+        unacked = self._management_unacked()
+        stats = {}
+        for role, queue in zip(("tasks", "retry", "dlq", "results"), TTG_QUEUES, strict=True):
+            try:
+                ok = self.ch.queue_declare(queue, passive=True).method
+                ready, consumers = ok.message_count, ok.consumer_count
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                self.channel = self.connection.channel()  # type: ignore[union-attr]
+                self.channel.confirm_delivery()
+                ready, consumers = 0, 0
+            extra = unacked.get(queue)
+            total = ready + (extra or 0)
+            stats[role] = QueueStat(queue, total, ready, extra, consumers)
+        return QueueStats(**stats)
+
+    def _management_unacked(self) -> dict[str, int | None]:
+        """Unacked counts come only from the management API; None where it is off."""
+        parsed = urlparse(self.url)
+        base = _management_base(parsed.hostname or "127.0.0.1")
+        vhost = quote(parsed.path[1:] or "/", safe="") if parsed.path not in ("", "/") else "%2F"
+        token = b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode())
+        request = urllib.request.Request(f"{base}/api/queues/{vhost}",
+                                         headers={"Authorization": f"Basic {token.decode()}"})
+        try:
+            with urllib.request.urlopen(request, timeout=0.5) as response:
+                queues = json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return {}
+        return {q["name"]: q.get("messages_unacknowledged") for q in queues
+                if q.get("name") in TTG_QUEUES}
+
+    @_translate_errors
+    def purge(self, dry_run: bool = False) -> list[str]:
+        gone = []
+        for queue in TTG_QUEUES:
+            channel = self.connection.channel()  # type: ignore[union-attr]
+            try:
+                count = channel.queue_declare(queue, passive=True).method.message_count
+            except pika.exceptions.ChannelClosedByBroker:
+                continue  # absent: nothing of ours to remove
+            if not dry_run:
+                channel.queue_delete(queue)
+            channel.close()
+            gone.append(f"rabbitmq queue {queue} ({count} messages)")
+        return gone
+
+    # -- worker side -------------------------------------------------------
+    def _on_message(self, _channel: Any, method: Any, props: Any, body: bytes) -> None:
+        self._inbox.append((method, props, body))
+
+    @_translate_errors
+    def fetch(self, consumer: str, timeout: float) -> Delivery | None:
+        if self._consuming != TASKS:
+            self.ch.basic_qos(prefetch_count=self.prefetch)
+            self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
+            self._consuming = TASKS
+        if not self._inbox:
+            self.connection.process_data_events(time_limit=timeout)  # type: ignore[union-attr]
+        if not self._inbox:
+            return None
+        method, props, body = self._inbox.pop(0)
+        return Delivery(body=body, handle=(self._generation, method.delivery_tag, props),
+                        redelivered=bool(method.redelivered))
+
+    @_translate_errors
+    def keepalive(self, consumer: str, delivery: Delivery | None) -> None:
+        self.connection.process_data_events(time_limit=0)  # type: ignore[union-attr]
+
+    @_translate_errors
+    def complete(self, delivery: Delivery, result: Result) -> None:
+        self.ch.basic_publish("", RESULTS, result.encode(), PERSISTENT, mandatory=True)
+        self._ack(delivery)
+
+    @_translate_errors
+    def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
+        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                     content_type="application/json",
+                                     expiration=str(max(1, int(delay_s * 1000))))
+        self.ch.basic_publish("", RETRY, task.encode(), props, mandatory=True)
+        self._ack(delivery)
+
+    @_translate_errors
+    def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
+                    failure: Result | None = None) -> None:
+        props = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            headers={"x-ttg-reason": reason[:4000], "x-ttg-attempts": attempts,
+                     "x-ttg-dead-lettered-ms": int(time.time() * 1000)})
+        self.ch.basic_publish("", DLQ, delivery.body, props, mandatory=True)
+        if failure is not None:
+            self.ch.basic_publish("", RESULTS, failure.encode(), PERSISTENT, mandatory=True)
+        self._ack(delivery)
+
+    def _ack(self, delivery: Delivery) -> None:
+        generation, tag, _props = delivery.handle
+        if generation == self._generation:  # after a reconnect the broker has requeued it
+            self.ch.basic_ack(tag)
+
+
+def _management_base(host: str) -> str:
+    import os
+
+    return os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

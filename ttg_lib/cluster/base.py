@@ -1,0 +1,96 @@
+"""The one interface for where workers run: local processes or Kubernetes pods."""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class WorkerInfo:
+    """One worker as the cluster sees it (a process or a pod)."""
+
+    name: str
+    ident: str  # pid or pod name
+    state: str  # starting | running | dead | stopped
+    started_at: float
+    node: str = "localhost"
+    ended_at: float | None = None
+    exit_code: int | None = None
+    replaces: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ClusterEvent:
+    t: float
+    event: str  # started | killed | died | replaced | stopped
+    worker: str
+    detail: str = ""
+
+
+@dataclass
+class EventBook:
+    """Worker lifecycle events, appended from any thread, read by the run record and charts."""
+
+    events: list[ClusterEvent] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, event: str, worker: str, detail: str = "") -> ClusterEvent:
+        item = ClusterEvent(time.time(), event, worker, detail)
+        with self._lock:
+            self.events.append(item)
+        return item
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(e) for e in self.events]
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot do what was asked; the message says what and how to fix it."""
+
+
+class Cluster(abc.ABC):
+    """Starts, lists, kills and stops workers; touches nothing it did not create."""
+
+    kind: str = ""
+
+    def __init__(self) -> None:
+        self.book = EventBook()
+
+    @abc.abstractmethod
+    def start_workers(self, count: int) -> list[WorkerInfo]: ...
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerInfo]: ...
+
+    @abc.abstractmethod
+    def wait_ready(self, count: int, timeout: float) -> None:
+        """Block until ``count`` workers can take tasks, or raise ClusterError naming laggards."""
+
+    @abc.abstractmethod
+    def kill_worker(self, name: str | None = None) -> WorkerInfo:
+        """Fault injection: kill one worker without warning (SIGKILL / pod delete, grace 0)."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every worker this cluster started, gracefully first."""
+
+    def worker_status(self) -> list[dict[str, Any]]:
+        """Workers with their live state (heartbeat) for monitors and the demo's table."""
+        return [w.to_dict() for w in self.workers()]
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.book.snapshot()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

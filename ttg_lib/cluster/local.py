@@ -1,0 +1,207 @@
+"""The embedded default cluster: worker OS processes on this machine.
+
+It behaves like a small Kubernetes Deployment: ``restart="always"`` replaces a
+worker that dies (the replacement gets a new name, like a new pod), and every
+start, death and replacement is written to the event book for the run record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..procs import Ledger, ProcessEntry, start_ticks
+from .base import Cluster, ClusterError, WorkerInfo
+
+WORKER_MARKER = "ttg_lib.worker"
+
+
+class LocalCluster(Cluster):
+    kind = "local"
+
+    def __init__(self, *, backend: str, broker_url: str, run_id: str, record_dir: Path,
+                 restart: str = "never", lease_s: float = 2.0, python: str | None = None):
+        super().__init__()
+        self.backend = backend
+        self.broker_url = broker_url
+        self.run_id = run_id
+        self.record_dir = Path(record_dir)
+        self.restart = restart
+        self.lease_s = lease_s
+        self.python = python or sys.executable
+        self.ledger = Ledger(self.record_dir / "processes.jsonl")
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._info: dict[str, WorkerInfo] = {}
+        self._serial = 0
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._killed: set[str] = set()
+        self._restart_due: list[tuple[float, str]] = []
+        self._crash_streak = 0
+
+    # -- starting ----------------------------------------------------------
+    def start_workers(self, count: int) -> list[WorkerInfo]:
+        started = [self._spawn() for _ in range(count)]
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="ttg-supervisor",
+                                                daemon=True)
+            self._supervisor.start()
+        return started
+
+    def _spawn(self, replaces: str | None = None) -> WorkerInfo:
+        with self._lock:
+            self._serial += 1
+            name = f"w{self._serial}"
+            workers_dir = self.record_dir / "workers"
+            workers_dir.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TTG_RUN_ID": self.run_id}
+            args = [self.python, "-m", WORKER_MARKER, "--backend", self.backend,
+                    "--url", self.broker_url, "--run-id", self.run_id, "--name", name,
+                    "--lease-s", str(self.lease_s),
+                    "--heartbeat-file", str(workers_dir / f"{name}.json")]
+            log = (workers_dir / f"{name}.log").open("ab")
+            try:
+                proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            finally:
+                log.close()
+            info = WorkerInfo(name=name, ident=str(proc.pid), state="starting",
+                              started_at=time.time(), replaces=replaces)
+            self._procs[name] = proc
+            self._info[name] = info
+            self.ledger.record(ProcessEntry("worker", name, proc.pid, start_ticks(proc.pid),
+                                            WORKER_MARKER, self.run_id))
+            detail = f"pid {proc.pid}" + (f", replaces {replaces}" if replaces else "")
+            self.book.add("replaced" if replaces else "started", name, detail)
+            return info
+
+    # -- watching ----------------------------------------------------------
+    def _supervise(self) -> None:
+        """Reap dead workers and, under restart=always, replace them like a Deployment.
+
+        A worker that dies soon after starting is replaced with exponential backoff
+        (Kubernetes' CrashLoopBackOff), so a broken worker cannot spin the machine.
+        """
+        while not self._stopping.wait(0.05):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                for name, proc in list(self._procs.items()):
+                    info = self._info[name]
+                    if info.state in ("dead", "stopped") or proc.poll() is None:
+                        continue
+                    info.state, info.ended_at, info.exit_code = "dead", time.time(), proc.returncode
+                    if name not in self._killed:
+                        self.book.add("died", name, f"exit code {proc.returncode}")
+                    if self.restart == "always":
+                        self._schedule_restart(info)
+                now = time.monotonic()
+                for due, name in [r for r in self._restart_due if r[0] <= now]:
+                    self._restart_due.remove((due, name))
+                    self._spawn(replaces=name)
+
+    def _schedule_restart(self, info: WorkerInfo) -> None:
+        lifetime = (info.ended_at or 0) - info.started_at
+        crashed_early = info.name not in self._killed and lifetime < 10
+        self._crash_streak = self._crash_streak + 1 if crashed_early else 0
+        delay = 0.0 if not crashed_early else min(30.0, 0.5 * 2 ** (self._crash_streak - 1))
+        if delay:
+            self.book.add("backoff", info.name, f"restart in {delay:.1f}s (crash loop)")
+        self._restart_due.append((time.monotonic() + delay, info.name))
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            for name, info in self._info.items():
+                if info.state == "starting" and self._heartbeat(name).get("state") not in (
+                        None, "starting"):
+                    info.state = "running"
+            return list(self._info.values())
+
+    def live_workers(self) -> list[WorkerInfo]:
+        return [w for w in self.workers() if w.state in ("starting", "running")]
+
+    def _heartbeat(self, name: str) -> dict:
+        path = self.record_dir / "workers" / f"{name}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def worker_status(self) -> list[dict]:
+        rows = []
+        for info in self.workers():
+            beat = self._heartbeat(info.name)
+            rows.append({**info.to_dict(), "pid": info.ident,
+                         "activity": beat.get("state", "starting") if info.state == "running"
+                         else info.state,
+                         "chunks_done": beat.get("chunks_done", 0),
+                         "current_chunk": beat.get("current_chunk"),
+                         "last_heartbeat": beat.get("last_heartbeat")})
+        return rows
+
+    def wait_ready(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = [w for w in self.workers() if w.state == "running"]
+            if len(ready) >= count:
+                return
+            dead = [w for w in self.workers() if w.state == "dead"]
+            if dead and self.restart == "never":
+                log = self.record_dir / "workers" / f"{dead[0].name}.log"
+                raise ClusterError(f"worker {dead[0].name} exited with code {dead[0].exit_code} "
+                                   f"before it was ready; see {log}")
+            time.sleep(0.05)  # heartbeat files carry no notification
+        laggards = [w.name for w in self.workers() if w.state != "running"]
+        raise ClusterError(f"workers not ready after {timeout:.0f}s: {', '.join(laggards)} "
+                           f"(logs in {self.record_dir / 'workers'})")
+
+    # -- faults and stopping ----------------------------------------------
+    def kill_worker(self, name: str | None = None) -> WorkerInfo:
+        with self._lock:
+            live = [w for w in self.live_workers() if name is None or w.name == name]
+            if not live:
+                raise ClusterError(f"no live worker named {name!r}" if name else
+                                   "no live worker to kill")
+            busy = [w for w in live if self._heartbeat(w.name).get("state") == "busy"]
+            victim = (busy or live)[0]  # a worker mid-chunk shows what recovery does
+            self._killed.add(victim.name)
+            self._procs[victim.name].send_signal(signal.SIGKILL)
+            self.book.add("killed", victim.name, f"SIGKILL pid {victim.ident}")
+            return victim
+
+    def freeze_worker(self, name: str) -> WorkerInfo:
+        """SIGSTOP: the process lives but does nothing (a hung worker)."""
+        with self._lock:
+            info = self._info[name]
+            self._procs[name].send_signal(signal.SIGSTOP)
+            self.book.add("frozen", name, f"SIGSTOP pid {info.ident}")
+            return info
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopping.set()
+            procs = dict(self._procs)
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a frozen worker cannot act on SIGTERM
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for name, proc in procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            info = self._info[name]
+            if info.state != "dead":
+                info.state, info.ended_at, info.exit_code = "stopped", time.time(), proc.returncode
+                self.book.add("stopped", name, f"exit code {proc.returncode}")
+        if self._supervisor is not None:
+            self._supervisor.join(2)

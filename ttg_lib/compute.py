@@ -1,0 +1,76 @@
+"""Per-parameter compute functions and how TTG finds them.
+
+A compute function is ``fn(param_id: int, work_ms: float) -> JSON value`` and
+must be deterministic in ``param_id``: the orchestrator re-runs it (with
+``work_ms=0``) to verify every result a worker sent back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import zlib
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+ComputeFn = Callable[[int, float], Any]
+
+_MIX = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+def placeholder(param_id: int, work_ms: float) -> int:
+    """Simulated work: sleep ``work_ms``, then return a 53-bit hash of the id.
+
+    53 bits keep the value exact through JSON in every language.
+    """
+    if work_ms > 0:
+        time.sleep(work_ms / 1000.0)
+    x = (param_id * _MIX) & _MASK
+    x ^= x >> 31
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK
+    x ^= x >> 29
+    return x >> 11
+
+
+def failing(param_id: int, work_ms: float) -> int:
+    """Raises for every param id ending in 13; used to demonstrate retries and the DLQ."""
+    if param_id % 100 == 13:
+        raise RuntimeError(f"param {param_id} is configured to fail")
+    return placeholder(param_id, work_ms)
+
+
+class ComputeImportError(ValueError):
+    """The compute path does not name an importable callable."""
+
+
+@lru_cache(maxsize=32)
+def load(path: str) -> ComputeFn:
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ComputeImportError(
+            f"invalid compute={path!r}: an import path 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure is the user's to fix
+        raise ComputeImportError(
+            f"invalid compute={path!r}: module {module_name!r} does not import "
+            f"({type(exc).__name__}: {exc})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ComputeImportError(
+            f"invalid compute={path!r}: {module_name} has no callable {attr!r}")
+    return fn
+
+
+def run_chunk(fn: ComputeFn, start: int, count: int, work_ms: float) -> list[Any]:
+    return [fn(param_id, work_ms) for param_id in range(start, start + count)]
+
+
+def checksum(values: list[Any], encoded: bytes | None = None) -> int:
+    """CRC32 of the canonical JSON of a chunk's values: catches corruption in transit."""
+    import json
+
+    data = encoded if encoded is not None else json.dumps(values, separators=(",", ":")).encode()
+    return zlib.crc32(data)

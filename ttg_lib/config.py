@@ -1,0 +1,260 @@
+"""Run configuration: one typed object, validated before anything starts.
+
+Every way into TTG (CLI flags, notebook parameters, JSON files) ends in
+:func:`RunConfig.build`, so a bad value is rejected once, with one message
+naming the field and what is allowed, before a broker or worker is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+BACKENDS = ("redis", "rabbitmq")
+CLUSTERS = ("local", "kind", "k8s")
+MONITORS = ("cli", "none")
+RESTART_POLICIES = ("always", "never")
+DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Scale:
+    total_params: int
+    chunk_size: int
+    work_ms: float
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(total_params=60, chunk_size=5, work_ms=5.0),
+    "small": Scale(total_params=1_000, chunk_size=10, work_ms=100.0),
+    "medium": Scale(total_params=10_000, chunk_size=100, work_ms=10.0),
+    "large": Scale(total_params=1_000_000, chunk_size=1_000, work_ms=0.0),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message says which and why."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {field_name}={value!r}: {allowed}")
+
+
+def new_run_id(backend: str = "run") -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{backend}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; immutable once built."""
+
+    backend: str = "redis"
+    scale: str = "small"
+    total_params: int = 1_000
+    chunk_size: int = 10
+    work_ms: float = 100.0
+    workers: int = 3
+    cluster: str = "local"
+    compute: str = DEFAULT_COMPUTE
+    fault_demo: bool = False
+    kill_at: float = 0.3
+    restart: str = "always"
+    max_retries: int = 3
+    retry_delay_s: float = 1.0
+    lease_s: float = 2.0
+    timeout_s: float = 0.0
+    monitor: str = "cli"
+    redis_url: str = DEFAULT_REDIS_URL
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    run_id: str = ""
+    output_dir: str = "outputs"
+    kube_context: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chunks_total(self) -> int:
+        return math.ceil(self.total_params / self.chunk_size)
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url if self.backend == "redis" else self.rabbitmq_url
+
+    @property
+    def ideal_runtime_s(self) -> float:
+        """Busiest worker's share of whole chunks: no system can beat it without splitting."""
+        return math.ceil(self.chunks_total / self.workers) * self.chunk_size * self.work_ms / 1000
+
+    @property
+    def record_dir(self) -> Path:
+        return Path(self.output_dir) / "runs" / self.run_id
+
+    @property
+    def effective_timeout_s(self) -> float:
+        """Generous default: ten times the ideal plus a fixed margin for start-up."""
+        if self.timeout_s > 0:
+            return self.timeout_s
+        per_chunk_floor = self.chunks_total * 0.05 / self.workers
+        return 10 * max(self.ideal_runtime_s, per_chunk_floor) + 60
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["redis_url"] = redact_url(self.redis_url)
+        data["rabbitmq_url"] = redact_url(self.rabbitmq_url)
+        data["chunks_total"] = self.chunks_total
+        data["ideal_runtime_s"] = self.ideal_runtime_s
+        return data
+
+    @classmethod
+    def build(cls, **overrides: Any) -> RunConfig:
+        """Apply scale preset, then overrides, then the environment; validate all of it.
+
+        ``None`` means "not given" so notebook parameters and CLI flags can pass
+        every field through unchanged.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(unknown[0], given[unknown[0]],
+                              f"unknown setting; allowed: {', '.join(sorted(known))}")
+        scale = given.get("scale", "small")
+        _check_choice("scale", scale, tuple(SCALES))
+        preset = SCALES[scale]
+        values: dict[str, Any] = {
+            "total_params": preset.total_params,
+            "chunk_size": preset.chunk_size,
+            "work_ms": preset.work_ms,
+            "redis_url": os.environ.get("TTG_REDIS_URL") or DEFAULT_REDIS_URL,
+            "rabbitmq_url": os.environ.get("TTG_RABBITMQ_URL") or DEFAULT_RABBITMQ_URL,
+        }
+        values.update(given)
+        values = _coerce(values)
+        if not values.get("run_id"):
+            values["run_id"] = new_run_id(values.get("backend", "redis"))
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("config file", str(path), "file does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config file", str(path), f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError("config file", str(path), "must hold a JSON object of settings")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.build(**data)
+
+    def validate(self) -> None:
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("cluster", self.cluster, CLUSTERS)
+        _check_choice("monitor", self.monitor, MONITORS)
+        _check_choice("restart", self.restart, RESTART_POLICIES)
+        _check_int("total_params", self.total_params, 1, 100_000_000)
+        _check_int("chunk_size", self.chunk_size, 1, 1_000_000)
+        _check_int("workers", self.workers, 1, 256)
+        _check_int("max_retries", self.max_retries, 0, 100)
+        _check_number("work_ms", self.work_ms, 0, 60_000)
+        _check_number("retry_delay_s", self.retry_delay_s, 0, 3600)
+        _check_number("lease_s", self.lease_s, 0.5, 600)
+        _check_number("timeout_s", self.timeout_s, 0, 7 * 24 * 3600)
+        if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
+            raise ConfigError("kill_at", self.kill_at,
+                              "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")
+        if self.chunk_size > self.total_params:
+            raise ConfigError("chunk_size", self.chunk_size,
+                              f"must not exceed total_params ({self.total_params})")
+        if not RUN_ID_PATTERN.match(self.run_id):
+            raise ConfigError("run_id", self.run_id,
+                              "1-63 characters: letters, digits, '-', '_' or '.', "
+                              "starting with a letter or digit")
+        if ":" not in self.compute or self.compute.count(":") != 1:
+            raise ConfigError("compute", self.compute,
+                              "an import path 'package.module:function'")
+        _check_url("redis_url", self.redis_url, ("redis", "rediss", "unix"))
+        _check_url("rabbitmq_url", self.rabbitmq_url, ("amqp", "amqps"))
+        if self.fault_demo and self.workers < 2:
+            raise ConfigError("workers", self.workers,
+                              "the fault demo kills one worker, so it needs at least 2")
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Accept strings for numbers and booleans (papermill and env vars pass strings)."""
+    out = dict(values)
+    for f in fields(RunConfig):
+        if f.name not in out or not isinstance(out[f.name], str):
+            continue
+        raw = out[f.name].strip()
+        if f.type == "int":
+            try:
+                out[f.name] = int(raw.replace("_", "").replace(",", ""))
+            except ValueError:
+                raise ConfigError(f.name, raw, "a whole number") from None
+        elif f.type == "float":
+            try:
+                out[f.name] = float(raw)
+            except ValueError:
+                raise ConfigError(f.name, raw, "a number") from None
+        elif f.type == "bool":
+            if raw.lower() not in _BOOL_WORDS:
+                raise ConfigError(f.name, raw, "true or false")
+            out[f.name] = _BOOL_WORDS[raw.lower()]
+    return out
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(name, value, f"one of {', '.join(allowed)}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(name, value, f"a whole number from {low:,} to {high:,}")
+
+
+def _check_number(name: str, value: Any, low: float, high: float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or math.isnan(value) or not low <= value <= high:
+        raise ConfigError(name, value, f"a number from {low:g} to {high:g}")
+
+
+def _check_url(name: str, value: Any, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(value) if isinstance(value, str) else None
+    if parsed is None or parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
+        example = DEFAULT_REDIS_URL if "redis" in schemes else DEFAULT_RABBITMQ_URL
+        raise ConfigError(name, redact_url(value) if isinstance(value, str) else value,
+                          f"a URL with scheme {' or '.join(schemes)}, e.g. {example}")
+    try:
+        _ = parsed.port
+    except ValueError:
+        raise ConfigError(name, redact_url(value), "the port must be a number 1-65535") from None
+
+
+def redact_url(url: str) -> str:
+    """Hide the password so URLs can go into logs and run records."""
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url

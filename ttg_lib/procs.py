@@ -1,0 +1,97 @@
+"""A ledger of the OS processes TTG started, so TTG only ever signals its own.
+
+A pid alone is not an identity: pids are reused. Each entry also keeps the
+process start time (from /proc) and a marker expected on its command line; a
+signal is sent only when all three still match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LEDGER_NAME = "processes.jsonl"
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    kind: str  # worker | broker
+    name: str
+    pid: int
+    start_ticks: int | None
+    marker: str  # a string the command line must contain
+    run_id: str
+
+    def is_alive_and_ours(self) -> bool:
+        return (start_ticks(self.pid) == self.start_ticks and self.start_ticks is not None
+                and self.marker in command_line(self.pid))
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` only if the pid is still the process we started."""
+        if not self.is_alive_and_ours():
+            return False
+        try:
+            os.kill(self.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class Ledger:
+    """Append-only JSON lines in the run's record directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, entry: ProcessEntry) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self.path.open("a") as fh:
+            fh.write(json.dumps(asdict(entry)) + "\n")
+
+    def entries(self) -> list[ProcessEntry]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(ProcessEntry(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a torn line from a crash: it names nothing we can prove is ours
+        return out
+
+
+def all_ledgers(output_dir: Path) -> list[Ledger]:
+    return [Ledger(p) for p in sorted((output_dir / "runs").glob(f"*/{LEDGER_NAME}"))]
+
+
+def stop_entry(entry: ProcessEntry, grace_s: float = 5.0) -> bool:
+    """SIGTERM, wait, then SIGKILL; every signal re-checks identity."""
+    import time
+
+    if not entry.signal(signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and entry.is_alive_and_ours():
+        time.sleep(0.05)  # no pidfd wait for a process that is not our child
+    entry.signal(signal.SIGKILL)
+    return True

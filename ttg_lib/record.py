@@ -1,0 +1,111 @@
+"""The run record: everything a notebook needs to rebuild tables and charts later.
+
+Layout of ``outputs/runs/<run_id>/``::
+
+    config.json        the validated RunConfig (passwords redacted)
+    environment.json   Python, client and broker versions, git commit, machine
+    chunks.jsonl       one line per result message: worker, start, end, attempt
+    samples.jsonl      queue depths and progress every sample interval
+    events.json        worker lifecycle, fault injection, broker outages
+    queue_stats.json   the four TTG queues after completion
+    dlq.json           dead-lettered messages with their reasons
+    summary.json       the contract below (SUMMARY_KEYS)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+SUMMARY_KEYS = (
+    "run_id", "started_at", "record_dir", "compute", "backend", "cluster", "scale", "workers",
+    "total_params", "chunk_size", "work_ms", "chunks_total", "chunks_completed",
+    "params_verified", "lost_params", "wrong_results", "duplicate_deliveries", "retry_count",
+    "dlq_count", "runtime_s", "throughput_params_s", "ideal_runtime_s", "efficiency", "fault",
+)
+
+
+class RunRecord:
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._streams: dict[str, TextIO] = {}
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def append(self, name: str, row: dict[str, Any]) -> None:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = (self.dir / name).open("a", buffering=1 << 16)
+        stream.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def flush(self) -> None:
+        for stream in self._streams.values():
+            stream.flush()
+
+    def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+
+
+def load_summary(record_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(record_dir) / "summary.json").read_text())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def list_runs(output_dir: str | Path = "outputs") -> list[dict[str, Any]]:
+    """Summaries of every finished run, oldest first."""
+    runs = []
+    for path in sorted(Path(output_dir).glob("runs/*/summary.json")):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except ValueError:
+            continue
+    return sorted(runs, key=lambda s: s.get("started_at", ""))
+
+
+def environment(broker_version: str) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "ttg": _version("ttg"),
+        "redis_py": _version("redis"),
+        "pika": _version("pika"),
+        "broker_server_version": broker_version,
+        "git_commit": _git_commit(),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

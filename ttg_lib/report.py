@@ -1,0 +1,154 @@
+"""Milestone tables built from run summaries: the CLI and the notebooks render the same rows.
+
+Nothing here is typed in by hand: every observed figure and every observation
+comes from a summary.json written by a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str]  # metric, target, observed
+
+
+def _pct(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction * 100:.0f}%"
+
+
+def _num(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def milestone_rows(s: dict[str, Any]) -> list[Row]:
+    """Target vs Observed, in the order of the milestone document's tables."""
+    n, chunks = s["workers"], s["chunks_total"]
+    rows: list[Row] = [("Workers started", f"{n}/{n}", f"{s.get('workers_started', n)}/{n}")]
+    fault = s.get("fault")
+    if fault:
+        target = f"1 at ~{_pct(fault.get('kill_at'))}" if fault.get("kill_at") else "1"
+        rows.append(("Worker killed", target,
+                     f"1 ({fault['killed_worker']}) at ~{_pct(fault.get('killed_at_fraction'))}"))
+        recovered = fault.get("recovered_after_s")
+        rows.append(("Chunk recovered after kill", "≤ 3 s",
+                     "no chunk in flight" if recovered is None else f"{recovered:.2f} s"))
+        if s.get("restart") == "always":
+            rows.append(("Workers replaced", "1", str(s.get("workers_replaced", 0))))
+    rows += [
+        ("Completed chunks", f"{chunks}/{chunks}", f"{s['chunks_completed']}/{chunks}"),
+        ("Runtime (seconds)", f"≥ {s['ideal_runtime_s']:.1f} (ideal)",
+         _num(s.get("runtime_s"), "s", 2)),
+        ("Efficiency (ideal / runtime)", "≥ 99%", _pct(s.get("efficiency"))),
+        ("Throughput (params/sec)", "record", _num(s.get("throughput_params_s"), "", 1)),
+        ("Retry queue", "0", str(s.get("retry_queue", "n/a"))),
+        ("DLQ", "0", str(s.get("dlq_count", "n/a"))),
+        ("Results queue", str(chunks), str(s.get("results_queue", "n/a"))),
+        ("Params verified (recomputed)", f"{s['total_params']:,}",
+         f"{s['params_verified']:,}"),
+        ("Duplicate deliveries (harmless)", "record", str(s.get("duplicate_deliveries", 0))),
+        ("Data loss", "ZERO", data_loss(s)),
+    ]
+    return rows
+
+
+def data_loss(s: dict[str, Any]) -> str:
+    lost, wrong = s.get("lost_params", 0), s.get("wrong_results", 0)
+    if not lost and not wrong:
+        return "ZERO"
+    parts = [f"{lost:,} params lost"] if lost else []
+    parts += [f"{wrong:,} wrong"] if wrong else []
+    return ", ".join(parts)
+
+
+def queue_stats_rows(stats: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
+    """name, messages, consumers, ready, unacked — the milestone's 'Queue Stats' block."""
+    rows = []
+    for role in ("retry", "dlq", "tasks", "results"):
+        q = stats.get(role)
+        if q:
+            unacked = "n/a" if q["unacked"] is None else q["unacked"]
+            rows.append((q["name"], q["messages"], q["consumers"], q["ready"], unacked))
+    return rows
+
+
+RECOVERY = {"redis": "XAUTOCLAIM after a 2 s lease", "rabbitmq": "Requeue on disconnect"}
+
+
+def comparison_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Backend Comparison Summary: one column per run label, medians over repeats."""
+    groups = group_runs(summaries)
+    header = ["Metric"] + list(groups)
+    metrics: list[tuple[str, Any]] = [
+        ("Chunks", lambda g: f"{_median(g, 'chunks_completed'):.0f}/{g[0]['chunks_total']}"),
+        ("Runtime", lambda g: f"{_median(g, 'runtime_s'):.1f}s"),
+        ("Throughput", lambda g: f"{_median(g, 'throughput_params_s'):.1f} p/s"),
+        ("Efficiency", lambda g: _pct(_median(g, "efficiency"))),
+        ("Recovery method", lambda g: RECOVERY[g[0]["backend"]]),
+        ("Recovery time", lambda g: _recovery(g)),
+        ("DLQ", lambda g: f"{_median(g, 'dlq_count'):.0f}"),
+        ("Data loss", lambda g: "ZERO" if all(data_loss(s) == "ZERO" for s in g)
+         else "; ".join(data_loss(s) for s in g)),
+        ("Runs", lambda g: str(len(g))),
+    ]
+    body = [[name] + [fn(g) for g in groups.values()] for name, fn in metrics]
+    return header, body
+
+
+def _recovery(group: list[dict[str, Any]]) -> str:
+    values = [s["fault"]["recovered_after_s"] for s in group
+              if s.get("fault") and s["fault"].get("recovered_after_s") is not None]
+    return "n/a" if not values else f"{sorted(values)[len(values) // 2]:.2f}s"
+
+
+def run_label(s: dict[str, Any]) -> str:
+    backend = {"redis": "Redis", "rabbitmq": "RabbitMQ"}.get(s["backend"], s["backend"])
+    return f"{backend} ({'fault' if s.get('fault') else 'no fault'})"
+
+
+def group_runs(summaries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    order = ["Redis (no fault)", "RabbitMQ (no fault)", "Redis (fault)", "RabbitMQ (fault)"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in summaries:
+        groups.setdefault(run_label(s), []).append(s)
+    return dict(sorted(groups.items(), key=lambda kv: order.index(kv[0])
+                       if kv[0] in order else len(order)))
+
+
+def _median(group: list[dict[str, Any]], key: str) -> float:
+    values = sorted(s[key] for s in group if s.get(key) is not None)
+    if not values:
+        return float("nan")
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def key_observations(summaries: list[dict[str, Any]]) -> list[str]:
+    """Observations computed from the runs: faster backend, fault slowdown, recovery, loss."""
+    groups = group_runs(summaries)
+    out: list[str] = []
+    complete = all(s["chunks_completed"] == s["chunks_total"] for s in summaries)
+    lossless = all(data_loss(s) == "ZERO" for s in summaries)
+    out.append(f"{'All' if complete else 'Not all'} {len(summaries)} runs completed every chunk; "
+               f"data loss: {'ZERO in every run' if lossless else 'see the table'}.")
+    for fault in ("no fault", "fault"):
+        redis_g, rabbit_g = groups.get(f"Redis ({fault})"), groups.get(f"RabbitMQ ({fault})")
+        if redis_g and rabbit_g:
+            r, q = _median(redis_g, "runtime_s"), _median(rabbit_g, "runtime_s")
+            faster, slower = ("Redis", "RabbitMQ") if r <= q else ("RabbitMQ", "Redis")
+            out.append(f"{fault.capitalize()}: {faster} was faster than {slower} by "
+                       f"{abs(q - r) / max(r, q) * 100:.1f}% ({min(r, q):.1f}s vs "
+                       f"{max(r, q):.1f}s).")
+    for backend in ("Redis", "RabbitMQ"):
+        base, hit = groups.get(f"{backend} (no fault)"), groups.get(f"{backend} (fault)")
+        if base and hit:
+            slow = _median(hit, "runtime_s") / _median(base, "runtime_s") - 1
+            out.append(f"{backend}: killing one worker changed the runtime by {slow * 100:+.1f}%"
+                       f"; its in-flight chunk was back in work after {_recovery(hit)}.")
+    effs = [s["efficiency"] for s in summaries if s.get("efficiency") is not None]
+    if effs:
+        out.append(f"Parallel efficiency (ideal / runtime) ranged {min(effs) * 100:.1f}%–"
+                   f"{max(effs) * 100:.1f}%.")
+    dupes = sum(s.get("duplicate_deliveries", 0) for s in summaries)
+    out.append(f"Duplicate deliveries across all runs: {dupes} (counted once in results).")
+    return out

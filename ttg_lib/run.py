@@ -1,0 +1,437 @@
+"""Run orchestration: seed tasks, start workers, watch, inject the fault, verify, record.
+
+:class:`Run` is a step-wise object so that every front end drives the same
+code: the CLI loops over :meth:`Run.step` behind a progress bar, a notebook
+loops over it while it redraws a chart, and the demo's buttons call
+:meth:`Run.kill_worker_now` between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import compute
+from .backends import Backend, BrokerUnavailable, QueueStats, make_backend
+from .cluster import Cluster, ClusterError
+from .cluster.brokers import PrivateBroker, ensure_broker
+from .config import ConfigError, RunConfig
+from .messages import Result, Task
+from .procs import ProcessEntry, start_ticks
+from .record import RunRecord, environment
+from .verify import ResultCollector
+
+SAMPLE_EVERY_S = 0.5
+READY_TIMEOUT_S = 60.0
+
+
+class RunError(RuntimeError):
+    """The run could not start or could not finish; the message says why."""
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    chunks_total: int
+    chunks_completed: int
+    chunks_failed: int
+    params_done: int
+    live_workers: int
+    stats: dict[str, Any] | None
+    state: str  # starting | running | broker-down | done | timed-out | stalled
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        return (self.chunks_completed + self.chunks_failed) / max(1, self.chunks_total)
+
+
+class Run:
+    def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
+                 backend: Backend | None = None):
+        self.config = config
+        try:
+            self.fn = compute.load(config.compute)
+        except compute.ComputeImportError as exc:
+            raise ConfigError("compute", config.compute, str(exc).split(": ", 1)[-1]) from None
+        self.record = RunRecord(config.record_dir)
+        self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
+                                         chunk_size=config.chunk_size, fn=self.fn)
+        self.broker: PrivateBroker | None = None
+        self.broker_url = config.broker_url
+        self.backend = backend
+        self.cluster = cluster
+        self.started_at = ""
+        self.state = "created"
+        self.t0: float | None = None
+        self.t_last: float | None = None
+        self.fault: dict[str, Any] | None = None
+        self._fault_victim_chunk: int | None = None
+        self._next_sample = 0.0
+        self._last_stats: QueueStats | None = None
+        self._outages: list[dict[str, Any]] = []
+        self._outage_started: float | None = None
+        self._retries = 0
+        self._stalled_since: float | None = None
+        self._workers_started = 0
+        self._summary: dict[str, Any] | None = None
+
+    # -- start -------------------------------------------------------------
+    def start(self) -> None:
+        """Everything up to the first task published; on failure nothing stays running."""
+        try:
+            self._start()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _start(self) -> None:
+        cfg = self.config
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.record.write_json("config.json", cfg.to_dict())
+        if cfg.cluster == "local":
+            self._ensure_local_broker()
+        if self.backend is None:
+            self.backend = make_backend(cfg.backend, self.broker_url, lease_s=cfg.lease_s)
+        try:
+            self.backend.connect()
+        except BrokerUnavailable as exc:
+            raise RunError(str(exc)) from None
+        self.backend.acquire_run(cfg.run_id)
+        self.backend.purge()
+        self.backend.declare()
+        self.record.write_json("environment.json", environment(self.backend.server_version()))
+        if self.cluster is None:
+            self.cluster = make_cluster(cfg, self.broker_url)
+        self.cluster.start_workers(cfg.workers)
+        self.state = "starting"
+        self.cluster.wait_ready(cfg.workers, READY_TIMEOUT_S)
+        self._workers_started = sum(1 for w in self.cluster.workers() if w.state == "running")
+        self.t0 = time.monotonic()
+        self.backend.publish_tasks(self._tasks())
+        self.state = "running"
+
+    def _ensure_local_broker(self) -> None:
+        try:
+            self.broker_url, self.broker = ensure_broker(self.config.backend,
+                                                         self.config.broker_url, aof=True)
+        except ClusterError as exc:
+            raise RunError(str(exc)) from None
+        if self.broker is not None:
+            from .procs import Ledger
+
+            Ledger(self.config.record_dir / "processes.jsonl").record(ProcessEntry(
+                "broker", f"private-{self.broker.kind}", self.broker.pid,
+                start_ticks(self.broker.pid), self.broker.data_dir, self.config.run_id))
+
+    def _tasks(self) -> Iterator[Task]:
+        cfg = self.config
+        now = time.time()
+        for chunk_id in range(cfg.chunks_total):
+            start = chunk_id * cfg.chunk_size
+            yield Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
+                       count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
+                       compute=cfg.compute, max_retries=cfg.max_retries,
+                       retry_delay_s=cfg.retry_delay_s, published_at=now)
+
+    # -- watch -------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.state in ("done", "timed-out", "stalled", "stopped")
+
+    @property
+    def elapsed_s(self) -> float:
+        return 0.0 if self.t0 is None else time.monotonic() - self.t0
+
+    def step(self, timeout: float = 0.1) -> Progress:
+        """Read results for up to ``timeout`` seconds, sample, inject the fault; never raises
+        for a broker outage (it is recorded and ridden out)."""
+        if self.state == "running":
+            try:
+                self._read(timeout)
+                self._recovered_from_outage()
+            except BrokerUnavailable as exc:
+                self._broker_down(exc)
+            self._maybe_sample()
+            self._maybe_inject_fault()
+            self._check_end()
+        return self.progress()
+
+    def _read(self, timeout: float) -> None:
+        assert self.backend is not None
+        for result in self.backend.read_results(timeout):
+            new = self.collector.add(result)
+            if new and isinstance(result, Result):
+                self.t_last = time.monotonic()
+                self._on_new_result(result)
+            elif isinstance(result, Result):
+                self._timeline(result, duplicate=True)
+
+    def _on_new_result(self, result: Result) -> None:
+        self._retries += max(0, result.attempt - 1)
+        self._timeline(result, duplicate=False)
+        fault = self.fault
+        if (fault is not None and fault["recovered_after_s"] is None and result.redelivered
+                and result.started_at >= fault["killed_wall"]):
+            fault["recovered_after_s"] = round(result.started_at - fault["killed_wall"], 3)
+            fault["recovered_chunk"] = result.chunk_id
+            fault["recovered_by"] = result.worker
+
+    def _timeline(self, result: Result, duplicate: bool) -> None:
+        self.record.append("chunks.jsonl", {
+            "chunk_id": result.chunk_id, "worker": result.worker, "attempt": result.attempt,
+            "started_at": result.started_at, "finished_at": result.finished_at,
+            "received_s": round(self.elapsed_s, 4), "redelivered": result.redelivered,
+            "duplicate": duplicate, "error": result.error})
+
+    def _maybe_sample(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_sample:
+            return
+        self._next_sample = now + SAMPLE_EVERY_S
+        try:
+            stats = self.backend.stats() if self._outage_started is None else None  # type: ignore[union-attr]
+            self.backend.renew_run(self.config.run_id) if stats else None  # type: ignore[union-attr]
+        except BrokerUnavailable as exc:
+            self._broker_down(exc)
+            stats = None
+        if stats is not None:
+            self._last_stats = stats
+        live = len(self.cluster.live_workers()) if hasattr(self.cluster, "live_workers") else 0
+        row: dict[str, Any] = {"t": round(self.elapsed_s, 3), "wall": time.time(),
+                               "completed": self.collector.completed,
+                               "failed": self.collector.failed,
+                               "params_done": self.collector.params_done,
+                               "live_workers": live, "broker_up": stats is not None}
+        if stats is not None:
+            for role, q in stats.to_dict().items():
+                row[role] = q["messages"]
+                row[f"{role}_ready"] = q["ready"]
+                row[f"{role}_unacked"] = q["unacked"]
+            row["consumers"] = stats.tasks.consumers
+        self.record.append("samples.jsonl", row)
+
+    def _maybe_inject_fault(self) -> None:
+        cfg = self.config
+        if not cfg.fault_demo or self.fault is not None:
+            return
+        if self.collector.finished < math.ceil(cfg.kill_at * cfg.chunks_total):
+            return
+        self.kill_worker_now(reason="fault demo")
+
+    def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
+        """Kill one worker without warning; the first kill is the run's recorded fault."""
+        assert self.cluster is not None
+        status = {w["name"]: w for w in self.cluster.worker_status()}
+        victim = self.cluster.kill_worker(name)
+        info = {"kill_at": self.config.kill_at if reason == "fault demo" else None,
+                "killed_worker": victim.name, "killed_at_s": round(self.elapsed_s, 3),
+                "killed_wall": time.time(),
+                "killed_at_fraction": round(self.collector.finished / self.config.chunks_total, 3),
+                "victim_chunk": status.get(victim.name, {}).get("current_chunk"),
+                "recovered_after_s": None, "reason": reason}
+        if self.fault is None:
+            self.fault = info
+        return info
+
+    def _broker_down(self, exc: BaseException) -> None:
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            self._outages.append({"start_s": round(self.elapsed_s, 3), "end_s": None,
+                                  "error": str(exc)})
+        try:
+            self.backend.reconnect()  # type: ignore[union-attr]
+            self.backend.declare()  # type: ignore[union-attr]
+            self.backend.acquire_run(self.config.run_id)  # type: ignore[union-attr]
+        except BrokerUnavailable:
+            time.sleep(0.2)  # back off before the next step tries again
+
+    def _recovered_from_outage(self) -> None:
+        if self._outage_started is not None:
+            self._outages[-1]["end_s"] = round(self.elapsed_s, 3)
+            self._outage_started = None
+
+    def _check_end(self) -> None:
+        cfg = self.config
+        if self.collector.all_done:
+            self.state = "done"
+        elif self.elapsed_s > cfg.effective_timeout_s:
+            self.state = "timed-out"
+        elif self.cluster is not None and hasattr(self.cluster, "live_workers"):
+            if self.cluster.live_workers():
+                self._stalled_since = None
+            elif self._stalled_since is None:
+                self._stalled_since = time.monotonic()
+            elif time.monotonic() - self._stalled_since > 3 * cfg.lease_s + 5:
+                self.state = "stalled"
+
+    def progress(self) -> Progress:
+        live = 0
+        if self.cluster is not None and hasattr(self.cluster, "live_workers"):
+            live = len(self.cluster.live_workers())
+        return Progress(
+            elapsed_s=self.elapsed_s, chunks_total=self.config.chunks_total,
+            chunks_completed=self.collector.completed, chunks_failed=self.collector.failed,
+            params_done=self.collector.params_done,
+            live_workers=live,
+            stats=self._last_stats.to_dict() if self._last_stats else None,
+            state="broker-down" if self._outage_started is not None else self.state,
+            events=self.cluster.events() if self.cluster else [])
+
+    def stop(self) -> None:
+        """Ask the run to end at the next step (the demo's Stop button)."""
+        if not self.done:
+            self.state = "stopped"
+
+    # -- finish ------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Stop workers, take final queue stats, verify, write the record; idempotent."""
+        if self._summary is not None:
+            return self._summary
+        try:
+            if self.cluster is not None:
+                self.cluster.stop()
+            final_stats, dead_letters = self._final_broker_state()
+            summary = self._summarise(final_stats, dead_letters)
+            self.record.write_json("summary.json", summary)
+            self._summary = summary
+            return summary
+        finally:
+            self._release()
+
+    def _final_broker_state(self) -> tuple[QueueStats | None, list[dict[str, Any]]]:
+        assert self.backend is not None
+        for _ in range(50):
+            try:
+                if self._outage_started is not None:
+                    self._broker_down(RuntimeError("reconnecting for final stats"))
+                self.backend.release_results()
+                stats = self.backend.stats()
+                dead = self.backend.read_dead_letters()
+                self.collector.duplicates += self.backend.duplicate_count()
+                return stats, dead
+            except BrokerUnavailable as exc:
+                self._broker_down(exc)
+        return None, []
+
+    def _summarise(self, stats: QueueStats | None, dead: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.config
+        verdict = self.collector.verdict()
+        runtime = (self.t_last - self.t0) if self.t_last and self.t0 else None
+        throughput = verdict.params_verified / runtime if runtime else 0.0
+        ideal = cfg.ideal_runtime_s
+        fault = None
+        if self.fault is not None:
+            fault = {k: v for k, v in self.fault.items() if k != "killed_wall"}
+        events = self.cluster.events() if self.cluster else []
+        replaced = sum(1 for e in events if e["event"] == "replaced")
+        self.record.write_json("events.json", {"workers": events, "fault": fault,
+                                               "broker_outages": self._outages})
+        if self.cluster is not None:
+            self.record.write_json("workers.json", self.cluster.worker_status())
+        if stats is not None:
+            self.record.write_json("queue_stats.json", stats.to_dict())
+        self.record.write_json("dlq.json", dead)
+        ok = verdict.ok and self.state == "done"
+        return {
+            "run_id": cfg.run_id, "started_at": self.started_at,
+            "record_dir": str(cfg.record_dir.resolve()), "compute": cfg.compute,
+            "backend": cfg.backend, "cluster": cfg.cluster, "scale": cfg.scale,
+            "workers": cfg.workers, "total_params": cfg.total_params,
+            "chunk_size": cfg.chunk_size, "work_ms": cfg.work_ms,
+            "chunks_total": cfg.chunks_total, "chunks_completed": verdict.chunks_completed,
+            "chunks_failed": verdict.chunks_failed,
+            "params_verified": verdict.params_verified, "lost_params": verdict.lost_params,
+            "wrong_results": verdict.wrong_results,
+            "duplicate_deliveries": verdict.duplicate_deliveries,
+            "foreign_results": verdict.foreign_results,
+            "retry_count": self._retries,
+            "dlq_count": stats.dlq.messages if stats else len(dead),
+            "retry_queue": stats.retry.messages if stats else None,
+            "results_queue": stats.results.messages if stats else None,
+            "tasks_queue": stats.tasks.messages if stats else None,
+            "runtime_s": round(runtime, 3) if runtime else None,
+            "throughput_params_s": round(throughput, 2),
+            "ideal_runtime_s": round(ideal, 3),
+            "efficiency": round(ideal / runtime, 4) if runtime and cfg.work_ms > 0 else None,
+            "fault": fault,
+            "workers_started": self._workers_started,
+            "workers_replaced": replaced,
+            "restart": cfg.restart,
+            "broker_outages": self._outages,
+            "state": self.state,
+            "verified": verdict.ok,
+            "ok": ok,
+            "problems": verdict.problems + ([] if self.state == "done" else
+                                            [f"run ended in state {self.state!r}"]),
+        }
+
+    def _release(self) -> None:
+        if self.backend is not None:
+            try:
+                self.backend.release_run(self.config.run_id)
+            except BrokerUnavailable:
+                pass  # the lock expires on its own
+            self.backend.close()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        self.record.close()
+
+    def abort(self) -> None:
+        """Undo a half-started run: stop what was started, release the broker."""
+        if self.cluster is not None:
+            self.cluster.stop(timeout=5)
+        if self.backend is not None:
+            try:
+                self.backend.release_run(self.config.run_id)
+            except Exception:  # best effort: the lock also expires by itself
+                pass
+            self.backend.close()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        self.record.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None and self._summary is None:
+            self.abort()
+
+
+def make_cluster(config: RunConfig, broker_url: str) -> Cluster:
+    if config.cluster == "local":
+        from .cluster.local import LocalCluster
+
+        return LocalCluster(backend=config.backend, broker_url=broker_url,
+                            run_id=config.run_id, record_dir=config.record_dir,
+                            restart=config.restart, lease_s=config.lease_s)
+    try:
+        from .cluster.kubernetes import KubernetesCluster
+    except ImportError as exc:
+        raise RunError(f"cluster {config.cluster!r} needs the Kubernetes provider "
+                       f"(pip install 'ttg[k8s]'): {exc}") from None
+    return KubernetesCluster.for_run(config)
+
+
+def execute(config: RunConfig,
+            on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Do a whole run and return its summary (also written to summary.json)."""
+    with Run(config) as run:
+        run.start()
+        while not run.done:
+            progress = run.step(0.1)
+            if on_progress is not None:
+                on_progress(progress)
+        return run.finish()
+
+
+def record_path(summary: dict[str, Any]) -> Path:
+    return Path(summary["record_dir"])

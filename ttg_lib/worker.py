@@ -1,0 +1,288 @@
+"""The worker: pull a chunk, compute it, store the result, ack; forever.
+
+Backend-agnostic: everything broker-specific sits behind :class:`Backend`.
+The chunk is computed on a helper thread while the main thread keeps the
+lease and the broker connection alive, so a slow chunk is never mistaken for
+a dead worker. SIGTERM lets the current chunk finish and be stored, then the
+worker exits 0; a broker outage is ridden out with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import compute
+from .backends import Backend, BrokerUnavailable, Delivery, make_backend
+from .logs import EventLog
+from .messages import MessageError, Result, Task
+
+
+@dataclass
+class WorkerSettings:
+    backend: str
+    url: str
+    run_id: str
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_s: float = 2.0
+    heartbeat_file: str | None = None
+    max_chunks: int = 0  # 0 = until stopped; used by tests
+    idle_exit_s: float = 0.0  # 0 = never exit when idle
+
+    @property
+    def renew_every(self) -> float:
+        return max(0.05, self.lease_s / 5)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> WorkerSettings:
+        from .config import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL
+
+        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", "redis")
+        url_default = (os.environ.get("TTG_REDIS_URL", DEFAULT_REDIS_URL) if backend == "redis"
+                       else os.environ.get("TTG_RABBITMQ_URL", DEFAULT_RABBITMQ_URL))
+        values: dict[str, Any] = {
+            "backend": backend,
+            "url": url_default,
+            "run_id": os.environ.get("TTG_RUN_ID", ""),
+            "lease_s": float(os.environ.get("TTG_LEASE_S", "2.0")),
+            "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
+        }
+        if os.environ.get("TTG_WORKER_NAME"):
+            values["name"] = os.environ["TTG_WORKER_NAME"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class Heartbeat:
+    """A small JSON file rewritten atomically: liveness probes and the live worker table."""
+
+    def __init__(self, path: str | None, name: str):
+        self.path = Path(path) if path else None
+        self.state: dict[str, Any] = {"name": name, "pid": os.getpid(), "state": "starting",
+                                      "chunks_done": 0, "current_chunk": None,
+                                      "started_at": time.time()}
+        self._last = 0.0
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def beat(self, force: bool = False, **changes: Any) -> None:
+        self.state.update(changes)
+        now = time.time()
+        if self.path is None or (not force and now - self._last < 0.5):
+            return
+        self._last = now
+        self.state["last_heartbeat"] = now
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.path)
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, backend: Backend | None = None):
+        self.settings = settings
+        self.backend = backend or make_backend(settings.backend, settings.url,
+                                               lease_s=settings.lease_s)
+        self.log = EventLog(worker=settings.name, run_id=settings.run_id)
+        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name)
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
+        self.chunks_done = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            self.log("stop_requested", signal=signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self) -> int:
+        _tighten_timer_slack()
+        self._connect_with_backoff()
+        self.heartbeat.beat(force=True, state="ready")
+        self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
+        idle_since = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                delivery = self.backend.fetch(self.settings.name, timeout=0.5)
+                if delivery is None:
+                    self.heartbeat.beat(state="idle", current_chunk=None)
+                    if (self.settings.idle_exit_s
+                            and time.monotonic() - idle_since > self.settings.idle_exit_s):
+                        break
+                    continue
+                self.handle(delivery)
+                idle_since = time.monotonic()
+            except BrokerUnavailable as exc:
+                self.log("broker_unavailable", level="warning", error=str(exc))
+                self._connect_with_backoff()
+            if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
+                break
+        self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
+        self.log("worker_stopped", chunks_done=self.chunks_done)
+        self.pool.shutdown(wait=False)
+        try:
+            self.backend.leave(self.settings.name)
+        except BrokerUnavailable:
+            pass  # the broker is gone; its consumer record is moot
+        self.backend.close()
+        return 0
+
+    def _connect_with_backoff(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self.backend.reconnect()
+                return
+            except BrokerUnavailable as exc:
+                if self.stopping.is_set():
+                    raise SystemExit(0) from None
+                self.heartbeat.beat(state="reconnecting")
+                self.log("reconnect_wait", level="warning", delay_s=round(delay, 2),
+                         error=str(exc))
+                self.stopping.wait(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 5.0)
+
+    # -- one chunk ---------------------------------------------------------
+    def handle(self, delivery: Delivery) -> None:
+        try:
+            task = Task.decode(delivery.body)
+        except MessageError as exc:
+            return self._reject(delivery, str(exc))
+        if self.settings.run_id and task.run_id != self.settings.run_id:
+            return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's run "
+                                          f"{self.settings.run_id!r}")
+        try:
+            fn = compute.load(task.compute)
+        except compute.ComputeImportError as exc:
+            return self._reject(delivery, str(exc), task=task)
+        started = time.time()
+        self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,
+                            chunk_started_at=started)
+        try:
+            values = self._compute(delivery, fn, task)
+        except Exception as exc:  # the user's function failed: retry policy decides
+            error = f"{type(exc).__name__}: {exc}"
+            return self._failed(delivery, task, error, started)
+        result = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
+                        count=task.count, worker=self.settings.name, attempt=task.attempt,
+                        started_at=started, finished_at=time.time(), values=values,
+                        checksum=compute.checksum(values), redelivered=delivery.redelivered)
+        self._store(delivery, result)
+        self.chunks_done += 1
+        self.heartbeat.beat(force=True, state="idle", chunks_done=self.chunks_done,
+                            current_chunk=None)
+
+    def _compute(self, delivery: Delivery, fn: compute.ComputeFn, task: Task) -> list[Any]:
+        future = self.pool.submit(compute.run_chunk, fn, task.start, task.count, task.work_ms)
+        while True:
+            try:
+                return future.result(timeout=self.settings.renew_every)
+            except FutureTimeout:
+                self._keepalive(delivery)
+
+    def _keepalive(self, delivery: Delivery) -> None:
+        """A broker hiccup during compute must not kill the chunk: the store step reconnects."""
+        try:
+            self.backend.keepalive(self.settings.name, delivery)
+        except BrokerUnavailable as exc:
+            self.log("keepalive_failed", level="warning", error=str(exc))
+        self.heartbeat.beat()
+
+    def _store(self, delivery: Delivery, result: Result) -> None:
+        """Store, reconnecting as needed; a result that cannot be stored is recomputed later."""
+        for attempt in range(1, 4):
+            try:
+                self.backend.complete(delivery, result)
+                self.log("chunk_done", chunk=result.chunk_id, attempt=result.attempt,
+                         redelivered=delivery.redelivered,
+                         seconds=round(result.finished_at - result.started_at, 4))
+                return
+            except BrokerUnavailable as exc:
+                self.log("store_failed", level="warning", chunk=result.chunk_id,
+                         try_=attempt, error=str(exc))
+                self._connect_with_backoff()
+        self.log("store_gave_up", level="error", chunk=result.chunk_id)
+
+    def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
+        self.log("chunk_failed", level="warning", chunk=task.chunk_id, attempt=task.attempt,
+                 error=error, trace=traceback.format_exc(limit=3))
+        if task.attempt <= task.max_retries:
+            delay = task.retry_delay_s * (2 ** (task.attempt - 1))
+            self.backend.retry(delivery, task.next_attempt(), delay)
+            self.log("chunk_retry_scheduled", chunk=task.chunk_id, next_attempt=task.attempt + 1,
+                     delay_s=delay)
+        else:
+            self._reject(delivery, f"failed after {task.attempt} attempts: {error}", task=task,
+                         started=started)
+        self.heartbeat.beat(state="idle", current_chunk=None)
+
+    def _reject(self, delivery: Delivery, reason: str, task: Task | None = None,
+                started: float | None = None) -> None:
+        """Dead-letter at once; a valid task of this run also reports its chunk as failed."""
+        failure = None
+        if task is not None and task.run_id == self.settings.run_id:
+            now = time.time()
+            failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
+                             count=task.count, worker=self.settings.name, attempt=task.attempt,
+                             started_at=started or now, finished_at=now, error=reason)
+        attempts = task.attempt if task else 1
+        self.backend.dead_letter(delivery, reason, attempts, failure)
+        self.log("dead_lettered", level="warning", reason=reason,
+                 chunk=task.chunk_id if task else None)
+
+
+def _tighten_timer_slack() -> None:
+    """Linux pads every sleep by 50 us of timer slack; 1 us keeps simulated work honest."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK
+        except (OSError, AttributeError):
+            pass
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ttg_lib.worker",
+        description="Run one TTG worker. Every option falls back to its TTG_* environment "
+                    "variable, so the same image serves local processes and Kubernetes pods.")
+    parser.add_argument("--backend", choices=("redis", "rabbitmq"))
+    parser.add_argument("--url", help="broker URL (default: TTG_REDIS_URL / TTG_RABBITMQ_URL)")
+    parser.add_argument("--run-id", dest="run_id")
+    parser.add_argument("--name", help="worker name (default: host-pid)")
+    parser.add_argument("--lease-s", dest="lease_s", type=float)
+    parser.add_argument("--heartbeat-file", dest="heartbeat_file")
+    parser.add_argument("--max-chunks", dest="max_chunks", type=int)
+    parser.add_argument("--idle-exit-s", dest="idle_exit_s", type=float)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = WorkerSettings.from_env(**vars(args))
+    if settings.backend not in ("redis", "rabbitmq"):
+        print(f"ttg worker: invalid TTG_BACKEND={settings.backend!r}: one of redis, rabbitmq",
+              file=sys.stderr)
+        return 2
+    worker = Worker(settings)
+    worker.install_signal_handlers()
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
