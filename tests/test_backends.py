@@ -97,7 +97,7 @@ def test_dead_letter_keeps_reason_and_reports_failure(backend):
 
 def test_unacked_task_of_a_vanished_consumer_is_redelivered(backend_name, broker_url, backend):
     backend.publish_tasks([task(1)])
-    doomed = make_backend(backend_name, broker_url, lease_s=0.6)
+    doomed = make_backend(backend_name, broker_url, lease_s=0.6, worker=True)
     doomed.connect()
     d = fetch(doomed, consumer="doomed")
     assert d is not None
@@ -113,7 +113,7 @@ def test_unacked_task_of_a_vanished_consumer_is_redelivered(backend_name, broker
 def test_lease_is_kept_while_alive(backend_name, broker_url, backend):
     """A slow but alive worker keeps its chunk: keepalive renews the lease."""
     backend.publish_tasks([task(2)])
-    slow = make_backend(backend_name, broker_url, lease_s=0.6)
+    slow = make_backend(backend_name, broker_url, lease_s=0.6, worker=True)
     slow.connect()
     d = fetch(slow, consumer="slow")
     deadline = time.monotonic() + 2.0  # > 3 leases

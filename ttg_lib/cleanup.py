@@ -45,7 +45,8 @@ def cleanup_processes(output_dir: Path, run_id: str | None, dry_run: bool,
                 shutil.rmtree(entry.marker, ignore_errors=True)  # the broker's temp data dir
 
 
-def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupReport) -> None:
+def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupReport,
+                   force: bool = False) -> None:
     for name, url in backends.items():
         backend = make_backend(name, url)
         try:
@@ -54,6 +55,10 @@ def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupRepor
             report.skipped.append(f"{name}: {exc}")
             continue
         try:
+            if not force and _run_is_live(backend):
+                report.skipped.append(f"{name}: a TTG run is live on this broker; its queues "
+                                      f"stay (stop the run first, or pass --force)")
+                continue
             report.removed.extend(backend.purge(dry_run=dry_run))
             drop_lock = getattr(backend, "drop_lock", None)
             if drop_lock is not None:
@@ -62,14 +67,27 @@ def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupRepor
             backend.close()
 
 
+def _run_is_live(backend) -> bool:
+    """Probe the run lock: if we can take it, nobody holds it."""
+    from .backends import RunLocked
+
+    probe = "ttg-cleanup-probe"
+    try:
+        backend.acquire_run(probe)
+    except RunLocked:
+        return True
+    backend.release_run(probe)
+    return False
+
+
 def cleanup(*, output_dir: Path, backends: dict[str, str], processes: bool, queues: bool,
             kubernetes: bool = False, run_id: str | None = None,
-            dry_run: bool = False) -> CleanupReport:
+            dry_run: bool = False, force: bool = False) -> CleanupReport:
     report = CleanupReport(dry_run=dry_run)
     if processes:
         cleanup_processes(output_dir, run_id, dry_run, report)
     if queues:
-        cleanup_queues(backends, dry_run, report)
+        cleanup_queues(backends, dry_run, report, force=force)
     if kubernetes:
         try:
             from .cluster.kubernetes import cleanup_kubernetes

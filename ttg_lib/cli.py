@@ -190,8 +190,10 @@ def monitor(backend: str, interval: float, once: bool, as_json: bool) -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="only this broker")
 @click.option("--output-dir", default="outputs", show_default=True)
 @click.option("--dry-run", is_flag=True, help="list what would go; change nothing")
+@click.option("--force", is_flag=True, help="purge TTG queues even while a run holds them")
 def cleanup(everything: bool, processes: bool, queues: bool, kubernetes: bool,
-            run_id: str | None, backend: str | None, output_dir: str, dry_run: bool) -> None:
+            run_id: str | None, backend: str | None, output_dir: str, dry_run: bool,
+            force: bool) -> None:
     """Remove what TTG created, and only that."""
     from .cleanup import cleanup as do_cleanup
 
@@ -202,7 +204,7 @@ def cleanup(everything: bool, processes: bool, queues: bool, kubernetes: bool,
         report = do_cleanup(output_dir=Path(output_dir), backends=_broker_urls(backend),
                             processes=everything or processes, queues=everything or queues,
                             kubernetes=kubernetes or (everything and _kube_configured()),
-                            run_id=run_id, dry_run=dry_run)
+                            run_id=run_id, dry_run=dry_run, force=force)
     except USER_ERRORS as exc:
         fail(str(exc))
     for line in report.lines():

@@ -252,9 +252,26 @@ class Run:
             time.sleep(0.2)  # back off before the next step tries again
 
     def _recovered_from_outage(self) -> None:
-        if self._outage_started is not None:
-            self._outages[-1]["end_s"] = round(self.elapsed_s, 3)
-            self._outage_started = None
+        if self._outage_started is None:
+            return
+        self._outages[-1]["end_s"] = round(self.elapsed_s, 3)
+        self._outage_started = None
+        self._republish_if_broker_lost_data()
+
+    def _republish_if_broker_lost_data(self) -> None:
+        """A broker that came back without its data (no persistence) lost our tasks: publish
+        every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
+        assert self.backend is not None
+        stats = self.backend.stats()
+        stored = stats.results.messages + stats.tasks.messages + stats.retry.messages
+        if self.config.backend != "redis" or stats.results.messages >= self.collector.completed:
+            return
+        missing = [t for t in self._tasks() if not self.collector.chunk_state[t.chunk_id]]
+        self._outages[-1]["republished_chunks"] = len(missing)
+        self._outages[-1]["broker_had_messages"] = stored
+        if hasattr(self.backend, "reset_results_cursor"):
+            self.backend.reset_results_cursor()
+        self.backend.publish_tasks(missing)
 
     def _check_end(self) -> None:
         cfg = self.config

@@ -95,7 +95,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings, backend: Backend | None = None):
         self.settings = settings
         self.backend = backend or make_backend(settings.backend, settings.url,
-                                               lease_s=settings.lease_s)
+                                               lease_s=settings.lease_s, worker=True)
         self.log = EventLog(worker=settings.name, run_id=settings.run_id)
         self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name)
         self.stopping = threading.Event()
@@ -156,7 +156,7 @@ class Worker:
                 self.log("reconnect_wait", level="warning", delay_s=round(delay, 2),
                          error=str(exc))
                 self.stopping.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
 
     # -- one chunk ---------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:

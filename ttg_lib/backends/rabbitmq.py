@@ -50,7 +50,6 @@ RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
-HEARTBEAT_S = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BROKEN = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
@@ -77,8 +76,10 @@ class RabbitMQBackend(Backend):
     name = "rabbitmq"
     queue_names = (TASKS, RETRY, DLQ, RESULTS)
 
-    def __init__(self, url: str, *, lease_s: float = 2.0, prefetch: int = 1):
+    def __init__(self, url: str, *, lease_s: float = 2.0, prefetch: int = 1,
+                 heartbeat_s: int = 30):
         super().__init__(url, lease_s=lease_s)
+        self.heartbeat_s = heartbeat_s  # a frozen worker's connection drops after ~2 of these
         from ..config import redact_url
 
         self.display_url = redact_url(url)
@@ -95,12 +96,12 @@ class RabbitMQBackend(Backend):
     @_translate_errors
     def connect(self) -> None:
         params = pika.URLParameters(self.url)
-        params.heartbeat = HEARTBEAT_S
+        params.heartbeat = self.heartbeat_s
         params.blocked_connection_timeout = 30
         params.connection_attempts = 1
         params.socket_timeout = 3
         self.connection = pika.BlockingConnection(params)
-        self.channel = self.connection.channel()
+        self.channel = self.conn.channel()
         self.channel.confirm_delivery()
         self._inbox.clear()
         self._consuming = None
@@ -112,6 +113,12 @@ class RabbitMQBackend(Backend):
         if connection is not None and connection.is_open:
             with contextlib.suppress(_BROKEN):
                 connection.close()
+
+    @property
+    def conn(self) -> pika.BlockingConnection:
+        if self.connection is None or not self.connection.is_open:
+            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
+        return self.connection
 
     @property
     def ch(self) -> Any:
@@ -138,7 +145,7 @@ class RabbitMQBackend(Backend):
     @_translate_errors
     def acquire_run(self, run_id: str) -> None:
         """An exclusive queue is the lock: the broker drops it when this connection dies."""
-        channel = self.connection.channel()  # type: ignore[union-attr]
+        channel = self.conn.channel()
         try:
             channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
                                   arguments={"x-ttg-run": run_id})
@@ -175,7 +182,7 @@ class RabbitMQBackend(Backend):
             self.ch.basic_consume(RESULTS, self._on_message)
             self._results_tag = 0
         if not self._inbox:
-            self.connection.process_data_events(time_limit=timeout)  # type: ignore[union-attr]
+            self.conn.process_data_events(time_limit=timeout)
         out: list[Result | bytes] = []
         for method, _props, body in self._inbox:
             self._results_tag = method.delivery_tag
@@ -202,7 +209,7 @@ class RabbitMQBackend(Backend):
     @_translate_errors
     def read_dead_letters(self) -> list[dict[str, Any]]:
         """Browse the DLQ: every message is read, then put back unchanged."""
-        channel = self.connection.channel()  # type: ignore[union-attr]
+        channel = self.conn.channel()
         records, tags = [], []
         try:
             while True:
@@ -232,7 +239,7 @@ class RabbitMQBackend(Backend):
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code != 404:
                     raise
-                self.channel = self.connection.channel()  # type: ignore[union-attr]
+                self.channel = self.conn.channel()
                 self.channel.confirm_delivery()
                 ready, consumers = 0, 0
             extra = unacked.get(queue)
@@ -260,7 +267,7 @@ class RabbitMQBackend(Backend):
     def purge(self, dry_run: bool = False) -> list[str]:
         gone = []
         for queue in TTG_QUEUES:
-            channel = self.connection.channel()  # type: ignore[union-attr]
+            channel = self.conn.channel()
             try:
                 count = channel.queue_declare(queue, passive=True).method.message_count
             except pika.exceptions.ChannelClosedByBroker:
@@ -282,7 +289,7 @@ class RabbitMQBackend(Backend):
             self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
             self._consuming = TASKS
         if not self._inbox:
-            self.connection.process_data_events(time_limit=timeout)  # type: ignore[union-attr]
+            self.conn.process_data_events(time_limit=timeout)
         if not self._inbox:
             return None
         method, props, body = self._inbox.pop(0)
@@ -291,7 +298,7 @@ class RabbitMQBackend(Backend):
 
     @_translate_errors
     def keepalive(self, consumer: str, delivery: Delivery | None) -> None:
-        self.connection.process_data_events(time_limit=0)  # type: ignore[union-attr]
+        self.conn.process_data_events(time_limit=0)
 
     @_translate_errors
     def complete(self, delivery: Delivery, result: Result) -> None:

@@ -217,6 +217,10 @@ class RedisBackend(Backend):
                     out.append(body)
         return out
 
+    def reset_results_cursor(self) -> None:
+        """After a broker lost its data, read the (new) results stream from its start."""
+        self._results_cursor = "0-0"
+
     @_translate_errors
     def read_dead_letters(self) -> list[dict[str, Any]]:
         records = []
@@ -300,8 +304,14 @@ class RedisBackend(Backend):
             stale = self._claim_stale(consumer)
             if stale is not None:
                 return stale
-        reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=1,
-                                  block=max(1, int(timeout * 1000)))
+        try:
+            reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=1,
+                                      block=max(1, int(timeout * 1000)))
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.declare()  # the broker restarted without its data; the orchestrator refills
+            return None
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 return Delivery(body=_task_body(fields), handle=entry_id)

@@ -54,12 +54,24 @@ class PrivateBroker:
     process: subprocess.Popen
     data_dir: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    def restart(self, down_s: float = 0.0, timeout: float = 90.0) -> None:
+        """Stop gracefully, stay down ``down_s``, start again on the same port and data."""
+        self._terminate(20.0)
+        time.sleep(down_s)  # the outage itself is what is being simulated
+        self.process = _launch(self.args, self.extra_env)
+        _wait_for_port(self, timeout, self.data_dir)
+
     def stop(self, timeout: float = 20.0) -> None:
+        self._terminate(timeout)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _terminate(self, timeout: float) -> None:
         if self.process.poll() is None:
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
@@ -67,7 +79,6 @@ class PrivateBroker:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "pid": self.pid, "data_dir": self.data_dir}
@@ -117,14 +128,19 @@ def start_private_redis(aof: bool = False) -> PrivateBroker:
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
             "--save", "", "--appendonly", "yes" if aof else "no",
             "--logfile", os.path.join(data_dir, "redis.log")]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    broker = PrivateBroker("redis", f"redis://127.0.0.1:{port}/0", process, data_dir)
+    broker = PrivateBroker("redis", f"redis://127.0.0.1:{port}/0", _launch(args, {}), data_dir,
+                           args=args)
     return _wait_for_port(broker, 15, os.path.join(data_dir, "redis.log"))
 
 
+DEBIAN_RABBITMQ = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
 def start_private_rabbitmq() -> PrivateBroker:
-    binary = _binary("rabbitmq", "rabbitmq-server")
+    # Debian's /usr/sbin wrapper switches to the rabbitmq user and drops our data dir;
+    # the real script beside it runs as us.
+    binary = DEBIAN_RABBITMQ if os.path.exists(DEBIAN_RABBITMQ) else _binary("rabbitmq",
+                                                                             "rabbitmq-server")
     port, dist_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="ttg-rabbitmq-")
     node = f"ttg-{port}@localhost"
@@ -142,11 +158,16 @@ def start_private_rabbitmq() -> PrivateBroker:
         "RABBITMQ_CONFIG_FILE": os.path.join(data_dir, "rabbitmq"),
         "RABBITMQ_PID_FILE": os.path.join(data_dir, "rabbitmq.pid"),
     }
-    process = subprocess.Popen([binary], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    broker = PrivateBroker("rabbitmq", f"amqp://guest:guest@127.0.0.1:{port}/%2F", process,
-                           data_dir, env)
+    broker = PrivateBroker("rabbitmq", f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+                           _launch([binary], env), data_dir, env, [binary])
     return _wait_for_port(broker, 90, env["RABBITMQ_LOG_BASE"])
+
+
+def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Own session, so stopping the broker reaches its whole process group and nothing else."""
+    return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def with_port(url: str, port: int) -> str:

@@ -143,7 +143,8 @@ class LocalCluster(Cluster):
                          else info.state,
                          "chunks_done": beat.get("chunks_done", 0),
                          "current_chunk": beat.get("current_chunk"),
-                         "last_heartbeat": beat.get("last_heartbeat")})
+                         "last_heartbeat": beat.get("last_heartbeat"),
+                         "chunk_started_at": beat.get("chunk_started_at")})
         return rows
 
     def wait_ready(self, count: int, timeout: float) -> None:
@@ -169,12 +170,20 @@ class LocalCluster(Cluster):
             if not live:
                 raise ClusterError(f"no live worker named {name!r}" if name else
                                    "no live worker to kill")
-            busy = [w for w in live if self._heartbeat(w.name).get("state") == "busy"]
-            victim = (busy or live)[0]  # a worker mid-chunk shows what recovery does
+            victim = live[0] if name else self.pick_victim(live)
             self._killed.add(victim.name)
             self._procs[victim.name].send_signal(signal.SIGKILL)
             self.book.add("killed", victim.name, f"SIGKILL pid {victim.ident}")
             return victim
+
+    def pick_victim(self, live: list[WorkerInfo]) -> WorkerInfo:
+        """The worker that started its chunk last: it is surely mid-chunk, so the fault
+        shows what recovery does (a worker between chunks would lose nothing)."""
+        beats = {w.name: self._heartbeat(w.name) for w in live}
+        busy = [w for w in live if beats[w.name].get("state") == "busy"]
+        if not busy:
+            return live[0]
+        return max(busy, key=lambda w: beats[w.name].get("chunk_started_at") or 0)
 
     def freeze_worker(self, name: str) -> WorkerInfo:
         """SIGSTOP: the process lives but does nothing (a hung worker)."""

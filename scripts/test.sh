@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite against the real Redis and RabbitMQ (started here if not running).
+# Extra arguments go to pytest (e.g. -k redis, -x).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$ROOT/scripts/setup.sh" --brokers --browser
+cd "$ROOT"
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== pytest (library, brokers, faults, k8s, notebooks)"
+set +e
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
+status=$?
+set -e
+if [[ $status -eq 5 ]]; then echo "no tests ran: that is a failure" >&2; exit 1; fi
+exit $status

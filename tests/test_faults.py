@@ -1,0 +1,195 @@
+"""Faults against the real brokers; every test ends with the full verification."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from ttg_lib.run import Run
+
+# 40 chunks of 5 params x 40 ms = 0.2 s a chunk: long enough to kill mid-chunk, short overall.
+SHAPE = {"total_params": 200, "chunk_size": 5, "work_ms": 40.0}
+
+
+def drive(run: Run, at: float | None = None, action=None, timeout: float = 90.0) -> dict:
+    """Step the run; call ``action(run)`` once when the fraction ``at`` is reached."""
+    run.start()
+    fired = False
+    deadline = time.monotonic() + timeout
+    while not run.done and time.monotonic() < deadline:
+        progress = run.step(0.05)
+        if action and not fired and progress.fraction >= (at or 0):
+            action(run)
+            fired = True
+    assert run.done, "run did not finish in time"
+    return run.finish()
+
+
+def assert_verified(summary: dict) -> None:
+    assert summary["chunks_completed"] == summary["chunks_total"], summary["problems"]
+    assert summary["params_verified"] == summary["total_params"]
+    assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
+    assert summary["ok"], summary["problems"]
+
+
+@pytest.mark.parametrize("at", [0.3, 0.9])
+def test_one_worker_killed(make_config, backend_name, broker_url, at):
+    cfg = make_config(backend=backend_name, **SHAPE, fault_demo=True, kill_at=at,
+                      restart="never")
+    summary = drive(Run(cfg))
+    assert_verified(summary)
+    fault = summary["fault"]
+    assert fault["killed_worker"] and fault["killed_at_fraction"] >= at
+    if fault["victim_chunk"] is not None and fault["recovered_after_s"] is not None:
+        assert fault["recovered_after_s"] <= 3.0
+
+
+def test_two_of_three_killed(make_config, backend_name, broker_url):
+    cfg = make_config(backend=backend_name, **SHAPE, restart="never")
+
+    def kill_two(run: Run) -> None:
+        run.kill_worker_now()
+        run.kill_worker_now()
+
+    summary = drive(Run(cfg), at=0.3, action=kill_two)
+    assert_verified(summary)
+    events = json.loads((cfg.record_dir / "events.json").read_text())["workers"]
+    assert sum(e["event"] == "killed" for e in events) == 2
+
+
+def test_killed_worker_is_replaced(make_config, backend_name, broker_url):
+    cfg = make_config(backend=backend_name, **SHAPE, fault_demo=True, restart="always")
+    summary = drive(Run(cfg))
+    assert_verified(summary)
+    assert summary["workers_replaced"] == 1
+    workers = json.loads((cfg.record_dir / "workers.json").read_text())
+    replacement = [w for w in workers if w["replaces"]]
+    assert replacement and replacement[0]["replaces"] == summary["fault"]["killed_worker"]
+
+
+def test_frozen_worker_loses_its_chunk_within_seconds(make_config, backend_name, broker_url):
+    """SIGSTOP: alive to the OS, dead to the run. Its chunk must be back in play in < 3 s."""
+    cfg = make_config(backend=backend_name, **SHAPE, restart="never")
+    frozen: dict = {}
+
+    def freeze(run: Run) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # wait until someone has just started a chunk
+            fresh = [w for w in run.cluster.worker_status() if w["activity"] == "busy"
+                     and time.time() - (w.get("chunk_started_at") or 0) < 0.08]
+            if fresh:
+                break
+            time.sleep(0.01)  # heartbeat files change without notification
+        assert fresh, "no worker started a chunk within 5 s"
+        frozen.update(fresh[0], at=time.time())
+        run.cluster.freeze_worker(fresh[0]["name"])
+
+    summary = drive(Run(cfg), at=0.3, action=freeze)
+    assert_verified(summary)
+    timeline = [json.loads(line) for line in
+                (cfg.record_dir / "chunks.jsonl").read_text().splitlines()]
+    taken_over = [c for c in timeline if c["redelivered"] and c["worker"] != frozen["name"]
+                  and c["started_at"] >= frozen["at"]]
+    assert any(c["chunk_id"] == frozen["current_chunk"] for c in taken_over), \
+        "the frozen worker's chunk was never redelivered"
+    assert min(c["started_at"] for c in taken_over) - frozen["at"] <= 3.0
+
+
+def test_compute_that_always_raises_ends_in_dlq(make_config, backend_name, broker_url):
+    cfg = make_config(backend=backend_name, total_params=200, chunk_size=5, work_ms=1.0,
+                      compute="ttg_lib.compute:failing", max_retries=2, retry_delay_s=0.05)
+    summary = drive(Run(cfg))
+    failing_chunks = {p // 5 for p in range(200) if p % 100 == 13}  # chunks 2 and 22
+    assert summary["chunks_failed"] == len(failing_chunks)
+    assert summary["chunks_completed"] == 40 - len(failing_chunks)
+    assert summary["lost_params"] == 5 * len(failing_chunks)
+    assert summary["dlq_count"] == len(failing_chunks)
+    assert summary["retry_count"] >= 2 * len(failing_chunks)
+    assert not summary["ok"]
+    dlq = json.loads((cfg.record_dir / "dlq.json").read_text())
+    assert all("configured to fail" in d["reason"] and d["attempts"] == 3 for d in dlq)
+
+
+def test_malformed_messages_go_to_dlq_and_block_nothing(make_config, backend_name, broker_url):
+    cfg = make_config(backend=backend_name, **SHAPE)
+
+    def inject(run: Run) -> None:
+        inject_garbage(backend_name, broker_url)
+
+    summary = drive(Run(cfg), at=0.2, action=inject)
+    assert_verified(summary)
+    reasons = [d["reason"] for d in json.loads((cfg.record_dir / "dlq.json").read_text())]
+    assert len(reasons) == 4, reasons
+    assert any("not JSON" in r for r in reasons)
+    assert any("missing field" in r for r in reasons)
+    assert any("has type" in r for r in reasons)
+    assert any("is not this worker's run" in r for r in reasons)
+
+
+def inject_garbage(backend_name: str, url: str) -> None:
+    other_run = json.dumps({"run_id": "someone-else", "chunk_id": 0, "start": 0, "count": 1,
+                            "work_ms": 0, "compute": "ttg_lib.compute:placeholder",
+                            "attempt": 1, "max_retries": 3, "retry_delay_s": 1,
+                            "published_at": 0})
+    wrong_type = other_run.replace('"chunk_id": 0', '"chunk_id": "zero"')
+    bodies = [b"\xff not json", b'{"run_id": "x"}', wrong_type.encode(), other_run.encode()]
+    if backend_name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        for body in bodies:
+            client.xadd("ttg:tasks", {"t": body})
+        client.close()
+    else:
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        for body in bodies:
+            channel.basic_publish("", "ttg.tasks", body)
+        connection.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_broker_restarted_mid_run(make_config, kind):
+    """A private broker (AOF on for Redis) is restarted at 30 %; the run still verifies."""
+    from ttg_lib.cluster.brokers import start_private_rabbitmq, start_private_redis
+
+    broker = start_private_redis(aof=True) if kind == "redis" else start_private_rabbitmq()
+    try:
+        url_field = "redis_url" if kind == "redis" else "rabbitmq_url"
+        cfg = make_config(backend=kind, **SHAPE, **{url_field: broker.url})
+        restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.5})
+        summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
+        restarter.join(120)
+    finally:
+        broker.stop()
+    assert_verified(summary)
+    assert summary["broker_outages"], "the outage was not recorded"
+    assert summary["broker_outages"][0]["end_s"] is not None
+
+
+def test_sigterm_lets_the_current_chunk_finish(make_config, backend_name, broker_url):
+    """Graceful stop: a worker asked to stop mid-chunk stores that chunk, then exits 0."""
+    cfg = make_config(backend=backend_name, total_params=40, chunk_size=20, work_ms=50.0,
+                      workers=2, restart="never")
+    run = Run(cfg)
+    run.start()
+    deadline = time.monotonic() + 10
+    busy = []
+    while not busy and time.monotonic() < deadline:
+        run.step(0.05)
+        busy = [w for w in run.cluster.worker_status() if w["activity"] == "busy"]
+    assert busy, "no worker became busy"
+    proc = run.cluster._procs[busy[0]["name"]]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    while not run.done and time.monotonic() < deadline + 20:
+        run.step(0.05)
+    summary = run.finish()
+    assert_verified(summary)
+    assert summary["duplicate_deliveries"] == 0

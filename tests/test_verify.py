@@ -1,0 +1,112 @@
+"""Verification catches every dropped, altered or duplicated result."""
+
+from __future__ import annotations
+
+import time
+
+from ttg_lib.compute import placeholder
+from ttg_lib.messages import Result
+from ttg_lib.run import Run
+from ttg_lib.verify import ResultCollector
+
+
+def good(chunk_id: int, size: int = 5, worker: str = "w1", started: float = 1.0) -> Result:
+    start = chunk_id * size
+    values = [placeholder(p, 0) for p in range(start, start + size)]
+    return Result(run_id="r", chunk_id=chunk_id, start=start, count=size, worker=worker,
+                  attempt=1, started_at=started, finished_at=started + 1, values=values)
+
+
+def collector() -> ResultCollector:
+    return ResultCollector(run_id="r", total_params=20, chunk_size=5, fn=placeholder)
+
+
+def test_all_present_is_verified():
+    c = collector()
+    assert all(c.add(good(i)) for i in range(4))
+    v = c.verdict()
+    assert v.ok and v.params_verified == 20 and v.lost_params == 0
+
+
+def test_dropped_result_is_lost():
+    c = collector()
+    for i in (0, 1, 3):
+        c.add(good(i))
+    v = c.verdict()
+    assert not v.ok and v.lost_params == 5 and v.params_verified == 15
+
+
+def test_altered_value_is_wrong():
+    c = collector()
+    bad = good(2)
+    bad.values[3] += 1
+    for r in (good(0), good(1), bad, good(3)):
+        c.add(r)
+    v = c.verdict()
+    assert not v.ok and v.wrong_results == 1 and v.params_verified == 19
+    assert "param 13" in v.problems[0]
+
+
+def test_duplicates_counted_once_but_rereads_are_not_duplicates():
+    c = collector()
+    c.add(good(0))
+    assert not c.add(good(0))  # the same message read again (e.g. after a reconnect)
+    assert c.duplicates == 0
+    assert not c.add(good(0, worker="w2", started=2.0))  # a real second delivery
+    assert c.duplicates == 1
+    for i in (1, 2, 3):
+        c.add(good(i))
+    assert c.verdict().ok and c.verdict().params_verified == 20
+
+
+def test_foreign_and_garbage_results_fail_the_run():
+    c = collector()
+    other = good(0)
+    other.run_id = "other"
+    c.add(other)
+    c.add(b"garbage")
+    assert c.foreign == 2 and not c.verdict().ok
+
+
+def _tamper(run: Run, how: str) -> None:
+    real = run.backend.read_results
+    state = {"done": False}
+
+    def read(timeout: float):
+        out = real(timeout)
+        for i, r in enumerate(out):
+            if isinstance(r, Result) and not state["done"]:
+                state["done"] = True
+                if how == "drop":
+                    out.pop(i)
+                else:
+                    r.values[0] = -1
+                break
+        return out
+
+    run.backend.read_results = read
+
+
+def _run_tampered(make_config, backend_name: str, how: str) -> dict:
+    cfg = make_config(backend=backend_name, total_params=50, chunk_size=5, work_ms=1.0,
+                      timeout_s=8)
+    run = Run(cfg)
+    run.start()
+    _tamper(run, how)
+    deadline = time.monotonic() + 30
+    while not run.done and time.monotonic() < deadline:
+        run.step(0.05)
+    return run.finish()
+
+
+def test_a_run_with_a_dropped_result_fails(make_config, backend_name, broker_url):
+    summary = _run_tampered(make_config, backend_name, "drop")
+    assert not summary["ok"]
+    assert summary["lost_params"] == 5
+    assert summary["state"] == "timed-out"
+
+
+def test_a_run_with_an_altered_result_fails(make_config, backend_name, broker_url):
+    summary = _run_tampered(make_config, backend_name, "alter")
+    assert not summary["ok"]
+    assert summary["wrong_results"] == 1
