@@ -17,16 +17,17 @@ SHAPE = {"total_params": 200, "chunk_size": 5, "work_ms": 40.0}
 
 def drive(run: Run, at: float | None = None, action=None, timeout: float = 90.0) -> dict:
     """Step the run; call ``action(run)`` once when the fraction ``at`` is reached."""
-    run.start()
-    fired = False
-    deadline = time.monotonic() + timeout
-    while not run.done and time.monotonic() < deadline:
-        progress = run.step(0.05)
-        if action and not fired and progress.fraction >= (at or 0):
-            action(run)
-            fired = True
-    assert run.done, "run did not finish in time"
-    return run.finish()
+    with run:  # an exception stops the workers
+        run.start()
+        fired = False
+        deadline = time.monotonic() + timeout
+        while not run.done and time.monotonic() < deadline:
+            progress = run.step(0.05)
+            if action and not fired and progress.fraction >= (at or 0):
+                action(run)
+                fired = True
+        assert run.done, "run did not finish in time"
+        return run.finish()
 
 
 def assert_verified(summary: dict) -> None:
@@ -164,8 +165,11 @@ def test_broker_restarted_mid_run(make_config, kind):
         url_field = "redis_url" if kind == "redis" else "rabbitmq_url"
         cfg = make_config(backend=kind, **SHAPE, **{url_field: broker.url})
         restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.5})
-        summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
-        restarter.join(120)
+        try:
+            summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
+        finally:
+            if restarter.is_alive() or restarter.ident:
+                restarter.join(120)  # never stop the broker while it is being restarted
     finally:
         broker.stop()
     assert_verified(summary)

@@ -25,6 +25,7 @@ from .messages import Result, Task
 from .procs import ProcessEntry, start_ticks
 from .record import RunRecord, environment
 from .verify import ResultCollector
+from .worker import peak_rss_mib
 
 SAMPLE_EVERY_S = 0.5
 READY_TIMEOUT_S = 60.0
@@ -378,6 +379,8 @@ class Run:
             "efficiency": round(ideal / runtime, 4) if runtime and cfg.work_ms > 0 else None,
             "fault": fault,
             "workers_started": self._workers_started,
+            "orchestrator_peak_rss_mib": peak_rss_mib(),
+            "worker_peak_rss_mib": self._worker_peak_rss(),
             "workers_replaced": replaced,
             "restart": cfg.restart,
             "broker_outages": self._outages,
@@ -387,6 +390,12 @@ class Run:
             "problems": verdict.problems + ([] if self.state == "done" else
                                             [f"run ended in state {self.state!r}"]),
         }
+
+    def _worker_peak_rss(self) -> float | None:
+        if self.cluster is None:
+            return None
+        peaks = [w.get("peak_rss_mib") for w in self.cluster.worker_status()]
+        return max((p for p in peaks if p), default=None)
 
     def _release(self) -> None:
         if self.backend is not None:

@@ -42,6 +42,7 @@ class WorkerSettings:
     heartbeat_file: str | None = None
     max_chunks: int = 0  # 0 = until stopped; used by tests
     idle_exit_s: float = 0.0  # 0 = never exit when idle
+    exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
 
     @property
     def renew_every(self) -> float:
@@ -60,6 +61,7 @@ class WorkerSettings:
             "run_id": os.environ.get("TTG_RUN_ID", ""),
             "lease_s": float(os.environ.get("TTG_LEASE_S", "2.0")),
             "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
+            "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
         }
         if os.environ.get("TTG_WORKER_NAME"):
             values["name"] = os.environ["TTG_WORKER_NAME"]
@@ -86,6 +88,7 @@ class Heartbeat:
             return
         self._last = now
         self.state["last_heartbeat"] = now
+        self.state["peak_rss_mib"] = peak_rss_mib()
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state))
         os.replace(tmp, self.path)
@@ -101,6 +104,7 @@ class Worker:
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
         self.chunks_done = 0
+        self._parent = os.getppid()
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -117,7 +121,7 @@ class Worker:
         self.heartbeat.beat(force=True, state="ready")
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
         idle_since = time.monotonic()
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() and not self._orphaned():
             try:
                 delivery = self.backend.fetch(self.settings.name, timeout=0.5)
                 if delivery is None:
@@ -143,6 +147,13 @@ class Worker:
         self.backend.close()
         return 0
 
+    def _orphaned(self) -> bool:
+        """The process that started us is gone: nobody will ever stop us, so stop now."""
+        if self.settings.exit_with_parent and os.getppid() != self._parent:
+            self.log("orphaned", level="warning", parent=self._parent)
+            return True
+        return False
+
     def _connect_with_backoff(self) -> None:
         delay = 0.1
         while True:
@@ -150,7 +161,7 @@ class Worker:
                 self.backend.reconnect()
                 return
             except BrokerUnavailable as exc:
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self._orphaned():
                     raise SystemExit(0) from None
                 self.heartbeat.beat(state="reconnecting")
                 self.log("reconnect_wait", level="warning", delay_s=round(delay, 2),
@@ -245,6 +256,13 @@ class Worker:
         self.backend.dead_letter(delivery, reason, attempts, failure)
         self.log("dead_lettered", level="warning", reason=reason,
                  chunk=task.chunk_id if task else None)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _tighten_timer_slack() -> None:

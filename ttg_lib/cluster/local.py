@@ -61,7 +61,8 @@ class LocalCluster(Cluster):
             name = f"w{self._serial}"
             workers_dir = self.record_dir / "workers"
             workers_dir.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TTG_RUN_ID": self.run_id}
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "TTG_RUN_ID": self.run_id,
+                   "TTG_EXIT_WITH_PARENT": "1"}
             args = [self.python, "-m", WORKER_MARKER, "--backend", self.backend,
                     "--url", self.broker_url, "--run-id", self.run_id, "--name", name,
                     "--lease-s", str(self.lease_s),
@@ -144,7 +145,8 @@ class LocalCluster(Cluster):
                          "chunks_done": beat.get("chunks_done", 0),
                          "current_chunk": beat.get("current_chunk"),
                          "last_heartbeat": beat.get("last_heartbeat"),
-                         "chunk_started_at": beat.get("chunk_started_at")})
+                         "chunk_started_at": beat.get("chunk_started_at"),
+                         "peak_rss_mib": beat.get("peak_rss_mib")})
         return rows
 
     def wait_ready(self, count: int, timeout: float) -> None:
@@ -209,7 +211,7 @@ class LocalCluster(Cluster):
                 proc.kill()
                 proc.wait(5)
             info = self._info[name]
-            if info.state != "dead":
+            if info.state not in ("dead", "stopped"):
                 info.state, info.ended_at, info.exit_code = "stopped", time.time(), proc.returncode
                 self.book.add("stopped", name, f"exit code {proc.returncode}")
         if self._supervisor is not None:
