@@ -23,10 +23,15 @@ def fetch(backend, consumer="c1", timeout=5.0):
     """Poll until a delivery arrives: the broker pushes asynchronously."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        delivery = backend.fetch(consumer, timeout=0.2)
-        if delivery is not None:
-            return delivery
+        deliveries = backend.fetch(consumer, 0.2)
+        if deliveries:
+            assert len(deliveries) == 1
+            return deliveries[0]
     return None
+
+
+def complete(backend, delivery, worker="w"):
+    backend.complete([(delivery, result_for(Task.decode(delivery.body), worker))])
 
 
 def read_all_results(backend, expected: int, timeout: float = 5.0):
@@ -53,7 +58,7 @@ def test_publish_fetch_complete_and_stats(backend):
     for _ in range(3):
         d = fetch(backend)
         assert d is not None and not d.redelivered
-        backend.complete(d, result_for(Task.decode(d.body)))
+        complete(backend, d)
     assert fetch(backend, timeout=0.5) is None
     results = read_all_results(backend, 3)
     assert sorted(r.chunk_id for r in results) == [0, 1, 2]
@@ -74,7 +79,7 @@ def test_retry_comes_back_after_its_delay(backend):
     again = fetch(backend, timeout=5)
     assert again is not None
     assert Task.decode(again.body).attempt == 2
-    backend.complete(again, result_for(Task.decode(again.body)))
+    complete(backend, again)
 
 
 def test_dead_letter_keeps_reason_and_reports_failure(backend):
@@ -107,7 +112,7 @@ def test_unacked_task_of_a_vanished_consumer_is_redelivered(backend_name, broker
     assert again is not None and again.redelivered
     assert Task.decode(again.body).chunk_id == 1
     assert time.monotonic() - started < 3
-    backend.complete(again, result_for(Task.decode(again.body)))
+    complete(backend, again)
 
 
 def test_lease_is_kept_while_alive(backend_name, broker_url, backend):
@@ -118,10 +123,21 @@ def test_lease_is_kept_while_alive(backend_name, broker_url, backend):
     d = fetch(slow, consumer="slow")
     deadline = time.monotonic() + 2.0  # > 3 leases
     while time.monotonic() < deadline:
-        slow.keepalive("slow", d)
-        assert backend.fetch("thief", timeout=0.1) is None
-    slow.complete(d, result_for(Task.decode(d.body), worker="slow"))
+        slow.keepalive("slow", [d])
+        assert backend.fetch("thief", 0.1) == []
+    complete(slow, d, worker="slow")
     slow.close()
+
+
+def test_batches_complete_in_one_call(backend):
+    backend.publish_tasks(task(i) for i in range(5))
+    got, deadline = [], time.monotonic() + 5
+    while len(got) < 5 and time.monotonic() < deadline:
+        got += backend.fetch("batcher", 0.2, max_count=5 - len(got))
+    assert len(got) == 5
+    backend.complete([(d, result_for(Task.decode(d.body))) for d in got])
+    assert sorted(r.chunk_id for r in read_all_results(backend, 5)) == list(range(5))
+    assert wait_stats(backend, lambda s: s.tasks.messages == 0).tasks.messages == 0
 
 
 def test_purge_removes_only_ttg_objects(backend):

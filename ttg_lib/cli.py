@@ -50,10 +50,14 @@ def main() -> None:
 @click.option("--run-id", default=None)
 @click.option("--output-dir", default=None, help="where runs/ is written [outputs]")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="seconds [auto]")
+@click.option("--sample-s", type=float, default=None, help="queue sampling period [0.5]; 0=off")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
-def run(no_restart: bool, config_file: str | None, as_json: bool, **flags: Any) -> None:
+@click.option("--dry-run", is_flag=True,
+              help="Kubernetes: print every API operation the run would make; send nothing")
+def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
+        **flags: Any) -> None:
     """Run a sweep: seed tasks, start workers, verify every result, write the record."""
     if flags.get("monitor") == "both":
         flags["monitor"] = "cli"
@@ -62,6 +66,9 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, **flags: Any) 
     try:
         config = (RunConfig.from_file(config_file, **flags) if config_file
                   else RunConfig.build(**flags))
+        if dry_run:
+            _print_plan(config, as_json)
+            return
         summary = _run_with_progress(config, quiet=as_json or config.monitor == "none")
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -72,6 +79,17 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, **flags: Any) 
     else:
         print_summary(summary)
     sys.exit(0 if summary["ok"] else 1)
+
+
+def _print_plan(config: RunConfig, as_json: bool) -> None:
+    if config.cluster == "local":
+        fail("--dry-run lists Kubernetes API operations: use it with --cluster kind or k8s")
+    try:
+        from .cluster.kubernetes import dry_run_plan, format_plan
+    except ImportError as exc:
+        fail(f"--dry-run needs the Kubernetes extra (pip install 'ttg[k8s]'): {exc}")
+    plan = dry_run_plan(config)
+    click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan, config))
 
 
 def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:

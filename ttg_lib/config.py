@@ -77,6 +77,7 @@ class RunConfig:
     retry_delay_s: float = 1.0
     lease_s: float = 2.0
     timeout_s: float = 0.0
+    sample_s: float = 0.5
     monitor: str = "cli"
     redis_url: str = DEFAULT_REDIS_URL
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
@@ -176,6 +177,7 @@ class RunConfig:
         _check_number("retry_delay_s", self.retry_delay_s, 0, 3600)
         _check_number("lease_s", self.lease_s, 0.5, 600)
         _check_number("timeout_s", self.timeout_s, 0, 7 * 24 * 3600)
+        _check_number("sample_s", self.sample_s, 0, 3600)
         if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
             raise ConfigError("kill_at", self.kill_at,
                               "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")

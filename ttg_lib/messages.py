@@ -32,7 +32,8 @@ class Task:
     published_at: float = 0.0
 
     def encode(self) -> bytes:
-        return json.dumps({"v": PROTOCOL_VERSION, **asdict(self)}, separators=(",", ":")).encode()
+        return json.dumps({"v": PROTOCOL_VERSION, **self.__dict__},
+                          separators=(",", ":")).encode()
 
     def next_attempt(self) -> Task:
         return Task(**{**asdict(self), "attempt": self.attempt + 1})
@@ -71,7 +72,9 @@ class Result:
     redelivered: bool = False
 
     def encode(self) -> bytes:
-        return json.dumps({"v": PROTOCOL_VERSION, **asdict(self)}, separators=(",", ":")).encode()
+        """Shallow: ``asdict`` would deep-copy the values list of every chunk."""
+        return json.dumps({"v": PROTOCOL_VERSION, **self.__dict__},
+                          separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, body: bytes | str) -> Result:

@@ -27,8 +27,8 @@ from .record import RunRecord, environment
 from .verify import ResultCollector
 from .worker import peak_rss_mib
 
-SAMPLE_EVERY_S = 0.5
 READY_TIMEOUT_S = 60.0
+BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 
 
 class RunError(RuntimeError):
@@ -74,6 +74,7 @@ class Run:
         self.fault: dict[str, Any] | None = None
         self._fault_victim_chunk: int | None = None
         self._next_sample = 0.0
+        self._next_renew = 0.0
         self._last_stats: QueueStats | None = None
         self._outages: list[dict[str, Any]] = []
         self._outage_started: float | None = None
@@ -97,6 +98,8 @@ class Run:
         self.record.write_json("config.json", cfg.to_dict())
         if cfg.cluster == "local":
             self._ensure_local_broker()
+        else:
+            self._ensure_cluster_brokers()
         if self.backend is None:
             self.backend = make_backend(cfg.backend, self.broker_url, lease_s=cfg.lease_s)
         try:
@@ -111,7 +114,8 @@ class Run:
             self.cluster = make_cluster(cfg, self.broker_url)
         self.cluster.start_workers(cfg.workers)
         self.state = "starting"
-        self.cluster.wait_ready(cfg.workers, READY_TIMEOUT_S)
+        self.cluster.wait_ready(cfg.workers,
+                                READY_TIMEOUT_S if cfg.cluster == "local" else 180.0)
         self._workers_started = sum(1 for w in self.cluster.workers() if w.state == "running")
         self.t0 = time.monotonic()
         self.backend.publish_tasks(self._tasks())
@@ -129,6 +133,15 @@ class Run:
             Ledger(self.config.record_dir / "processes.jsonl").record(ProcessEntry(
                 "broker", f"private-{self.broker.kind}", self.broker.pid,
                 start_ticks(self.broker.pid), self.broker.data_dir, self.config.run_id))
+
+    def _ensure_cluster_brokers(self) -> None:
+        """Kubernetes: deploy the brokers (if needed) and reach them from this host."""
+        if self.cluster is None:
+            self.cluster = make_cluster(self.config, self.broker_url)
+        try:
+            self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)  # type: ignore[attr-defined]
+        except ClusterError as exc:
+            raise RunError(str(exc)) from None
 
     def _tasks(self) -> Iterator[Task]:
         cfg = self.config
@@ -159,6 +172,7 @@ class Run:
             except BrokerUnavailable as exc:
                 self._broker_down(exc)
             self._maybe_sample()
+            self._maybe_renew_lock()
             self._maybe_inject_fault()
             self._check_end()
         return self.progress()
@@ -191,13 +205,13 @@ class Run:
             "duplicate": duplicate, "error": result.error})
 
     def _maybe_sample(self, force: bool = False) -> None:
+        """Queue depths every ``sample_s`` (0 turns sampling off, e.g. to measure its cost)."""
         now = time.monotonic()
-        if not force and now < self._next_sample:
+        if not force and (now < self._next_sample or not self.config.sample_s):
             return
-        self._next_sample = now + SAMPLE_EVERY_S
+        self._next_sample = now + self.config.sample_s
         try:
-            stats = self.backend.stats() if self._outage_started is None else None  # type: ignore[union-attr]
-            self.backend.renew_run(self.config.run_id) if stats else None  # type: ignore[union-attr]
+            stats = self.backend.stats() if self._outage_started is None else None
         except BrokerUnavailable as exc:
             self._broker_down(exc)
             stats = None
@@ -216,6 +230,16 @@ class Run:
                 row[f"{role}_unacked"] = q["unacked"]
             row["consumers"] = stats.tasks.consumers
         self.record.append("samples.jsonl", row)
+
+    def _maybe_renew_lock(self) -> None:
+        now = time.monotonic()
+        if now < self._next_renew or self._outage_started is not None:
+            return
+        self._next_renew = now + 3.0
+        try:
+            self.backend.renew_run(self.config.run_id)  # type: ignore[union-attr]
+        except BrokerUnavailable as exc:
+            self._broker_down(exc)
 
     def _maybe_inject_fault(self) -> None:
         cfg = self.config

@@ -81,10 +81,16 @@ class Heartbeat:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    EVERY_S = 0.25  # writing the file costs ~0.5 ms on overlay filesystems
+    FORCED_EVERY_S = 0.1
+
     def beat(self, force: bool = False, **changes: Any) -> None:
+        """Record state; write at most every EVERY_S (a forced beat: every FORCED_EVERY_S,
+        so a chunk that takes longer than that is always seen as busy)."""
         self.state.update(changes)
         now = time.time()
-        if self.path is None or (not force and now - self._last < 0.5):
+        if self.path is None or now - self._last < (self.FORCED_EVERY_S if force
+                                                    else self.EVERY_S):
             return
         self._last = now
         self.state["last_heartbeat"] = now
@@ -92,6 +98,33 @@ class Heartbeat:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state))
         os.replace(tmp, self.path)
+
+
+class BatchSizer:
+    """How many chunks to take per round trip: one when chunks are slow (fair shares, a
+    killed worker holds one), more when they are fast, so the broker is not the bottleneck.
+    A batch holds about TARGET_S of work, which bounds the imbalance it can cause."""
+
+    TARGET_S = 0.02
+    MAX = 64
+
+    def __init__(self) -> None:
+        self.ema_s: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.ema_s = seconds if self.ema_s is None else 0.7 * self.ema_s + 0.3 * seconds
+
+    @property
+    def fast(self) -> bool:
+        """Chunks this quick need no lease renewal while they run: compute them inline."""
+        return self.ema_s is not None and self.ema_s < 0.005
+
+    @property
+    def size(self) -> int:
+        if self.ema_s is None:
+            return 1
+        wanted = max(1, min(self.MAX, int(self.TARGET_S / max(self.ema_s, 1e-6))))
+        return 1 << (wanted.bit_length() - 1)  # powers of two: the prefetch rarely changes
 
 
 class Worker:
@@ -104,6 +137,7 @@ class Worker:
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
         self.chunks_done = 0
+        self.batch = BatchSizer()
         self._parent = os.getppid()
 
     # -- lifecycle ---------------------------------------------------------
@@ -118,25 +152,26 @@ class Worker:
     def run(self) -> int:
         _tighten_timer_slack()
         self._connect_with_backoff()
-        self.heartbeat.beat(force=True, state="ready")
+        self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
         idle_since = time.monotonic()
         while not self.stopping.is_set() and not self._orphaned():
             try:
-                delivery = self.backend.fetch(self.settings.name, timeout=0.5)
-                if delivery is None:
+                deliveries = self.backend.fetch(self.settings.name, 0.5, self.batch.size)
+                if not deliveries:
                     self.heartbeat.beat(state="idle", current_chunk=None)
                     if (self.settings.idle_exit_s
                             and time.monotonic() - idle_since > self.settings.idle_exit_s):
                         break
                     continue
-                self.handle(delivery)
+                self.handle_batch(deliveries)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
                 self._connect_with_backoff()
             if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
                 break
+        self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
         self.pool.shutdown(wait=False)
@@ -169,8 +204,20 @@ class Worker:
                 self.stopping.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 2.0)
 
-    # -- one chunk ---------------------------------------------------------
-    def handle(self, delivery: Delivery) -> None:
+    # -- chunks --------------------------------------------------------------
+    def handle_batch(self, deliveries: list[Delivery]) -> None:
+        """Compute each chunk, then store every result and ack every task in one round trip."""
+        done: list[tuple[Delivery, Result]] = []
+        for index, delivery in enumerate(deliveries):
+            result = self.handle(delivery, held=deliveries[index:])
+            if result is not None:
+                done.append((delivery, result))
+        self._store(done)
+        self.chunks_done += len(done)
+        self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None)
+
+    def handle(self, delivery: Delivery, held: list[Delivery]) -> Result | None:
+        """One chunk; returns its result, or None when it was retried or dead-lettered."""
         try:
             task = Task.decode(delivery.body)
         except MessageError as exc:
@@ -186,51 +233,55 @@ class Worker:
         self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,
                             chunk_started_at=started)
         try:
-            values = self._compute(delivery, fn, task)
+            values = self._compute(held, fn, task)
         except Exception as exc:  # the user's function failed: retry policy decides
-            error = f"{type(exc).__name__}: {exc}"
-            return self._failed(delivery, task, error, started)
-        result = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
-                        count=task.count, worker=self.settings.name, attempt=task.attempt,
-                        started_at=started, finished_at=time.time(), values=values,
-                        checksum=compute.checksum(values), redelivered=delivery.redelivered)
-        self._store(delivery, result)
-        self.chunks_done += 1
-        self.heartbeat.beat(force=True, state="idle", chunks_done=self.chunks_done,
-                            current_chunk=None)
+            return self._failed(delivery, task, f"{type(exc).__name__}: {exc}", started)
+        finished = time.time()
+        self.batch.observe(finished - started)
+        return Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
+                      count=task.count, worker=self.settings.name, attempt=task.attempt,
+                      started_at=started, finished_at=finished, values=values,
+                      checksum=compute.checksum(values), redelivered=delivery.redelivered)
 
-    def _compute(self, delivery: Delivery, fn: compute.ComputeFn, task: Task) -> list[Any]:
+    def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
+        """Fast chunks run inline; others on the helper thread while leases are renewed."""
+        if self.batch.fast:
+            return compute.run_chunk(fn, task.start, task.count, task.work_ms)
         future = self.pool.submit(compute.run_chunk, fn, task.start, task.count, task.work_ms)
         while True:
             try:
                 return future.result(timeout=self.settings.renew_every)
             except FutureTimeout:
-                self._keepalive(delivery)
+                self._keepalive(held)
 
-    def _keepalive(self, delivery: Delivery) -> None:
+    def _keepalive(self, held: list[Delivery]) -> None:
         """A broker hiccup during compute must not kill the chunk: the store step reconnects."""
         try:
-            self.backend.keepalive(self.settings.name, delivery)
+            self.backend.keepalive(self.settings.name, held)
         except BrokerUnavailable as exc:
             self.log("keepalive_failed", level="warning", error=str(exc))
         self.heartbeat.beat()
 
-    def _store(self, delivery: Delivery, result: Result) -> None:
+    def _store(self, done: list[tuple[Delivery, Result]]) -> None:
         """Store, reconnecting as needed; a result that cannot be stored is recomputed later."""
+        if not done:
+            return
+        chunks = [r.chunk_id for _d, r in done]
         for attempt in range(1, 4):
             try:
-                self.backend.complete(delivery, result)
-                self.log("chunk_done", chunk=result.chunk_id, attempt=result.attempt,
-                         redelivered=delivery.redelivered,
-                         seconds=round(result.finished_at - result.started_at, 4))
+                self.backend.complete(done)
+                self.log("chunks_done", chunks=chunks,
+                         redelivered=[r.chunk_id for d, r in done if d.redelivered],
+                         seconds=round(sum(r.finished_at - r.started_at for _d, r in done), 4))
                 return
             except BrokerUnavailable as exc:
-                self.log("store_failed", level="warning", chunk=result.chunk_id,
-                         try_=attempt, error=str(exc))
+                self.log("store_failed", level="warning", chunks=chunks, try_=attempt,
+                         error=str(exc))
                 self._connect_with_backoff()
-        self.log("store_gave_up", level="error", chunk=result.chunk_id)
+        self.log("store_gave_up", level="error", chunks=chunks)
 
     def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
+        """Retry with exponential delay, or dead-letter once the retries are used up."""
         self.log("chunk_failed", level="warning", chunk=task.chunk_id, attempt=task.attempt,
                  error=error, trace=traceback.format_exc(limit=3))
         if task.attempt <= task.max_retries:
@@ -245,7 +296,9 @@ class Worker:
 
     def _reject(self, delivery: Delivery, reason: str, task: Task | None = None,
                 started: float | None = None) -> None:
-        """Dead-letter at once; a valid task of this run also reports its chunk as failed."""
+        """Dead-letter at once; a valid task of this run also reports its chunk as failed.
+
+        Returns None so callers can ``return self._reject(...)`` from handle()."""
         failure = None
         if task is not None and task.run_id == self.settings.run_id:
             now = time.time()
@@ -256,6 +309,7 @@ class Worker:
         self.backend.dead_letter(delivery, reason, attempts, failure)
         self.log("dead_lettered", level="warning", reason=reason,
                  chunk=task.chunk_id if task else None)
+        return None
 
 
 def peak_rss_mib() -> float:

@@ -19,7 +19,7 @@ def make_backend(name: str, url: str, *, lease_s: float = 2.0, worker: bool = Fa
         from .rabbitmq import RabbitMQBackend
 
         heartbeat = max(1, round(lease_s / 2)) if worker else 30
-        return RabbitMQBackend(url, lease_s=lease_s, heartbeat_s=heartbeat)
+        return RabbitMQBackend(url, lease_s=lease_s, heartbeat_s=heartbeat, transactional=worker)
     raise ValueError(f"invalid backend={name!r}: one of redis, rabbitmq")
 
 

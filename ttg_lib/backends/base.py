@@ -133,15 +133,17 @@ class Backend(abc.ABC):
 
     # -- worker side -------------------------------------------------------
     @abc.abstractmethod
-    def fetch(self, consumer: str, timeout: float) -> Delivery | None: ...
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
+        """Up to ``max_count`` tasks, waiting up to ``timeout`` for the first one."""
 
     @abc.abstractmethod
-    def keepalive(self, consumer: str, delivery: Delivery | None) -> None:
-        """Renew the lease on ``delivery`` and keep the connection's heartbeats flowing."""
+    def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
+        """Renew the leases on ``deliveries`` and keep the connection's heartbeats flowing."""
 
     @abc.abstractmethod
-    def complete(self, delivery: Delivery, result: Result) -> None:
-        """Store the result, then ack the task: at-least-once, never lost."""
+    def complete(self, done: list[tuple[Delivery, Result]]) -> None:
+        """Store the results, then ack their tasks, in one round trip: at-least-once, never
+        lost (a crash in between means a redelivery, and results are keyed by chunk id)."""
 
     @abc.abstractmethod
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:

@@ -77,8 +77,9 @@ class RabbitMQBackend(Backend):
     queue_names = (TASKS, RETRY, DLQ, RESULTS)
 
     def __init__(self, url: str, *, lease_s: float = 2.0, prefetch: int = 1,
-                 heartbeat_s: int = 30):
+                 heartbeat_s: int = 30, transactional: bool = False):
         super().__init__(url, lease_s=lease_s)
+        self.transactional = transactional  # workers: results and acks commit atomically
         self.heartbeat_s = heartbeat_s  # a frozen worker's connection drops after ~2 of these
         from ..config import redact_url
 
@@ -101,12 +102,21 @@ class RabbitMQBackend(Backend):
         params.connection_attempts = 1
         params.socket_timeout = 3
         self.connection = pika.BlockingConnection(params)
-        self.channel = self.conn.channel()
-        self.channel.confirm_delivery()
+        self.channel = self._new_channel()
         self._inbox.clear()
         self._consuming = None
         self._results_tag = None
         self._generation += 1
+
+    def _new_channel(self) -> Any:
+        """Workers: transactions (results + acks durable together in one commit); everyone
+        else: publisher confirms."""
+        channel = self.conn.channel()
+        if self.transactional:
+            channel.tx_select()
+        else:
+            channel.confirm_delivery()
+        return channel
 
     def close(self) -> None:
         connection, self.connection = self.connection, None
@@ -239,8 +249,7 @@ class RabbitMQBackend(Backend):
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code != 404:
                     raise
-                self.channel = self.conn.channel()
-                self.channel.confirm_delivery()
+                self.channel = self._new_channel()
                 ready, consumers = 0, 0
             extra = unacked.get(queue)
             total = ready + (extra or 0)
@@ -283,35 +292,47 @@ class RabbitMQBackend(Backend):
         self._inbox.append((method, props, body))
 
     @_translate_errors
-    def fetch(self, consumer: str, timeout: float) -> Delivery | None:
-        if self._consuming != TASKS:
-            self.ch.basic_qos(prefetch_count=self.prefetch)
-            self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
-            self._consuming = TASKS
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
+        if self._consuming != TASKS or max_count != self.prefetch:
+            self._subscribe_tasks(consumer, max_count)
         if not self._inbox:
             self.conn.process_data_events(time_limit=timeout)
-        if not self._inbox:
-            return None
-        method, props, body = self._inbox.pop(0)
-        return Delivery(body=body, handle=(self._generation, method.delivery_tag, props),
-                        redelivered=bool(method.redelivered))
+        if 0 < len(self._inbox) < max_count:
+            self.conn.process_data_events(time_limit=0)  # take what the socket already holds
+        taken, self._inbox = self._inbox[:max_count], self._inbox[max_count:]
+        return [Delivery(body=body, handle=(self._generation, method.delivery_tag, props),
+                         redelivered=bool(method.redelivered)) for method, props, body in taken]
+
+    def _subscribe_tasks(self, consumer: str, prefetch: int) -> None:
+        """(Re)start the task consumer with a new prefetch: RabbitMQ applies a consumer's
+        limit only to consumers started after it. Unacked deliveries stay ours."""
+        if self._consuming == TASKS:
+            for tag in list(self.ch.consumer_tags):
+                self.ch.basic_cancel(tag)
+        self.ch.basic_qos(prefetch_count=prefetch)
+        self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
+        self._consuming, self.prefetch = TASKS, prefetch
 
     @_translate_errors
-    def keepalive(self, consumer: str, delivery: Delivery | None) -> None:
+    def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
         self.conn.process_data_events(time_limit=0)
 
     @_translate_errors
-    def complete(self, delivery: Delivery, result: Result) -> None:
-        self.ch.basic_publish("", RESULTS, result.encode(), PERSISTENT, mandatory=True)
-        self._ack(delivery)
+    def complete(self, done: list[tuple[Delivery, Result]]) -> None:
+        for _delivery, result in done:
+            self._publish(RESULTS, result.encode(), PERSISTENT)
+        for delivery, _result in done:
+            self._ack(delivery)
+        self._commit()
 
     @_translate_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
         props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                      content_type="application/json",
                                      expiration=str(max(1, int(delay_s * 1000))))
-        self.ch.basic_publish("", RETRY, task.encode(), props, mandatory=True)
+        self._publish(RETRY, task.encode(), props)
         self._ack(delivery)
+        self._commit()
 
     @_translate_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
@@ -320,10 +341,20 @@ class RabbitMQBackend(Backend):
             delivery_mode=pika.DeliveryMode.Persistent,
             headers={"x-ttg-reason": reason[:4000], "x-ttg-attempts": attempts,
                      "x-ttg-dead-lettered-ms": int(time.time() * 1000)})
-        self.ch.basic_publish("", DLQ, delivery.body, props, mandatory=True)
+        self._publish(DLQ, delivery.body, props)
         if failure is not None:
-            self.ch.basic_publish("", RESULTS, failure.encode(), PERSISTENT, mandatory=True)
+            self._publish(RESULTS, failure.encode(), PERSISTENT)
         self._ack(delivery)
+        self._commit()
+
+    def _publish(self, queue: str, body: bytes, props: pika.BasicProperties) -> None:
+        """Confirmed publish, or part of the open transaction on a worker's channel."""
+        self.ch.basic_publish("", queue, body, props, mandatory=not self.transactional)
+
+    def _commit(self) -> None:
+        """One round trip makes the batch's publishes and acks durable together."""
+        if self.transactional:
+            self.ch.tx_commit()
 
     def _ack(self, delivery: Delivery) -> None:
         generation, tag, _props = delivery.handle

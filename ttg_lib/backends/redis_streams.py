@@ -60,10 +60,21 @@ end
 return new
 """
 
-_COMPLETE = _STORE_RESULT.replace("return new", """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return new""")
+_COMPLETE_MANY = """
+local stored = 0
+for i = 2, #ARGV, 3 do
+  local id, chunk, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('HSETNX', KEYS[3], chunk, id) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'r', payload)
+    stored = stored + 1
+  else
+    redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+  redis.call('XDEL', KEYS[1], id)
+end
+return stored
+"""
 
 _DEAD_LETTER = """
 redis.call('XADD', KEYS[5], '*', 'd', ARGV[5])
@@ -144,7 +155,7 @@ class RedisBackend(Backend):
         self.client.ping()
         self._scripts = {
             name: self.client.register_script(src)
-            for name, src in (("complete", _COMPLETE), ("dead", _DEAD_LETTER),
+            for name, src in (("complete", _COMPLETE_MANY), ("dead", _DEAD_LETTER),
                               ("retry", _RETRY), ("promote", _PROMOTE),
                               ("renew", _RENEW_LOCK), ("release", _RELEASE_LOCK))
         }
@@ -296,27 +307,27 @@ class RedisBackend(Backend):
             self.r.xgroup_delconsumer(TASKS, GROUP, consumer)
 
     @_translate_errors
-    def fetch(self, consumer: str, timeout: float) -> Delivery | None:
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
         now = time.monotonic()
         if now - self._last_sweep >= min(0.5, self.lease_s / 4):
             self._last_sweep = now
             self._scripts["promote"](keys=[RETRY, TASKS])
             stale = self._claim_stale(consumer)
             if stale is not None:
-                return stale
+                return [stale]
         try:
-            reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=1,
+            reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
                                       block=max(1, int(timeout * 1000)))
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self.declare()  # the broker restarted without its data; the orchestrator refills
-            return None
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                return Delivery(body=_task_body(fields), handle=entry_id)
-        self._last_sweep = 0.0  # idle: look for stale work again on the next call
-        return None
+            return []
+        out = [Delivery(body=_task_body(fields), handle=entry_id)
+               for _stream, entries in reply or [] for entry_id, fields in entries]
+        if not out:
+            self._last_sweep = 0.0  # idle: look for stale work again on the next call
+        return out
 
     def _claim_stale(self, consumer: str) -> Delivery | None:
         cursor = "0-0"
@@ -332,15 +343,19 @@ class RedisBackend(Backend):
         return None
 
     @_translate_errors
-    def keepalive(self, consumer: str, delivery: Delivery | None) -> None:
-        if delivery is not None:
-            self.r.xclaim(TASKS, GROUP, consumer, 0, [delivery.handle], justid=True)
+    def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            self.r.xclaim(TASKS, GROUP, consumer, 0, [d.handle for d in deliveries],
+                          justid=True)
 
     @_translate_errors
-    def complete(self, delivery: Delivery, result: Result) -> None:
-        self._scripts["complete"](
-            keys=[TASKS, RESULTS, INDEX, STATS],
-            args=[GROUP, delivery.handle, result.chunk_id, result.encode()])
+    def complete(self, done: list[tuple[Delivery, Result]]) -> None:
+        if not done:
+            return
+        args: list[Any] = [GROUP]
+        for delivery, result in done:
+            args += [delivery.handle, result.chunk_id, result.encode()]
+        self._scripts["complete"](keys=[TASKS, RESULTS, INDEX, STATS], args=args)
 
     @_translate_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
