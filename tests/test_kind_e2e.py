@@ -1,0 +1,126 @@
+"""End to end on a real Kind cluster: create (or reuse) the cluster ``ttg``, build and load the
+worker image, deploy the brokers, run a small sweep with a pod killed at 30 % on each backend,
+verify every result, clean up TTG's objects, and check that a non-TTG namespace, pod and
+ConfigMap were left untouched.
+
+Runs only where a Docker engine answers (``docker info`` succeeds: a docker CLI alone is not
+enough) and ``kind`` is on PATH; skipped with the reason otherwise. Takes several minutes the
+first time (node image, broker images, worker image build). The cluster is deleted at the end
+only if this test created it; set TTG_E2E_KEEP_CLUSTER=1 to keep it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+
+def _why_not_kind() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker CLI is not on PATH"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`docker info` did not run ({exc})"
+    if info.returncode != 0:
+        last = (info.stderr or info.stdout).strip().splitlines()[-1:] or ["no output"]
+        return f"`docker info` failed, no Docker engine is reachable ({last[0]})"
+    if shutil.which("kind") is None:
+        return "kind is not on PATH"
+    return None
+
+
+WHY_NOT = _why_not_kind()
+pytestmark = [
+    pytest.mark.kind,
+    pytest.mark.slow,
+    pytest.mark.timeout(3600),
+    pytest.mark.skipif(WHY_NOT is not None,
+                       reason=f"needs a Docker engine and kind for the Kind end-to-end test: "
+                              f"{WHY_NOT}"),
+]
+
+BYSTANDER_NS = "ttg-e2e-bystander"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
+
+
+@pytest.fixture(scope="module")
+def kind_cluster():
+    pytest.importorskip("kubernetes", reason="the k8s extra is not installed")
+    from kubernetes import client, config
+
+    from ttg_lib.cluster import kind as ttg_kind
+
+    created = "created" in ttg_kind.create_cluster()
+    ttg_kind.build_image()
+    ttg_kind.load_image()
+    api_client = config.new_client_from_config(context=ttg_kind.CONTEXT)
+    core = client.CoreV1Api(api_client)
+    # Things that are not TTG's and must survive everything TTG does.
+    core.create_namespace({"metadata": {"name": BYSTANDER_NS}})
+    pod = {"metadata": {"name": "bystander", "labels": {"app": "bystander"}},
+           "spec": {"containers": [{"name": "pause", "image": PAUSE_IMAGE}]}}
+    core.create_namespaced_pod(BYSTANDER_NS, pod)
+    yield api_client
+    core.delete_namespace(BYSTANDER_NS)
+    if created and not os.environ.get("TTG_E2E_KEEP_CLUSTER"):
+        ttg_kind.delete_cluster()
+
+
+def _ttg_objects(api_client) -> list[str]:
+    from ttg_lib.cluster.kubernetes import CLEANUP_KINDS, TTG_SELECTOR, Api
+
+    api = Api(api_client)
+    left = []
+    for kind in CLEANUP_KINDS:
+        left += [f"{kind}/{o['metadata']['name']}" for o in api.list(kind, TTG_SELECTOR)
+                 if not o["metadata"].get("deletionTimestamp")]
+    return left
+
+
+@pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
+def test_small_run_with_a_pod_killed_on_kind(kind_cluster, backend, tmp_path):
+    from kubernetes import client
+
+    from ttg_lib.cluster.kubernetes import NAMESPACE, KubernetesCluster
+    from ttg_lib.config import RunConfig
+    from ttg_lib.run import execute
+
+    config = RunConfig.build(cluster="kind", backend=backend, scale="small", workers=3,
+                             fault_demo=True, kill_at=0.3, monitor="none",
+                             output_dir=str(tmp_path))
+    provider = KubernetesCluster.for_run(config)
+    url = provider.ensure_brokers(timeout=900)
+    config = dataclasses.replace(config, **{f"{backend}_url": url})
+    core = client.CoreV1Api(kind_cluster)
+    core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "e2e-bystander"},
+                                                  "data": {"keep": "me"}})
+
+    summary = execute(config)
+
+    assert summary["ok"], summary["problems"]
+    assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
+    assert summary["fault"]["killed_worker"].startswith("ttg-worker-")
+    assert summary["workers_replaced"] >= 1
+    assert summary["cluster"] == "kind"
+
+    from ttg_lib.cleanup import CleanupReport
+    from ttg_lib.cluster.kubernetes import cleanup_kubernetes
+
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, context="kind-ttg")
+    assert report.removed, report.lines()
+    deadline = time.monotonic() + 180
+    while _ttg_objects(kind_cluster) and time.monotonic() < deadline:
+        time.sleep(2)  # pods and PVCs finish terminating on their own schedule
+    assert _ttg_objects(kind_cluster) == []
+    assert core.read_namespaced_config_map("e2e-bystander", NAMESPACE).data == {"keep": "me"}
+    core.delete_namespaced_config_map("e2e-bystander", NAMESPACE)  # the test's own object
+    assert core.read_namespace(BYSTANDER_NS).status.phase == "Active"
+    assert core.read_namespaced_pod("bystander", BYSTANDER_NS).metadata.deletion_timestamp is None

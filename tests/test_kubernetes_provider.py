@@ -1,0 +1,476 @@
+"""The Kubernetes provider at the API boundary: the REAL kubernetes client against a local
+HTTP stand-in of the API server (tests/k8s_standin.py), so every assertion is about the
+requests that would reach a cluster. No cluster, Docker or broker is needed (none is used).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+
+from k8s_standin import FakeKube, Request  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from ttg_lib.cleanup import CleanupReport  # noqa: E402
+from ttg_lib.cluster import kind as ttg_kind  # noqa: E402
+from ttg_lib.cluster.base import ClusterError  # noqa: E402
+from ttg_lib.cluster.kubernetes import (  # noqa: E402
+    NAMESPACE,
+    PART_OF,
+    RUN_LABEL,
+    TTG_SELECTOR,
+    KubernetesCluster,
+    check_ours,
+    cleanup_kubernetes,
+    dry_run_plan,
+    format_plan,
+    render_objects,
+)
+from ttg_lib.config import RunConfig  # noqa: E402
+
+RUN_ID = "20250101-000000-redis-abc123"
+
+
+@pytest.fixture
+def fake():
+    server = FakeKube()
+    server.host = server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api_client(fake):
+    configuration = client.Configuration()
+    configuration.host = fake.host
+    api = client.ApiClient(configuration)
+    yield api
+    api.close()
+
+
+def make_cluster(api_client, **kwargs) -> KubernetesCluster:
+    values = {"flavor": "kind", "backend": "redis", "run_id": RUN_ID, "workers": 3,
+              "api_client": api_client, "poll_s": 0.02, "watch_timeout_s": 1,
+              "check_host_ports": False}
+    values.update(kwargs)
+    return KubernetesCluster(**values)
+
+
+@pytest.fixture
+def cluster(api_client):
+    c = make_cluster(api_client)
+    yield c
+    c.stop(timeout=1)
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def body_labels(req: Request) -> dict[str, str]:
+    return ((req.body or {}).get("metadata") or {}).get("labels") or {}
+
+
+def path_namespace(req: Request) -> str | None:
+    parts = req.path.split("/")
+    if "namespaces" in parts:
+        i = parts.index("namespaces")
+        return parts[i + 1] if len(parts) > i + 1 else None
+    return None
+
+
+def writes(fake: FakeKube) -> list[Request]:
+    return [r for r in fake.calls() if r.method in ("POST", "PATCH", "PUT")]
+
+
+# -- applying -----------------------------------------------------------------------
+def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
+    url = cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+
+    assert url == "redis://127.0.0.1:30379/0"  # the Kind NodePort, published on loopback
+    assert cluster.broker_url_for("rabbitmq") == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
+    creates = [r for r in fake.calls("POST")]
+    assert creates, "nothing was created"
+    for req in writes(fake):
+        if req.path.endswith("/scale"):
+            continue
+        assert body_labels(req).get(PART_OF) == "ttg", req
+        if req.path == "/api/v1/namespaces":
+            assert req.body["metadata"]["name"] == NAMESPACE
+        else:
+            assert path_namespace(req) == NAMESPACE, req
+            assert req.body["metadata"]["namespace"] == NAMESPACE
+    created = {(r.body["kind"], r.body["metadata"]["name"]) for r in creates}
+    expected = {(o["kind"], o["metadata"]["name"]) for o in render_objects(
+        flavor="kind", backend="redis", run_id=RUN_ID, workers=3)}
+    assert created == expected
+    assert ("Service", "ttg-redis-nodeport") in created  # the Kind overlay is applied
+
+    config = fake.get("configmaps", NAMESPACE, "ttg-worker-config")
+    assert config["data"]["TTG_BACKEND"] == "redis"
+    assert config["data"]["TTG_RUN_ID"] == RUN_ID
+    assert config["metadata"]["labels"][RUN_LABEL] == RUN_ID
+    deployment = fake.get("deployments", NAMESPACE, "ttg-worker")
+    assert deployment["spec"]["replicas"] == 3
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"][RUN_LABEL] == RUN_ID
+    assert template["spec"]["containers"][0]["image"] == "ttg-worker:dev"
+    assert template["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_rabbitmq_backend_sets_configmap_and_url(fake, api_client):
+    c = make_cluster(api_client, backend="rabbitmq", workers=2)
+    try:
+        assert c.ensure_brokers(timeout=5) == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
+        c.start_workers(2)
+        c.wait_ready(2, timeout=5)
+        assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
+            "TTG_BACKEND"] == "rabbitmq"
+        assert len(c.live_workers()) == 2
+    finally:
+        c.stop(timeout=1)
+
+
+def test_reapply_patches_ttg_objects_but_keeps_secret_and_pvc(fake, cluster, api_client):
+    cluster.ensure_brokers(timeout=5)
+    fake.requests.clear()
+    again = make_cluster(api_client, run_id="second-run")
+    done = again.apply(again.objects())
+    patched = [r for r in fake.calls("PATCH")]
+    assert patched and all(r.content_type == "application/strategic-merge-patch+json"
+                           for r in patched)
+    patched_paths = {r.path for r in patched}
+    assert not any("/secrets/" in p or "/persistentvolumeclaims/" in p for p in patched_paths)
+    assert "kept Secret ttg/ttg-broker-credentials (exists)" in done
+    assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
+        "TTG_RUN_ID"] == "second-run"
+
+
+def test_never_modifies_an_object_that_is_not_ttgs(fake, cluster):
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "ttg-worker-config", "namespace": NAMESPACE,
+                            "labels": {"owner": "someone-else"}},
+               "data": {"keep": "me"}}
+    fake.put(foreign)
+    with pytest.raises(ClusterError, match="ConfigMap ttg/ttg-worker-config exists but is not "
+                                           "TTG's"):
+        cluster.start_workers(3)
+    assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"] == {"keep": "me"}
+    assert not [r for r in fake.calls("PATCH") if "configmaps" in r.path]
+
+
+def test_refuses_objects_outside_ttg_or_unlabelled():
+    obj = {"kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default",
+                                             "labels": {PART_OF: "ttg"}}}
+    with pytest.raises(ClusterError, match="outside namespace ttg"):
+        check_ours(obj)
+    obj["metadata"].update(namespace=NAMESPACE, labels={})
+    with pytest.raises(ClusterError, match="not labelled app.kubernetes.io/part-of=ttg"):
+        check_ours(obj)
+    with pytest.raises(ClusterError, match="TTG applies only"):
+        check_ours({"kind": "ClusterRole", "metadata": {"name": "x"}})
+
+
+# -- selectors -------------------------------------------------------------------------
+def test_every_list_and_delete_uses_the_ttg_label_selector(fake, cluster, api_client):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+    cluster.kill_worker()
+    wait_for(lambda: any(e["event"] == "replaced" for e in cluster.events()))
+    victim = cluster.live_workers()[0].name
+    assert list(cluster.stream_logs(victim))
+    cluster.health()
+    cluster.stop(timeout=2)
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api_client)
+
+    lists = [r for r in fake.calls("GET") if r.is_collection and r.plural != "nodes"]
+    deletes = fake.calls("DELETE")
+    assert lists and deletes
+    for req in lists + deletes:
+        assert TTG_SELECTOR in req.query.get("labelSelector", "").split(","), req
+    assert all(r.is_collection for r in deletes), "a delete by name bypasses the selector"
+    watches = [r for r in lists if r.query.get("watch") in ("true", "True")]
+    assert watches and all(f"{RUN_LABEL}={RUN_ID}" in r.query["labelSelector"]
+                           for r in watches)
+
+
+# -- faults, readiness, stop -------------------------------------------------------------
+def test_fault_injection_deletes_exactly_one_worker_pod_with_grace_zero(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+    brokers_before = [n for n in fake.names("pods", NAMESPACE) if "worker" not in n]
+    workers_before = [n for n in fake.names("pods", NAMESPACE) if "worker" in n]
+    assert len(workers_before) == 3
+    fake.requests.clear()
+
+    victim = cluster.kill_worker()
+
+    deletes = fake.calls("DELETE")
+    assert len(deletes) == 1
+    (req,) = deletes
+    assert req.path == f"/api/v1/namespaces/{NAMESPACE}/pods"
+    assert req.query["fieldSelector"] == f"metadata.name={victim.name}"
+    assert req.query["gracePeriodSeconds"] == "0"
+    assert req.body["gracePeriodSeconds"] == 0
+    assert req.query["labelSelector"].split(",") == [
+        TTG_SELECTOR, "app.kubernetes.io/component=worker", f"{RUN_LABEL}={RUN_ID}"]
+    after = fake.names("pods", NAMESPACE)
+    assert victim.name not in after
+    assert set(workers_before) - {victim.name} <= set(after)
+    assert set(brokers_before) <= set(after)
+    replaced = wait_for(lambda: [e for e in cluster.events() if e["event"] == "replaced"])
+    events = [e["event"] for e in cluster.events()]
+    assert events.index("killed") < events.index("replaced")
+    assert replaced[0]["detail"].startswith(f"replaces {victim.name}")
+    cluster.wait_ready(3, timeout=5)
+    states = {w.name: w.state for w in cluster.workers()}
+    assert states[victim.name] == "dead"
+    assert sum(1 for s in states.values() if s == "running") == 3
+
+
+def test_kill_unknown_worker_is_a_clear_error(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(2)
+    cluster.wait_ready(2, timeout=5)
+    with pytest.raises(ClusterError, match="no live worker pod named 'nope'"):
+        cluster.kill_worker("nope")
+    assert not fake.calls("DELETE")
+
+
+def test_worker_readiness_timeout_names_the_unready_pods(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    fake.set_pods_ready(False)
+    cluster.start_workers(2)
+    with pytest.raises(ClusterError) as err:
+        cluster.wait_ready(2, timeout=0.3)
+    message = str(err.value)
+    assert message.startswith("workers not ready after 0.3s: deployment ttg/ttg-worker has "
+                              "0/2 ready pods")
+    for name in (n for n in fake.names("pods", NAMESPACE) if n.startswith("ttg-worker")):
+        assert f"pod {name}: Pending, not scheduled: Unschedulable" in message
+
+
+def test_broker_readiness_timeout_names_the_broker(fake, cluster):
+    fake.set_pods_ready(False)
+    with pytest.raises(ClusterError) as err:
+        cluster.ensure_brokers(timeout=0.3)
+    message = str(err.value)
+    assert "brokers not ready after 0.3s: deployment ttg/ttg-redis 0/1 ready" in message
+    assert "Insufficient cpu" in message
+
+
+def test_stop_scales_the_worker_deployment_to_zero(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+    fake.requests.clear()
+    cluster.stop(timeout=2)
+    scale = [r for r in fake.calls("PATCH") if r.path.endswith("/deployments/ttg-worker/scale")]
+    assert len(scale) == 1 and scale[0].body == {"spec": {"replicas": 0}}
+    assert not fake.calls("DELETE")
+    assert fake.get("deployments", NAMESPACE, "ttg-worker") is not None
+    assert not [n for n in fake.names("pods", NAMESPACE) if n.startswith("ttg-worker")]
+    assert sum(1 for e in cluster.events() if e["event"] == "stopped") == 3
+    assert fake.get("deployments", NAMESPACE, "ttg-redis") is not None  # brokers stay
+
+
+def test_logs_and_health(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(2)
+    cluster.wait_ready(2, timeout=5)
+    worker = cluster.live_workers()[0]
+    assert worker.node.startswith("ttg-worker")
+    assert list(cluster.stream_logs(worker.name)) == [f"{worker.name} started",
+                                                      f"{worker.name} chunk 0 done"]
+    with pytest.raises(ClusterError, match="no TTG worker pod named 'other'"):
+        list(cluster.stream_logs("other"))
+    health = cluster.health()
+    assert len(health["nodes"]) == 4 and all(n["ready"] for n in health["nodes"])
+    assert {p["component"] for p in health["pods"]} == {"broker", "worker"}
+
+
+def test_unreachable_api_is_a_clear_error(tmp_path):
+    configuration = client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # discard port: nothing listens
+    configuration.retries = 0
+    api = client.ApiClient(configuration)
+    c = make_cluster(api)
+    with pytest.raises(ClusterError, match="cannot reach the Kubernetes API at "
+                                           "http://127.0.0.1:9"):
+        c.start_workers(1)
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api)
+    assert report.skipped and "cannot reach the Kubernetes API" in report.skipped[0]
+
+
+def test_missing_kubeconfig_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("TTG_KUBE_CONTEXT", raising=False)
+    c = KubernetesCluster(flavor="kind", run_id="x")
+    with pytest.raises(ClusterError, match="cannot load kubeconfig .*create the Kind cluster "
+                                           "first"):
+        c.start_workers(1)
+    report = CleanupReport(dry_run=True)
+    cleanup_kubernetes(report=report)
+    assert report.skipped and report.skipped[0].startswith("kubernetes: cannot load kubeconfig")
+
+
+# -- cleanup -------------------------------------------------------------------------------
+def test_cleanup_deletes_only_ttg_labelled_objects(fake, cluster, api_client):
+    fake.put({"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "bystander", "namespace": "other"},
+              "spec": {"containers": [{"name": "c", "image": "pause"}]}, "status": {}})
+    fake.put({"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "user-config", "namespace": NAMESPACE}, "data": {}})
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(2)
+    cluster.wait_ready(2, timeout=5)
+
+    dry = CleanupReport(dry_run=True)
+    cleanup_kubernetes(dry_run=True, report=dry, api_client=api_client)
+    assert not fake.calls("DELETE")
+    assert any("Deployment ttg/ttg-worker" in line for line in dry.removed)
+
+    run_only = CleanupReport(dry_run=False)
+    cleanup_kubernetes(run_id=RUN_ID, report=run_only, api_client=api_client)
+    assert fake.get("deployments", NAMESPACE, "ttg-worker") is None
+    assert fake.get("deployments", NAMESPACE, "ttg-redis") is not None  # not this run's
+    assert all(RUN_LABEL + "=" in r.query["labelSelector"] for r in fake.calls("DELETE"))
+
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api_client)
+    left = {(p, n) for (p, s, n) in fake.objects if s == NAMESPACE}
+    assert left == {("configmaps", "user-config")}
+    assert fake.get("pods", "other", "bystander") is not None
+    assert fake.get("namespaces", "", NAMESPACE) is not None
+    assert any("Namespace ttg: kept" in line for line in report.skipped)
+    assert sorted(dry.removed) == sorted(run_only.removed + report.removed)
+
+
+# -- dry run -------------------------------------------------------------------------------
+def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_client):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))  # planning needs no cluster
+    config = RunConfig.build(cluster="kind", backend="redis", workers=3, fault_demo=True,
+                             run_id=RUN_ID, output_dir=str(tmp_path))
+    plan = dry_run_plan(config)
+    for op in plan:
+        assert set(op) >= {"verb", "kind", "name", "namespace", "labels"}
+        if op["kind"] != "Namespace":
+            assert op["namespace"] == NAMESPACE
+    applies = [op for op in plan if op["verb"].startswith("create-")]
+    assert all(op["labels"].get(PART_OF) == "ttg" for op in applies)
+    for op in plan:
+        if op["verb"] in ("list", "watch", "deletecollection"):
+            assert TTG_SELECTOR in op["selector"].split(",")
+            assert op["labels"][PART_OF] == "ttg"
+    fault = [op for op in plan if op["verb"] == "deletecollection"]
+    assert len(fault) == 1 and "gracePeriodSeconds=0" in fault[0]["detail"]
+    assert any(op["verb"] == "patch" and op["kind"] == "Deployment/scale" for op in plan)
+
+    # The plan names exactly the objects a real run creates.
+    c = make_cluster(api_client)
+    try:
+        c.ensure_brokers(timeout=5)
+        c.start_workers(3)
+    finally:
+        c.stop(timeout=1)
+    created = [(r.body["kind"], r.body["metadata"]["name"]) for r in fake.calls("POST")]
+    assert created == [(op["kind"], op["name"]) for op in applies]
+
+    text = format_plan(plan, config)
+    assert "context kind-ttg" in text
+    for op in applies:
+        assert f"{op['kind']} " in text and op["name"] in text
+    assert "labelSelector: app.kubernetes.io/part-of=ttg" in text
+    assert "replicas=3, image ttg-worker:dev" in text
+
+
+def test_make_cluster_builds_the_kind_provider_without_api_calls(tmp_path):
+    from ttg_lib.run import make_cluster as run_make_cluster
+
+    config = RunConfig.build(cluster="kind", run_id="mk-1", output_dir=str(tmp_path))
+    c = run_make_cluster(config, config.broker_url)
+    assert isinstance(c, KubernetesCluster)
+    assert (c.flavor, c.context, c.worker_selector.split(",")[-1]) == (
+        "kind", "kind-ttg", f"{RUN_LABEL}=mk-1")
+    k8s = KubernetesCluster.for_run(RunConfig.build(cluster="k8s", kube_context="prod",
+                                                    run_id="mk-2", output_dir=str(tmp_path)))
+    assert (k8s.flavor, k8s.context) == ("k8s", "prod")
+    image = k8s.objects()[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ttg-worker:latest"
+
+
+# -- kind / docker CLIs ------------------------------------------------------------------
+def _fake_tool(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_missing_docker_and_kind_give_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither tool on PATH
+    with pytest.raises(ClusterError) as err:
+        ttg_kind.require("docker", "kind")
+    message = str(err.value)
+    assert "docker: MISSING - the docker CLI is not on PATH" in message
+    assert "https://docs.docker.com/engine/install/" in message
+    assert "kind: MISSING - the kind CLI is not on PATH" in message
+    assert "kind.sigs.k8s.io" in message
+    for action in (ttg_kind.create_cluster, ttg_kind.delete_cluster, ttg_kind.build_image,
+                   ttg_kind.load_image):
+        with pytest.raises(ClusterError, match="MISSING"):
+            action()
+    lines = ttg_kind.provision("status")  # never raises: the notebook's default action
+    assert any("docker and kind missing" in line for line in lines)
+
+
+def test_docker_without_engine_is_detected_by_docker_info(monkeypatch, tmp_path):
+    _fake_tool(tmp_path, "docker", 'echo "Cannot connect to the Docker daemon at '
+                                   'unix:///var/run/docker.sock" >&2; exit 1')
+    _fake_tool(tmp_path, "kind", 'echo "kind v0.24.0 go1.22 linux/amd64"')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    docker, kind = ttg_kind.check_tools()
+    assert not docker.ok and "`docker info` failed" in docker.detail
+    assert "Cannot connect to the Docker daemon" in docker.detail
+    assert kind.ok
+    with pytest.raises(ClusterError, match="docker: MISSING"):
+        ttg_kind.up()
+
+
+def test_delete_cluster_refuses_a_cluster_ttg_did_not_create(monkeypatch, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    _fake_tool(bin_dir, "docker", f'echo "docker $*" >> {log}\n'
+                                  'case "$1" in info) echo 27.0.3;; inspect) echo cp-id-2;; esac')
+    _fake_tool(bin_dir, "kind", f'echo "kind $*" >> {log}\n'
+                                'case "$1" in get) echo ttg;; version) echo kind v0.24.0;; esac')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setenv("TTG_STATE_DIR", str(tmp_path / "state"))
+    with pytest.raises(ClusterError, match="was not created by TTG"):
+        ttg_kind.delete_cluster()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "kind-ttg.json").write_text('{"control_plane_id": "cp-id-1"}')
+    with pytest.raises(ClusterError, match="was not created by TTG"):
+        ttg_kind.delete_cluster()  # same name, but another cluster than the one TTG made
+    assert "kind delete" not in log.read_text()
+    (tmp_path / "state" / "kind-ttg.json").write_text('{"control_plane_id": "cp-id-2"}')
+    assert ttg_kind.delete_cluster() == "Kind cluster 'ttg' deleted"
+    assert "kind delete cluster --name ttg" in log.read_text()

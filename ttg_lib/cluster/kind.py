@@ -1,0 +1,304 @@
+"""Kind provisioning through the ``kind`` and ``docker`` CLIs.
+
+Creates (or reuses) the Kind cluster ``ttg`` from kind/kind-config.yaml, builds the worker
+image ``ttg-worker:dev`` from the Dockerfile, side-loads it into the nodes, and deploys the
+brokers through :class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not
+kubectl). A missing tool is a :class:`ClusterError` naming it and how to install it.
+
+Only the cluster named ``ttg`` is ever deleted, and only when TTG created it: ``create_cluster``
+writes a marker holding the control-plane container's id, ``delete_cluster`` compares it.
+
+    python -m ttg_lib.cluster.kind status|up|down|delete-cluster [--backend redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import ClusterError
+
+CLUSTER_NAME = "ttg"
+CONTEXT = f"kind-{CLUSTER_NAME}"
+IMAGE = "ttg-worker:dev"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+ACTIONS = ("status", "up", "down", "delete-cluster")
+INSTALL = {
+    "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
+               "Desktop, start it, and check that `docker info` succeeds for your user"),
+    "kind": ("install kind v0.24.0 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/"
+             "#installation), e.g. `go install sigs.k8s.io/kind@v0.24.0` or the release binary "
+             "on your PATH"),
+}
+
+
+@dataclass
+class ToolCheck:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.name}: ok ({self.detail})"
+        return f"{self.name}: MISSING - {self.detail}. To fix: {INSTALL[self.name]}"
+
+
+def _probe(args: list[str], timeout: float = 20.0) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return 127, f"{args[0]} not found"
+    except subprocess.TimeoutExpired:
+        return 124, f"`{' '.join(args)}` did not answer within {timeout:.0f}s"
+    text = (proc.stdout if proc.returncode == 0 else proc.stderr or proc.stdout).strip()
+    return proc.returncode, text.splitlines()[-1] if text else ""
+
+
+def check_docker() -> ToolCheck:
+    if shutil.which("docker") is None:
+        return ToolCheck("docker", False, "the docker CLI is not on PATH")
+    rc, out = _probe(["docker", "info", "--format", "{{.ServerVersion}}"])
+    if rc != 0:
+        return ToolCheck("docker", False, f"the docker CLI is installed but `docker info` "
+                                          f"failed, so no Docker engine is reachable ({out})")
+    return ToolCheck("docker", True, f"engine {out}")
+
+
+def check_kind() -> ToolCheck:
+    if shutil.which("kind") is None:
+        return ToolCheck("kind", False, "the kind CLI is not on PATH")
+    rc, out = _probe(["kind", "version"])
+    if rc != 0:
+        return ToolCheck("kind", False, f"`kind version` failed ({out})")
+    return ToolCheck("kind", True, out)
+
+
+def check_tools() -> list[ToolCheck]:
+    return [check_docker(), check_kind()]
+
+
+def tools_ok() -> bool:
+    return all(c.ok for c in check_tools())
+
+
+def require(*names: str) -> None:
+    """Raise a ClusterError naming every missing tool and how to install it."""
+    checks = {"docker": check_docker, "kind": check_kind}
+    missing = [c for c in (checks[n]() for n in names) if not c.ok]
+    if missing:
+        raise ClusterError("Kind provisioning needs " + " and ".join(names) + ":\n  "
+                           + "\n  ".join(c.line() for c in missing))
+
+
+def _run(args: list[str], *, what: str, timeout: float = 600.0,
+         env: dict[str, str] | None = None, stream: bool = False) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=not stream, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ClusterError(f"{what}: `{args[0]}` is not installed. To fix: "
+                           f"{INSTALL.get(args[0], 'install it')}") from None
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{what}: `{' '.join(args)}` took longer than {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        tail = "\n".join(((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-15:])
+        raise ClusterError(f"{what} failed (exit code {proc.returncode}): "
+                           f"`{' '.join(args)}`\n{tail}")
+    return proc.stdout or ""
+
+
+# -- the cluster -------------------------------------------------------------------
+def state_dir() -> Path:
+    return Path(os.environ.get("TTG_STATE_DIR") or Path.home() / ".cache" / "ttg")
+
+
+def _marker() -> Path:
+    return state_dir() / f"kind-{CLUSTER_NAME}.json"
+
+
+def _control_plane_id() -> str:
+    out = _run(["docker", "inspect", "--format", "{{.Id}}", f"{CLUSTER_NAME}-control-plane"],
+               what="identify the Kind control-plane container", timeout=60)
+    return out.strip()
+
+
+def cluster_exists() -> bool:
+    require("docker", "kind")
+    out = _run(["kind", "get", "clusters"], what="list Kind clusters", timeout=60)
+    return CLUSTER_NAME in out.split()
+
+
+def create_cluster(config: Path = KIND_CONFIG, wait: str = "180s") -> str:
+    """Create the Kind cluster ``ttg`` (1 control plane + 3 workers) or reuse it."""
+    require("docker", "kind")
+    if cluster_exists():
+        return f"Kind cluster {CLUSTER_NAME!r} exists: reused (context {CONTEXT})"
+    _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(config),
+          "--wait", wait], what=f"create Kind cluster {CLUSTER_NAME!r}", timeout=900)
+    marker = _marker()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"cluster": CLUSTER_NAME, "created_at": time.time(),
+                                  "control_plane_id": _control_plane_id()}))
+    return f"Kind cluster {CLUSTER_NAME!r} created (context {CONTEXT})"
+
+
+def created_by_ttg() -> bool:
+    try:
+        marker = json.loads(_marker().read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        return marker.get("control_plane_id") == _control_plane_id()
+    except ClusterError:
+        return False
+
+
+def delete_cluster(force: bool = False) -> str:
+    """Delete the Kind cluster ``ttg`` if TTG created it (``force`` skips that check)."""
+    require("docker", "kind")
+    if not cluster_exists():
+        return f"Kind cluster {CLUSTER_NAME!r} does not exist: nothing to delete"
+    if not force and not created_by_ttg():
+        raise ClusterError(f"Kind cluster {CLUSTER_NAME!r} was not created by TTG on this "
+                           f"machine (no matching marker {_marker()}); not deleting it. "
+                           f"If it is yours to delete: kind delete cluster --name "
+                           f"{CLUSTER_NAME}")
+    _run(["kind", "delete", "cluster", "--name", CLUSTER_NAME],
+         what=f"delete Kind cluster {CLUSTER_NAME!r}", timeout=300)
+    _marker().unlink(missing_ok=True)
+    return f"Kind cluster {CLUSTER_NAME!r} deleted"
+
+
+def build_image(tag: str = IMAGE) -> str:
+    require("docker")
+    _run(["docker", "build", "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
+         what=f"build the worker image {tag}", timeout=1800, env={"DOCKER_BUILDKIT": "1"})
+    return f"image {tag} built from {DOCKERFILE.name}"
+
+
+def load_image(tag: str = IMAGE) -> str:
+    require("docker", "kind")
+    _run(["kind", "load", "docker-image", tag, "--name", CLUSTER_NAME],
+         what=f"load {tag} into Kind cluster {CLUSTER_NAME!r}", timeout=600)
+    return f"image {tag} loaded into the nodes of {CLUSTER_NAME!r}"
+
+
+# -- notebook actions ----------------------------------------------------------------
+def _provider(backend: str) -> Any:
+    from .kubernetes import KubernetesCluster
+
+    return KubernetesCluster(flavor="kind", backend=backend, run_id="provision",
+                             context=CONTEXT, poll_s=2.0)
+
+
+def _health_lines(backend: str) -> list[str]:
+    health = _provider(backend).health()
+    lines = [f"nodes ({len(health['nodes'])}):"]
+    lines += [f"  {n['node']:<24} {n['roles']:<14} ready={n['ready']} {n['kubelet']}"
+              for n in health["nodes"]]
+    lines.append(f"TTG pods in namespace ttg ({len(health['pods'])}):")
+    lines += [f"  {p['pod']:<36} {p['component'] or '':<8} node={p['node']} "
+              f"phase={p['phase']} ready={p['ready']} restarts={p['restarts']} {p['reason']}"
+              for p in health["pods"]]
+    return lines
+
+
+def status(backend: str = "redis") -> list[str]:
+    """Tools, cluster, nodes and TTG pods; never raises (a missing tool is a message)."""
+    checks = check_tools()
+    lines = [c.line() for c in checks]
+    if not all(c.ok for c in checks):
+        missing = " and ".join(c.name for c in checks if not c.ok)
+        lines.append(f"Kind cluster {CLUSTER_NAME!r}: cannot check, {missing} missing "
+                     f"(see above). Nothing was changed.")
+        return lines
+    try:
+        if not cluster_exists():
+            lines.append(f"Kind cluster {CLUSTER_NAME!r}: not created yet "
+                         f"(run this notebook with action='up')")
+            return lines
+        lines.append(f"Kind cluster {CLUSTER_NAME!r}: exists (context {CONTEXT}, "
+                     f"{'created by TTG' if created_by_ttg() else 'not created by TTG'})")
+        lines += _health_lines(backend)
+    except ClusterError as exc:
+        lines.append(f"error: {exc}")
+    return lines
+
+
+def up(backend: str = "redis", build: bool = True, timeout: float = 600.0) -> list[str]:
+    """Create or reuse the cluster, build and load the image, deploy the brokers."""
+    require("docker", "kind")
+    lines = [create_cluster()]
+    if build:
+        lines.append(build_image())
+        lines.append(load_image())
+    backends = ("redis", "rabbitmq") if backend == "both" else (backend,)
+    provider = _provider(backends[0])
+    provider.ensure_brokers(timeout)
+    if len(backends) > 1:
+        provider.wait_brokers(timeout, backends)
+    lines.append("brokers ready: " + ", ".join(
+        f"{b} at {provider.broker_url_for(b)}" for b in backends))
+    lines += _health_lines(backends[0])
+    return lines
+
+
+def down(run_id: str | None = None, dry_run: bool = False) -> list[str]:
+    """Delete TTG-labelled objects in namespace ttg of the Kind cluster (cluster stays)."""
+    from ..cleanup import CleanupReport
+    from .kubernetes import cleanup_kubernetes
+
+    report = CleanupReport(dry_run=dry_run)
+    cleanup_kubernetes(run_id=run_id, dry_run=dry_run, report=report, context=CONTEXT)
+    return report.lines()
+
+
+def provision(action: str = "status", backend: str = "redis", build: bool = True,
+              timeout: float = 600.0, force: bool = False) -> list[str]:
+    """One entry point for notebooks/provision.ipynb and ``python -m ttg_lib.cluster.kind``."""
+    if action not in ACTIONS:
+        raise ClusterError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+    if backend not in ("redis", "rabbitmq", "both"):
+        raise ClusterError(f"unknown backend {backend!r}: redis, rabbitmq or both")
+    if action == "status":
+        return status(backend if backend != "both" else "redis")
+    if action == "up":
+        return up(backend, build=build, timeout=timeout)
+    if action == "down":
+        return down()
+    return [delete_cluster(force=force)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ttg_lib.cluster.kind",
+                                     description="Provision TTG's Kind cluster.")
+    parser.add_argument("action", choices=ACTIONS, nargs="?", default="status")
+    parser.add_argument("--backend", default="redis", choices=("redis", "rabbitmq", "both"))
+    parser.add_argument("--no-build", action="store_true", help="skip docker build / kind load")
+    parser.add_argument("--force", action="store_true",
+                        help="delete-cluster even without TTG's creation marker")
+    args = parser.parse_args(argv)
+    try:
+        for line in provision(args.action, args.backend, build=not args.no_build,
+                              force=args.force):
+            print(line)
+    except ClusterError as exc:
+        print(f"ttg kind: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
