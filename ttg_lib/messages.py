@@ -88,6 +88,28 @@ class Result:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def encode_results(results: list[Result]) -> bytes:
+    """Several chunk results in one message: one publish per worker batch, not per chunk."""
+    if len(results) == 1:
+        return results[0].encode()
+    return json.dumps({"v": PROTOCOL_VERSION, "results": [r.__dict__ for r in results]},
+                      separators=(",", ":")).encode()
+
+
+def decode_results(body: bytes | str) -> list[Result | bytes]:
+    """Results in a message (one or a batch); an undecodable one comes back as raw bytes."""
+    try:
+        data = _load_object(body)
+        if "results" not in data:
+            return [Result.decode(body)]
+        items = data["results"]
+        if not isinstance(items, list):
+            raise MessageError("malformed message: 'results' is not a list")
+        return [Result.decode(json.dumps(item)) for item in items]
+    except MessageError:
+        return [body if isinstance(body, bytes) else body.encode()]
+
+
 def _load_object(body: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(body)

@@ -160,7 +160,10 @@ def check_verified(summary: dict[str, Any]) -> None:
 def _strip_tags(markup: str) -> str:
     import re
 
-    return html.unescape(re.sub(r"<[^>]+>", " ", markup)).strip()
+    markup = re.sub(r"<style.*?</style>", "", markup, flags=re.S)
+    markup = re.sub(r"</(tr|p|li|h\d|caption)>", "\n", markup)
+    markup = re.sub(r"</t[dh]>", "  ", markup)
+    return html.unescape(re.sub(r"<[^>]+>", "", markup)).strip()
 
 
 # -- chart data ------------------------------------------------------------
@@ -313,12 +316,34 @@ def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
     return None
 
 
+def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
+                  stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The end state, when the last periodic sample came before the last result: queue
+    depths from queue_stats.json, progress from summary.json, at the last result's time."""
+    if not samples or not stats or summary.get("runtime_s") is None:
+        return None
+    last = samples[-1]
+    if last.get("completed", 0) >= summary.get("chunks_completed", 0):
+        return None
+    row = {**last, "t": max(last["t"], summary["runtime_s"]),
+           "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
+           "params_done": summary.get("params_verified", last.get("params_done", 0))}
+    for role in ("tasks", "results", "retry", "dlq"):
+        if role in stats:
+            row[role] = stats[role]["messages"]
+    row.pop("wall", None)
+    return row
+
+
 def figure_from_record(path: str | os.PathLike[str], title: str | None = None) -> Any:
     """The queue chart of a finished run, drawn only from its record."""
     path = Path(path)
     summary = _load_json(path / "summary.json", {})
     config = _load_json(path / "config.json", {})
     samples = read_jsonl(path / "samples.jsonl")
+    final = _final_sample(summary, samples, _load_json(path / "queue_stats.json", None))
+    if final is not None:
+        samples = samples + [final]
     events = _load_json(path / "events.json", {})
     t0 = _t0_wall(samples)
     marks = (marks_from_events(events.get("workers", []), t0, events.get("fault"))
@@ -501,9 +526,10 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
                     last = time.monotonic()
         except KeyboardInterrupt:
             run.stop()
+        final = run.progress()
         summary = run.finish()
         if status is not None:
-            status.update({"text/html": _status_line(run.progress(), config)}, raw=True)
+            status.update({"text/html": _status_line(final, config)}, raw=True)
     if live is not None:
         live.finish(summary["record_dir"])
     return summary

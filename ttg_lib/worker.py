@@ -110,6 +110,7 @@ class BatchSizer:
 
     def __init__(self) -> None:
         self.ema_s: float | None = None
+        self._size = 1
 
     def observe(self, seconds: float) -> None:
         self.ema_s = seconds if self.ema_s is None else 0.7 * self.ema_s + 0.3 * seconds
@@ -124,7 +125,9 @@ class BatchSizer:
         if self.ema_s is None:
             return 1
         wanted = max(1, min(self.MAX, int(self.TARGET_S / max(self.ema_s, 1e-6))))
-        return 1 << (wanted.bit_length() - 1)  # powers of two: the prefetch rarely changes
+        if wanted >= 2 * self._size or wanted * 4 <= self._size:  # hysteresis: a change
+            self._size = 1 << (wanted.bit_length() - 1)  # costs RabbitMQ a re-subscribe
+        return self._size
 
 
 class Worker:
