@@ -197,3 +197,16 @@ def test_sigterm_lets_the_current_chunk_finish(make_config, backend_name, broker
     summary = run.finish()
     assert_verified(summary)
     assert summary["duplicate_deliveries"] == 0
+
+
+def test_many_fast_chunks_batch_and_all_complete(make_config, backend_name, broker_url):
+    """Fast chunks make workers batch (and RabbitMQ re-subscribe with a larger prefetch);
+    no delivery may be stranded by that, on either backend."""
+    cfg = make_config(backend=backend_name, total_params=20_000, chunk_size=20, work_ms=0.0,
+                      timeout_s=60)
+    summary = drive(Run(cfg))
+    assert_verified(summary)
+    logs = "".join(p.read_text() for p in (cfg.record_dir / "workers").glob("*.log"))
+    assert '"chunks": [' in logs and max(
+        len(json.loads(line)["chunks"]) for line in logs.splitlines()
+        if '"chunks_done"' in line) > 1, "workers never batched"

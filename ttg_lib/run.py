@@ -179,7 +179,10 @@ class Run:
 
     def _read(self, timeout: float) -> None:
         assert self.backend is not None
-        for result in self.backend.read_results(timeout):
+        results = self.backend.read_results(timeout)
+        if not results:  # idle: recompute what has arrived, a little at a time
+            self.collector.verify_pending(budget_s=0.05)
+        for result in results:
             new = self.collector.add(result)
             if new and isinstance(result, Result):
                 self.t_last = time.monotonic()
@@ -404,6 +407,7 @@ class Run:
             "fault": fault,
             "workers_started": self._workers_started,
             "orchestrator_peak_rss_mib": peak_rss_mib(),
+            "verify_s": round(self.collector.verify_s, 3),
             "worker_peak_rss_mib": self._worker_peak_rss(),
             "workers_replaced": replaced,
             "restart": cfg.restart,

@@ -1,18 +1,24 @@
 """Verification: every param present exactly once, every value recomputed and equal.
 
-Results are checked as they arrive, so memory stays flat (one byte per param)
-and verification overlaps with the run instead of adding to it.
+Chunk bookkeeping happens on arrival; recomputing the values happens when the
+orchestrator is idle (sleep-bound runs: during the run) or after the last
+result (CPU-bound runs, where recomputing every param would take a core from
+the workers). Memory stays flat: one byte per param, plus the results still
+waiting to be recomputed, bounded by MAX_PENDING_PARAMS.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from .compute import ComputeFn, checksum
 from .messages import Result
 
 MAX_EXAMPLES = 20
+MAX_PENDING_PARAMS = 2_000_000
 
 
 @dataclass
@@ -53,6 +59,9 @@ class ResultCollector:
         self.wrong = 0
         self.foreign = 0
         self.problems: list[str] = []
+        self._pending: deque[Result] = deque()
+        self._pending_params = 0
+        self.verify_s = 0.0
 
     @property
     def finished(self) -> int:
@@ -86,8 +95,28 @@ class ResultCollector:
         self.chunk_state[cid] = 1
         self.completed += 1
         self.params_done += result.count
-        self._check_values(result)
+        self._pending.append(result)
+        self._pending_params += len(result.values)
+        if self._pending_params > MAX_PENDING_PARAMS:
+            self.verify_pending()
         return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def verify_pending(self, budget_s: float | None = None) -> int:
+        """Recompute queued results, for at most ``budget_s`` seconds (None: all of them)."""
+        started = time.perf_counter()
+        deadline = None if budget_s is None else started + budget_s
+        done = 0
+        while self._pending and (deadline is None or time.perf_counter() < deadline):
+            result = self._pending.popleft()
+            self._pending_params -= len(result.values)
+            self._check_values(result)
+            done += 1
+        self.verify_s += time.perf_counter() - started
+        return done
 
     def _check_values(self, result: Result) -> None:
         start = result.chunk_id * self.chunk_size
@@ -120,6 +149,7 @@ class ResultCollector:
             self.problems.append(text)
 
     def verdict(self) -> Verdict:
+        self.verify_pending()
         verified = self.total_params - self.seen.count(0)
         wrong_params = self.wrong
         lost = self.total_params - verified - wrong_params

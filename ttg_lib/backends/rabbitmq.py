@@ -317,7 +317,8 @@ class RabbitMQBackend(Backend):
         limit only to consumers started after it. Unacked deliveries stay ours."""
         if self._consuming == TASKS:
             for tag in list(self.ch.consumer_tags):
-                self.ch.basic_cancel(tag)
+                self.ch.basic_cancel(tag)  # pika requeues undispatched deliveries (reject)
+            self._commit()  # in a transaction that reject waits for the commit
         self.ch.basic_qos(prefetch_count=prefetch)
         self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
         self._consuming, self.prefetch = TASKS, prefetch
