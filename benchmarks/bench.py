@@ -176,7 +176,7 @@ def suite_latency(ctx: Context) -> dict[str, Any]:
     for backend in ctx.backends:
         out[backend] = measure_latency(backend, _url(backend), samples, ctx.out)
         ops = out[backend]["broker_ops_per_chunk"]
-        ctx.say(f"latency {backend}: p50 {out[backend]["p50_ms"]:.2f} ms, "
+        ctx.say(f"latency {backend}: p50 {out[backend]['p50_ms']:.2f} ms, "
                 f"p99 {out[backend]['p99_ms']:.2f} ms, "
                 f"{'n/a' if ops is None else f'{ops:.1f}'} broker ops/chunk")
     return out

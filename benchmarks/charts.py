@@ -8,7 +8,7 @@ from typing import Any
 
 def write_chart(results: dict[str, Any], path: Path) -> Path | None:
     try:
-        import plotly.graph_objects as go
+        import plotly.graph_objects  # noqa: F401  (checks plotly is installed)
         from plotly.subplots import make_subplots
     except ImportError:
         print("plotly not installed (pip install 'ttg[notebooks]'): no chart written")
