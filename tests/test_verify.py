@@ -110,3 +110,19 @@ def test_a_run_with_an_altered_result_fails(make_config, backend_name, broker_ur
     summary = _run_tampered(make_config, backend_name, "alter")
     assert not summary["ok"]
     assert summary["wrong_results"] == 1
+
+
+def test_values_pack_and_corruption_is_flagged():
+    from ttg_lib.messages import decode_results, encode_results
+
+    ints = good(1)
+    floats = Result(run_id="r", chunk_id=2, start=10, count=2, worker="w", attempt=1,
+                    started_at=0, finished_at=0, values=[0.5, "x"])
+    back = decode_results(encode_results([ints, floats]))
+    assert [r.values for r in back] == [ints.values, floats.values]
+    assert not any(r.corrupt for r in back)
+    wire = ints.to_wire()
+    assert "values_i64" in wire and "values" not in wire
+    wire["checksum"] ^= 1
+    tampered = Result.from_wire(wire)
+    assert tampered.corrupt and tampered.values == ints.values

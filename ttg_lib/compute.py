@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import time
-import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -66,11 +65,3 @@ def load(path: str) -> ComputeFn:
 
 def run_chunk(fn: ComputeFn, start: int, count: int, work_ms: float) -> list[Any]:
     return [fn(param_id, work_ms) for param_id in range(start, start + count)]
-
-
-def checksum(values: list[Any], encoded: bytes | None = None) -> int:
-    """CRC32 of the canonical JSON of a chunk's values: catches corruption in transit."""
-    import json
-
-    data = encoded if encoded is not None else json.dumps(values, separators=(",", ":")).encode()
-    return zlib.crc32(data)

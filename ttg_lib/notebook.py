@@ -82,6 +82,15 @@ def build_config(**params: Any) -> RunConfig:
     return RunConfig.build(**params)
 
 
+def describe(config: RunConfig) -> str:
+    """One line about the run about to start (the notebooks print it; tests read the id)."""
+    fault = f", fault at {config.kill_at:.0%}" if config.fault_demo else ""
+    return (f"run {config.run_id}: {config.backend}, {config.scale} ({config.total_params:,} "
+            f"params in {config.chunks_total} chunks of {config.chunk_size}, "
+            f"{config.work_ms:g} ms each), {config.workers} workers{fault}\n"
+            f"record: {config.record_dir}")
+
+
 def setup(renderer: str = "plotly_mimetype+notebook") -> None:
     """Plotly defaults for notebooks: a renderer nbconvert keeps (not plain plotly_mimetype)."""
     import plotly.io as pio

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .compute import ComputeFn, checksum
+from .compute import ComputeFn
 from .messages import Result
 
 MAX_EXAMPLES = 20
@@ -127,7 +127,7 @@ class ResultCollector:
                        f"count {result.count}, {len(result.values)} values; expected {start}, "
                        f"{count})")
             return
-        if result.checksum and checksum(result.values) != result.checksum:
+        if result.corrupt:
             self._note(f"chunk {result.chunk_id}: checksum mismatch (corrupted in transit)")
         for offset, value in enumerate(result.values):
             param = start + offset

@@ -244,7 +244,7 @@ class Worker:
         return Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                       count=task.count, worker=self.settings.name, attempt=task.attempt,
                       started_at=started, finished_at=finished, values=values,
-                      checksum=compute.checksum(values), redelivered=delivery.redelivered)
+                      redelivered=delivery.redelivered)
 
     def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
         """Fast chunks run inline; others on the helper thread while leases are renewed."""
