@@ -255,5 +255,24 @@ def runs(output_dir: str, as_json: bool) -> None:
     Console().print(table)
 
 
+def _register_report() -> None:
+    """`ttg report` needs the notebooks extra; without it the command says how to get it."""
+    try:
+        from .htmlreport import report_command
+    except ImportError as exc:
+        missing = str(exc)
+
+        @main.command("report", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def report(args: tuple[str, ...]) -> None:
+            """Export HTML reports (needs: pip install 'ttg[notebooks]')."""
+            fail(f"ttg report needs the notebooks extra: pip install 'ttg[notebooks]' "
+                 f"({missing})")
+    else:
+        main.add_command(report_command, "report")
+
+
+_register_report()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,26 @@
+# Convenience targets; each one does its own set-up through scripts/setup.sh.
+.PHONY: demo test report bench bench-quick lint cleanup
+
+demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
+	scripts/demo.sh
+
+test:            ## every test against real Redis and RabbitMQ (what CI runs)
+	scripts/test.sh
+
+report:          ## HTML reports of every recorded run into outputs/reports/ (code hidden)
+	scripts/setup.sh --extras dev,notebooks
+	.venv/bin/ttg report --hide-code
+
+bench:           ## the full benchmark suite (about 40 minutes), outputs/bench/
+	scripts/setup.sh --extras dev,notebooks --brokers
+	.venv/bin/python benchmarks/bench.py
+
+bench-quick:     ## a one-minute smoke of every benchmark
+	scripts/setup.sh --extras dev,notebooks --brokers
+	.venv/bin/python benchmarks/bench.py --quick
+
+lint:
+	.venv/bin/ruff check .
+
+cleanup:         ## remove TTG's own processes and queues (nothing else)
+	.venv/bin/ttg cleanup --all
