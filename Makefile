@@ -8,15 +8,15 @@ test:            ## every test against real Redis and RabbitMQ (what CI runs)
 	scripts/test.sh
 
 report:          ## HTML reports of every recorded run into outputs/reports/ (code hidden)
-	scripts/setup.sh --extras dev,notebooks
+	scripts/setup.sh
 	.venv/bin/ttg report --hide-code
 
 bench:           ## the full benchmark suite (about 40 minutes), outputs/bench/
-	scripts/setup.sh --extras dev,notebooks --brokers
+	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/bench.py
 
 bench-quick:     ## a one-minute smoke of every benchmark
-	scripts/setup.sh --extras dev,notebooks --brokers
+	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/bench.py --quick
 
 lint:
