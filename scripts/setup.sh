@@ -35,16 +35,23 @@ if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
-STAMP=".venv/.ttg-installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-${EXTRAS//,/-}"
-if [[ ! -f "$STAMP" ]]; then
-  say "installing ttg[$EXTRAS] into .venv (first time takes a minute or two)"
+# One stamp per pyproject.toml version, listing the extras installed so far.
+STAMP=".venv/.ttg-installed-$(sha1sum pyproject.toml | cut -c1-12)"
+HAVE="$(cat "$STAMP" 2>/dev/null || true)"
+NEED=""
+for extra in ${EXTRAS//,/ }; do
+  [[ ",$HAVE," == *",$extra,"* ]] || NEED="$NEED,$extra"
+done
+if [[ -n "$NEED" || ! -f "$STAMP" ]]; then
+  ALL="$(printf '%s' "$HAVE$NEED" | sed 's/^,//')"
+  say "installing ttg[$ALL] into .venv (first time takes a minute or two)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
-  if [[ ",$EXTRAS," == *",notebooks,"* ]]; then
+  .venv/bin/python -m pip install -q -e ".[$ALL]"
+  if [[ ",$ALL," == *",notebooks,"* ]]; then
     .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
   fi
   rm -f .venv/.ttg-installed-*
-  touch "$STAMP"
+  printf '%s' "$ALL" > "$STAMP"
 fi
 
 # --- Brokers ------------------------------------------------------------------
