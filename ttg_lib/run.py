@@ -175,6 +175,8 @@ class Run:
             self._maybe_renew_lock()
             self._maybe_inject_fault()
             self._check_end()
+            if self.done:
+                self._maybe_sample(force=True)  # the chart's last point is the end state
         return self.progress()
 
     def _read(self, timeout: float) -> None:

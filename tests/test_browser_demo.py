@@ -1,0 +1,183 @@
+"""The supervisor demo as a person uses it: JupyterLab in Chromium, Run All, Start, watch.
+
+JupyterLab runs headless on loopback (random free port, random token) over a temporary
+copy of ``notebooks/supervisor_demo.ipynb`` (so autosave never writes outputs into the
+committed notebook). Playwright drives Debian's ``/usr/bin/chromium`` — Playwright's own
+browser download is never used. The test runs all cells, clicks Start, reads the live
+chart's point count from the plotly graph div while the run goes, kills a worker, stops
+the run, and saves ``outputs/screenshots/supervisor_demo.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import URLS, _require
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SCREENSHOT = ROOT / "outputs" / "screenshots" / "supervisor_demo.png"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="/usr/bin/chromium is absent (scripts/setup.sh --browser "
+                              "installs Debian's chromium)"),
+]
+
+POINTS_JS = """() => {
+    const gd = document.querySelector('.js-plotly-plot');
+    return gd && gd.data && gd.data.length ? (gd.data[0].x || []).length : -1; }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)  # the server is still starting; no event to wait on
+    raise TimeoutError(f"jupyter lab did not answer {url} within {timeout:.0f}s")
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path):
+    for url in URLS.values():
+        _require(url)
+    work = tmp_path / "lab"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "supervisor_demo.ipynb", work / "supervisor_demo.ipynb")
+    outputs = tmp_path / "outputs"
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "TTG_NOTEBOOK_SCALE": "small", "TTG_NOTEBOOK_OUTPUT_DIR": str(outputs),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    log = (tmp_path / "jupyterlab.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, 120)
+        yield {"url": f"http://127.0.0.1:{port}/lab/tree/supervisor_demo.ipynb?token={token}",
+               "outputs": outputs, "log": tmp_path / "jupyterlab.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+        from ttg_lib.cleanup import cleanup
+
+        # a failed test may leave the demo's workers running: stop exactly those
+        cleanup(output_dir=outputs, backends={}, processes=True, queues=False)
+
+
+def _button(page, text: str):
+    return page.locator("button.jupyter-button", has_text=text).first
+
+
+def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        try:
+            page.set_default_timeout(180_000)
+            page.goto(jupyterlab["url"], wait_until="domcontentloaded")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=240_000)
+
+            # wait until the kernel is up (status bar "| Idle"), then Run > Run All Cells
+            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=240_000)
+            start = _button(page, "Start")
+            for attempt in range(3):
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                page.locator("li.lm-Menu-item").filter(has=page.locator(
+                    ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))).first.click()
+                try:
+                    start.wait_for(state="visible", timeout=120_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 2:
+                        raise
+            assert _button(page, "Kill a worker now").is_disabled()
+            assert _button(page, "Stop").is_disabled()
+            assert page.evaluate(POINTS_JS) in (-1, 0), "chart must be empty before Start"
+
+            start.click()
+            page.wait_for_function("() => { const gd = document.querySelector("
+                                   "'.js-plotly-plot'); return gd && gd.data && "
+                                   "(gd.data[0].x || []).length >= 3; }", timeout=240_000)
+            assert start.is_disabled(), "Start is disabled while a run is going"
+            seen = [page.evaluate(POINTS_JS)]
+            for _ in range(6):
+                page.wait_for_timeout(1500)
+                seen.append(page.evaluate(POINTS_JS))
+            assert seen[-1] > seen[0], f"live chart did not grow: {seen}"
+            assert seen == sorted(seen), f"point count went backwards: {seen}"
+
+            kill = _button(page, "Kill a worker now")
+            assert not kill.is_disabled()
+            kill.click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('textarea')].some(t => /killed w\\d+/"
+                ".test(t.value))", timeout=60_000)
+            page.wait_for_timeout(2500)  # let the chart draw the kill marker
+            news = page.locator(".Toastify__toast button", has_text="No")
+            if news.count():
+                news.first.click()  # JupyterLab's "get notified about news?" toast
+            page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            worker_rows = page.evaluate(
+                "() => [...document.querySelectorAll('table.ttg-table tbody tr')].length")
+            assert worker_rows >= 3, "worker table lists the workers"
+
+            _button(page, "Stop").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('textarea')].some(t => "
+                "/run \\S+ stopped:/.test(t.value))", timeout=180_000)
+            start.wait_for(state="visible")
+            page.wait_for_function(
+                "() => { const b = [...document.querySelectorAll('button.jupyter-button')]"
+                ".find(b => b.textContent.includes('Start')); return b && !b.disabled; }",
+                timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(SCREENSHOT.with_name("supervisor_demo-failure.png")),
+                            full_page=True)
+            raise
+        finally:
+            browser.close()
+    records = list((jupyterlab["outputs"] / "runs").glob("*/summary.json"))
+    assert len(records) == 1, "the stopped run still wrote its record"
+    assert SCREENSHOT.stat().st_size > 10_000
