@@ -1,0 +1,107 @@
+"""Workers as pods: the Kubernetes cluster provider (Kind, or any kubeconfig context).
+
+Every API operation goes through the official ``kubernetes`` Python client (no kubectl).
+The objects come from the plain YAML under ``k8s/base`` (plus ``k8s/overlays/kind`` on Kind),
+loaded in the order their kustomization lists them; TTG then sets the run's values:
+
+* the worker ConfigMap's ``TTG_BACKEND``, ``TTG_RUN_ID`` and ``TTG_LEASE_S``,
+* the worker Deployment's replicas, image (``ttg-worker:dev`` on Kind) and the label
+  ``ttg.dev/run-id`` on the Deployment, its pod template and the ConfigMap.
+  (``app.kubernetes.io/instance`` stays ``ttg``: it is part of the Deployment's immutable
+  selector and of the brokers' Service and NetworkPolicy selectors.)
+
+Safety rules, enforced here and checked by tests/test_kubernetes_provider.py:
+
+* only objects in namespace ``ttg`` labelled ``app.kubernetes.io/part-of=ttg`` are applied;
+  an existing object of the same name without that label is never modified;
+* every list and every delete carries the label selector ``app.kubernetes.io/part-of=ttg``
+  (deletes are delete-collection calls with that selector; killing one pod adds a field
+  selector on its name, so exactly that pod goes);
+* the Secret (broker credentials) and the PersistentVolumeClaim are created when absent and
+  otherwise left alone, so replaced credentials and stored data survive a new run.
+
+Reaching the brokers from the host (the run's own backend connection): on Kind through the
+NodePorts that kind/kind-config.yaml publishes on 127.0.0.1 (30379 Redis, 30672 AMQP);
+on another cluster through a port-forward made with the client's websocket support.
+
+Modules, one concept each:
+
+* :mod:`.labels` - names, labels, the broker/kind tables and the label selectors;
+* :mod:`.manifests` - loading the YAML, checking it is TTG's, setting the run's values;
+* :mod:`.pods` - pod and workload status as TTG reports it;
+* :mod:`.api` - kubeconfig context and client construction, the :class:`Api` wrapper,
+  create-or-patch;
+* :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind);
+* :mod:`.provider` - :class:`KubernetesCluster`, the :class:`~ttg_lib.cluster.base.Cluster`;
+* :mod:`.plan` - the dry-run plan (``ttg run --dry-run``);
+* :mod:`.cleanup` - deleting TTG-labelled objects (``ttg cleanup --kubernetes``).
+"""
+
+from __future__ import annotations
+
+from .api import Api, api_error, create_or_patch, make_api_client, resolve_context
+from .cleanup import CLEANUP_KINDS, cleanup_kubernetes
+from .labels import (
+    BROKER_SECRET,
+    BROKERS,
+    COMPONENT,
+    KIND_CONTEXT,
+    KIND_IMAGE,
+    KINDS,
+    NAMESPACE,
+    PART_OF,
+    RUN_LABEL,
+    TTG_SELECTOR,
+    WORKER_CONFIGMAP,
+    WORKER_CONTAINER,
+    WORKER_DEPLOYMENT,
+    WORKER_SELECTOR,
+    broker_selector,
+    run_label,
+    selector_labels,
+    worker_selector,
+)
+from .manifests import check_ours, is_worker_object, manifests_dir, render_objects
+from .plan import dry_run_plan, format_plan
+from .pods import pod_ready, pod_reason, pod_state
+from .portforward import PortForwarder
+from .provider import KubernetesCluster
+
+__all__ = [
+    "BROKERS",
+    "BROKER_SECRET",
+    "CLEANUP_KINDS",
+    "COMPONENT",
+    "KINDS",
+    "KIND_CONTEXT",
+    "KIND_IMAGE",
+    "NAMESPACE",
+    "PART_OF",
+    "RUN_LABEL",
+    "TTG_SELECTOR",
+    "WORKER_CONFIGMAP",
+    "WORKER_CONTAINER",
+    "WORKER_DEPLOYMENT",
+    "WORKER_SELECTOR",
+    "Api",
+    "KubernetesCluster",
+    "PortForwarder",
+    "api_error",
+    "broker_selector",
+    "check_ours",
+    "cleanup_kubernetes",
+    "create_or_patch",
+    "dry_run_plan",
+    "format_plan",
+    "is_worker_object",
+    "make_api_client",
+    "manifests_dir",
+    "pod_ready",
+    "pod_reason",
+    "pod_state",
+    "render_objects",
+    "resolve_context",
+    "run_label",
+    "selector_labels",
+    "worker_selector",
+]

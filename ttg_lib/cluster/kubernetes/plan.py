@@ -1,0 +1,100 @@
+"""The dry run: every API operation a run would make, listed and formatted; nothing sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .labels import (
+    BROKER_SECRET,
+    BROKERS,
+    KIND_CONTEXT,
+    KINDS,
+    NAMESPACE,
+    WORKER_CONFIGMAP,
+    WORKER_DEPLOYMENT,
+    broker_selector,
+    selector_labels,
+    worker_selector,
+)
+from .manifests import is_worker_object, render_objects
+
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
+
+def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
+    """Every API operation `ttg run --cluster kind|k8s` makes, in order; nothing is sent."""
+    flavor = config.cluster if config.cluster in ("kind", "k8s") else "kind"
+    objects = render_objects(flavor=flavor, backend=config.backend, run_id=config.run_id,
+                             workers=config.workers, lease_s=config.lease_s,
+                             image=(config.extra or {}).get("image"))
+    broker = BROKERS[config.backend]
+    wsel = worker_selector(config.run_id)
+    ops: list[dict[str, Any]] = []
+
+    def op(step: str, verb: str, kind: str, name: str, labels: dict[str, str],
+           selector: str = "", detail: str = "", namespace: str = NAMESPACE) -> None:
+        ops.append({"step": step, "verb": verb, "kind": kind, "name": name,
+                    "namespace": namespace, "labels": dict(labels), "selector": selector,
+                    "detail": detail})
+
+    for phase, chosen in (("brokers", [o for o in objects if not is_worker_object(o)]),
+                          ("workers", [o for o in objects if is_worker_object(o)])):
+        if phase == "workers":
+            op("brokers", "get", broker["kind"], broker["name"], {},
+               detail="poll status until ready")
+            op("brokers", "list", "Pod", "*", selector_labels(broker_selector(config.backend)),
+               broker_selector(config.backend), "only to name unready pods on timeout")
+            op("brokers", "get", "Secret", BROKER_SECRET, {}, detail="broker URL for the host")
+            if flavor == "kind":
+                op("brokers", "connect", "Service", f"{broker['app']} NodePort", {},
+                   detail=f"host 127.0.0.1:{broker['node_port']}")
+            else:
+                op("brokers", "list", "Pod", "*",
+                   selector_labels(broker_selector(config.backend)),
+                   broker_selector(config.backend), "pick the pod to port-forward to")
+                op("brokers", "create", "Pod/portforward", f"{broker['name']} pod", {},
+                   detail=f"port {broker['port']} -> 127.0.0.1:<free port>")
+        for obj in chosen:
+            kind, meta = obj["kind"], obj["metadata"]
+            verb = "create-if-absent" if KINDS[kind][3] else "create-or-patch"
+            detail = ""
+            if kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
+                image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+                detail = f"replicas={config.workers}, image {image}"
+            elif kind == "ConfigMap" and meta["name"] == WORKER_CONFIGMAP:
+                detail = f"TTG_BACKEND={config.backend}, TTG_RUN_ID={config.run_id}"
+            op(phase, verb, kind, meta["name"], meta.get("labels") or {}, detail=detail,
+               namespace="" if kind == "Namespace" else meta.get("namespace", NAMESPACE))
+    op("workers", "list", "Pod", "*", selector_labels(wsel), wsel, "wait until ready")
+    op("workers", "watch", "Pod", "*", selector_labels(wsel), wsel,
+       "record started/replaced/died events")
+    if config.fault_demo:
+        op("fault", "deletecollection", "Pod", "<one worker pod>", selector_labels(wsel), wsel,
+           f"at {config.kill_at:.0%}: fieldSelector metadata.name=<pod>, "
+           f"gracePeriodSeconds=0")
+    op("stop", "get", "Deployment", WORKER_DEPLOYMENT, {}, detail="check it is TTG's")
+    op("stop", "patch", "Deployment/scale", WORKER_DEPLOYMENT, {}, detail="replicas=0")
+    op("stop", "list", "Pod", "*", selector_labels(wsel), wsel, "until the pods are gone")
+    return ops
+
+
+def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> str:
+    lines = []
+    if config is not None:
+        context = config.kube_context or (KIND_CONTEXT if config.cluster == "kind" else
+                                          "(current context)")
+        lines.append(f"TTG dry run: cluster {config.cluster} (context {context}), backend "
+                     f"{config.backend}, {config.workers} workers, run {config.run_id}")
+        lines.append("Nothing is sent to the cluster. Operations, in order:")
+    for i, o in enumerate(plan, 1):
+        where = f"{o['namespace']}/{o['name']}" if o["namespace"] else o["name"]
+        lines.append(f"{i:3}. [{o['step']}] {o['verb']} {o['kind']} {where}")
+        if o["selector"]:
+            lines.append(f"       labelSelector: {o['selector']}")
+        elif o["labels"]:
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(o["labels"].items()))
+            lines.append(f"       labels: {labels}")
+        if o["detail"]:
+            lines.append(f"       {o['detail']}")
+    return "\n".join(lines)
