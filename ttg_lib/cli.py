@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,14 @@ def _print_plan(config: RunConfig, as_json: bool) -> None:
     click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan, config))
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
+    # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
+    # workers stopped, the broker released
+    signal.signal(signal.SIGTERM, _interrupt)
     with Run(config) as run:
         if not quiet:
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "

@@ -357,6 +357,7 @@ class Run:
             try:
                 if self._outage_started is not None:
                     self._broker_down(RuntimeError("reconnecting for final stats"))
+                self._drain_late_results()
                 self.backend.release_results()
                 stats = self.backend.stats()
                 dead = self.backend.read_dead_letters()
@@ -365,6 +366,17 @@ class Run:
             except BrokerUnavailable as exc:
                 self._broker_down(exc)
         return None, []
+
+    def _drain_late_results(self) -> None:
+        """Results stored after the last chunk finished (a frozen worker woken by the stop)
+        are duplicates; read them so they are counted, never lost from the books."""
+        if self.state == "running":
+            return
+        for _ in range(100):
+            before = self.collector.duplicates + self.collector.finished
+            self._read(0.1)
+            if self.collector.duplicates + self.collector.finished == before:
+                return
 
     def _summarise(self, stats: QueueStats | None, dead: list[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.config
