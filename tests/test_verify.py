@@ -119,10 +119,10 @@ def test_values_pack_and_corruption_is_flagged():
     floats = Result(run_id="r", chunk_id=2, start=10, count=2, worker="w", attempt=1,
                     started_at=0, finished_at=0, values=[0.5, "x"])
     back = decode_results(encode_results([ints, floats]))
-    assert [r.values for r in back] == [ints.values, floats.values]
+    assert [list(r.values) for r in back] == [ints.values, floats.values]
     assert not any(r.corrupt for r in back)
     wire = ints.to_wire()
     assert "values_i64" in wire and "values" not in wire
     wire["checksum"] ^= 1
     tampered = Result.from_wire(wire)
-    assert tampered.corrupt and tampered.values == ints.values
+    assert tampered.corrupt and list(tampered.values) == ints.values

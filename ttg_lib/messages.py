@@ -11,6 +11,7 @@ import json
 import zlib
 from array import array
 from base64 import b64decode, b64encode
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,7 +70,7 @@ class Result:
     attempt: int
     started_at: float
     finished_at: float
-    values: list[Any] = field(default_factory=list)
+    values: Sequence[Any] = field(default_factory=list)  # list, or array('q') when decoded
     checksum: int = 0
     error: str | None = None
     redelivered: bool = False
@@ -101,7 +102,7 @@ class Result:
             raw = b64decode(data.pop("values_i64"))
             packed = array("q")
             packed.frombytes(raw)
-            data["values"] = packed.tolist()
+            data["values"] = packed  # 8 bytes a value, not a Python int object each
         else:
             _require(data, "values", list)
             raw = _json_bytes(data["values"])
