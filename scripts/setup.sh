@@ -45,8 +45,9 @@ done
 if [[ -n "$NEED" || ! -f "$STAMP" ]]; then
   ALL="$(printf '%s' "$HAVE$NEED" | sed 's/^,//')"
   say "installing ttg[$ALL] into .venv (first time takes a minute or two)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$ALL]"
+  .venv/bin/python -m pip install -q --upgrade pip >.venv/pip.log 2>&1 || true
+  .venv/bin/python -m pip install -q -e ".[$ALL]" >>.venv/pip.log 2>&1 || {
+    cat .venv/pip.log >&2; echo "setup.sh: pip install failed (log above)" >&2; exit 1; }
   if [[ ",$ALL," == *",notebooks,"* ]]; then
     .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
   fi

@@ -11,8 +11,8 @@ from typing import Any
 Row = tuple[str, str, str]  # metric, target, observed
 
 
-def _pct(fraction: float | None) -> str:
-    return "n/a" if fraction is None else f"{fraction * 100:.0f}%"
+def _pct(fraction: float | None, digits: int = 0) -> str:
+    return "n/a" if fraction is None else f"{fraction * 100:.{digits}f}%"
 
 
 def _num(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -39,7 +39,7 @@ def milestone_rows(s: dict[str, Any]) -> list[Row]:
         ("Completed chunks", f"{chunks}/{chunks}", f"{s['chunks_completed']}/{chunks}"),
         ("Runtime (seconds)", f"≥ {s['ideal_runtime_s']:.1f} (ideal)",
          _num(s.get("runtime_s"), "s", 2)),
-        ("Efficiency (ideal / runtime)", "≥ 99%", _pct(s.get("efficiency"))),
+        ("Efficiency (ideal / runtime)", "≥ 99%", _pct(s.get("efficiency"), 1)),
         ("Throughput (params/sec)", "record", _num(s.get("throughput_params_s"), "", 1)),
         ("Retry queue", "0", str(s.get("retry_queue", "n/a"))),
         ("DLQ", "0", str(s.get("dlq_count", "n/a"))),
@@ -94,7 +94,7 @@ def comparison_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[li
         ("Chunks", lambda g: f"{_median(g, 'chunks_completed'):.0f}/{g[0]['chunks_total']}"),
         ("Runtime", lambda g: f"{_median(g, 'runtime_s'):.1f}s"),
         ("Throughput", lambda g: f"{_median(g, 'throughput_params_s'):.1f} p/s"),
-        ("Efficiency", lambda g: _pct(_median(g, "efficiency"))),
+        ("Efficiency", lambda g: _pct(_median(g, "efficiency"), 1)),
         ("Recovery method", lambda g: RECOVERY[g[0]["backend"]]),
         ("Recovery time", lambda g: _recovery(g)),
         ("DLQ", lambda g: f"{_median(g, 'dlq_count'):.0f}"),
