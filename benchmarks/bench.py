@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ttg_lib.compute import placeholder  # noqa: E402
-from ttg_lib.config import RunConfig  # noqa: E402
+from ttg_lib.config import env_broker_urls  # noqa: E402
 
 BACKENDS = ("redis", "rabbitmq")
 SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "memory", "monitor")
@@ -215,8 +215,7 @@ def suite_monitor(ctx: Context) -> dict[str, Any]:
 
 
 def _url(backend: str) -> str:
-    config = RunConfig.build(backend=backend)
-    return config.broker_url
+    return env_broker_urls()[backend]
 
 
 class Context:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .backends import BrokerUnavailable, RunLocked
 from .cluster import ClusterError
-from .config import BACKENDS, CLUSTERS, SCALES, ConfigError, RunConfig
+from .config import BACKENDS, CLUSTERS, SCALES, ConfigError, RunConfig, env_broker_urls
 from .run import Run, RunError
 
 console = Console(stderr=True)
@@ -167,8 +167,7 @@ def worker(**options: Any) -> None:
 
 
 def _broker_urls(backend: str | None) -> dict[str, str]:
-    config = RunConfig.build(backend=backend or "redis")
-    urls = {"redis": config.redis_url, "rabbitmq": config.rabbitmq_url}
+    urls = env_broker_urls()
     return {backend: urls[backend]} if backend else urls
 
 

@@ -53,6 +53,13 @@ class ConfigError(ValueError):
         super().__init__(f"invalid {field_name}={value!r}: {allowed}")
 
 
+def env_broker_urls() -> dict[str, str]:
+    """Broker URLs from TTG_REDIS_URL / TTG_RABBITMQ_URL, else localhost: read in one place
+    by runs, workers, the monitor, cleanup and the benchmarks."""
+    return {"redis": os.environ.get("TTG_REDIS_URL") or DEFAULT_REDIS_URL,
+            "rabbitmq": os.environ.get("TTG_RABBITMQ_URL") or DEFAULT_RABBITMQ_URL}
+
+
 def new_run_id(backend: str = "run") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{stamp}-{backend}-{secrets.token_hex(3)}"
@@ -135,12 +142,13 @@ class RunConfig:
         scale = given.get("scale", "small")
         _check_choice("scale", scale, tuple(SCALES))
         preset = SCALES[scale]
+        urls = env_broker_urls()
         values: dict[str, Any] = {
             "total_params": preset.total_params,
             "chunk_size": preset.chunk_size,
             "work_ms": preset.work_ms,
-            "redis_url": os.environ.get("TTG_REDIS_URL") or DEFAULT_REDIS_URL,
-            "rabbitmq_url": os.environ.get("TTG_RABBITMQ_URL") or DEFAULT_RABBITMQ_URL,
+            "redis_url": urls["redis"],
+            "rabbitmq_url": urls["rabbitmq"],
         }
         values.update(given)
         values = _coerce(values)

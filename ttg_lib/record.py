@@ -50,10 +50,6 @@ class RunRecord:
             stream = self._streams[name] = (self.dir / name).open("a", buffering=1 << 16)
         stream.write(json.dumps(row, separators=(",", ":")) + "\n")
 
-    def flush(self) -> None:
-        for stream in self._streams.values():
-            stream.flush()
-
     def close(self) -> None:
         for stream in self._streams.values():
             stream.close()

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from . import compute
@@ -72,7 +71,6 @@ class Run:
         self.t0: float | None = None
         self.t_last: float | None = None
         self.fault: dict[str, Any] | None = None
-        self._fault_victim_chunk: int | None = None
         self._next_sample = 0.0
         self._next_renew = 0.0
         self._last_stats: QueueStats | None = None
@@ -222,7 +220,7 @@ class Run:
             stats = None
         if stats is not None:
             self._last_stats = stats
-        live = len(self.cluster.live_workers()) if hasattr(self.cluster, "live_workers") else 0
+        live = len(self.cluster.live_workers()) if self.cluster is not None else 0
         row: dict[str, Any] = {"t": round(self.elapsed_s, 3), "wall": time.time(),
                                "completed": self.collector.completed,
                                "failed": self.collector.failed,
@@ -294,13 +292,13 @@ class Run:
         assert self.backend is not None
         stats = self.backend.stats()
         stored = stats.results.messages + stats.tasks.messages + stats.retry.messages
-        if self.config.backend != "redis" or stats.results.messages >= self.collector.completed:
+        if (not self.backend.results_stay_in_queue
+                or stats.results.messages >= self.collector.completed):
             return
         missing = [t for t in self._tasks() if not self.collector.chunk_state[t.chunk_id]]
         self._outages[-1]["republished_chunks"] = len(missing)
         self._outages[-1]["broker_had_messages"] = stored
-        if hasattr(self.backend, "reset_results_cursor"):
-            self.backend.reset_results_cursor()
+        self.backend.reset_results_cursor()
         self.backend.publish_tasks(missing)
 
     def _check_end(self) -> None:
@@ -309,7 +307,7 @@ class Run:
             self.state = "done"
         elif self.elapsed_s > cfg.effective_timeout_s:
             self.state = "timed-out"
-        elif self.cluster is not None and hasattr(self.cluster, "live_workers"):
+        elif self.cluster is not None:
             if self.cluster.live_workers():
                 self._stalled_since = None
             elif self._stalled_since is None:
@@ -318,9 +316,7 @@ class Run:
                 self.state = "stalled"
 
     def progress(self) -> Progress:
-        live = 0
-        if self.cluster is not None and hasattr(self.cluster, "live_workers"):
-            live = len(self.cluster.live_workers())
+        live = len(self.cluster.live_workers()) if self.cluster is not None else 0
         return Progress(
             elapsed_s=self.elapsed_s, chunks_total=self.config.chunks_total,
             chunks_completed=self.collector.completed, chunks_failed=self.collector.failed,
@@ -500,6 +496,3 @@ def execute(config: RunConfig,
                 on_progress(progress)
         return run.finish()
 
-
-def record_path(summary: dict[str, Any]) -> Path:
-    return Path(summary["record_dir"])

@@ -50,14 +50,12 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> WorkerSettings:
-        from .config import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL
+        from .config import env_broker_urls
 
         backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", "redis")
-        url_default = (os.environ.get("TTG_REDIS_URL", DEFAULT_REDIS_URL) if backend == "redis"
-                       else os.environ.get("TTG_RABBITMQ_URL", DEFAULT_RABBITMQ_URL))
         values: dict[str, Any] = {
             "backend": backend,
-            "url": url_default,
+            "url": env_broker_urls().get(backend, ""),
             "run_id": os.environ.get("TTG_RUN_ID", ""),
             "lease_s": float(os.environ.get("TTG_LEASE_S", "2.0")),
             "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,

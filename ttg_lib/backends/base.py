@@ -109,6 +109,13 @@ class Backend(abc.ABC):
     def read_results(self, timeout: float) -> list[Result | bytes]:
         """New result messages, waiting up to ``timeout``; undecodable ones as raw bytes."""
 
+    #: True when every result read stays in the results queue (Redis streams): a queue that
+    #: holds fewer than were read means the broker restarted without its data.
+    results_stay_in_queue: bool = False
+
+    def reset_results_cursor(self) -> None:
+        """Read the results queue from its start again (after the broker lost its data)."""
+
     def release_results(self) -> None:
         """Stop reading results and leave them in the results queue as the run's output."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -374,8 +375,6 @@ class RabbitMQBackend(Backend):
 
 
 def _management_base(host: str) -> str:
-    import os
-
     return os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
 
 

@@ -137,6 +137,7 @@ def _translate_errors(method: F) -> F:
 class RedisBackend(Backend):
     name = "redis"
     queue_names = (TASKS, RETRY, DLQ, RESULTS)
+    results_stay_in_queue = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
@@ -229,7 +230,6 @@ class RedisBackend(Backend):
         return out
 
     def reset_results_cursor(self) -> None:
-        """After a broker lost its data, read the (new) results stream from its start."""
         self._results_cursor = "0-0"
 
     @_translate_errors

@@ -70,6 +70,10 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def workers(self) -> list[WorkerInfo]: ...
 
+    def live_workers(self) -> list[WorkerInfo]:
+        """Workers that are starting or running (not dead, not stopped)."""
+        return [w for w in self.workers() if w.state in ("starting", "running")]
+
     @abc.abstractmethod
     def wait_ready(self, count: int, timeout: float) -> None:
         """Block until ``count`` workers can take tasks, or raise ClusterError naming laggards."""

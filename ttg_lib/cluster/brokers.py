@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 from .base import ClusterError
 
@@ -168,12 +168,6 @@ def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                             start_new_session=True)
-
-
-def with_port(url: str, port: int) -> str:
-    parsed = urlparse(url)
-    netloc = parsed.netloc.rsplit(":", 1)[0] if parsed.port else parsed.netloc
-    return urlunparse(parsed._replace(netloc=f"{netloc}:{port}"))
 
 
 def _signal_group(pid: int, sig: int) -> None:

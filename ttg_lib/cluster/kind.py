@@ -89,10 +89,6 @@ def check_tools() -> list[ToolCheck]:
     return [check_docker(), check_kind()]
 
 
-def tools_ok() -> bool:
-    return all(c.ok for c in check_tools())
-
-
 def require(*names: str) -> None:
     """Raise a ClusterError naming every missing tool and how to install it."""
     checks = {"docker": check_docker, "kind": check_kind}

@@ -125,9 +125,6 @@ class LocalCluster(Cluster):
                     info.state = "running"
             return list(self._info.values())
 
-    def live_workers(self) -> list[WorkerInfo]:
-        return [w for w in self.workers() if w.state in ("starting", "running")]
-
     def _heartbeat(self, name: str) -> dict:
         path = self.record_dir / "workers" / f"{name}.json"
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -215,34 +214,10 @@ class SupervisorPanel:
         from ..cleanup import cleanup
 
         cfg = build_config(backend=self.backend.value, scale=self.scale.value)
-        brokers = {}
-        for name, url in (("redis", cfg.redis_url), ("rabbitmq", cfg.rabbitmq_url)):
-            busy = _broker_in_use(name, url)
-            if busy:
-                self.say(f"cleanup: {name} queues left alone: {busy}")
-            else:
-                brokers[name] = url
+        brokers = {"redis": cfg.redis_url, "rabbitmq": cfg.rabbitmq_url}
+        # cleanup() itself leaves the queues of a broker whose run lock is held alone
         rep = cleanup(output_dir=self.output_dir, backends=brokers, processes=True,
-                      queues=bool(brokers))
+                      queues=True)
         for line in rep.lines():
             self.say(f"cleanup: {line}")
 
-
-def _broker_in_use(name: str, url: str) -> str | None:
-    """Why this broker's TTG queues must not be purged now (another live run holds its run
-    lock), or None. An unreachable broker is left to cleanup(), which reports it."""
-    from ..backends import BrokerUnavailable, RunLocked, make_backend
-
-    probe = f"cleanup-{uuid.uuid4().hex[:8]}"
-    backend = make_backend(name, url)
-    try:
-        backend.connect()
-        backend.acquire_run(probe)
-        backend.release_run(probe)
-    except RunLocked as exc:
-        return f"a run is in progress on it ({exc})"
-    except BrokerUnavailable:
-        return None
-    finally:
-        backend.close()
-    return None

@@ -256,9 +256,6 @@ class KubernetesCluster(Cluster):
             gone = [i for n, i in self._gone.items() if n not in live]
         return sorted(gone + list(live.values()), key=lambda w: (w.started_at, w.name))
 
-    def live_workers(self) -> list[WorkerInfo]:
-        return [w for w in self.workers() if w.state in ("starting", "running")]
-
     def worker_status(self) -> list[dict[str, Any]]:
         rows = []
         for info in self.workers():
