@@ -24,6 +24,7 @@ monitor     the large run with queue sampling on vs off             goal: no mea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,11 +32,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
 from ttg_lib.compute import placeholder  # noqa: E402
 from ttg_lib.config import env_broker_urls  # noqa: E402
@@ -120,17 +124,49 @@ def suite_overhead(ctx: Context) -> dict[str, Any]:
     rate = plain_loop_rate(min(params, 1_000_000))
     workers = 3
     limit = rate * min(os.cpu_count() or 1, workers)
-    out: dict[str, Any] = {"plain_loop_params_s": rate, "limit_params_s": limit}
+    out: dict[str, Any] = {"params": params, "plain_loop_params_s": rate,
+                           "limit_params_s": limit}
     for backend in ctx.backends:
-        runs = [ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
-                        workers=workers) for _ in range(ctx.repeats)]
+        pid = broker_pid(backend, _url(backend))
+        runs, budgets = [], []
+        for _ in range(ctx.repeats):
+            before = process_cpu_s(pid)
+            runs.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
+                                workers=workers))
+            after = process_cpu_s(pid)
+            broker = None if before is None or after is None else after - before
+            budgets.append(cpu_budget(runs[-1], broker))
         tput = [r["throughput_params_s"] for r in runs]
         out[backend] = {"throughput_params_s": spread(tput),
                         "fraction_of_limit": spread([t / limit for t in tput]),
-                        "runtime_s": spread([r["runtime_s"] for r in runs]), "goal": ">= 0.8"}
+                        "runtime_s": spread([r["runtime_s"] for r in runs]),
+                        "verify_s": spread([r["verify_s"] for r in runs]),
+                        "cpu_us_per_chunk": _median_budget(budgets), "goal": ">= 0.8"}
         ctx.say(f"overhead {backend}: {statistics.median(tput):,.0f} params/s = "
-                f"{statistics.median(tput) / limit:.2f} of limit {limit:,.0f}")
+                f"{statistics.median(tput) / limit:.2f} of limit {limit:,.0f}; CPU per chunk "
+                + ", ".join(f"{k} {v:.0f} us" for k, v in out[backend]["cpu_us_per_chunk"].items()
+                            if v is not None))
     return out
+
+
+def cpu_budget(summary: dict[str, Any], broker_s: float | None) -> dict[str, float | None]:
+    """CPU microseconds per chunk by where they went; the broker's is its whole-run CPU (it
+    includes set-up and the final queue reads, so it is an upper bound)."""
+    cpu, chunks = summary.get("cpu_s") or {}, summary["chunks_total"]
+
+    def per_chunk(seconds: float | None) -> float | None:
+        return None if seconds is None else seconds / chunks * 1e6
+
+    workers, compute = cpu.get("workers"), cpu.get("workers_compute")
+    return {"user_function": per_chunk(compute),
+            "worker_rest": per_chunk(None if workers is None else workers - compute),
+            "orchestrator": per_chunk(cpu.get("orchestrator")), "broker": per_chunk(broker_s)}
+
+
+def _median_budget(budgets: list[dict[str, float | None]]) -> dict[str, float | None]:
+    keys = budgets[0].keys()
+    return {k: (statistics.median(v) if (v := [b[k] for b in budgets if b[k] is not None])
+                else None) for k in keys}
 
 
 def suite_chunks(ctx: Context) -> dict[str, Any]:
@@ -199,19 +235,68 @@ def suite_memory(ctx: Context) -> dict[str, Any]:
 
 
 def suite_monitor(ctx: Context) -> dict[str, Any]:
-    params = ctx.pick(1_000_000, 50_000)
+    """The monitor's cost two ways: CPU per queue sample (client and broker), and the runtime
+    of a CPU-bound run (2,000,000 params, below the deferred-verification cap) with sampling
+    every 0.1 s plus a `ttg monitor --interval 0.1` process, against neither, interleaved."""
+    params = ctx.pick(2_000_000, 50_000)
     out: dict[str, Any] = {}
     for backend in ctx.backends:
         on, off = [], []
-        for _ in range(ctx.repeats):
-            on.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
-                              sample_s=0.1)["runtime_s"])
+        for _ in range(max(3, ctx.repeats)):
+            with external_monitor(backend, ctx.out):
+                on.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
+                                  sample_s=0.1)["runtime_s"])
             off.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
                                sample_s=0)["runtime_s"])
-        out[backend] = {"sampling_every_0.1s": spread(on), "sampling_off": spread(off),
-                        "ratio": statistics.median(on) / statistics.median(off)}
-        ctx.say(f"monitor {backend}: on/off = {out[backend]['ratio']:.3f}")
+        sample = sample_cost(backend)
+        out[backend] = {"monitored_runtime_s": spread(on), "unmonitored_runtime_s": spread(off),
+                        "ratio": statistics.median(on) / statistics.median(off),
+                        "per_sample": sample, "goal": "no measurable cost"}
+        ctx.say(f"monitor {backend}: runtime on/off = {out[backend]['ratio']:.3f}; a sample "
+                f"costs {sample['client_cpu_ms']:.2f} ms CPU here + "
+                f"{sample['broker_cpu_ms'] or 0:.2f} ms in the broker")
     return out
+
+
+@contextlib.contextmanager
+def external_monitor(backend: str, out: Path) -> Iterator[None]:
+    """`ttg monitor --interval 0.1` in its own process for the duration; waits for its
+    first frame so start-up is not billed to the run."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / f"monitor-{backend}.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "ttg_lib.cli", "monitor", "--backend",
+                                 backend, "--interval", "0.1"], stdout=sink,
+                                stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "TTY_INTERACTIVE": "1",  # render every
+                                     "TTY_COMPATIBLE": "1"})  # refresh, as on a terminal
+        try:
+            deadline = time.monotonic() + 20
+            while log.stat().st_size == 0 and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ttg monitor printed nothing within 20 s")
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def sample_cost(backend_name: str, samples: int = 200) -> dict[str, float | None]:
+    """What one queue sample (Backend.stats(), as the run and `ttg monitor` take) costs."""
+    from ttg_lib.backends import make_backend
+
+    pid = broker_pid(backend_name, _url(backend_name))
+    with make_backend(backend_name, _url(backend_name)) as backend:
+        backend.stats()  # warm-up
+        broker0, cpu0, wall0 = process_cpu_s(pid), time.process_time(), time.perf_counter()
+        for _ in range(samples):
+            backend.stats()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        broker1 = process_cpu_s(pid)
+    broker = None if broker0 is None or broker1 is None else (broker1 - broker0) / samples
+    return {"wall_ms": wall / samples * 1000, "client_cpu_ms": cpu / samples * 1000,
+            "broker_cpu_ms": None if broker is None else broker * 1000}
 
 
 def _url(backend: str) -> str:
@@ -274,10 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_s"] = time.monotonic() - started
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     from charts import write_chart
+    from summary import markdown, print_table
 
     chart = write_chart(results, out / "bench.html")
-    print(json.dumps(results["suites"], indent=1, default=str)[:4000])
-    print(f"\nwrote {out / 'bench.json'}" + (f" and {chart}" if chart else ""))
+    (out / "summary.md").write_text(markdown(results))
+    print_table(results)
+    print(f"\nwrote {out / 'bench.json'}, {out / 'summary.md'}"
+          + (f" and {chart}" if chart else ""))
     return 0
 
 

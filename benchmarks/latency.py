@@ -8,16 +8,13 @@ orchestrator. Broker operations come from the broker's own counters: Redis `INFO
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-import urllib.request
-from base64 import b64encode
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from ttg_lib.backends import make_backend
+from ttg_lib.backends.rabbitmq import management_get
 from ttg_lib.cluster.local import LocalCluster
 from ttg_lib.messages import Result, Task
 
@@ -68,13 +65,8 @@ def _broker_ops(backend_name: str, url: str, backend) -> float | None:
     if backend_name == "redis":
         return float(backend.r.info("stats")["total_commands_processed"])
     time.sleep(5.5)  # the management API refreshes its rates every 5 s
-    parsed = urlparse(url)
-    token = b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode())
-    request = urllib.request.Request(f"http://{parsed.hostname}:15672/api/overview",
-                                     headers={"Authorization": f"Basic {token.decode()}"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            stats = json.loads(response.read()).get("message_stats", {})
-    except OSError:
+    overview = management_get(url, "/api/overview")
+    if not isinstance(overview, dict):
         return None
+    stats = overview.get("message_stats", {})
     return float(sum(stats.get(k, 0) for k in ("publish", "deliver_get", "ack", "confirm")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 from ttg_lib.compute import placeholder
 from ttg_lib.messages import Result
@@ -113,16 +114,20 @@ def test_a_run_with_an_altered_result_fails(make_config, backend_name, broker_ur
 
 
 def test_values_pack_and_corruption_is_flagged():
-    from ttg_lib.messages import decode_results, encode_results
+    from ttg_lib.messages import FRAME_MAGIC, decode_results, encode_results
 
     ints = good(1)
     floats = Result(run_id="r", chunk_id=2, start=10, count=2, worker="w", attempt=1,
                     started_at=0, finished_at=0, values=[0.5, "x"])
-    back = decode_results(encode_results([ints, floats]))
+    frame = encode_results([ints, floats])
+    back = decode_results(frame)
     assert [list(r.values) for r in back] == [ints.values, floats.values]
     assert not any(r.corrupt for r in back)
-    wire = ints.to_wire()
-    assert "values_i64" in wire and "values" not in wire
-    wire["checksum"] ^= 1
-    tampered = Result.from_wire(wire)
-    assert tampered.corrupt and list(tampered.values) == ints.values
+    assert frame.endswith(array("q", ints.values).tobytes() + b'[0.5,"x"]')  # raw int64
+    tampered = bytearray(encode_results([ints]))
+    tampered[-1] ^= 1  # one bit flipped in transit
+    (hit,) = decode_results(bytes(tampered))
+    assert hit.corrupt and list(hit.values)[:-1] == ints.values[:-1]
+    assert decode_results(frame[:-3]) == [frame[:-3]]  # truncated: raw bytes, a problem
+    assert decode_results(b'{"run_id": "r"}') == [b'{"run_id": "r"}']
+    assert frame.startswith(FRAME_MAGIC)

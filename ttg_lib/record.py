@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from .messages import compact_json
+
 SUMMARY_KEYS = (
     "run_id", "started_at", "record_dir", "compute", "backend", "cluster", "scale", "workers",
     "total_params", "chunk_size", "work_ms", "chunks_total", "chunks_completed",
@@ -48,7 +50,7 @@ class RunRecord:
         stream = self._streams.get(name)
         if stream is None:
             stream = self._streams[name] = (self.dir / name).open("a", buffering=1 << 16)
-        stream.write(json.dumps(row, separators=(",", ":")) + "\n")
+        stream.write(compact_json(row) + "\n")
 
     def close(self) -> None:
         for stream in self._streams.values():

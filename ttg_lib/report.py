@@ -53,7 +53,7 @@ def milestone_rows(s: dict[str, Any]) -> list[Row]:
 
 
 def _results_queue(s: dict[str, Any]) -> str:
-    """RabbitMQ workers send one results message per batch of fast chunks: say so."""
+    """Workers send one results message per batch of fast chunks: say so."""
     messages = s.get("results_queue")
     if messages is None:
         return "n/a"

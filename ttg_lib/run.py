@@ -70,6 +70,7 @@ class Run:
         self.state = "created"
         self.t0: float | None = None
         self.t_last: float | None = None
+        self._cpu0 = self._cpu_last = 0.0  # process CPU at t0 and at the last new result
         self.fault: dict[str, Any] | None = None
         self._next_sample = 0.0
         self._next_renew = 0.0
@@ -115,7 +116,7 @@ class Run:
         self.cluster.wait_ready(cfg.workers,
                                 READY_TIMEOUT_S if cfg.cluster == "local" else 180.0)
         self._workers_started = sum(1 for w in self.cluster.workers() if w.state == "running")
-        self.t0 = time.monotonic()
+        self.t0, self._cpu0 = time.monotonic(), time.process_time()
         self.backend.publish_tasks(self._tasks())
         self.state = "running"
 
@@ -186,6 +187,7 @@ class Run:
             new = self.collector.add(result)
             if new and isinstance(result, Result):
                 self.t_last = time.monotonic()
+                self._cpu_last = time.process_time()
                 self._on_new_result(result)
             elif isinstance(result, Result):
                 self._timeline(result, duplicate=True)
@@ -419,6 +421,7 @@ class Run:
             "orchestrator_peak_rss_mib": peak_rss_mib(),
             "verify_s": round(self.collector.verify_s, 3),
             "worker_peak_rss_mib": self._worker_peak_rss(),
+            "cpu_s": self._cpu_budget(),
             "workers_replaced": replaced,
             "restart": cfg.restart,
             "broker_outages": self._outages,
@@ -428,6 +431,18 @@ class Run:
             "problems": verdict.problems + ([] if self.state == "done" else
                                             [f"run ended in state {self.state!r}"]),
         }
+
+    def _cpu_budget(self) -> dict[str, float | None]:
+        """Where the CPU went between the first task published and the last result read:
+        the orchestrator's own, and the workers' split into the user's function and the rest
+        (None where workers report no heartbeat, e.g. Kubernetes pods)."""
+        rows = self.cluster.worker_status() if self.cluster is not None else []
+        workers = [w for w in rows if w.get("cpu_s") is not None]
+        total = round(sum(w["cpu_s"] for w in workers), 4) if workers else None
+        compute = round(sum(w["compute_cpu_s"] for w in workers), 4) if workers else None
+        orchestrator = (round(self._cpu_last - self._cpu0, 4) if self.t_last and self.t0
+                        else None)
+        return {"orchestrator": orchestrator, "workers": total, "workers_compute": compute}
 
     def _worker_peak_rss(self) -> float | None:
         if self.cluster is None:

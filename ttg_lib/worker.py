@@ -10,6 +10,7 @@ worker exits 0; a broker outage is ridden out with capped, jittered backoff.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -128,6 +130,31 @@ class BatchSizer:
         return self._size
 
 
+class CpuMeter:
+    """CPU seconds this worker spent since it was ready, and how much of it went to the
+    user's function (inline chunks): what the rest costs is TTG's overhead, measured."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self.compute_s = 0.0
+
+    def start(self) -> None:
+        self._start = time.process_time()
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[None]:
+        """The calling thread's CPU only: the main thread's keepalives are not compute."""
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.compute_s += time.thread_time() - started
+
+    def snapshot(self) -> dict[str, float]:
+        return {"cpu_s": round(time.process_time() - self._start, 4),
+                "compute_cpu_s": round(self.compute_s, 4)}
+
+
 class Worker:
     def __init__(self, settings: WorkerSettings, backend: Backend | None = None):
         self.settings = settings
@@ -139,6 +166,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
         self.chunks_done = 0
         self.batch = BatchSizer()
+        self.cpu = CpuMeter()
         self._parent = os.getppid()
 
     # -- lifecycle ---------------------------------------------------------
@@ -153,6 +181,7 @@ class Worker:
     def run(self) -> int:
         _tighten_timer_slack()
         self._connect_with_backoff()
+        self.cpu.start()
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
         idle_since = time.monotonic()
@@ -215,7 +244,8 @@ class Worker:
                 done.append((delivery, result))
         self._store(done)
         self.chunks_done += len(done)
-        self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None)
+        self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None,
+                            **self.cpu.snapshot())
 
     def handle(self, delivery: Delivery, held: list[Delivery]) -> Result | None:
         """One chunk; returns its result, or None when it was retried or dead-lettered."""
@@ -247,13 +277,17 @@ class Worker:
     def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
         """Fast chunks run inline; others on the helper thread while leases are renewed."""
         if self.batch.fast:
-            return compute.run_chunk(fn, task.start, task.count, task.work_ms)
-        future = self.pool.submit(compute.run_chunk, fn, task.start, task.count, task.work_ms)
+            return self._run_chunk(fn, task)
+        future = self.pool.submit(self._run_chunk, fn, task)
         while True:
             try:
                 return future.result(timeout=self.settings.renew_every)
             except FutureTimeout:
                 self._keepalive(held)
+
+    def _run_chunk(self, fn: compute.ComputeFn, task: Task) -> list[Any]:
+        with self.cpu.computing():
+            return compute.run_chunk(fn, task.start, task.count, task.work_ms)
 
     def _keepalive(self, held: list[Delivery]) -> None:
         """A broker hiccup during compute must not kill the chunk: the store step reconnects."""

@@ -269,15 +269,9 @@ class RabbitMQBackend(Backend):
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""
         parsed = urlparse(self.url)
-        base = _management_base(parsed.hostname or "127.0.0.1")
         vhost = quote(parsed.path[1:] or "/", safe="") if parsed.path not in ("", "/") else "%2F"
-        token = b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode())
-        request = urllib.request.Request(f"{base}/api/queues/{vhost}",
-                                         headers={"Authorization": f"Basic {token.decode()}"})
-        try:
-            with urllib.request.urlopen(request, timeout=0.5) as response:
-                queues = json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
+        queues = management_get(self.url, f"/api/queues/{vhost}", timeout=0.5)
+        if not isinstance(queues, list):
             return {}
         return {q["name"]: q.get("messages_unacknowledged") for q in queues
                 if q.get("name") in TTG_QUEUES}
@@ -333,8 +327,7 @@ class RabbitMQBackend(Backend):
         """The batch's results travel as one message (pika costs ~0.1 ms per message)."""
         if done:
             self._publish(RESULTS, encode_results([r for _d, r in done]), PERSISTENT)
-        for delivery, _result in done:
-            self._ack(delivery)
+            self._ack_upto([delivery for delivery, _result in done])
         self._commit()
 
     @_translate_errors
@@ -368,14 +361,35 @@ class RabbitMQBackend(Backend):
         if self.transactional:
             self.ch.tx_commit()
 
+    def _ack_upto(self, deliveries: list[Delivery]) -> None:
+        """One ack frame for a batch (``multiple``): every delivery of this channel up to the
+        batch's last is settled by now (a worker holds one batch; retries and dead letters
+        ack their own), and the unfetched ones in the inbox all come later."""
+        tags = [tag for generation, tag, _props in (d.handle for d in deliveries)
+                if generation == self._generation]  # older ones the broker has requeued
+        if tags:
+            self.ch.basic_ack(max(tags), multiple=True)
+
     def _ack(self, delivery: Delivery) -> None:
         generation, tag, _props = delivery.handle
         if generation == self._generation:  # after a reconnect the broker has requeued it
             self.ch.basic_ack(tag)
 
 
-def _management_base(host: str) -> str:
-    return os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
+def management_get(url: str, path: str, timeout: float = 2.0) -> Any:
+    """GET from the management API of the broker at ``url`` (its credentials); None when the
+    plugin is off or unreachable. TTG_RABBITMQ_MANAGEMENT_URL overrides host and port."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    base = os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
+    token = b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode())
+    request = urllib.request.Request(f"{base}{path}",
+                                     headers={"Authorization": f"Basic {token.decode()}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _text(value: Any) -> str:

@@ -5,16 +5,18 @@ Keys (fixed names, all created and deleted only by TTG):
 ``ttg:tasks``          stream of tasks, consumer group ``ttg-workers``
 ``ttg:tasks:retry``    sorted set of tasks waiting for their retry time (score = due ms)
 ``ttg:tasks:dlq``      stream of dead-lettered messages with their reason
-``ttg:results``        stream of chunk results (the results queue)
-``ttg:results:index``  hash chunk id -> task id: a redelivered chunk is stored once
+``ttg:results``        stream of result frames, one per worker batch (the results queue)
+``ttg:results:index``  hash chunk id -> task id: a batch whose chunks are all stored
+                       already is dropped (counted as duplicates); the orchestrator
+                       dedups a batch that mixes new and already-stored chunks
 ``ttg:stats``          hash of counters (duplicates)
 ``ttg:run``            the run lock (expires unless the orchestrator renews it)
 
 A worker's lease on its chunk is the pending entry's idle time: the worker
 resets it with ``XCLAIM ... JUSTID`` while it computes; an entry idle longer
 than ``lease_s`` belongs to a dead or frozen worker and is taken with
-XAUTOCLAIM. Storing a result, acking and deleting the task is one Lua script,
-so a chunk is either done exactly once in the index or still pending.
+XAUTOCLAIM. Storing a batch's results, acking and deleting its tasks is one Lua
+script, so a chunk is either done in the index or still pending, never both.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from ..messages import MessageError, Result, Task
+from ..messages import Result, Task, decode_results, encode_results
 from .base import (
     Backend,
     BrokerUnavailable,
@@ -61,19 +63,19 @@ return new
 """
 
 _COMPLETE_MANY = """
-local stored = 0
-for i = 2, #ARGV, 3 do
-  local id, chunk, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('HSETNX', KEYS[3], chunk, id) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'r', payload)
-    stored = stored + 1
-  else
-    redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
-  end
-  redis.call('XACK', KEYS[1], ARGV[1], id)
-  redis.call('XDEL', KEYS[1], id)
+local fresh, ids = 0, {}
+for i = 3, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[3], ARGV[i + 1], ARGV[i]) == 1 then fresh = fresh + 1 end
+  ids[#ids + 1] = ARGV[i]
 end
-return stored
+if fresh > 0 then
+  redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
+elseif #ids > 0 then
+  redis.call('HINCRBY', KEYS[4], 'duplicates', #ids)
+end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
+return fresh
 """
 
 _DEAD_LETTER = """
@@ -152,7 +154,8 @@ class RedisBackend(Backend):
     @_translate_errors
     def connect(self) -> None:
         self.client = redis.Redis.from_url(
-            self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False)
+            self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
+            **_zero_copy_packer())
         self.client.ping()
         self._scripts = {
             name: self.client.register_script(src)
@@ -222,11 +225,7 @@ class RedisBackend(Backend):
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 self._results_cursor = entry_id.decode()
-                body = fields.get(b"r", b"")
-                try:
-                    out.append(Result.decode(body))
-                except MessageError:
-                    out.append(body)
+                out.extend(decode_results(fields.get(b"r", b"")))
         return out
 
     def reset_results_cursor(self) -> None:
@@ -352,9 +351,9 @@ class RedisBackend(Backend):
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
         if not done:
             return
-        args: list[Any] = [GROUP]
+        args: list[Any] = [GROUP, encode_results([result for _d, result in done])]
         for delivery, result in done:
-            args += [delivery.handle, result.chunk_id, result.encode()]
+            args += [delivery.handle, result.chunk_id]
         self._scripts["complete"](keys=[TASKS, RESULTS, INDEX, STATS], args=args)
 
     @_translate_errors
@@ -372,6 +371,18 @@ class RedisBackend(Backend):
                   "" if failure is None else failure.chunk_id,
                   b"" if failure is None else failure.encode(),
                   json.dumps(record)])
+
+
+def _zero_copy_packer() -> dict[str, Any]:
+    """redis-py's pure-Python packer sends a large argument as is; hiredis's copies it into
+    one buffer, ~1 ms for a 500 KB result frame against ~0.04 ms. hiredis still parses
+    replies."""
+    try:
+        from redis.connection import Encoder, PythonRespSerializer
+    except ImportError:  # a redis-py without them: its default packer works, only slower
+        return {}
+    encode = Encoder("utf-8", "strict", False).encode
+    return {"command_packer": PythonRespSerializer(6000, encode)}
 
 
 def _task_body(fields: dict[bytes, bytes]) -> bytes:

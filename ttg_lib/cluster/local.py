@@ -143,7 +143,8 @@ class LocalCluster(Cluster):
                          "current_chunk": beat.get("current_chunk"),
                          "last_heartbeat": beat.get("last_heartbeat"),
                          "chunk_started_at": beat.get("chunk_started_at"),
-                         "peak_rss_mib": beat.get("peak_rss_mib")})
+                         "peak_rss_mib": beat.get("peak_rss_mib"),
+                         "cpu_s": beat.get("cpu_s"), "compute_cpu_s": beat.get("compute_cpu_s")})
         return rows
 
     def wait_ready(self, count: int, timeout: float) -> None:
