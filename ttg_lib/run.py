@@ -18,10 +18,8 @@ from typing import Any
 from . import compute
 from .backends import Backend, BrokerUnavailable, QueueStats, make_backend
 from .cluster import Cluster, ClusterError
-from .cluster.brokers import PrivateBroker, ensure_broker
 from .config import ConfigError, RunConfig
 from .messages import Result, Task
-from .procs import ProcessEntry, start_ticks
 from .record import RunRecord, environment
 from .verify import ResultCollector
 from .worker import peak_rss_mib
@@ -62,7 +60,6 @@ class Run:
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, fn=self.fn)
-        self.broker: PrivateBroker | None = None
         self.broker_url = config.broker_url
         self.backend = backend
         self.cluster = cluster
@@ -95,10 +92,12 @@ class Run:
         cfg = self.config
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.record.write_json("config.json", cfg.to_dict())
-        if cfg.cluster == "local":
-            self._ensure_local_broker()
-        else:
-            self._ensure_cluster_brokers()
+        if self.cluster is None:
+            self.cluster = make_cluster(cfg, self.broker_url)
+        try:
+            self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)
+        except ClusterError as exc:
+            raise RunError(str(exc)) from None
         if self.backend is None:
             self.backend = make_backend(cfg.backend, self.broker_url, lease_s=cfg.lease_s)
         try:
@@ -109,8 +108,6 @@ class Run:
         self.backend.purge()
         self.backend.declare()
         self.record.write_json("environment.json", environment(self.backend.server_version()))
-        if self.cluster is None:
-            self.cluster = make_cluster(cfg, self.broker_url)
         self.cluster.start_workers(cfg.workers)
         self.state = "starting"
         self.cluster.wait_ready(cfg.workers,
@@ -119,28 +116,6 @@ class Run:
         self.t0, self._cpu0 = time.monotonic(), time.process_time()
         self.backend.publish_tasks(self._tasks())
         self.state = "running"
-
-    def _ensure_local_broker(self) -> None:
-        try:
-            self.broker_url, self.broker = ensure_broker(self.config.backend,
-                                                         self.config.broker_url, aof=True)
-        except ClusterError as exc:
-            raise RunError(str(exc)) from None
-        if self.broker is not None:
-            from .procs import Ledger
-
-            Ledger(self.config.record_dir / "processes.jsonl").record(ProcessEntry(
-                "broker", f"private-{self.broker.kind}", self.broker.pid,
-                start_ticks(self.broker.pid), self.broker.data_dir, self.config.run_id))
-
-    def _ensure_cluster_brokers(self) -> None:
-        """Kubernetes: deploy the brokers (if needed) and reach them from this host."""
-        if self.cluster is None:
-            self.cluster = make_cluster(self.config, self.broker_url)
-        try:
-            self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)  # type: ignore[attr-defined]
-        except ClusterError as exc:
-            raise RunError(str(exc)) from None
 
     def _tasks(self) -> Iterator[Task]:
         cfg = self.config
@@ -457,9 +432,8 @@ class Run:
             except BrokerUnavailable:
                 pass  # the lock expires on its own
             self.backend.close()
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
+        if self.cluster is not None:
+            self.cluster.release_brokers()
         self.record.close()
 
     def abort(self) -> None:
@@ -472,9 +446,8 @@ class Run:
             except Exception:  # best effort: the lock also expires by itself
                 pass
             self.backend.close()
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
+        if self.cluster is not None:
+            self.cluster.release_brokers()
         self.record.close()
 
     def __enter__(self) -> Run:

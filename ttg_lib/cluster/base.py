@@ -65,6 +65,15 @@ class Cluster(abc.ABC):
         self.book = EventBook()
 
     @abc.abstractmethod
+    def ensure_brokers(self, timeout: float) -> str:
+        """Make the run's broker reachable from this host and return its URL (local: the
+        configured one, or a private one if nothing answers on loopback; Kubernetes: deploy
+        it). ``timeout`` bounds waiting for a broker that is still starting."""
+
+    def release_brokers(self) -> None:
+        """Stop a broker started for this run alone; shared ones stay (default: nothing)."""
+
+    @abc.abstractmethod
     def start_workers(self, count: int) -> list[WorkerInfo]: ...
 
     @abc.abstractmethod

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..procs import Ledger, ProcessEntry, start_ticks
 from .base import Cluster, ClusterError, WorkerInfo
+from .brokers import PrivateBroker, ensure_broker
 
 WORKER_MARKER = "ttg_lib.worker"
 
@@ -36,6 +37,7 @@ class LocalCluster(Cluster):
         self.lease_s = lease_s
         self.python = python or sys.executable
         self.ledger = Ledger(self.record_dir / "processes.jsonl")
+        self.private_broker: PrivateBroker | None = None
         self._procs: dict[str, subprocess.Popen] = {}
         self._info: dict[str, WorkerInfo] = {}
         self._serial = 0
@@ -47,6 +49,22 @@ class LocalCluster(Cluster):
         self._crash_streak = 0
 
     # -- starting ----------------------------------------------------------
+    def ensure_brokers(self, timeout: float = 60.0) -> str:
+        """The configured broker if it answers; else, on loopback, a private one for this run
+        (Redis with AOF on), recorded in the process ledger so cleanup can find it."""
+        self.broker_url, broker = ensure_broker(self.backend, self.broker_url, aof=True)
+        if broker is not None:
+            self.private_broker = broker
+            self.ledger.record(ProcessEntry("broker", f"private-{broker.kind}", broker.pid,
+                                            start_ticks(broker.pid), broker.data_dir,
+                                            self.run_id))
+        return self.broker_url
+
+    def release_brokers(self) -> None:
+        if self.private_broker is not None:
+            self.private_broker.stop()
+            self.private_broker = None
+
     def start_workers(self, count: int) -> list[WorkerInfo]:
         started = [self._spawn() for _ in range(count)]
         if self._supervisor is None:
