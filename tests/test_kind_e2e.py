@@ -74,7 +74,8 @@ def kind_cluster():
 
 
 def _ttg_objects(api_client) -> list[str]:
-    from ttg_lib.cluster.kubernetes import CLEANUP_KINDS, TTG_SELECTOR, Api
+    from ttg_lib.cluster.kubernetes import CLEANUP_KINDS, TTG_SELECTOR
+    from ttg_lib.cluster.kubernetes.api import Api
 
     api = Api(api_client)
     left = []

@@ -22,16 +22,14 @@ from ttg_lib.cluster import kind as ttg_kind  # noqa: E402
 from ttg_lib.cluster.base import ClusterError  # noqa: E402
 from ttg_lib.cluster.kubernetes import (  # noqa: E402
     NAMESPACE,
-    PART_OF,
-    RUN_LABEL,
     TTG_SELECTOR,
     KubernetesCluster,
-    check_ours,
     cleanup_kubernetes,
     dry_run_plan,
     format_plan,
-    render_objects,
 )
+from ttg_lib.cluster.kubernetes.labels import PART_OF, RUN_LABEL  # noqa: E402
+from ttg_lib.cluster.kubernetes.manifests import check_ours, render_objects  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
 
 RUN_ID = "20250101-000000-redis-abc123"

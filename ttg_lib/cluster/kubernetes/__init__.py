@@ -39,69 +39,11 @@ Modules, one concept each:
 
 from __future__ import annotations
 
-from .api import Api, api_error, create_or_patch, make_api_client, resolve_context
 from .cleanup import CLEANUP_KINDS, cleanup_kubernetes
-from .labels import (
-    BROKER_SECRET,
-    BROKERS,
-    COMPONENT,
-    KIND_CONTEXT,
-    KIND_IMAGE,
-    KINDS,
-    NAMESPACE,
-    PART_OF,
-    RUN_LABEL,
-    TTG_SELECTOR,
-    WORKER_CONFIGMAP,
-    WORKER_CONTAINER,
-    WORKER_DEPLOYMENT,
-    WORKER_SELECTOR,
-    broker_selector,
-    run_label,
-    selector_labels,
-    worker_selector,
-)
-from .manifests import check_ours, is_worker_object, manifests_dir, render_objects
+from .labels import NAMESPACE, TTG_SELECTOR
 from .plan import dry_run_plan, format_plan
-from .pods import pod_ready, pod_reason, pod_state
-from .portforward import PortForwarder
 from .provider import KubernetesCluster
 
-__all__ = [
-    "BROKERS",
-    "BROKER_SECRET",
-    "CLEANUP_KINDS",
-    "COMPONENT",
-    "KINDS",
-    "KIND_CONTEXT",
-    "KIND_IMAGE",
-    "NAMESPACE",
-    "PART_OF",
-    "RUN_LABEL",
-    "TTG_SELECTOR",
-    "WORKER_CONFIGMAP",
-    "WORKER_CONTAINER",
-    "WORKER_DEPLOYMENT",
-    "WORKER_SELECTOR",
-    "Api",
-    "KubernetesCluster",
-    "PortForwarder",
-    "api_error",
-    "broker_selector",
-    "check_ours",
-    "cleanup_kubernetes",
-    "create_or_patch",
-    "dry_run_plan",
-    "format_plan",
-    "is_worker_object",
-    "make_api_client",
-    "manifests_dir",
-    "pod_ready",
-    "pod_reason",
-    "pod_state",
-    "render_objects",
-    "resolve_context",
-    "run_label",
-    "selector_labels",
-    "worker_selector",
-]
+# What the rest of TTG uses; everything else is reached through its own module.
+__all__ = ["CLEANUP_KINDS", "NAMESPACE", "TTG_SELECTOR", "KubernetesCluster",
+           "cleanup_kubernetes", "dry_run_plan", "format_plan"]
