@@ -6,6 +6,7 @@ comes from a summary.json written by a run.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 Row = tuple[str, str, str]  # metric, target, observed
@@ -109,7 +110,7 @@ def comparison_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[li
 def _recovery(group: list[dict[str, Any]]) -> str:
     values = [s["fault"]["recovered_after_s"] for s in group
               if s.get("fault") and s["fault"].get("recovered_after_s") is not None]
-    return "n/a" if not values else f"{sorted(values)[len(values) // 2]:.2f}s"
+    return "n/a" if not values else f"{_middle(values):.2f}s"
 
 
 def run_label(s: dict[str, Any]) -> str:
@@ -127,11 +128,12 @@ def group_runs(summaries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 
 
 def _median(group: list[dict[str, Any]], key: str) -> float:
-    values = sorted(s[key] for s in group if s.get(key) is not None)
-    if not values:
-        return float("nan")
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return _middle([s[key] for s in group if s.get(key) is not None])
+
+
+def _middle(values: list[float]) -> float:
+    """The median; NaN for no values (the tables print it as n/a)."""
+    return statistics.median(values) if values else float("nan")
 
 
 def key_observations(summaries: list[dict[str, Any]]) -> list[str]:

@@ -36,20 +36,23 @@ class ClusterEvent:
 
 @dataclass
 class EventBook:
-    """Worker lifecycle events, appended from any thread, read by the run record and charts."""
+    """Worker lifecycle events, appended from any thread, read by the run record and charts.
 
-    events: list[ClusterEvent] = field(default_factory=list)
+    Each event is kept as the dict readers get, so a snapshot (taken at every run step) is a
+    list copy, not a conversion of the whole history."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, event: str, worker: str, detail: str = "") -> ClusterEvent:
         item = ClusterEvent(time.time(), event, worker, detail)
         with self._lock:
-            self.events.append(item)
+            self.events.append(asdict(item))
         return item
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [asdict(e) for e in self.events]
+            return list(self.events)
 
 
 class ClusterError(RuntimeError):
