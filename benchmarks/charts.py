@@ -14,9 +14,10 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
         print("plotly not installed (pip install 'ttg[notebooks]'): no chart written")
         return None
     suites = results["suites"]
-    fig = make_subplots(rows=2, cols=2, subplot_titles=(
+    fig = make_subplots(rows=3, cols=2, subplot_titles=(
         "Efficiency (ideal / runtime)", "Scaling: speed-up vs workers",
-        "Fault: runtime vs no-fault", "Peak memory (MiB)"))
+        "Fault: runtime vs no-fault", "Peak memory (MiB)",
+        "Large preset: CPU µs per 1,000-param chunk", "Per chunk (ms)"))
     for name, row in suites.get("efficiency", {}).items():
         eff = row["efficiency"]
         fig.add_bar(x=[name], y=[eff["median"]], name=name, row=1, col=1,
@@ -48,7 +49,42 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
                                                       for s in sizes],
                         mode="lines+markers", name=f"{backend} orchestrator", row=2, col=2)
     fig.update_xaxes(type="log", row=2, col=2)
-    fig.update_layout(height=800, title=f"TTG benchmarks — {results['machine']['when']}, "
-                                        f"{results['machine']['cores']} cores")
+    _cpu_budget(fig, suites.get("overhead", {}))
+    _per_chunk(fig, suites.get("chunks", {}), suites.get("latency", {}))
+    machine = results["machine"]
+    fig.update_layout(height=1200, barmode="group",
+                      title=f"TTG benchmarks — {machine['when']}, {machine['cores']} cores")
     fig.write_html(path, include_plotlyjs=True, full_html=True)
     return path
+
+
+BUDGET = (("user_function", "user function"), ("worker_rest", "worker, rest"),
+          ("orchestrator", "orchestrator"), ("broker", "broker"))
+
+
+def _cpu_budget(fig: Any, overhead: dict[str, Any]) -> None:
+    """Stacked per backend: how far the user's function is from being all the CPU spent."""
+    backends = [b for b in ("redis", "rabbitmq") if b in overhead]
+    for key, label in BUDGET:
+        values = [(overhead[b].get("cpu_us_per_chunk") or {}).get(key) for b in backends]
+        fig.add_bar(x=backends, y=values, name=label, row=3, col=1,
+                    offsetgroup="budget", legendgroup="budget")
+    fig.update_yaxes(title_text="µs", row=3, col=1)
+    # Stack the four parts: each bar starts where the previous ones end.
+    bases = [0.0] * len(backends)
+    for trace in fig.data[-len(BUDGET):]:
+        trace.base = list(bases)
+        bases = [b + (v or 0) for b, v in zip(bases, trace.y, strict=True)]
+
+
+def _per_chunk(fig: Any, chunks: dict[str, Any], latency: dict[str, Any]) -> None:
+    for backend in ("redis", "rabbitmq"):
+        x, y = [], []
+        if backend in chunks:
+            x.append("10,000-chunk run, per chunk")
+            y.append(chunks[backend]["ms_per_chunk"])
+        if backend in latency:
+            x += ["latency p50", "latency p99"]
+            y += [latency[backend]["p50_ms"], latency[backend]["p99_ms"]]
+        if x:
+            fig.add_bar(x=x, y=y, name=f"{backend} per chunk", row=3, col=2)

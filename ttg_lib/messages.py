@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zlib
 from array import array
 from collections.abc import Sequence
@@ -86,6 +87,7 @@ _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
               "enc": _TEXT, "size": _INT, "checksum": _INT}
 FRAME_MAGIC = b"TTGR"
+_BIG_ENDIAN = sys.byteorder == "big"  # the wire is little-endian on every host
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -145,6 +147,8 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
     if meta["enc"] == "i64":
         values = array("q")
         values.frombytes(payload[:len(payload) - len(payload) % 8])
+        if _BIG_ENDIAN:
+            values.byteswap()
     else:
         try:
             values = json.loads(bytes(payload)) if payload else []
@@ -155,13 +159,15 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
 
 
 def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
-    """("i64", raw int64 bytes) when every value is a 64-bit integer, else ("json", JSON)."""
-    if isinstance(values, array) and values.typecode == "q":
-        return "i64", values.tobytes()
+    """("i64", little-endian int64 bytes) when every value is a 64-bit integer, else
+    ("json", JSON)."""
     try:
-        return "i64", array("q", values).tobytes()
+        packed = array("q", values)
     except (TypeError, OverflowError):
         return "json", compact_json(list(values)).encode()
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return "i64", packed.tobytes()
 
 
 def _load_object(body: bytes | str) -> dict[str, Any]:
