@@ -26,6 +26,7 @@ from .worker import peak_rss_mib
 
 READY_TIMEOUT_S = 60.0
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
+FAULT_WAIT_S = 1.0  # how long the fault demo waits for a worker that is surely mid-chunk
 
 
 class RunError(RuntimeError):
@@ -69,6 +70,7 @@ class Run:
         self.t_last: float | None = None
         self._cpu0 = self._cpu_last = 0.0  # process CPU at t0 and at the last new result
         self.fault: dict[str, Any] | None = None
+        self._fault_due: float | None = None  # kill by then even if nobody is mid-chunk
         self._next_sample = 0.0
         self._next_renew = 0.0
         self._last_stats: QueueStats | None = None
@@ -222,12 +224,36 @@ class Run:
             self._broker_down(exc)
 
     def _maybe_inject_fault(self) -> None:
+        """At ``kill_at``, kill a worker that is mid-chunk, so the fault shows recovery.
+
+        Equal chunks keep workers in step: the chunk that crosses ``kill_at`` often ends as
+        the others do, and a worker's heartbeat may still name a chunk whose result is in.
+        So the victim must be busy with a chunk not yet done; if none is, wait a little
+        (at most FAULT_WAIT_S) for the next chunks to start."""
         cfg = self.config
         if not cfg.fault_demo or self.fault is not None:
             return
         if self.collector.finished < math.ceil(cfg.kill_at * cfg.chunks_total):
             return
-        self.kill_worker_now(reason="fault demo")
+        assert self.cluster is not None
+        now, rows = time.monotonic(), self.cluster.worker_status()
+        if self._fault_due is None:
+            self._fault_due = now + FAULT_WAIT_S
+        victim = self._mid_chunk_worker(rows)
+        reporting = any(w.get("last_heartbeat") for w in rows)  # pods report none
+        if victim is None and reporting and now < self._fault_due:
+            return
+        self.kill_worker_now(victim, reason="fault demo")
+
+    def _mid_chunk_worker(self, rows: list[dict[str, Any]]) -> str | None:
+        """The worker that started an unfinished chunk last, by the heartbeats."""
+        busy = [w for w in rows
+                if w.get("activity") == "busy" and isinstance(w.get("current_chunk"), int)
+                and 0 <= w["current_chunk"] < self.config.chunks_total
+                and not self.collector.chunk_state[w["current_chunk"]]]
+        if not busy:
+            return None
+        return max(busy, key=lambda w: w.get("chunk_started_at") or 0)["name"]
 
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
