@@ -49,6 +49,7 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
                                                       for s in sizes],
                         mode="lines+markers", name=f"{backend} orchestrator", row=2, col=2)
     fig.update_xaxes(type="log", row=2, col=2)
+    fig.update_yaxes(rangemode="tozero", row=2, col=2)  # flat must look flat
     _cpu_budget(fig, suites.get("overhead", {}))
     _per_chunk(fig, suites.get("chunks", {}), suites.get("latency", {}))
     machine = results["machine"]

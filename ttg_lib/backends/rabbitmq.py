@@ -2,17 +2,18 @@
 
 Queues (durable, created and deleted only by TTG), named as in the milestone:
 
-``ttg.tasks``        tasks; prefetch 1 and manual ack, so a dead worker's chunk is
-                     requeued by the broker the moment its connection drops
+``ttg.tasks``        tasks; manual ack and a prefetch of the worker's batch size, so a
+                     dead worker's chunks are requeued the moment its connection drops
 ``ttg.tasks.retry``  tasks waiting out their retry delay (per-message TTL), then
                      dead-lettered by the broker back to ``ttg.tasks``
 ``ttg.tasks.dlq``    messages that cannot succeed, with their reason in the headers
 ``ttg.results``      chunk results; the orchestrator dedups them by chunk id
 
-Messages are persistent and every publish is confirmed. pika's blocking
-connection is single-threaded, so the worker computes on another thread and
-calls :meth:`keepalive` meanwhile: heartbeats keep flowing during long chunks
-(pika issues 418 and 1104).
+Messages are persistent. The orchestrator publishes tasks in transactions, a worker
+commits a batch's results and acks in one transaction, other publishes are confirmed.
+pika's blocking connection is single-threaded, so the worker computes a slow chunk on
+another thread and calls :meth:`keepalive` meanwhile: heartbeats keep flowing during
+long chunks (pika issues 418 and 1104).
 """
 
 from __future__ import annotations
