@@ -1,4 +1,5 @@
-"""Run orchestration: seed tasks, start workers, watch, inject the fault, verify, record.
+"""Run orchestration: seed tasks, start workers, watch, inject the fault (faults.py), verify,
+record.
 
 :class:`Run` is a step-wise object so that every front end drives the same
 code: the CLI loops over :meth:`Run.step` behind a progress bar, a notebook
@@ -8,7 +9,6 @@ loops over it while it redraws a chart, and the demo's buttons call
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from . import compute
 from .backends import Backend, BrokerUnavailable, QueueStats, make_backend
 from .cluster import Cluster, ClusterError
 from .config import ConfigError, RunConfig
+from .faults import Faults
 from .messages import Result, Task
 from .record import RunRecord, environment
 from .verify import ResultCollector
@@ -26,7 +27,6 @@ from .worker import peak_rss_mib
 
 READY_TIMEOUT_S = 60.0
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
-FAULT_WAIT_S = 1.0  # how long the fault demo waits for a worker that is surely mid-chunk
 
 
 class RunError(RuntimeError):
@@ -69,8 +69,8 @@ class Run:
         self.t0: float | None = None
         self.t_last: float | None = None
         self._cpu0 = self._cpu_last = 0.0  # process CPU at t0 and at the last new result
-        self.fault: dict[str, Any] | None = None
-        self._fault_due: float | None = None  # kill by then even if nobody is mid-chunk
+        self.faults = Faults(config.kill_at if config.fault_demo else None,
+                             config.chunks_total)
         self._next_sample = 0.0
         self._next_renew = 0.0
         self._last_stats: QueueStats | None = None
@@ -149,7 +149,8 @@ class Run:
                 self._broker_down(exc)
             self._maybe_sample()
             self._maybe_renew_lock()
-            self._maybe_inject_fault()
+            if self.cluster is not None:
+                self.faults.maybe_demo(self.cluster, self.collector, self.elapsed_s)
             self._check_end()
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
@@ -172,12 +173,7 @@ class Run:
     def _on_new_result(self, result: Result) -> None:
         self._retries += max(0, result.attempt - 1)
         self._timeline(result, duplicate=False)
-        fault = self.fault
-        if (fault is not None and fault["recovered_after_s"] is None and result.redelivered
-                and result.started_at >= fault["killed_wall"]):
-            fault["recovered_after_s"] = round(result.started_at - fault["killed_wall"], 3)
-            fault["recovered_chunk"] = result.chunk_id
-            fault["recovered_by"] = result.worker
+        self.faults.on_result(result)
 
     def _timeline(self, result: Result, duplicate: bool) -> None:
         self.record.append("chunks.jsonl", {
@@ -223,52 +219,14 @@ class Run:
         except BrokerUnavailable as exc:
             self._broker_down(exc)
 
-    def _maybe_inject_fault(self) -> None:
-        """At ``kill_at``, kill a worker that is mid-chunk, so the fault shows recovery.
-
-        Equal chunks keep workers in step: the chunk that crosses ``kill_at`` often ends as
-        the others do, and a worker's heartbeat may still name a chunk whose result is in.
-        So the victim must be busy with a chunk not yet done; if none is, wait a little
-        (at most FAULT_WAIT_S) for the next chunks to start."""
-        cfg = self.config
-        if not cfg.fault_demo or self.fault is not None:
-            return
-        if self.collector.finished < math.ceil(cfg.kill_at * cfg.chunks_total):
-            return
-        assert self.cluster is not None
-        now, rows = time.monotonic(), self.cluster.worker_status()
-        if self._fault_due is None:
-            self._fault_due = now + FAULT_WAIT_S
-        victim = self._mid_chunk_worker(rows)
-        reporting = any(w.get("last_heartbeat") for w in rows)  # pods report none
-        if victim is None and reporting and now < self._fault_due:
-            return
-        self.kill_worker_now(victim, reason="fault demo")
-
-    def _mid_chunk_worker(self, rows: list[dict[str, Any]]) -> str | None:
-        """The worker that started an unfinished chunk last, by the heartbeats."""
-        busy = [w for w in rows
-                if w.get("activity") == "busy" and isinstance(w.get("current_chunk"), int)
-                and 0 <= w["current_chunk"] < self.config.chunks_total
-                and not self.collector.chunk_state[w["current_chunk"]]]
-        if not busy:
-            return None
-        return max(busy, key=lambda w: w.get("chunk_started_at") or 0)["name"]
-
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
         assert self.cluster is not None
-        status = {w["name"]: w for w in self.cluster.worker_status()}
-        victim = self.cluster.kill_worker(name)
-        info = {"kill_at": self.config.kill_at if reason == "fault demo" else None,
-                "killed_worker": victim.name, "killed_at_s": round(self.elapsed_s, 3),
-                "killed_wall": time.time(),
-                "killed_at_fraction": round(self.collector.finished / self.config.chunks_total, 3),
-                "victim_chunk": status.get(victim.name, {}).get("current_chunk"),
-                "recovered_after_s": None, "reason": reason}
-        if self.fault is None:
-            self.fault = info
-        return info
+        return self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
+
+    @property
+    def fault(self) -> dict[str, Any] | None:
+        return self.faults.first
 
     def _broker_down(self, exc: BaseException) -> None:
         if self._outage_started is None:
@@ -383,9 +341,7 @@ class Run:
         runtime = (self.t_last - self.t0) if self.t_last and self.t0 else None
         throughput = verdict.params_verified / runtime if runtime else 0.0
         ideal = cfg.ideal_runtime_s
-        fault = None
-        if self.fault is not None:
-            fault = {k: v for k, v in self.fault.items() if k != "killed_wall"}
+        fault = self.faults.summary()
         events = self.cluster.events() if self.cluster else []
         replaced = sum(1 for e in events if e["event"] == "replaced")
         self.record.write_json("events.json", {"workers": events, "fault": fault,
