@@ -13,6 +13,8 @@ from ttg_lib.run import Run
 
 # 40 chunks of 5 params x 40 ms = 0.2 s a chunk: long enough to kill mid-chunk, short overall.
 SHAPE = {"total_params": 200, "chunk_size": 5, "work_ms": 40.0}
+# 300 chunks of 10 ms: workers take two at a time, so a result frame holds several chunks.
+FAST = {"total_params": 6_000, "chunk_size": 20, "work_ms": 0.5}
 
 
 def drive(run: Run, at: float | None = None, action=None, timeout: float = 90.0) -> dict:
@@ -160,15 +162,17 @@ def inject_garbage(backend_name: str, url: str) -> None:
         connection.close()
 
 
+@pytest.mark.parametrize("shape", [SHAPE, FAST], ids=["slow-chunks", "batched-chunks"])
 @pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
-def test_broker_restarted_mid_run(make_config, kind):
-    """A private broker (AOF on for Redis) is restarted at 30 %; the run still verifies."""
+def test_broker_restarted_mid_run(make_config, kind, shape):
+    """A private broker (AOF on for Redis) is restarted at 30 %; the run still verifies and,
+    as nothing was lost, republishes nothing (batched results included)."""
     from ttg_lib.cluster.brokers import start_private_rabbitmq, start_private_redis
 
     broker = start_private_redis(aof=True) if kind == "redis" else start_private_rabbitmq()
     try:
         url_field = "redis_url" if kind == "redis" else "rabbitmq_url"
-        cfg = make_config(backend=kind, **SHAPE, **{url_field: broker.url})
+        cfg = make_config(backend=kind, **shape, **{url_field: broker.url})
         restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.5})
         try:
             summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
@@ -180,6 +184,30 @@ def test_broker_restarted_mid_run(make_config, kind):
     assert_verified(summary)
     assert summary["broker_outages"], "the outage was not recorded"
     assert summary["broker_outages"][0]["end_s"] is not None
+    assert "republished_chunks" not in summary["broker_outages"][0]  # nothing was lost
+
+
+def test_redis_restarted_without_its_data(make_config):
+    """No persistence: the restarted Redis is empty. The run notices (its dedup index holds
+    fewer chunks than were read), publishes every unfinished chunk again, and verifies.
+    Fast chunks, so results travel in batches (a frame per batch, not per chunk)."""
+    from ttg_lib.cluster.brokers import start_private_redis
+
+    broker = start_private_redis(aof=False)
+    try:
+        cfg = make_config(backend="redis", **FAST, redis_url=broker.url)
+        restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.0})
+        try:
+            summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
+        finally:
+            if restarter.ident:
+                restarter.join(120)
+    finally:
+        broker.stop()
+    assert_verified(summary)
+    (outage,) = summary["broker_outages"]
+    assert outage["end_s"] is not None and outage["broker_kept_chunks"] == 0
+    assert 0 < outage["republished_chunks"] < summary["chunks_total"]
 
 
 def test_sigterm_lets_the_current_chunk_finish(make_config, backend_name, broker_url):

@@ -251,14 +251,12 @@ class Run:
         """A broker that came back without its data (no persistence) lost our tasks: publish
         every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
         assert self.backend is not None
-        stats = self.backend.stats()
-        stored = stats.results.messages + stats.tasks.messages + stats.retry.messages
-        if (not self.backend.results_stay_in_queue
-                or stats.results.messages >= self.collector.completed):
+        stored = self.backend.stored_chunks()
+        if stored is None or stored >= self.collector.completed:
             return
         missing = [t for t in self._tasks() if not self.collector.chunk_state[t.chunk_id]]
         self._outages[-1]["republished_chunks"] = len(missing)
-        self._outages[-1]["broker_had_messages"] = stored
+        self._outages[-1]["broker_kept_chunks"] = stored
         self.backend.reset_results_cursor()
         self.backend.publish_tasks(missing)
 

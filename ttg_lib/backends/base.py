@@ -109,9 +109,11 @@ class Backend(abc.ABC):
     def read_results(self, timeout: float) -> list[Result | bytes]:
         """New result messages, waiting up to ``timeout``; undecodable ones as raw bytes."""
 
-    #: True when every result read stays in the results queue (Redis streams): a queue that
-    #: holds fewer than were read means the broker restarted without its data.
-    results_stay_in_queue: bool = False
+    def stored_chunks(self) -> int | None:
+        """How many chunks' results the broker still holds, where it can say (Redis: its
+        dedup index). Fewer than were read means it restarted without its data. None where
+        results leave the queue as they are read (RabbitMQ)."""
+        return None
 
     def reset_results_cursor(self) -> None:
         """Read the results queue from its start again (after the broker lost its data)."""

@@ -21,10 +21,11 @@ script, so a chunk is either done in the index or still pending, never both.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -139,7 +140,6 @@ def _translate_errors(method: F) -> F:
 class RedisBackend(Backend):
     name = "redis"
     queue_names = (TASKS, RETRY, DLQ, RESULTS)
-    results_stay_in_queue = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
@@ -228,6 +228,10 @@ class RedisBackend(Backend):
                 out.extend(decode_results(fields.get(b"r", b"")))
         return out
 
+    @_translate_errors
+    def stored_chunks(self) -> int | None:
+        return int(self.r.hlen(INDEX))
+
     def reset_results_cursor(self) -> None:
         self._results_cursor = "0-0"
 
@@ -307,6 +311,11 @@ class RedisBackend(Backend):
 
     @_translate_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
+        with _group_lost(self.declare):  # the orchestrator refills the tasks
+            return self._fetch(consumer, timeout, max_count)
+        return []
+
+    def _fetch(self, consumer: str, timeout: float, max_count: int) -> list[Delivery]:
         now = time.monotonic()
         if now - self._last_sweep >= min(0.5, self.lease_s / 4):
             self._last_sweep = now
@@ -314,14 +323,8 @@ class RedisBackend(Backend):
             stale = self._claim_stale(consumer)
             if stale is not None:
                 return [stale]
-        try:
-            reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
-                                      block=max(1, int(timeout * 1000)))
-        except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            self.declare()  # the broker restarted without its data; the orchestrator refills
-            return []
+        reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
+                                  block=max(1, int(timeout * 1000)))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
         if not out:
@@ -344,8 +347,9 @@ class RedisBackend(Backend):
     @_translate_errors
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
         if deliveries:
-            self.r.xclaim(TASKS, GROUP, consumer, 0, [d.handle for d in deliveries],
-                          justid=True)
+            with _group_lost():  # nothing left to keep: storing the result still counts
+                self.r.xclaim(TASKS, GROUP, consumer, 0, [d.handle for d in deliveries],
+                              justid=True)
 
     @_translate_errors
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
@@ -371,6 +375,19 @@ class RedisBackend(Backend):
                   "" if failure is None else failure.chunk_id,
                   b"" if failure is None else failure.encode(),
                   json.dumps(record)])
+
+
+@contextlib.contextmanager
+def _group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
+    """A Redis that restarted without its data has no consumer group (NOGROUP): a worker
+    recreates it (``recreate``) or lets the operation go, instead of crashing."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        if recreate is not None:
+            recreate()
 
 
 def _zero_copy_packer() -> dict[str, Any]:
