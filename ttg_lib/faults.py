@@ -42,12 +42,14 @@ class Faults:
         reporting = any(w.get("last_heartbeat") for w in rows)  # pods report none
         if victim is None and reporting and now < self._due:
             return
-        self.kill(cluster, collector, elapsed_s, victim, reason="fault demo")
+        self.kill(cluster, collector, elapsed_s, victim, reason="fault demo", rows=rows)
 
     def kill(self, cluster: Cluster, collector: ResultCollector, elapsed_s: float,
-             name: str | None = None, reason: str = "manual") -> dict[str, Any]:
-        """Kill one worker without warning (the cluster picks when ``name`` is None)."""
-        status = {w["name"]: w for w in cluster.worker_status()}
+             name: str | None = None, reason: str = "manual",
+             rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Kill one worker without warning (the cluster picks when ``name`` is None);
+        ``rows``: the worker status the caller has just read."""
+        status = {w["name"]: w for w in (rows if rows is not None else cluster.worker_status())}
         victim = cluster.kill_worker(name)
         info = {"kill_at": self.kill_at if reason == "fault demo" else None,
                 "killed_worker": victim.name, "killed_at_s": round(elapsed_s, 3),

@@ -161,14 +161,16 @@ class Run:
         results = self.backend.read_results(timeout)
         if not results:  # idle: recompute what has arrived, a little at a time
             self.collector.verify_pending(budget_s=0.05)
+        fresh = False
         for result in results:
             new = self.collector.add(result)
             if new and isinstance(result, Result):
-                self.t_last = time.monotonic()
-                self._cpu_last = time.process_time()
+                fresh = True
                 self._on_new_result(result)
             elif isinstance(result, Result):
                 self._timeline(result, duplicate=True)
+        if fresh:  # once per read, not per result: a read is one moment
+            self.t_last, self._cpu_last = time.monotonic(), time.process_time()
 
     def _on_new_result(self, result: Result) -> None:
         self._retries += max(0, result.attempt - 1)
@@ -344,8 +346,9 @@ class Run:
         replaced = sum(1 for e in events if e["event"] == "replaced")
         self.record.write_json("events.json", {"workers": events, "fault": fault,
                                                "broker_outages": self._outages})
+        workers = self.cluster.worker_status() if self.cluster is not None else []
         if self.cluster is not None:
-            self.record.write_json("workers.json", self.cluster.worker_status())
+            self.record.write_json("workers.json", workers)
         if stats is not None:
             self.record.write_json("queue_stats.json", stats.to_dict())
         self.record.write_json("dlq.json", dead)
@@ -375,8 +378,9 @@ class Run:
             "workers_started": self._workers_started,
             "orchestrator_peak_rss_mib": peak_rss_mib(),
             "verify_s": round(self.collector.verify_s, 3),
-            "worker_peak_rss_mib": self._worker_peak_rss(),
-            "cpu_s": self._cpu_budget(),
+            "worker_peak_rss_mib": max((w["peak_rss_mib"] for w in workers
+                                        if w.get("peak_rss_mib")), default=None),
+            "cpu_s": self._cpu_budget(workers),
             "workers_replaced": replaced,
             "restart": cfg.restart,
             "broker_outages": self._outages,
@@ -387,23 +391,16 @@ class Run:
                                             [f"run ended in state {self.state!r}"]),
         }
 
-    def _cpu_budget(self) -> dict[str, float | None]:
+    def _cpu_budget(self, rows: list[dict[str, Any]]) -> dict[str, float | None]:
         """Where the CPU went between the first task published and the last result read:
         the orchestrator's own, and the workers' split into the user's function and the rest
         (None where workers report no heartbeat, e.g. Kubernetes pods)."""
-        rows = self.cluster.worker_status() if self.cluster is not None else []
         workers = [w for w in rows if w.get("cpu_s") is not None]
         total = round(sum(w["cpu_s"] for w in workers), 4) if workers else None
         compute = round(sum(w["compute_cpu_s"] for w in workers), 4) if workers else None
         orchestrator = (round(self._cpu_last - self._cpu0, 4) if self.t_last and self.t0
                         else None)
         return {"orchestrator": orchestrator, "workers": total, "workers_compute": compute}
-
-    def _worker_peak_rss(self) -> float | None:
-        if self.cluster is None:
-            return None
-        peaks = [w.get("peak_rss_mib") for w in self.cluster.worker_status()]
-        return max((p for p in peaks if p), default=None)
 
     def _release(self) -> None:
         if self.backend is not None:

@@ -10,7 +10,6 @@ worker exits 0; a broker outage is ridden out with capped, jittered backoff.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import json
 import os
@@ -21,7 +20,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -132,7 +130,8 @@ class BatchSizer:
 
 class CpuMeter:
     """CPU seconds this worker spent since it was ready, and how much of it went to the
-    user's function (inline chunks): what the rest costs is TTG's overhead, measured."""
+    user's function (``compute_s``, added by the thread that ran it): the rest is TTG's
+    overhead, measured."""
 
     def __init__(self) -> None:
         self._start = 0.0
@@ -140,15 +139,6 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = time.process_time()
-
-    @contextlib.contextmanager
-    def computing(self) -> Iterator[None]:
-        """The calling thread's CPU only: the main thread's keepalives are not compute."""
-        started = time.thread_time()
-        try:
-            yield
-        finally:
-            self.compute_s += time.thread_time() - started
 
     def snapshot(self) -> dict[str, float]:
         return {"cpu_s": round(time.process_time() - self._start, 4),
@@ -286,8 +276,12 @@ class Worker:
                 self._keepalive(held)
 
     def _run_chunk(self, fn: compute.ComputeFn, task: Task) -> list[Any]:
-        with self.cpu.computing():
+        """Counts this thread's CPU only: the main thread's keepalives are not compute."""
+        started = time.thread_time()
+        try:
             return compute.run_chunk(fn, task.start, task.count, task.work_ms)
+        finally:
+            self.cpu.compute_s += time.thread_time() - started
 
     def _keepalive(self, held: list[Delivery]) -> None:
         """A broker hiccup during compute must not kill the chunk: the store step reconnects."""

@@ -63,7 +63,6 @@ class KubernetesCluster(Cluster):
         if flavor not in ("kind", "k8s"):
             raise ClusterError(f"unknown Kubernetes flavour {flavor!r}: kind or k8s")
         self.kind = flavor
-        self.flavor = flavor
         self.backend = backend
         self.run_id = run_id
         self.workers_wanted = workers
@@ -126,6 +125,11 @@ class KubernetesCluster(Cluster):
         return create_or_patch(self.api, obj, self.request_timeout)
 
     # -- brokers -------------------------------------------------------------------
+    @property
+    def flavor(self) -> str:
+        """kind or k8s: the same as the Cluster's ``kind``."""
+        return self.kind
+
     def ensure_brokers(self, timeout: float = 300.0) -> str:
         """Apply namespace, credentials, brokers, Services and NetworkPolicies; wait until the
         run's broker is ready (and, on Kind, its NodePort answers); return its host URL."""
