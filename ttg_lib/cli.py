@@ -14,13 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .backends import BrokerUnavailable, RunLocked
-from .cluster import ClusterError
-from .config import BACKENDS, CLUSTERS, SCALES, ConfigError, RunConfig, env_broker_urls
-from .run import Run, RunError
+from .backends import BrokerUnavailable
+from .config import BACKENDS, CLUSTERS, SCALES, RunConfig, env_broker_urls
+from .errors import TTGError
+from .run import Run
 
 console = Console(stderr=True)
-USER_ERRORS = (ConfigError, RunError, ClusterError, RunLocked, BrokerUnavailable)
 
 
 def fail(message: str) -> None:
@@ -71,7 +70,7 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
             _print_plan(config, as_json)
             return
         summary = _run_with_progress(config, quiet=as_json or config.monitor == "none")
-    except USER_ERRORS as exc:
+    except TTGError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; workers stopped. 'ttg cleanup --all --dry-run' lists leftovers")
@@ -185,7 +184,7 @@ def monitor(backend: str, interval: float, once: bool, as_json: bool) -> None:
         url = _broker_urls(backend)[backend]
         broker = make_backend(backend, url)
         broker.connect()
-    except USER_ERRORS as exc:
+    except TTGError as exc:
         fail(str(exc))
     try:
         if once:
@@ -230,7 +229,7 @@ def cleanup(everything: bool, processes: bool, queues: bool, kubernetes: bool,
                             processes=everything or processes, queues=everything or queues,
                             kubernetes=kubernetes or (everything and _kube_configured()),
                             run_id=run_id, dry_run=dry_run, force=force)
-    except USER_ERRORS as exc:
+    except TTGError as exc:
         fail(str(exc))
     for line in report.lines():
         click.echo(line)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from .errors import ComputeImportError
+
 ComputeFn = Callable[[int, float], Any]
 
 _MIX = 0x9E3779B97F4A7C15
@@ -58,26 +60,19 @@ def failing(param_id: int, work_ms: float) -> int:
     return placeholder(param_id, work_ms)
 
 
-class ComputeImportError(ValueError):
-    """The compute path does not name an importable callable."""
-
-
 @lru_cache(maxsize=32)
 def load(path: str) -> ComputeFn:
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ComputeImportError(
-            f"invalid compute={path!r}: an import path 'package.module:function'")
+        raise ComputeImportError(path, "an import path 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure is the user's to fix
-        raise ComputeImportError(
-            f"invalid compute={path!r}: module {module_name!r} does not import "
-            f"({type(exc).__name__}: {exc})") from None
+        raise ComputeImportError(path, f"module {module_name!r} does not import "
+                                       f"({type(exc).__name__}: {exc})") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ComputeImportError(
-            f"invalid compute={path!r}: {module_name} has no callable {attr!r}")
+        raise ComputeImportError(path, f"{module_name} has no callable {attr!r}")
     return fn
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .errors import ConfigError
+
 BACKENDS = ("redis", "rabbitmq")
 CLUSTERS = ("local", "kind", "k8s")
 MONITORS = ("cli", "none")
@@ -41,16 +43,6 @@ SCALES: dict[str, Scale] = {
     "medium": Scale(total_params=10_000, chunk_size=100, work_ms=10.0),
     "large": Scale(total_params=1_000_000, chunk_size=1_000, work_ms=0.0),
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message says which and why."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"invalid {field_name}={value!r}: {allowed}")
 
 
 def env_broker_urls() -> dict[str, str]:

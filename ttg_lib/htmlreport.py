@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from .errors import ReportError
 from .notebook import repo_root, resolve_output_dir
 
 KERNEL = "python3"
@@ -34,10 +35,6 @@ OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
-
-
-class ReportError(RuntimeError):
-    """A report could not be built; the message says which notebook and why."""
 
 
 def notebooks_dir() -> Path:

@@ -16,12 +16,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import MessageError
+
 PROTOCOL_VERSION = 1
 compact_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one a call
-
-
-class MessageError(ValueError):
-    """A message cannot be decoded; the text is the dead-letter reason."""
 
 
 @dataclass(frozen=True)

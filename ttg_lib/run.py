@@ -18,7 +18,8 @@ from typing import Any
 from . import compute
 from .backends import Backend, BrokerUnavailable, QueueStats, make_backend
 from .cluster import Cluster, ClusterError
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .errors import RunError
 from .faults import Faults
 from .messages import Result, Task
 from .record import RunRecord, environment
@@ -27,10 +28,6 @@ from .worker import peak_rss_mib
 
 READY_TIMEOUT_S = 60.0
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
-
-
-class RunError(RuntimeError):
-    """The run could not start or could not finish; the message says why."""
 
 
 @dataclass
@@ -54,10 +51,7 @@ class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
                  backend: Backend | None = None):
         self.config = config
-        try:
-            self.fn = compute.load(config.compute)
-        except compute.ComputeImportError as exc:
-            raise ConfigError("compute", config.compute, str(exc).split(": ", 1)[-1]) from None
+        self.fn = compute.load(config.compute)  # ComputeImportError is a ConfigError
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, fn=self.fn)

@@ -13,15 +13,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..errors import BrokerUnavailable, RunLocked  # noqa: F401 (re-exported)
 from ..messages import Result, Task
-
-
-class BrokerUnavailable(ConnectionError):
-    """The broker did not answer; callers reconnect with backoff."""
-
-
-class RunLocked(RuntimeError):
-    """Another TTG run holds this broker; two runs never share queues."""
 
 
 @dataclass(frozen=True)

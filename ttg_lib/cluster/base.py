@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ClusterError  # noqa: F401 (re-exported)
+
 
 @dataclass
 class WorkerInfo:
@@ -53,10 +55,6 @@ class EventBook:
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events)
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot do what was asked; the message says what and how to fix it."""
 
 
 class Cluster(abc.ABC):

@@ -1,0 +1,56 @@
+"""Every error TTG raises on purpose, under one base.
+
+The CLI, the notebooks and the supervisor panel catch :class:`TTGError` and show its
+message as one line: a TTGError is the user's to fix (a bad value, a broker that does
+not answer, a run already holding the broker), never a bug. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TTGError(Exception):
+    """A failure the user can act on; the message says what and how."""
+
+
+class ConfigError(TTGError, ValueError):
+    """A configuration value is not allowed; the message names the field and what is."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {field_name}={value!r}: {allowed}")
+
+
+class ComputeImportError(ConfigError):
+    """The compute path does not name an importable callable."""
+
+    def __init__(self, path: str, allowed: str):
+        super().__init__("compute", path, allowed)
+
+
+class MessageError(TTGError, ValueError):
+    """A message cannot be decoded; the text is the dead-letter reason."""
+
+
+class BrokerUnavailable(TTGError, ConnectionError):
+    """The broker did not answer; callers reconnect with backoff."""
+
+
+class RunLocked(TTGError):
+    """Another TTG run holds this broker; two runs never share queues."""
+
+
+class RunError(TTGError):
+    """The run could not start or could not finish; the message says why."""
+
+
+class ClusterError(TTGError):
+    """The cluster cannot do what was asked; the message says what and how to fix it."""
+
+
+class ReportError(TTGError):
+    """A report could not be built; the message says which notebook and why."""
