@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
+from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
-from ttg_lib.config import env_broker_urls  # noqa: E402
 
-BACKENDS = ("redis", "rabbitmq")
+BACKENDS = backend_names(runnable=True)
 SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "memory", "monitor")
 
 
@@ -284,10 +284,10 @@ def external_monitor(backend: str, out: Path) -> Iterator[None]:
 
 def sample_cost(backend_name: str, samples: int = 200) -> dict[str, float | None]:
     """What one queue sample (Backend.stats(), as the run and `ttg monitor` take) costs."""
-    from ttg_lib.backends import make_backend
+    from ttg_lib.backends import open_producer
 
     pid = broker_pid(backend_name, _url(backend_name))
-    with make_backend(backend_name, _url(backend_name)) as backend:
+    with open_producer(backend_name, _url(backend_name)) as backend:
         backend.stats()  # warm-up
         broker0, cpu0, wall0 = process_cpu_s(pid), time.process_time(), time.perf_counter()
         for _ in range(samples):
@@ -300,7 +300,7 @@ def sample_cost(backend_name: str, samples: int = 200) -> dict[str, float | None
 
 
 def _url(backend: str) -> str:
-    return env_broker_urls()[backend]
+    return env_urls()[backend]
 
 
 class Context:
@@ -318,12 +318,12 @@ class Context:
 
 
 def machine() -> dict[str, Any]:
-    from ttg_lib.backends import make_backend
+    from ttg_lib.backends import open_producer
 
     versions = {}
     for backend in BACKENDS:
         try:
-            with make_backend(backend, _url(backend)) as b:
+            with open_producer(backend, _url(backend)) as b:
                 versions[backend] = b.server_version()
         except Exception as exc:  # a missing broker is reported, not fatal here
             versions[backend] = f"unavailable: {exc}"

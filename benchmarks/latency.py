@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ttg_lib.backends import make_backend
+from ttg_lib.backends import open_producer
 from ttg_lib.backends.rabbitmq import management_get
 from ttg_lib.cluster.local import LocalCluster
 from ttg_lib.messages import Result, Task
@@ -22,7 +22,7 @@ RUN_ID = "bench-latency"
 
 
 def measure_latency(backend_name: str, url: str, samples: int, out: Path) -> dict[str, Any]:
-    backend = make_backend(backend_name, url)
+    backend = open_producer(backend_name, url)
     backend.connect()
     backend.acquire_run(RUN_ID)
     backend.purge()

@@ -1,23 +1,32 @@
 """Tests run against the real Redis and RabbitMQ (TTG_REDIS_URL / TTG_RABBITMQ_URL).
 
-A missing broker is a failure, not a skip: scripts/test.sh starts both.
+A missing broker is a failure, not a skip: scripts/test.sh starts both. Tests that need a
+broker or run a sweep are marked ``slow``; ``pytest -m "not slow"`` is the unit layer, which
+needs no broker (the in-memory backend stands in where a contract test needs one).
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from ttg_lib.backends import make_backend
-from ttg_lib.config import DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, RunConfig
+from ttg_lib.backends import backend_names, env_urls, open_producer
+from ttg_lib.config import RunConfig
 
-REDIS_URL = os.environ.get("TTG_REDIS_URL", DEFAULT_REDIS_URL)
-RABBITMQ_URL = os.environ.get("TTG_RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
-URLS = {"redis": REDIS_URL, "rabbitmq": RABBITMQ_URL}
+URLS = env_urls()
+REDIS_URL, RABBITMQ_URL = URLS["redis"], URLS["rabbitmq"]
+BROKERS = backend_names(runnable=True)
+BROKER_FIXTURES = {"broker_url", "backend", "real_broker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a real broker is slow by definition: not in the unit layer."""
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def _require(url: str) -> None:
@@ -29,7 +38,7 @@ def _require(url: str) -> None:
                     f"scripts/test.sh starts it", pytrace=False)
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=BROKERS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -44,7 +53,7 @@ def broker_url(backend_name: str) -> str:
 @pytest.fixture
 def backend(backend_name: str, broker_url: str):
     """A connected backend with the TTG queues emptied before and after (TTG names only)."""
-    b = make_backend(backend_name, broker_url, lease_s=0.6)
+    b = open_producer(backend_name, broker_url, lease_s=0.6)
     b.connect()
     hold_run_lock(b, TEST_LOCK)
     b.purge()

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pika
+import pytest
 import redis
 from conftest import RABBITMQ_URL, REDIS_URL, _require
 
-from ttg_lib.backends import make_backend
+from ttg_lib.backends import open_producer
 from ttg_lib.cluster.local import LocalCluster
 from ttg_lib.messages import Task
 from ttg_lib.procs import Ledger, ProcessEntry, start_ticks
@@ -30,6 +31,7 @@ def _rabbit_channel():
     return connection, connection.channel()
 
 
+@pytest.mark.slow
 def test_cleanup_all_removes_only_ttg_objects(tmp_path):
     _require(REDIS_URL)
     _require(RABBITMQ_URL)
@@ -48,7 +50,7 @@ def test_cleanup_all_removes_only_ttg_objects(tmp_path):
         "worker", "forged", decoy.pid, start_ticks(decoy.pid), "ttg_lib.worker", "forged"))
     # TTG objects: queues with tasks on both brokers, and live worker processes
     for name, url in (("redis", REDIS_URL), ("rabbitmq", RABBITMQ_URL)):
-        with make_backend(name, url) as b:
+        with open_producer(name, url) as b:
             b.declare()
             b.publish_tasks([Task("leftover", 0, 0, 1, 0, "ttg_lib.compute:placeholder")])
     cluster = LocalCluster(backend="redis", broker_url=REDIS_URL, run_id="leftover",

@@ -33,7 +33,8 @@ def test_env_urls(monkeypatch):
     monkeypatch.setenv("TTG_REDIS_URL", "redis://example:1234/2")
     monkeypatch.setenv("TTG_RABBITMQ_URL", "amqp://u:secret@example:5673/%2F")
     cfg = RunConfig.build()
-    assert cfg.redis_url == "redis://example:1234/2"
+    assert cfg.broker_url == "redis://example:1234/2"
+    assert RunConfig.build(backend="rabbitmq").broker_url == "amqp://u:secret@example:5673/%2F"
     assert "secret" not in json.dumps(cfg.to_dict())
 
 
@@ -54,9 +55,7 @@ def test_env_urls(monkeypatch):
     ("monitor", "gui", "one of cli, none"),
     ("run_id", "bad id!", "letters, digits"),
     ("compute", "no_colon", "import path"),
-    ("redis_url", "http://x", "scheme redis or rediss"),
-    ("rabbitmq_url", "redis://x", "scheme amqp or amqps"),
-    ("rabbitmq_url", "amqp://host:notaport/", "port must be a number"),
+    ("broker_url", "http://x", "scheme redis or rediss"),
     ("fault_demo", "maybe", "true or false"),
     ("colour", "blue", "unknown setting"),
 ])
@@ -66,6 +65,15 @@ def test_every_bad_value_names_the_field_and_what_is_allowed(field, value, allow
     assert err.value.field == field
     assert allowed in str(err.value)
     assert str(err.value).startswith(f"invalid {field}=")
+
+
+def test_broker_url_is_checked_against_the_backend_and_old_names_still_work():
+    with pytest.raises(ConfigError, match="RabbitMQ URL with scheme amqp or amqps"):
+        RunConfig.build(backend="rabbitmq", broker_url="redis://x")
+    with pytest.raises(ConfigError, match="port must be a number"):
+        RunConfig.build(backend="rabbitmq", broker_url="amqp://host:notaport/")
+    assert RunConfig.build(backend="rabbitmq", rabbitmq_url="amqp://h:1/v",
+                           redis_url="redis://ignored").broker_url == "amqp://h:1/v"
 
 
 def test_chunk_larger_than_params_and_fault_with_one_worker():

@@ -11,6 +11,8 @@ import pytest
 
 from ttg_lib.run import Run
 
+pytestmark = pytest.mark.slow  # real brokers and worker processes
+
 # 40 chunks of 5 params x 40 ms = 0.2 s a chunk: long enough to kill mid-chunk, short overall.
 SHAPE = {"total_params": 200, "chunk_size": 5, "work_ms": 40.0}
 # 300 chunks of 10 ms: workers take two at a time, so a result frame holds several chunks.
@@ -84,14 +86,14 @@ def test_frozen_worker_loses_its_chunk_within_seconds(make_config, backend_name,
     def freeze(run: Run) -> None:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # wait until someone has just started a chunk
-            fresh = [w for w in run.cluster.worker_status() if w["activity"] == "busy"
-                     and time.time() - (w.get("chunk_started_at") or 0) < 0.08]
+            fresh = [w for w in run.cluster.worker_status() if w.activity == "busy"
+                     and time.time() - (w.chunk_started_at or 0) < 0.08]
             if fresh:
                 break
             time.sleep(0.01)  # heartbeat files change without notification
         assert fresh, "no worker started a chunk within 5 s"
-        frozen.update(fresh[0], at=time.time())
-        run.cluster.freeze_worker(fresh[0]["name"])
+        frozen.update(fresh[0].to_dict(), at=time.time())
+        run.cluster.freeze_worker(fresh[0].name)
 
     summary = drive(Run(cfg), at=0.3, action=freeze)
     assert_verified(summary)
@@ -167,12 +169,11 @@ def inject_garbage(backend_name: str, url: str) -> None:
 def test_broker_restarted_mid_run(make_config, kind, shape):
     """A private broker (AOF on for Redis) is restarted at 30 %; the run still verifies and,
     as nothing was lost, republishes nothing (batched results included)."""
-    from ttg_lib.cluster.brokers import start_private_rabbitmq, start_private_redis
+    from ttg_lib.cluster.brokers import start_private
 
-    broker = start_private_redis(aof=True) if kind == "redis" else start_private_rabbitmq()
+    broker = start_private(kind, aof=True)
     try:
-        url_field = "redis_url" if kind == "redis" else "rabbitmq_url"
-        cfg = make_config(backend=kind, **shape, **{url_field: broker.url})
+        cfg = make_config(backend=kind, **shape, broker_url=broker.url)
         restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.5})
         try:
             summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
@@ -191,11 +192,11 @@ def test_redis_restarted_without_its_data(make_config):
     """No persistence: the restarted Redis is empty. The run notices (its dedup index holds
     fewer chunks than were read), publishes every unfinished chunk again, and verifies.
     Fast chunks, so results travel in batches (a frame per batch, not per chunk)."""
-    from ttg_lib.cluster.brokers import start_private_redis
+    from ttg_lib.cluster.brokers import start_private
 
-    broker = start_private_redis(aof=False)
+    broker = start_private("redis", aof=False)
     try:
-        cfg = make_config(backend="redis", **FAST, redis_url=broker.url)
+        cfg = make_config(backend="redis", **FAST, broker_url=broker.url)
         restarter = threading.Thread(target=broker.restart, kwargs={"down_s": 1.0})
         try:
             summary = drive(Run(cfg), at=0.3, action=lambda run: restarter.start(), timeout=180)
@@ -220,9 +221,9 @@ def test_sigterm_lets_the_current_chunk_finish(make_config, backend_name, broker
     busy = []
     while not busy and time.monotonic() < deadline:
         run.step(0.05)
-        busy = [w for w in run.cluster.worker_status() if w["activity"] == "busy"]
+        busy = [w for w in run.cluster.worker_status() if w.activity == "busy"]
     assert busy, "no worker became busy"
-    proc = run.cluster._procs[busy[0]["name"]]
+    proc = run.cluster._procs[busy[0].name]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     while not run.done and time.monotonic() < deadline + 20:

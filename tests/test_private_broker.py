@@ -12,6 +12,7 @@ from ttg_lib.cluster.brokers import answers, free_port
 from ttg_lib.run import Run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_name", ["redis", "rabbitmq"])
 def test_run_starts_and_stops_a_private_broker(make_config, backend_name):
     port = free_port()

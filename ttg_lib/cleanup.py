@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import BrokerUnavailable, make_backend
+from .backends import BrokerUnavailable, ExpiringLock, Producer, RunLocked, open_producer
 from .procs import all_ledgers, stop_entry
 
 
@@ -48,7 +48,7 @@ def cleanup_processes(output_dir: Path, run_id: str | None, dry_run: bool,
 def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupReport,
                    force: bool = False) -> None:
     for name, url in backends.items():
-        backend = make_backend(name, url)
+        backend = open_producer(name, url)
         try:
             backend.connect()
         except BrokerUnavailable as exc:
@@ -60,17 +60,14 @@ def cleanup_queues(backends: dict[str, str], dry_run: bool, report: CleanupRepor
                                       f"stay (stop the run first, or pass --force)")
                 continue
             report.removed.extend(backend.purge(dry_run=dry_run))
-            drop_lock = getattr(backend, "drop_lock", None)
-            if drop_lock is not None:
-                report.removed.extend(drop_lock(dry_run=dry_run))
+            if isinstance(backend, ExpiringLock):  # a lock that outlives a crashed holder
+                report.removed.extend(backend.drop_lock(dry_run=dry_run))
         finally:
             backend.close()
 
 
-def _run_is_live(backend) -> bool:
+def _run_is_live(backend: Producer) -> bool:
     """Probe the run lock: if we can take it, nobody holds it."""
-    from .backends import RunLocked
-
     probe = "ttg-cleanup-probe"
     try:
         backend.acquire_run(probe)

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .backends import BrokerUnavailable
-from .config import BACKENDS, CLUSTERS, SCALES, RunConfig, env_broker_urls
+from .backends import DEFAULT_BACKEND, BrokerUnavailable, env_urls
+from .config import BACKENDS, CLUSTERS, SCALES, RunConfig
 from .errors import TTGError
 from .run import Run
 
@@ -166,23 +166,23 @@ def worker(**options: Any) -> None:
 
 
 def _broker_urls(backend: str | None) -> dict[str, str]:
-    urls = env_broker_urls()
+    urls = env_urls()
     return {backend: urls[backend]} if backend else urls
 
 
 @main.command()
-@click.option("--backend", type=click.Choice(BACKENDS), default="redis", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default=DEFAULT_BACKEND, show_default=True)
 @click.option("--interval", type=float, default=1.0, show_default=True)
 @click.option("--once", is_flag=True, help="print once and exit")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable (with --once)")
 def monitor(backend: str, interval: float, once: bool, as_json: bool) -> None:
     """Live view of the TTG queues, read from the broker itself."""
-    from .backends import make_backend
+    from .backends import open_inspector
     from .monitor import snapshot, stats_table, watch, workers_table
 
     try:
         url = _broker_urls(backend)[backend]
-        broker = make_backend(backend, url)
+        broker = open_inspector(backend, url)
         broker.connect()
     except TTGError as exc:
         fail(str(exc))

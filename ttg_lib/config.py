@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import secrets
 import time
@@ -18,15 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .backends.registry import DEFAULT_BACKEND, backend_names, get_spec
 from .errors import ConfigError
+from .urls import redact_url
 
-BACKENDS = ("redis", "rabbitmq")
+BACKENDS = backend_names(runnable=True)  # from the registry: no broker is named here
 CLUSTERS = ("local", "kind", "k8s")
 MONITORS = ("cli", "none")
 RESTART_POLICIES = ("always", "never")
 DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -45,13 +44,6 @@ SCALES: dict[str, Scale] = {
 }
 
 
-def env_broker_urls() -> dict[str, str]:
-    """Broker URLs from TTG_REDIS_URL / TTG_RABBITMQ_URL, else localhost: read in one place
-    by runs, workers, the monitor, cleanup and the benchmarks."""
-    return {"redis": os.environ.get("TTG_REDIS_URL") or DEFAULT_REDIS_URL,
-            "rabbitmq": os.environ.get("TTG_RABBITMQ_URL") or DEFAULT_RABBITMQ_URL}
-
-
 def new_run_id(backend: str = "run") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{stamp}-{backend}-{secrets.token_hex(3)}"
@@ -61,7 +53,7 @@ def new_run_id(backend: str = "run") -> str:
 class RunConfig:
     """Everything a run needs; immutable once built."""
 
-    backend: str = "redis"
+    backend: str = DEFAULT_BACKEND
     scale: str = "small"
     total_params: int = 1_000
     chunk_size: int = 10
@@ -78,8 +70,7 @@ class RunConfig:
     timeout_s: float = 0.0
     sample_s: float = 0.5
     monitor: str = "cli"
-    redis_url: str = DEFAULT_REDIS_URL
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    broker_url: str = ""  # the backend's URL; build() fills it from the environment
     run_id: str = ""
     output_dir: str = "outputs"
     kube_context: str = ""
@@ -88,10 +79,6 @@ class RunConfig:
     @property
     def chunks_total(self) -> int:
         return math.ceil(self.total_params / self.chunk_size)
-
-    @property
-    def broker_url(self) -> str:
-        return self.redis_url if self.backend == "redis" else self.rabbitmq_url
 
     @property
     def ideal_runtime_s(self) -> float:
@@ -112,8 +99,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["redis_url"] = redact_url(self.redis_url)
-        data["rabbitmq_url"] = redact_url(self.rabbitmq_url)
+        data["broker_url"] = redact_url(self.broker_url)
         data["chunks_total"] = self.chunks_total
         data["ideal_runtime_s"] = self.ideal_runtime_s
         return data
@@ -125,7 +111,7 @@ class RunConfig:
         ``None`` means "not given" so notebook parameters and CLI flags can pass
         every field through unchanged.
         """
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given = _broker_url_alias({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(given) - known)
         if unknown:
@@ -134,18 +120,19 @@ class RunConfig:
         scale = given.get("scale", "small")
         _check_choice("scale", scale, tuple(SCALES))
         preset = SCALES[scale]
-        urls = env_broker_urls()
         values: dict[str, Any] = {
             "total_params": preset.total_params,
             "chunk_size": preset.chunk_size,
             "work_ms": preset.work_ms,
-            "redis_url": urls["redis"],
-            "rabbitmq_url": urls["rabbitmq"],
         }
         values.update(given)
         values = _coerce(values)
+        backend = values.get("backend", DEFAULT_BACKEND)
+        _check_choice("backend", backend, BACKENDS)
+        if not values.get("broker_url"):
+            values["broker_url"] = get_spec(backend).url()
         if not values.get("run_id"):
-            values["run_id"] = new_run_id(values.get("backend", "redis"))
+            values["run_id"] = new_run_id(backend)
         config = cls(**values)
         config.validate()
         return config
@@ -191,8 +178,7 @@ class RunConfig:
         if ":" not in self.compute or self.compute.count(":") != 1:
             raise ConfigError("compute", self.compute,
                               "an import path 'package.module:function'")
-        _check_url("redis_url", self.redis_url, ("redis", "rediss", "unix"))
-        _check_url("rabbitmq_url", self.rabbitmq_url, ("amqp", "amqps"))
+        _check_url("broker_url", self.broker_url, self.backend)
         if self.fault_demo and self.workers < 2:
             raise ConfigError("workers", self.workers,
                               "the fault demo kills one worker, so it needs at least 2")
@@ -241,22 +227,26 @@ def _check_number(name: str, value: Any, low: float, high: float) -> None:
         raise ConfigError(name, value, f"a number from {low:g} to {high:g}")
 
 
-def _check_url(name: str, value: Any, schemes: tuple[str, ...]) -> None:
+def _broker_url_alias(given: dict[str, Any]) -> dict[str, Any]:
+    """``<backend>_url`` (e.g. from older config files) is the broker URL when it names the
+    run's backend; another broker's URL is not this run's business."""
+    backend = given.get("backend", DEFAULT_BACKEND)
+    for name in backend_names():
+        url = given.pop(f"{name}_url", None)
+        if url is not None and name == backend and not given.get("broker_url"):
+            given["broker_url"] = url
+    return given
+
+
+def _check_url(name: str, value: Any, backend: str) -> None:
+    spec = get_spec(backend)
+    schemes = spec.url_schemes
     parsed = urlparse(value) if isinstance(value, str) else None
     if parsed is None or parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
-        example = DEFAULT_REDIS_URL if "redis" in schemes else DEFAULT_RABBITMQ_URL
         raise ConfigError(name, redact_url(value) if isinstance(value, str) else value,
-                          f"a URL with scheme {' or '.join(schemes)}, e.g. {example}")
+                          f"a {spec.title} URL with scheme {' or '.join(schemes)}, e.g. "
+                          f"{spec.default_url}")
     try:
         _ = parsed.port
     except ValueError:
         raise ConfigError(name, redact_url(value), "the port must be a number 1-65535") from None
-
-
-def redact_url(url: str) -> str:
-    """Hide the password so URLs can go into logs and run records."""
-    parsed = urlparse(url)
-    if parsed.password:
-        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        return parsed._replace(netloc=netloc).geturl()
-    return url

@@ -10,7 +10,7 @@ import math
 import time
 from typing import Any
 
-from .cluster import Cluster
+from .cluster import Cluster, WorkerStatus
 from .messages import Result
 from .verify import ResultCollector
 
@@ -39,23 +39,24 @@ class Faults:
         if self._due is None:
             self._due = now + FAULT_WAIT_S
         victim = _mid_chunk_worker(rows, collector)
-        reporting = any(w.get("last_heartbeat") for w in rows)  # pods report none
+        reporting = any(w.last_heartbeat for w in rows)  # a cluster may read no heartbeat
         if victim is None and reporting and now < self._due:
             return
         self.kill(cluster, collector, elapsed_s, victim, reason="fault demo", rows=rows)
 
     def kill(self, cluster: Cluster, collector: ResultCollector, elapsed_s: float,
              name: str | None = None, reason: str = "manual",
-             rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             rows: list[WorkerStatus] | None = None) -> dict[str, Any]:
         """Kill one worker without warning (the cluster picks when ``name`` is None);
         ``rows``: the worker status the caller has just read."""
-        status = {w["name"]: w for w in (rows if rows is not None else cluster.worker_status())}
+        status = {w.name: w for w in (rows if rows is not None else cluster.worker_status())}
         victim = cluster.kill_worker(name)
         info = {"kill_at": self.kill_at if reason == "fault demo" else None,
                 "killed_worker": victim.name, "killed_at_s": round(elapsed_s, 3),
                 "killed_wall": time.time(),
                 "killed_at_fraction": round(collector.finished / self.chunks_total, 3),
-                "victim_chunk": status.get(victim.name, {}).get("current_chunk"),
+                "victim_chunk": (status[victim.name].current_chunk if victim.name in status
+                                 else None),
                 "recovered_after_s": None, "reason": reason}
         if self.first is None:
             self.first = info
@@ -76,12 +77,11 @@ class Faults:
         return {k: v for k, v in self.first.items() if k != "killed_wall"}
 
 
-def _mid_chunk_worker(rows: list[dict[str, Any]], collector: ResultCollector) -> str | None:
+def _mid_chunk_worker(rows: list[WorkerStatus], collector: ResultCollector) -> str | None:
     """The worker that started an unfinished chunk last, by the heartbeats."""
-    busy = [w for w in rows
-            if w.get("activity") == "busy" and isinstance(w.get("current_chunk"), int)
-            and 0 <= w["current_chunk"] < collector.chunks_total
-            and not collector.chunk_state[w["current_chunk"]]]
+    busy = [w for w in rows if w.busy_with is not None
+            and 0 <= w.busy_with < collector.chunks_total
+            and not collector.chunk_state[w.busy_with]]
     if not busy:
         return None
-    return max(busy, key=lambda w: w.get("chunk_started_at") or 0)["name"]
+    return max(busy, key=lambda w: w.chunk_started_at or 0).name

@@ -10,14 +10,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from .backends import Backend, BrokerUnavailable, QueueStats
+from .backends import BrokerUnavailable, Inspector, ListsConsumers, QueueStats
 from .report import queue_stats_rows
 
 
-def snapshot(backend: Backend) -> dict[str, Any]:
+def snapshot(backend: Inspector) -> dict[str, Any]:
     stats = backend.stats()
+    consumers = backend.consumers() if isinstance(backend, ListsConsumers) else []
     return {"backend": backend.name, "at": time.time(), "queues": stats.to_dict(),
-            "workers": backend.workers()}
+            "workers": [c.to_dict() for c in consumers]}
 
 
 def stats_table(stats: QueueStats | dict[str, Any], title: str = "TTG queues") -> Table:
@@ -39,7 +40,7 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return table
 
 
-def watch(backend: Backend, interval: float, console: Console | None = None,
+def watch(backend: Inspector, interval: float, console: Console | None = None,
           iterations: int = 0) -> None:
     """Refresh until Ctrl-C (or ``iterations`` refreshes, for tests)."""
     console = console or Console()

@@ -95,3 +95,10 @@ def stop_entry(entry: ProcessEntry, grace_s: float = 5.0) -> bool:
         time.sleep(0.05)  # no pidfd wait for a process that is not our child
     entry.signal(signal.SIGKILL)
     return True
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -9,7 +9,7 @@ Layout of ``outputs/runs/<run_id>/``::
     events.json        worker lifecycle, fault injection, broker outages
     queue_stats.json   the four TTG queues after completion
     dlq.json           dead-lettered messages with their reasons
-    summary.json       the contract below (SUMMARY_KEYS)
+    summary.json       :class:`ttg_lib.summary.RunSummary` as JSON
 """
 
 from __future__ import annotations
@@ -24,13 +24,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .messages import compact_json
-
-SUMMARY_KEYS = (
-    "run_id", "started_at", "record_dir", "compute", "backend", "cluster", "scale", "workers",
-    "total_params", "chunk_size", "work_ms", "chunks_total", "chunks_completed",
-    "params_verified", "lost_params", "wrong_results", "duplicate_deliveries", "retry_count",
-    "dlq_count", "runtime_s", "throughput_params_s", "ideal_runtime_s", "efficiency", "fault",
-)
 
 
 class RunRecord:
@@ -80,14 +73,17 @@ def list_runs(output_dir: str | Path = "outputs") -> list[dict[str, Any]]:
     return sorted(runs, key=lambda s: s.get("started_at", ""))
 
 
-def environment(broker_version: str) -> dict[str, Any]:
+def environment(broker_version: str, backend: str) -> dict[str, Any]:
+    from .backends import get_spec
+
+    client = get_spec(backend).client_package
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "ttg": _version("ttg"),
-        "redis_py": _version("redis"),
-        "pika": _version("pika"),
+        "backend": backend,
+        "broker_client": f"{client} {_version(client)}" if client else None,
         "broker_server_version": broker_version,
         "git_commit": _git_commit(),
     }

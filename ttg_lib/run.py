@@ -4,11 +4,14 @@ record.
 :class:`Run` is a step-wise object so that every front end drives the same
 code: the CLI loops over :meth:`Run.step` behind a progress bar, a notebook
 loops over it while it redraws a chart, and the demo's buttons call
-:meth:`Run.kill_worker_now` between steps.
+:meth:`Run.kill_worker_now` between steps. The broker side of a run (lock, outages,
+final state) is :class:`ttg_lib.session.BrokerSession`; the summary it ends in is
+:class:`ttg_lib.summary.RunSummary`.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,18 +19,41 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import compute
-from .backends import Backend, BrokerUnavailable, QueueStats, make_backend
-from .cluster import Cluster, ClusterError
+from .backends import Producer, QueueStats, get_spec
+from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
 from .faults import Faults
 from .messages import Result, Task
+from .procs import peak_rss_mib
 from .record import RunRecord, environment
+from .session import BrokerSession
+from .summary import RunSummary, Timing, build_summary
 from .verify import ResultCollector
-from .worker import peak_rss_mib
 
 READY_TIMEOUT_S = 60.0
+CLUSTER_READY_TIMEOUT_S = 180.0  # pods: image pulls and scheduling
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
+
+
+class RunState(str, enum.Enum):
+    """Where a run is; a str, so records and tables read it as is."""
+
+    CREATED = "created"
+    STARTING = "starting"
+    RUNNING = "running"
+    BROKER_DOWN = "broker-down"  # shown in progress while an outage lasts
+    DONE = "done"
+    TIMED_OUT = "timed-out"
+    STALLED = "stalled"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunState.DONE, RunState.TIMED_OUT, RunState.STALLED, RunState.STOPPED)
 
 
 @dataclass
@@ -39,7 +65,7 @@ class Progress:
     params_done: int
     live_workers: int
     stats: dict[str, Any] | None
-    state: str  # starting | running | broker-down | done | timed-out | stalled
+    state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -49,31 +75,45 @@ class Progress:
 
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
-                 backend: Backend | None = None):
+                 backend: Producer | None = None):
         self.config = config
-        self.fn = compute.load(config.compute)  # ComputeImportError is a ConfigError
+        self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, fn=self.fn)
         self.broker_url = config.broker_url
-        self.backend = backend
-        self.cluster = cluster
+        self._backend = backend
+        self._cluster = cluster
+        self.session: BrokerSession | None = None
         self.started_at = ""
-        self.state = "created"
+        self.state = RunState.CREATED
         self.t0: float | None = None
         self.t_last: float | None = None
         self._cpu0 = self._cpu_last = 0.0  # process CPU at t0 and at the last new result
         self.faults = Faults(config.kill_at if config.fault_demo else None,
                              config.chunks_total)
         self._next_sample = 0.0
-        self._next_renew = 0.0
         self._last_stats: QueueStats | None = None
-        self._outages: list[dict[str, Any]] = []
-        self._outage_started: float | None = None
         self._retries = 0
         self._stalled_since: float | None = None
         self._workers_started = 0
         self._summary: dict[str, Any] | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            raise RunError("the run has no cluster yet: call start() first")
+        return self._cluster
+
+    @property
+    def broker(self) -> BrokerSession:
+        if self.session is None:
+            raise RunError("the run has no broker connection yet: call start() first")
+        return self.session
+
+    @property
+    def backend(self) -> Producer:
+        return self.broker.producer
 
     # -- start -------------------------------------------------------------
     def start(self) -> None:
@@ -88,35 +128,34 @@ class Run:
         cfg = self.config
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.record.write_json("config.json", cfg.to_dict())
-        if self.cluster is None:
-            self.cluster = make_cluster(cfg, self.broker_url)
+        if self._cluster is None:
+            self._cluster = make_cluster(cfg, self.broker_url)
         try:
             self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)
         except ClusterError as exc:
             raise RunError(str(exc)) from None
-        if self.backend is None:
-            self.backend = make_backend(cfg.backend, self.broker_url, lease_s=cfg.lease_s)
-        try:
-            self.backend.connect()
-        except BrokerUnavailable as exc:
-            raise RunError(str(exc)) from None
-        self.backend.acquire_run(cfg.run_id)
-        self.backend.purge()
-        self.backend.declare()
-        self.record.write_json("environment.json", environment(self.backend.server_version()))
+        producer = self._backend or get_spec(cfg.backend).producer(self.broker_url,
+                                                                    lease_s=cfg.lease_s)
+        self.session = BrokerSession(producer, cfg.run_id, lambda: self.elapsed_s)
+        self.session.open()
+        self.record.write_json("environment.json",
+                               environment(producer.server_version(), cfg.backend))
         self.cluster.start_workers(cfg.workers)
-        self.state = "starting"
-        self.cluster.wait_ready(cfg.workers,
-                                READY_TIMEOUT_S if cfg.cluster == "local" else 180.0)
-        self._workers_started = sum(1 for w in self.cluster.workers() if w.state == "running")
+        self.state = RunState.STARTING
+        self.cluster.wait_ready(cfg.workers, READY_TIMEOUT_S if cfg.cluster == "local"
+                                else CLUSTER_READY_TIMEOUT_S)
+        self._workers_started = sum(1 for w in self.cluster.workers()
+                                    if w.state == WorkerState.RUNNING)
         self.t0, self._cpu0 = time.monotonic(), time.process_time()
-        self.backend.publish_tasks(self._tasks())
-        self.state = "running"
+        producer.publish_tasks(self._tasks())
+        self.state = RunState.RUNNING
 
-    def _tasks(self) -> Iterator[Task]:
+    def _tasks(self, only_unfinished: bool = False) -> Iterator[Task]:
         cfg = self.config
         now = time.time()
         for chunk_id in range(cfg.chunks_total):
+            if only_unfinished and self.collector.chunk_state[chunk_id]:
+                continue
             start = chunk_id * cfg.chunk_size
             yield Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                        count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
@@ -126,7 +165,7 @@ class Run:
     # -- watch -------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.state in ("done", "timed-out", "stalled", "stopped")
+        return self.state.ended
 
     @property
     def elapsed_s(self) -> float:
@@ -135,24 +174,19 @@ class Run:
     def step(self, timeout: float = 0.1) -> Progress:
         """Read results for up to ``timeout`` seconds, sample, inject the fault; never raises
         for a broker outage (it is recorded and ridden out)."""
-        if self.state == "running":
-            try:
-                self._read(timeout)
-                self._recovered_from_outage()
-            except BrokerUnavailable as exc:
-                self._broker_down(exc)
+        if self.state == RunState.RUNNING:
+            self._read(timeout)
             self._maybe_sample()
-            self._maybe_renew_lock()
-            if self.cluster is not None:
-                self.faults.maybe_demo(self.cluster, self.collector, self.elapsed_s)
+            self.broker.keep_lock()
+            self.faults.maybe_demo(self.cluster, self.collector, self.elapsed_s)
             self._check_end()
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
         return self.progress()
 
     def _read(self, timeout: float) -> None:
-        assert self.backend is not None
-        results = self.backend.read_results(timeout)
+        results = self.broker.read(timeout, lambda: self._tasks(only_unfinished=True),
+                                    self.collector.completed)
         if not results:  # idle: recompute what has arrived, a little at a time
             self.collector.verify_pending(budget_s=0.05)
         fresh = False
@@ -184,19 +218,15 @@ class Run:
         if not force and (now < self._next_sample or not self.config.sample_s):
             return
         self._next_sample = now + self.config.sample_s
-        try:
-            stats = self.backend.stats() if self._outage_started is None else None
-        except BrokerUnavailable as exc:
-            self._broker_down(exc)
-            stats = None
+        stats = self.broker.stats()
         if stats is not None:
             self._last_stats = stats
-        live = len(self.cluster.live_workers()) if self.cluster is not None else 0
         row: dict[str, Any] = {"t": round(self.elapsed_s, 3), "wall": time.time(),
                                "completed": self.collector.completed,
                                "failed": self.collector.failed,
                                "params_done": self.collector.params_done,
-                               "live_workers": live, "broker_up": stats is not None}
+                               "live_workers": len(self.cluster.live_workers()),
+                               "broker_up": stats is not None}
         if stats is not None:
             for role, q in stats.to_dict().items():
                 row[role] = q["messages"]
@@ -205,86 +235,42 @@ class Run:
             row["consumers"] = stats.tasks.consumers
         self.record.append("samples.jsonl", row)
 
-    def _maybe_renew_lock(self) -> None:
-        now = time.monotonic()
-        if now < self._next_renew or self._outage_started is not None:
-            return
-        self._next_renew = now + 3.0
-        try:
-            self.backend.renew_run(self.config.run_id)  # type: ignore[union-attr]
-        except BrokerUnavailable as exc:
-            self._broker_down(exc)
-
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
-        assert self.cluster is not None
         return self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
 
     @property
     def fault(self) -> dict[str, Any] | None:
         return self.faults.first
 
-    def _broker_down(self, exc: BaseException) -> None:
-        if self._outage_started is None:
-            self._outage_started = time.monotonic()
-            self._outages.append({"start_s": round(self.elapsed_s, 3), "end_s": None,
-                                  "error": str(exc)})
-        try:
-            self.backend.reconnect()  # type: ignore[union-attr]
-            self.backend.declare()  # type: ignore[union-attr]
-            self.backend.acquire_run(self.config.run_id)  # type: ignore[union-attr]
-        except BrokerUnavailable:
-            time.sleep(0.2)  # back off before the next step tries again
-
-    def _recovered_from_outage(self) -> None:
-        if self._outage_started is None:
-            return
-        self._outages[-1]["end_s"] = round(self.elapsed_s, 3)
-        self._outage_started = None
-        self._republish_if_broker_lost_data()
-
-    def _republish_if_broker_lost_data(self) -> None:
-        """A broker that came back without its data (no persistence) lost our tasks: publish
-        every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
-        assert self.backend is not None
-        stored = self.backend.stored_chunks()
-        if stored is None or stored >= self.collector.completed:
-            return
-        missing = [t for t in self._tasks() if not self.collector.chunk_state[t.chunk_id]]
-        self._outages[-1]["republished_chunks"] = len(missing)
-        self._outages[-1]["broker_kept_chunks"] = stored
-        self.backend.reset_results_cursor()
-        self.backend.publish_tasks(missing)
-
     def _check_end(self) -> None:
         cfg = self.config
         if self.collector.all_done:
-            self.state = "done"
+            self.state = RunState.DONE
         elif self.elapsed_s > cfg.effective_timeout_s:
-            self.state = "timed-out"
-        elif self.cluster is not None:
-            if self.cluster.live_workers():
-                self._stalled_since = None
-            elif self._stalled_since is None:
-                self._stalled_since = time.monotonic()
-            elif time.monotonic() - self._stalled_since > 3 * cfg.lease_s + 5:
-                self.state = "stalled"
+            self.state = RunState.TIMED_OUT
+        elif self.cluster.live_workers():
+            self._stalled_since = None
+        elif self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+        elif time.monotonic() - self._stalled_since > 3 * cfg.lease_s + 5:
+            self.state = RunState.STALLED
 
     def progress(self) -> Progress:
-        live = len(self.cluster.live_workers()) if self.cluster is not None else 0
+        down = self.session is not None and self.session.down
         return Progress(
             elapsed_s=self.elapsed_s, chunks_total=self.config.chunks_total,
             chunks_completed=self.collector.completed, chunks_failed=self.collector.failed,
             params_done=self.collector.params_done,
-            live_workers=live,
+            live_workers=len(self._cluster.live_workers()) if self._cluster else 0,
             stats=self._last_stats.to_dict() if self._last_stats else None,
-            state="broker-down" if self._outage_started is not None else self.state,
-            events=self.cluster.events() if self.cluster else [])
+            state=RunState.BROKER_DOWN if down else self.state,
+            events=self._cluster.events() if self._cluster else [])
 
     def stop(self) -> None:
         """Ask the run to end at the next step (the demo's Stop button)."""
         if not self.done:
-            self.state = "stopped"
+            self.state = RunState.STOPPED
 
     # -- finish ------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
@@ -292,36 +278,20 @@ class Run:
         if self._summary is not None:
             return self._summary
         try:
-            if self.cluster is not None:
-                self.cluster.stop()
-            final_stats, dead_letters = self._final_broker_state()
-            summary = self._summarise(final_stats, dead_letters)
+            self.cluster.stop()
+            stats, dead, dropped = self.broker.final_state(self._drain_late_results)
+            self.collector.duplicates += dropped
+            summary = self._summarise(stats, dead).to_dict()
             self.record.write_json("summary.json", summary)
             self._summary = summary
             return summary
         finally:
             self._release()
 
-    def _final_broker_state(self) -> tuple[QueueStats | None, list[dict[str, Any]]]:
-        assert self.backend is not None
-        for _ in range(50):
-            try:
-                if self._outage_started is not None:
-                    self._broker_down(RuntimeError("reconnecting for final stats"))
-                self._drain_late_results()
-                self.backend.release_results()
-                stats = self.backend.stats()
-                dead = self.backend.read_dead_letters()
-                self.collector.duplicates += self.backend.duplicate_count()
-                return stats, dead
-            except BrokerUnavailable as exc:
-                self._broker_down(exc)
-        return None, []
-
     def _drain_late_results(self) -> None:
         """Results stored after the last chunk finished (a frozen worker woken by the stop)
         are duplicates; read them so they are counted, never lost from the books."""
-        if self.state == "running":
+        if self.state == RunState.RUNNING:
             return
         for _ in range(100):
             before = self.collector.duplicates + self.collector.finished
@@ -329,97 +299,45 @@ class Run:
             if self.collector.duplicates + self.collector.finished == before:
                 return
 
-    def _summarise(self, stats: QueueStats | None, dead: list[dict[str, Any]]) -> dict[str, Any]:
-        cfg = self.config
-        verdict = self.collector.verdict()
+    def _summarise(self, stats: QueueStats | None, dead: list[dict[str, Any]]) -> RunSummary:
+        events = self.cluster.events()
+        workers = self.cluster.worker_status()
+        outages = self.session.outages if self.session else []
+        self._write_record(stats, dead, events, workers, outages)
         runtime = (self.t_last - self.t0) if self.t_last and self.t0 else None
-        throughput = verdict.params_verified / runtime if runtime else 0.0
-        ideal = cfg.ideal_runtime_s
-        fault = self.faults.summary()
-        events = self.cluster.events() if self.cluster else []
-        replaced = sum(1 for e in events if e["event"] == "replaced")
-        self.record.write_json("events.json", {"workers": events, "fault": fault,
-                                               "broker_outages": self._outages})
-        workers = self.cluster.worker_status() if self.cluster is not None else []
-        if self.cluster is not None:
-            self.record.write_json("workers.json", workers)
+        timing = Timing(runtime_s=runtime, orchestrator_cpu_s=None if runtime is None
+                        else round(self._cpu_last - self._cpu0, 4))
+        return build_summary(
+            config=self.config, started_at=self.started_at, state=str(self.state),
+            verdict=self.collector.verdict(), timing=timing, stats=stats,
+            dead_letters=len(dead), retries=self._retries, fault=self.faults.summary(),
+            workers=workers, workers_started=self._workers_started,
+            workers_replaced=sum(1 for e in events if e["event"] == "replaced"),
+            outages=outages, peak_rss_mib=peak_rss_mib(), verify_s=self.collector.verify_s)
+
+    def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
+                      events: list[dict[str, Any]], workers: list[Any],
+                      outages: list[dict[str, Any]]) -> None:
+        self.record.write_json("events.json", {"workers": events, "fault": self.faults.summary(),
+                                               "broker_outages": outages})
+        self.record.write_json("workers.json", [w.to_dict() for w in workers])
         if stats is not None:
             self.record.write_json("queue_stats.json", stats.to_dict())
         self.record.write_json("dlq.json", dead)
-        ok = verdict.ok and self.state == "done"
-        return {
-            "run_id": cfg.run_id, "started_at": self.started_at,
-            "record_dir": str(cfg.record_dir.resolve()), "compute": cfg.compute,
-            "backend": cfg.backend, "cluster": cfg.cluster, "scale": cfg.scale,
-            "workers": cfg.workers, "total_params": cfg.total_params,
-            "chunk_size": cfg.chunk_size, "work_ms": cfg.work_ms,
-            "chunks_total": cfg.chunks_total, "chunks_completed": verdict.chunks_completed,
-            "chunks_failed": verdict.chunks_failed,
-            "params_verified": verdict.params_verified, "lost_params": verdict.lost_params,
-            "wrong_results": verdict.wrong_results,
-            "duplicate_deliveries": verdict.duplicate_deliveries,
-            "foreign_results": verdict.foreign_results,
-            "retry_count": self._retries,
-            "dlq_count": stats.dlq.messages if stats else len(dead),
-            "retry_queue": stats.retry.messages if stats else None,
-            "results_queue": stats.results.messages if stats else None,
-            "tasks_queue": stats.tasks.messages if stats else None,
-            "runtime_s": round(runtime, 3) if runtime else None,
-            "throughput_params_s": round(throughput, 2),
-            "ideal_runtime_s": round(ideal, 3),
-            "efficiency": round(ideal / runtime, 4) if runtime and cfg.work_ms > 0 else None,
-            "fault": fault,
-            "workers_started": self._workers_started,
-            "orchestrator_peak_rss_mib": peak_rss_mib(),
-            "verify_s": round(self.collector.verify_s, 3),
-            "worker_peak_rss_mib": max((w["peak_rss_mib"] for w in workers
-                                        if w.get("peak_rss_mib")), default=None),
-            "cpu_s": self._cpu_budget(workers),
-            "workers_replaced": replaced,
-            "restart": cfg.restart,
-            "broker_outages": self._outages,
-            "state": self.state,
-            "verified": verdict.ok,
-            "ok": ok,
-            "problems": verdict.problems + ([] if self.state == "done" else
-                                            [f"run ended in state {self.state!r}"]),
-        }
-
-    def _cpu_budget(self, rows: list[dict[str, Any]]) -> dict[str, float | None]:
-        """Where the CPU went between the first task published and the last result read:
-        the orchestrator's own, and the workers' split into the user's function and the rest
-        (None where workers report no heartbeat, e.g. Kubernetes pods)."""
-        workers = [w for w in rows if w.get("cpu_s") is not None]
-        total = round(sum(w["cpu_s"] for w in workers), 4) if workers else None
-        compute = round(sum(w["compute_cpu_s"] for w in workers), 4) if workers else None
-        orchestrator = (round(self._cpu_last - self._cpu0, 4) if self.t_last and self.t0
-                        else None)
-        return {"orchestrator": orchestrator, "workers": total, "workers_compute": compute}
 
     def _release(self) -> None:
-        if self.backend is not None:
-            try:
-                self.backend.release_run(self.config.run_id)
-            except BrokerUnavailable:
-                pass  # the lock expires on its own
-            self.backend.close()
-        if self.cluster is not None:
-            self.cluster.release_brokers()
+        """Let the broker and any private broker go, close the record; safe to repeat."""
+        if self.session is not None:
+            self.session.close()
+        if self._cluster is not None:
+            self._cluster.release_brokers()
         self.record.close()
 
     def abort(self) -> None:
         """Undo a half-started run: stop what was started, release the broker."""
-        if self.cluster is not None:
-            self.cluster.stop(timeout=5)
-        if self.backend is not None:
-            try:
-                self.backend.release_run(self.config.run_id)
-            except Exception:  # best effort: the lock also expires by itself
-                pass
-            self.backend.close()
-        if self.cluster is not None:
-            self.cluster.release_brokers()
-        self.record.close()
+        if self._cluster is not None:
+            self._cluster.stop(timeout=5)
+        self._release()
 
     def __enter__(self) -> Run:
         return self
@@ -454,4 +372,3 @@ def execute(config: RunConfig,
             if on_progress is not None:
                 on_progress(progress)
         return run.finish()
-

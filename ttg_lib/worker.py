@@ -27,9 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from . import compute
-from .backends import Backend, BrokerUnavailable, Delivery, make_backend
+from .backends import (
+    DEFAULT_BACKEND,
+    REGISTRY,
+    BrokerUnavailable,
+    Consumer,
+    Delivery,
+    ForgetsConsumers,
+    open_consumer,
+)
 from .logs import EventLog
 from .messages import MessageError, Result, Task
+from .procs import peak_rss_mib
 
 
 @dataclass
@@ -50,12 +59,10 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> WorkerSettings:
-        from .config import env_broker_urls
-
-        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", "redis")
+        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", DEFAULT_BACKEND)
         values: dict[str, Any] = {
             "backend": backend,
-            "url": env_broker_urls().get(backend, ""),
+            "url": REGISTRY[backend].url() if backend in REGISTRY else "",
             "run_id": os.environ.get("TTG_RUN_ID", ""),
             "lease_s": float(os.environ.get("TTG_LEASE_S", "2.0")),
             "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
@@ -146,10 +153,10 @@ class CpuMeter:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, backend: Backend | None = None):
+    def __init__(self, settings: WorkerSettings, backend: Consumer | None = None):
         self.settings = settings
-        self.backend = backend or make_backend(settings.backend, settings.url,
-                                               lease_s=settings.lease_s, worker=True)
+        self.backend = backend or open_consumer(settings.backend, settings.url,
+                                                lease_s=settings.lease_s)
         self.log = EventLog(worker=settings.name, run_id=settings.run_id)
         self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name)
         self.stopping = threading.Event()
@@ -170,7 +177,8 @@ class Worker:
 
     def run(self) -> int:
         _tighten_timer_slack()
-        self._connect_with_backoff()
+        if not self._connect_with_backoff():
+            return 0  # stopped before the broker ever answered
         self.cpu.start()
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
@@ -188,17 +196,19 @@ class Worker:
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
-                self._connect_with_backoff()
+                if not self._connect_with_backoff():
+                    break
             if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
                 break
         self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
         self.pool.shutdown(wait=False)
-        try:
-            self.backend.leave(self.settings.name)
-        except BrokerUnavailable:
-            pass  # the broker is gone; its consumer record is moot
+        if isinstance(self.backend, ForgetsConsumers):
+            try:
+                self.backend.leave(self.settings.name)
+            except BrokerUnavailable:
+                pass  # the broker is gone; its consumer record is moot
         self.backend.close()
         return 0
 
@@ -209,15 +219,16 @@ class Worker:
             return True
         return False
 
-    def _connect_with_backoff(self) -> None:
+    def _connect_with_backoff(self) -> bool:
+        """Reconnect until the broker answers (True), or until told to stop (False)."""
         delay = 0.1
         while True:
             try:
                 self.backend.reconnect()
-                return
+                return True
             except BrokerUnavailable as exc:
                 if self.stopping.is_set() or self._orphaned():
-                    raise SystemExit(0) from None
+                    return False
                 self.heartbeat.beat(state="reconnecting")
                 self.log("reconnect_wait", level="warning", delay_s=round(delay, 2),
                          error=str(exc))
@@ -306,15 +317,16 @@ class Worker:
             except BrokerUnavailable as exc:
                 self.log("store_failed", level="warning", chunks=chunks, try_=attempt,
                          error=str(exc))
-                self._connect_with_backoff()
+                if not self._connect_with_backoff():
+                    break
         self.log("store_gave_up", level="error", chunks=chunks)
 
     def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
         """Retry with exponential delay, or dead-letter once the retries are used up."""
         self.log("chunk_failed", level="warning", chunk=task.chunk_id, attempt=task.attempt,
                  error=error, trace=traceback.format_exc(limit=3))
-        if task.attempt <= task.max_retries:
-            delay = task.retry_delay_s * (2 ** (task.attempt - 1))
+        delay = retry_delay(task)
+        if delay is not None:
             self.backend.retry(delivery, task.next_attempt(), delay)
             self.log("chunk_retry_scheduled", chunk=task.chunk_id, next_attempt=task.attempt + 1,
                      delay_s=delay)
@@ -341,11 +353,12 @@ class Worker:
         return None
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def retry_delay(task: Task) -> float | None:
+    """The retry policy: exponential delay (retry_delay_s, then x2 per attempt) while
+    retries remain; None once they are used up (the chunk is dead-lettered)."""
+    if task.attempt > task.max_retries:
+        return None
+    return task.retry_delay_s * (2 ** (task.attempt - 1))
 
 
 def _tighten_timer_slack() -> None:

@@ -1,27 +1,60 @@
-"""Broker backends behind one interface; pick one by name."""
+"""Broker backends: one contract split by role (base.py), a registry naming every broker
+(registry.py), and one module per broker. Nothing outside this package names a broker."""
 
 from __future__ import annotations
 
-from .base import Backend, BrokerUnavailable, Delivery, QueueStat, QueueStats, RunLocked
+from .base import (
+    BrokerDedup,
+    BrokerUnavailable,
+    Connection,
+    Consumer,
+    ConsumerInfo,
+    Delivery,
+    ExpiringLock,
+    ForgetsConsumers,
+    HoldsResults,
+    Inspector,
+    ListsConsumers,
+    Producer,
+    QueueStat,
+    QueueStats,
+    ResultsIndex,
+    RunLocked,
+)
+from .registry import (
+    DEFAULT_BACKEND,
+    REGISTRY,
+    BackendSpec,
+    KubernetesWorkload,
+    QueueNames,
+    backend_names,
+    env_urls,
+    get_spec,
+)
 
 
-def make_backend(name: str, url: str, *, lease_s: float = 2.0, worker: bool = False) -> Backend:
-    """Imports lazily so a worker image needs only its own broker's client.
-
-    ``worker=True`` asks for fast failure detection (RabbitMQ: a heartbeat of about half
-    the lease); orchestrators and monitors, which may block for a while, get a lenient one.
-    """
-    if name == "redis":
-        from .redis_streams import RedisBackend
-
-        return RedisBackend(url, lease_s=lease_s)
-    if name == "rabbitmq":
-        from .rabbitmq import RabbitMQBackend
-
-        heartbeat = max(1, round(lease_s / 2)) if worker else 30
-        return RabbitMQBackend(url, lease_s=lease_s, heartbeat_s=heartbeat, transactional=worker)
-    raise ValueError(f"invalid backend={name!r}: one of redis, rabbitmq")
+def open_producer(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Producer:
+    """The orchestrator's (or cleanup's) connection to broker ``name``, not yet connected."""
+    spec = get_spec(name)
+    return spec.producer(url or spec.url(), lease_s=lease_s)
 
 
-__all__ = ["Backend", "BrokerUnavailable", "Delivery", "QueueStat", "QueueStats", "RunLocked",
-           "make_backend"]
+def open_consumer(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Consumer:
+    """A worker's connection to broker ``name``, not yet connected."""
+    spec = get_spec(name)
+    return spec.consumer(url or spec.url(), lease_s=lease_s)
+
+
+def open_inspector(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Inspector:
+    """A monitor's read-only connection to broker ``name``, not yet connected."""
+    spec = get_spec(name)
+    return spec.inspector(url or spec.url(), lease_s=lease_s)
+
+
+__all__ = [
+    "DEFAULT_BACKEND", "REGISTRY", "BackendSpec", "BrokerDedup", "BrokerUnavailable",
+    "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock", "ForgetsConsumers",
+    "HoldsResults", "Inspector", "KubernetesWorkload", "ListsConsumers", "Producer",
+    "QueueNames", "QueueStat", "QueueStats", "ResultsIndex", "RunLocked", "backend_names",
+    "env_urls", "get_spec", "open_consumer", "open_inspector", "open_producer",
+]

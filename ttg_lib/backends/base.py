@@ -1,26 +1,37 @@
-"""The one interface every broker implements.
+"""The broker contract, split by who uses it (as dramatiq splits broker and consumer).
 
-The worker loop, retry policy, verification and monitoring are written once
-against this interface; a backend only moves bytes and reports queue depths.
-Both backends expose the same four queues (tasks, retry, dlq, results) so
-charts, tables and tests never ask which broker they look at.
+* :class:`Inspector` - read-only views (queue depths, dead letters): the monitor;
+* :class:`Producer` - the orchestrator's side (declare, run lock, publish tasks, read
+  results, purge), also cleanup's;
+* :class:`Consumer` - a worker's side (fetch, keep leases, complete, retry, dead-letter).
+
+Every method here is one that every broker really implements. What only some brokers can
+do is a *capability*: a small interface of its own below (:class:`ExpiringLock`,
+:class:`ResultsIndex`, ...), which a caller checks with ``isinstance`` and which is never a
+silent no-op. The worker loop, retry policy, verification and monitoring are written once
+against these interfaces; a backend only moves bytes and reports queue depths.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from ..errors import BrokerUnavailable, RunLocked  # noqa: F401 (re-exported)
+from ..errors import BrokerUnavailable, RunLocked
 from ..messages import Result, Task
+from ..urls import redact_url
+from .registry import BackendSpec, QueueNames
+
+__all__ = ["BrokerUnavailable", "RunLocked"]  # re-exported: callers catch them from here
 
 
 @dataclass(frozen=True)
 class QueueStat:
     name: str
-    messages: int
+    messages: int | None  # None: this broker cannot tell without its management API
     ready: int
     unacked: int | None
     consumers: int
@@ -51,17 +62,36 @@ class Delivery:
     redelivered: bool = False
 
 
-class Backend(abc.ABC):
-    """A broker connection for one process (orchestrator, worker or monitor)."""
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """A worker as the broker sees it (Redis: a stream-group consumer)."""
 
-    name: str = ""
-    queue_names: tuple[str, str, str, str] = ("", "", "", "")  # tasks, retry, dlq, results
+    name: str
+    pending: int
+    idle_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "pending": self.pending, "idle": self.idle_ms}
+
+
+class Connection(abc.ABC):
+    """One broker connection for one process; subclasses add a role."""
+
+    spec: ClassVar[BackendSpec]
 
     def __init__(self, url: str, *, lease_s: float = 2.0):
         self.url = url
         self.lease_s = lease_s
+        self.display_url = redact_url(url)
 
-    # -- lifecycle ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def queue_names(self) -> QueueNames:
+        return self.spec.queues
+
     @abc.abstractmethod
     def connect(self) -> None:
         """Open the connection; raise BrokerUnavailable if nobody answers."""
@@ -79,7 +109,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def server_version(self) -> str: ...
 
-    # -- orchestrator side -------------------------------------------------
+    def __enter__(self) -> Connection:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Inspector(Connection):
+    """Read-only views: what the monitor and the run's samples show."""
+
+    @abc.abstractmethod
+    def stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    def read_dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead-lettered message with its reason; reading consumes nothing."""
+
+
+class Producer(Inspector):
+    """The orchestrator's side of one run (and cleanup's)."""
+
     @abc.abstractmethod
     def declare(self) -> None:
         """Create the TTG queues (idempotent)."""
@@ -89,51 +140,24 @@ class Backend(abc.ABC):
         """Take the broker for this run or raise RunLocked naming the holder."""
 
     @abc.abstractmethod
-    def renew_run(self, run_id: str) -> None: ...
-
-    @abc.abstractmethod
     def release_run(self, run_id: str) -> None: ...
 
     @abc.abstractmethod
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
-        """Publish durably (confirmed) and return how many went out."""
+        """Publish durably and return how many went out."""
 
     @abc.abstractmethod
     def read_results(self, timeout: float) -> list[Result | bytes]:
         """New result messages, waiting up to ``timeout``; undecodable ones as raw bytes."""
 
-    def stored_chunks(self) -> int | None:
-        """How many chunks' results the broker still holds, where it can say (Redis: its
-        dedup index). Fewer than were read means it restarted without its data. None where
-        results leave the queue as they are read (RabbitMQ)."""
-        return None
-
-    def reset_results_cursor(self) -> None:
-        """Read the results queue from its start again (after the broker lost its data)."""
-
-    def release_results(self) -> None:
-        """Stop reading results and leave them in the results queue as the run's output."""
-
-    @abc.abstractmethod
-    def read_dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead-lettered message with its reason (read-only where the broker allows)."""
-
-    @abc.abstractmethod
-    def stats(self) -> QueueStats: ...
-
-    def duplicate_count(self) -> int:
-        """Redeliveries the broker itself discarded (results keyed by chunk id)."""
-        return 0
-
     @abc.abstractmethod
     def purge(self, dry_run: bool = False) -> list[str]:
         """Empty or delete only the TTG objects this backend creates; return what went."""
 
-    def workers(self) -> list[dict[str, Any]]:
-        """Workers the broker knows about (consumer names, idle times) for the monitor."""
-        return []
 
-    # -- worker side -------------------------------------------------------
+class Consumer(Connection):
+    """A worker's side: at-least-once delivery with leases."""
+
     @abc.abstractmethod
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
         """Up to ``max_count`` tasks, waiting up to ``timeout`` for the first one."""
@@ -156,21 +180,97 @@ class Backend(abc.ABC):
                     failure: Result | None = None) -> None:
         """Move the message to the DLQ with its reason; report ``failure`` as the chunk's end."""
 
-    def leave(self, consumer: str) -> None:
-        """A worker stopping cleanly unregisters itself, so consumer counts drop at once."""
 
-    def __enter__(self) -> Backend:
-        self.connect()
-        return self
+# -- capabilities: what only some brokers can do ---------------------------------------
+class ExpiringLock(abc.ABC):
+    """The run lock lapses unless renewed (Redis), so it can outlive a crashed holder; a
+    lock that dies with its connection (RabbitMQ's exclusive queue) needs none of this."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @abc.abstractmethod
+    def renew_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def lock_holder(self) -> str | None: ...
+
+    @abc.abstractmethod
+    def drop_lock(self, dry_run: bool = False) -> list[str]:
+        """Remove the lock whoever holds it (cleanup of a run that is gone)."""
+
+
+class ResultsIndex(abc.ABC):
+    """The broker counts the chunks whose results it holds, so a restart that lost its data
+    is noticed (Redis without persistence), and results can be read again from the start."""
+
+    @abc.abstractmethod
+    def stored_chunks(self) -> int: ...
+
+    @abc.abstractmethod
+    def rewind_results(self) -> None: ...
+
+
+class BrokerDedup(abc.ABC):
+    """The broker drops a duplicate result itself and counts it (Redis' index)."""
+
+    @abc.abstractmethod
+    def duplicate_count(self) -> int: ...
+
+
+class ListsConsumers(abc.ABC):
+    """The broker names its consumers with pending work and idle time (Redis' group)."""
+
+    @abc.abstractmethod
+    def consumers(self) -> list[ConsumerInfo]: ...
+
+
+class ForgetsConsumers(abc.ABC):
+    """A worker stopping cleanly unregisters, so consumer counts drop at once (Redis)."""
+
+    @abc.abstractmethod
+    def leave(self, consumer: str) -> None: ...
+
+
+class HoldsResults(abc.ABC):
+    """Reading results holds them unacked (RabbitMQ); release hands them back, so the results
+    queue keeps the run's output as the milestone document shows it."""
+
+    @abc.abstractmethod
+    def release_results(self) -> None: ...
 
 
 def dead_letter_record(body: bytes, reason: str, attempts: int, at: float) -> dict[str, Any]:
-    """The DLQ entry both backends store, so reports read one shape."""
+    """The DLQ entry every backend stores, so reports read one shape."""
     try:
         text = body.decode()
     except UnicodeDecodeError:
         text = body.decode("latin-1")
     return {"reason": reason, "attempts": attempts, "dead_lettered_at": at, "body": text}
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translate_errors(*failures: type[BaseException],
+                     passthrough: Callable[[BaseException], bool] = lambda exc: False
+                     ) -> Callable[[F], F]:
+    """Turn a client library's connection failures into the neutral BrokerUnavailable, so
+    callers reconnect without knowing which broker they talk to. ``passthrough`` lets an
+    error the caller handles itself (RabbitMQ's RESOURCE_LOCKED) through unchanged."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(self: Connection, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except failures as exc:
+                if passthrough(exc):
+                    raise
+                raise BrokerUnavailable(f"{self.spec.title} at {self.display_url} is "
+                                        f"unavailable: {exc!r}") from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -8,6 +8,7 @@ Queues (durable, created and deleted only by TTG), named as in the milestone:
                      dead-lettered by the broker back to ``ttg.tasks``
 ``ttg.tasks.dlq``    messages that cannot succeed, with their reason in the headers
 ``ttg.results``      chunk results; the orchestrator dedups them by chunk id
+``ttg.run-lock``     the run lock: an exclusive queue, gone with its connection
 
 Messages are persistent. The orchestrator publishes tasks in transactions, a worker
 commits a batch's results and acks in one transaction, other publishes are confirmed.
@@ -19,85 +20,59 @@ long chunks (pika issues 418 and 1104).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, urlparse
 
 import pika
 import pika.exceptions
 
 from ..messages import Result, Task, decode_results, encode_results
-from .base import (
-    Backend,
-    BrokerUnavailable,
-    Delivery,
-    QueueStat,
-    QueueStats,
-    RunLocked,
-    dead_letter_record,
-)
+from . import base
+from .base import Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .registry import REGISTRY
 
-TASKS = "ttg.tasks"
-RETRY = "ttg.tasks.retry"
-DLQ = "ttg.tasks.dlq"
-RESULTS = "ttg.results"
+SPEC = REGISTRY["rabbitmq"]
+TASKS, RETRY, DLQ, RESULTS = (SPEC.queues.tasks, SPEC.queues.retry, SPEC.queues.dlq,
+                              SPEC.queues.results)
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
-F = TypeVar("F", bound=Callable[..., Any])
 
 _BROKEN = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
            pika.exceptions.StreamLostError, ConnectionError, OSError)
 
 
-def _translate_errors(method: F) -> F:
-    @functools.wraps(method)
-    def wrapper(self: RabbitMQBackend, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 405:  # RESOURCE_LOCKED: handled by the caller
-                raise
-            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: {exc}") from exc
-        except _BROKEN as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ at {self.display_url} is unavailable: {exc!r}") from exc
-
-    return wrapper  # type: ignore[return-value]
+def _locked(exc: BaseException) -> bool:
+    """RESOURCE_LOCKED (405) on the run lock is the caller's to handle, not an outage."""
+    return isinstance(exc, pika.exceptions.ChannelClosedByBroker) and exc.reply_code == 405
 
 
-class RabbitMQBackend(Backend):
-    name = "rabbitmq"
-    queue_names = (TASKS, RETRY, DLQ, RESULTS)
+_errors = base.translate_errors(*_BROKEN, passthrough=_locked)
 
-    def __init__(self, url: str, *, lease_s: float = 2.0, prefetch: int = 1,
-                 heartbeat_s: int = 30, transactional: bool = False):
+
+class RabbitConnection(base.Connection):
+    spec = SPEC
+    transactional = False  # workers: results and acks commit atomically (see Consumer)
+
+    def __init__(self, url: str, *, lease_s: float = 2.0, heartbeat_s: int = 30):
         super().__init__(url, lease_s=lease_s)
-        self.transactional = transactional  # workers: results and acks commit atomically
-        self.heartbeat_s = heartbeat_s  # a frozen worker's connection drops after ~2 of these
-        from ..config import redact_url
-
-        self.display_url = redact_url(url)
-        self.prefetch = prefetch
+        self.heartbeat_s = heartbeat_s  # a frozen peer's connection drops after ~2 of these
         self.connection: pika.BlockingConnection | None = None
         self.channel: Any = None
-        self._lock_channel: Any = None
         self._inbox: list[tuple[Any, Any, bytes]] = []
         self._consuming: str | None = None
-        self._results_tag: int | None = None
         self._generation = 0
 
-    # -- lifecycle ---------------------------------------------------------
-    @_translate_errors
+    @_errors
     def connect(self) -> None:
         params = pika.URLParameters(self.url)
         params.heartbeat = self.heartbeat_s
@@ -108,7 +83,6 @@ class RabbitMQBackend(Backend):
         self.channel = self._new_channel()
         self._inbox.clear()
         self._consuming = None
-        self._results_tag = None
         self._generation += 1
 
     def _new_channel(self) -> Any:
@@ -124,19 +98,19 @@ class RabbitMQBackend(Backend):
     def close(self) -> None:
         connection, self.connection = self.connection, None
         if connection is not None and connection.is_open:
-            with contextlib.suppress(_BROKEN):
+            with contextlib.suppress(*_BROKEN):
                 connection.close()
 
     @property
     def conn(self) -> pika.BlockingConnection:
         if self.connection is None or not self.connection.is_open:
-            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
+            raise base.BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
         return self.connection
 
     @property
     def ch(self) -> Any:
         if self.channel is None or not self.channel.is_open:
-            raise BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
+            raise base.BrokerUnavailable(f"RabbitMQ at {self.display_url}: not connected")
         return self.channel
 
     def server_version(self) -> str:
@@ -146,110 +120,16 @@ class RabbitMQBackend(Backend):
         version = props.get("version", b"unknown")
         return version.decode() if isinstance(version, bytes) else str(version)
 
-    # -- orchestrator side -------------------------------------------------
-    @_translate_errors
-    def declare(self) -> None:
-        self.ch.queue_declare(TASKS, durable=True)
-        self.ch.queue_declare(RETRY, durable=True, arguments={
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": TASKS})
-        self.ch.queue_declare(DLQ, durable=True)
-        self.ch.queue_declare(RESULTS, durable=True)
+    def _on_message(self, _channel: Any, method: Any, props: Any, body: bytes) -> None:
+        self._inbox.append((method, props, body))
 
-    @_translate_errors
-    def acquire_run(self, run_id: str) -> None:
-        """An exclusive queue is the lock: the broker drops it when this connection dies."""
-        channel = self.conn.channel()
-        try:
-            channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
-                                  arguments={"x-ttg-run": run_id})
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 405:
-                raise
-            raise RunLocked(f"RabbitMQ at {self.display_url} is in use by another TTG run "
-                            f"(queue {RUN_LOCK} is held by a live connection)") from None
-        self._lock_channel = channel
+    def _publish(self, queue: str, body: bytes, props: pika.BasicProperties) -> None:
+        """Confirmed publish, or part of the open transaction on a worker's channel."""
+        self.ch.basic_publish("", queue, body, props, mandatory=not self.transactional)
 
-    def renew_run(self, run_id: str) -> None:
-        """Nothing to renew: the lock lives as long as the connection."""
 
-    @_translate_errors
-    def release_run(self, run_id: str) -> None:
-        if self._lock_channel is not None and self._lock_channel.is_open:
-            self._lock_channel.queue_delete(RUN_LOCK)
-            self._lock_channel.close()
-        self._lock_channel = None
-
-    @_translate_errors
-    def publish_tasks(self, tasks: Iterable[Task]) -> int:
-        """Publish in transactions of PUBLISH_BATCH: one durable commit per batch instead of
-        one confirm round trip per message (10,000 tasks: ~0.1 s instead of seconds)."""
-        channel = self.conn.channel()
-        channel.tx_select()
-        sent = 0
-        try:
-            for task in tasks:
-                channel.basic_publish("", TASKS, task.encode(), PERSISTENT)
-                sent += 1
-                if sent % PUBLISH_BATCH == 0:
-                    channel.tx_commit()
-            channel.tx_commit()
-        finally:
-            if channel.is_open:
-                channel.close()
-        return sent
-
-    @_translate_errors
-    def read_results(self, timeout: float) -> list[Result | bytes]:
-        if self._results_tag is None:
-            self.ch.basic_qos(prefetch_count=0)  # results are small; never stall workers
-            self._consuming = RESULTS
-            self.ch.basic_consume(RESULTS, self._on_message)
-            self._results_tag = 0
-        if not self._inbox:
-            self.conn.process_data_events(time_limit=timeout)
-        out: list[Result | bytes] = []
-        for method, _props, body in self._inbox:
-            self._results_tag = method.delivery_tag
-            out.extend(decode_results(body))
-        self._inbox.clear()
-        return out
-
-    @_translate_errors
-    def release_results(self) -> None:
-        """Hand every read result back to the queue: it stays there as the run's output,
-        as in the milestone document (``ttg.results`` holds one message per chunk)."""
-        if self._consuming == RESULTS:  # cancel first, or the broker redelivers them to us
-            for tag in list(self.ch.consumer_tags):
-                self.ch.basic_cancel(tag)
-            self._consuming = None
-        if self._results_tag:
-            self.ch.basic_nack(self._results_tag, multiple=True, requeue=True)
-        self._results_tag = None
-        self._inbox.clear()
-
-    @_translate_errors
-    def read_dead_letters(self) -> list[dict[str, Any]]:
-        """Browse the DLQ: every message is read, then put back unchanged."""
-        channel = self.conn.channel()
-        records, tags = [], []
-        try:
-            while True:
-                method, props, body = channel.basic_get(DLQ, auto_ack=False)
-                if method is None:
-                    break
-                tags.append(method.delivery_tag)
-                headers = (props.headers or {}) if props else {}
-                records.append(dead_letter_record(
-                    body, _text(headers.get("x-ttg-reason", "unknown")),
-                    int(headers.get("x-ttg-attempts", 0)),
-                    int(headers.get("x-ttg-dead-lettered-ms", 0)) / 1000))
-        finally:
-            if tags:
-                channel.basic_nack(tags[-1], multiple=True, requeue=True)
-            channel.close()
-        return records
-
-    @_translate_errors
+class RabbitInspector(RabbitConnection, base.Inspector):
+    @_errors
     def stats(self) -> QueueStats:
         unacked = self._management_unacked()
         stats = {}
@@ -277,7 +157,117 @@ class RabbitMQBackend(Backend):
         return {q["name"]: q.get("messages_unacknowledged") for q in queues
                 if q.get("name") in TTG_QUEUES}
 
-    @_translate_errors
+    @_errors
+    def read_dead_letters(self) -> list[dict[str, Any]]:
+        """Browse the DLQ: every message is read, then put back unchanged."""
+        channel = self.conn.channel()
+        records, tags = [], []
+        try:
+            while True:
+                method, props, body = channel.basic_get(DLQ, auto_ack=False)
+                if method is None:
+                    break
+                tags.append(method.delivery_tag)
+                headers = (props.headers or {}) if props else {}
+                records.append(dead_letter_record(
+                    body, text(headers.get("x-ttg-reason", "unknown")),
+                    int(headers.get("x-ttg-attempts", 0)),
+                    int(headers.get("x-ttg-dead-lettered-ms", 0)) / 1000))
+        finally:
+            if tags:
+                channel.basic_nack(tags[-1], multiple=True, requeue=True)
+            channel.close()
+        return records
+
+
+class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
+    def __init__(self, url: str, *, lease_s: float = 2.0):
+        super().__init__(url, lease_s=lease_s)
+        self._lock_channel: Any = None
+        self._results_tag: int | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self._results_tag = None
+
+    @_errors
+    def declare(self) -> None:
+        self.ch.queue_declare(TASKS, durable=True)
+        self.ch.queue_declare(RETRY, durable=True, arguments={
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": TASKS})
+        self.ch.queue_declare(DLQ, durable=True)
+        self.ch.queue_declare(RESULTS, durable=True)
+
+    @_errors
+    def acquire_run(self, run_id: str) -> None:
+        """An exclusive queue is the lock: the broker drops it when this connection dies."""
+        channel = self.conn.channel()
+        try:
+            channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
+                                  arguments={"x-ttg-run": run_id})
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if not _locked(exc):
+                raise
+            raise base.RunLocked(f"RabbitMQ at {self.display_url} is in use by another TTG "
+                                 f"run (queue {RUN_LOCK} is held by a live connection)") from None
+        self._lock_channel = channel
+
+    @_errors
+    def release_run(self, run_id: str) -> None:
+        if self._lock_channel is not None and self._lock_channel.is_open:
+            self._lock_channel.queue_delete(RUN_LOCK)
+            self._lock_channel.close()
+        self._lock_channel = None
+
+    @_errors
+    def publish_tasks(self, tasks: Iterable[Task]) -> int:
+        """Publish in transactions of PUBLISH_BATCH: one durable commit per batch instead of
+        one confirm round trip per message (10,000 tasks: ~0.1 s instead of seconds)."""
+        channel = self.conn.channel()
+        channel.tx_select()
+        sent = 0
+        try:
+            for task in tasks:
+                channel.basic_publish("", TASKS, task.encode(), PERSISTENT)
+                sent += 1
+                if sent % PUBLISH_BATCH == 0:
+                    channel.tx_commit()
+            channel.tx_commit()
+        finally:
+            if channel.is_open:
+                channel.close()
+        return sent
+
+    @_errors
+    def read_results(self, timeout: float) -> list[Result | bytes]:
+        if self._results_tag is None:
+            self.ch.basic_qos(prefetch_count=0)  # results are small; never stall workers
+            self._consuming = RESULTS
+            self.ch.basic_consume(RESULTS, self._on_message)
+            self._results_tag = 0
+        if not self._inbox:
+            self.conn.process_data_events(time_limit=timeout)
+        out: list[Result | bytes] = []
+        for method, _props, body in self._inbox:
+            self._results_tag = method.delivery_tag
+            out.extend(decode_results(body))
+        self._inbox.clear()
+        return out
+
+    @_errors
+    def release_results(self) -> None:
+        """Hand every read result back to the queue: it stays there as the run's output,
+        as in the milestone document (``ttg.results`` holds one message per chunk)."""
+        if self._consuming == RESULTS:  # cancel first, or the broker redelivers them to us
+            for tag in list(self.ch.consumer_tags):
+                self.ch.basic_cancel(tag)
+            self._consuming = None
+        if self._results_tag:
+            self.ch.basic_nack(self._results_tag, multiple=True, requeue=True)
+        self._results_tag = None
+        self._inbox.clear()
+
+    @_errors
     def purge(self, dry_run: bool = False) -> list[str]:
         gone = []
         for queue in TTG_QUEUES:
@@ -292,11 +282,16 @@ class RabbitMQBackend(Backend):
             gone.append(f"rabbitmq queue {queue} ({count} messages)")
         return gone
 
-    # -- worker side -------------------------------------------------------
-    def _on_message(self, _channel: Any, method: Any, props: Any, body: bytes) -> None:
-        self._inbox.append((method, props, body))
 
-    @_translate_errors
+class RabbitConsumer(RabbitConnection, base.Consumer):
+    transactional = True
+
+    def __init__(self, url: str, *, lease_s: float = 2.0):
+        # fast failure detection: a frozen worker's connection drops after ~2 heartbeats
+        super().__init__(url, lease_s=lease_s, heartbeat_s=max(1, round(lease_s / 2)))
+        self.prefetch = 1
+
+    @_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
         if self._consuming != TASKS or max_count != self.prefetch:
             self._subscribe_tasks(consumer, max_count)
@@ -319,11 +314,11 @@ class RabbitMQBackend(Backend):
         self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
         self._consuming, self.prefetch = TASKS, prefetch
 
-    @_translate_errors
+    @_errors
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
         self.conn.process_data_events(time_limit=0)
 
-    @_translate_errors
+    @_errors
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
         """The batch's results travel as one message (pika costs ~0.1 ms per message)."""
         if done:
@@ -331,7 +326,7 @@ class RabbitMQBackend(Backend):
             self._ack_upto([delivery for delivery, _result in done])
         self._commit()
 
-    @_translate_errors
+    @_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
         props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                      content_type="application/json",
@@ -340,7 +335,7 @@ class RabbitMQBackend(Backend):
         self._ack(delivery)
         self._commit()
 
-    @_translate_errors
+    @_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     failure: Result | None = None) -> None:
         props = pika.BasicProperties(
@@ -353,14 +348,9 @@ class RabbitMQBackend(Backend):
         self._ack(delivery)
         self._commit()
 
-    def _publish(self, queue: str, body: bytes, props: pika.BasicProperties) -> None:
-        """Confirmed publish, or part of the open transaction on a worker's channel."""
-        self.ch.basic_publish("", queue, body, props, mandatory=not self.transactional)
-
     def _commit(self) -> None:
         """One round trip makes the batch's publishes and acks durable together."""
-        if self.transactional:
-            self.ch.tx_commit()
+        self.ch.tx_commit()
 
     def _ack_upto(self, deliveries: list[Delivery]) -> None:
         """One ack frame for a batch (``multiple``): every delivery of this channel up to the
@@ -377,21 +367,20 @@ class RabbitMQBackend(Backend):
             self.ch.basic_ack(tag)
 
 
+Inspector, Producer, Consumer = RabbitInspector, RabbitProducer, RabbitConsumer
+
+
 def management_get(url: str, path: str, timeout: float = 2.0) -> Any:
     """GET from the management API of the broker at ``url`` (its credentials); None when the
     plugin is off or unreachable. TTG_RABBITMQ_MANAGEMENT_URL overrides host and port."""
     parsed = urlparse(url)
     host = parsed.hostname or "127.0.0.1"
-    base = os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
+    base_url = os.environ.get("TTG_RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672").rstrip("/")
     token = b64encode(f"{parsed.username or 'guest'}:{parsed.password or 'guest'}".encode())
-    request = urllib.request.Request(f"{base}{path}",
+    request = urllib.request.Request(f"{base_url}{path}",
                                      headers={"Authorization": f"Basic {token.decode()}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

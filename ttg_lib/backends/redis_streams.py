@@ -16,35 +16,29 @@ A worker's lease on its chunk is the pending entry's idle time: the worker
 resets it with ``XCLAIM ... JUSTID`` while it computes; an entry idle longer
 than ``lease_s`` belongs to a dead or frozen worker and is taken with
 XAUTOCLAIM. Storing a batch's results, acking and deleting its tasks is one Lua
-script, so a chunk is either done in the index or still pending, never both.
+script (``lua/complete.lua``), so a chunk is either done in the index or still
+pending, never both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from importlib import resources
+from typing import Any
 
 import redis
 
 from ..messages import Result, Task, decode_results, encode_results
-from .base import (
-    Backend,
-    BrokerUnavailable,
-    Delivery,
-    QueueStat,
-    QueueStats,
-    RunLocked,
-    dead_letter_record,
-)
+from . import base
+from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .registry import REGISTRY
 
-TASKS = "ttg:tasks"
-RETRY = "ttg:tasks:retry"
-DLQ = "ttg:tasks:dlq"
-RESULTS = "ttg:results"
+SPEC = REGISTRY["redis"]
+TASKS, RETRY, DLQ, RESULTS = (SPEC.queues.tasks, SPEC.queues.retry, SPEC.queues.dlq,
+                              SPEC.queues.results)
 INDEX = "ttg:results:index"
 STATS = "ttg:stats"
 RUN_LOCK = "ttg:run"
@@ -52,117 +46,30 @@ GROUP = "ttg-workers"
 TTG_KEYS = (TASKS, RETRY, DLQ, RESULTS, INDEX, STATS)
 RUN_LOCK_TTL_MS = 15_000
 PUBLISH_BATCH = 500
+SCRIPTS = ("complete", "dead_letter", "retry", "promote", "renew_lock", "release_lock")
 
-_STORE_RESULT = """
-local new = redis.call('HSETNX', KEYS[3], ARGV[3], ARGV[2])
-if new == 1 then
-  redis.call('XADD', KEYS[2], '*', 'r', ARGV[4])
-else
-  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
-end
-return new
-"""
-
-_COMPLETE_MANY = """
-local fresh, ids = 0, {}
-for i = 3, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[3], ARGV[i + 1], ARGV[i]) == 1 then fresh = fresh + 1 end
-  ids[#ids + 1] = ARGV[i]
-end
-if fresh > 0 then
-  redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
-elseif #ids > 0 then
-  redis.call('HINCRBY', KEYS[4], 'duplicates', #ids)
-end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
-return fresh
-"""
-
-_DEAD_LETTER = """
-redis.call('XADD', KEYS[5], '*', 'd', ARGV[5])
-if ARGV[3] ~= '' then
-""" + _STORE_RESULT.replace("return new", "") + """
-end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return 1
-"""
-
-_RETRY = """
-local now = redis.call('TIME')
-local due = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], due, ARGV[4])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return due
-"""
-
-_PROMOTE = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, 100)
-for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 't', member)
-  redis.call('ZREM', KEYS[1], member)
-end
-return #due
-"""
-
-_RENEW_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-F = TypeVar("F", bound=Callable[..., Any])
+_errors = base.translate_errors(redis.ConnectionError, redis.TimeoutError, OSError)
 
 
-def _translate_errors(method: F) -> F:
-    """Turn redis-py's connection failures into the backend-neutral BrokerUnavailable."""
-
-    @functools.wraps(method)
-    def wrapper(self: RedisBackend, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis at {self.display_url} is unavailable: {exc}") from exc
-
-    return wrapper  # type: ignore[return-value]
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
 
 
-class RedisBackend(Backend):
-    name = "redis"
-    queue_names = (TASKS, RETRY, DLQ, RESULTS)
+class RedisConnection(base.Connection):
+    spec = SPEC
 
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self.client: redis.Redis | None = None
-        self._results_cursor = "0-0"
-        self._last_sweep = 0.0
-        from ..config import redact_url
+        self._scripts: dict[str, Any] = {}
 
-        self.display_url = redact_url(url)
-
-    # -- lifecycle ---------------------------------------------------------
-    @_translate_errors
+    @_errors
     def connect(self) -> None:
         self.client = redis.Redis.from_url(
             self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
             **_zero_copy_packer())
         self.client.ping()
-        self._scripts = {
-            name: self.client.register_script(src)
-            for name, src in (("complete", _COMPLETE_MANY), ("dead", _DEAD_LETTER),
-                              ("retry", _RETRY), ("promote", _PROMOTE),
-                              ("renew", _RENEW_LOCK), ("release", _RELEASE_LOCK))
-        }
+        self._scripts = {name: self.client.register_script(_lua(name)) for name in SCRIPTS}
 
     def close(self) -> None:
         if self.client is not None:
@@ -172,15 +79,21 @@ class RedisBackend(Backend):
     @property
     def r(self) -> redis.Redis:
         if self.client is None:
-            raise BrokerUnavailable(f"Redis at {self.display_url}: not connected")
+            raise base.BrokerUnavailable(f"Redis at {self.display_url}: not connected")
         return self.client
 
-    @_translate_errors
+    @_errors
     def server_version(self) -> str:
         return str(self.r.info("server").get("redis_version", "unknown"))
 
-    # -- orchestrator side -------------------------------------------------
-    @_translate_errors
+    def _consumers(self) -> list[ConsumerInfo]:
+        try:
+            raw = self.r.xinfo_consumers(TASKS, GROUP)
+        except redis.ResponseError:  # no stream or group yet
+            return []
+        return [ConsumerInfo(text(c["name"]), int(c["pending"]), int(c["idle"])) for c in raw]
+
+    @_errors
     def declare(self) -> None:
         try:
             self.r.xgroup_create(TASKS, GROUP, id="0", mkstream=True)
@@ -188,24 +101,79 @@ class RedisBackend(Backend):
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    @_translate_errors
+
+class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
+    @_errors
+    def stats(self) -> QueueStats:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xlen(TASKS)
+        pipe.zcard(RETRY)
+        pipe.xlen(DLQ)
+        pipe.xlen(RESULTS)
+        tasks_len, retry_len, dlq_len, results_len = pipe.execute()
+        consumers = self._consumers()
+        pending = sum(c.pending for c in consumers)
+        live = sum(c.idle_ms < 2 * self.lease_s * 1000 for c in consumers)
+        return QueueStats(
+            tasks=QueueStat(TASKS, tasks_len, tasks_len - pending, pending, live),
+            retry=QueueStat(RETRY, retry_len, retry_len, 0, 0),
+            dlq=QueueStat(DLQ, dlq_len, dlq_len, 0, 0),
+            results=QueueStat(RESULTS, results_len, results_len, 0, 0),
+        )
+
+    @_errors
+    def read_dead_letters(self) -> list[dict[str, Any]]:
+        records = []
+        for _id, fields in self.r.xrange(DLQ, "-", "+"):
+            try:
+                records.append(json.loads(fields.get(b"d", b"{}")))
+            except ValueError:
+                records.append({"reason": "unreadable DLQ entry", "body": repr(fields)})
+        return records
+
+    @_errors
+    def consumers(self) -> list[ConsumerInfo]:
+        return self._consumers()
+
+
+class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
+                    base.BrokerDedup):
+    def __init__(self, url: str, *, lease_s: float = 2.0):
+        super().__init__(url, lease_s=lease_s)
+        self._results_cursor = "0-0"
+
+    @_errors
     def acquire_run(self, run_id: str) -> None:
         if not self.r.set(RUN_LOCK, run_id, nx=True, px=RUN_LOCK_TTL_MS):
             holder = self.r.get(RUN_LOCK)
             if holder is not None and holder.decode() != run_id:
-                raise RunLocked(f"Redis at {self.display_url} is in use by TTG run "
-                                f"{holder.decode()!r}; wait for it or run "
-                                f"'ttg cleanup --queues' if that run is gone")
+                raise base.RunLocked(f"Redis at {self.display_url} is in use by TTG run "
+                                     f"{holder.decode()!r}; wait for it or run "
+                                     f"'ttg cleanup --queues' if that run is gone")
 
-    @_translate_errors
+    @_errors
     def renew_run(self, run_id: str) -> None:
-        self._scripts["renew"](keys=[RUN_LOCK], args=[run_id, RUN_LOCK_TTL_MS])
+        self._scripts["renew_lock"](keys=[RUN_LOCK], args=[run_id, RUN_LOCK_TTL_MS])
 
-    @_translate_errors
+    @_errors
     def release_run(self, run_id: str) -> None:
-        self._scripts["release"](keys=[RUN_LOCK], args=[run_id])
+        self._scripts["release_lock"](keys=[RUN_LOCK], args=[run_id])
 
-    @_translate_errors
+    @_errors
+    def lock_holder(self) -> str | None:
+        holder = self.r.get(RUN_LOCK)
+        return holder.decode() if holder else None
+
+    @_errors
+    def drop_lock(self, dry_run: bool = False) -> list[str]:
+        holder = self.lock_holder()
+        if holder is None:
+            return []
+        if not dry_run:
+            self.r.delete(RUN_LOCK)
+        return [f"redis key {RUN_LOCK} (run {holder})"]
+
+    @_errors
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
         sent = 0
         pipe = self.r.pipeline(transaction=False)
@@ -217,7 +185,7 @@ class RedisBackend(Backend):
         pipe.execute()
         return sent
 
-    @_translate_errors
+    @_errors
     def read_results(self, timeout: float) -> list[Result | bytes]:
         block = max(1, int(timeout * 1000))
         reply = self.r.xread({RESULTS: self._results_cursor}, count=1000, block=block)
@@ -228,88 +196,38 @@ class RedisBackend(Backend):
                 out.extend(decode_results(fields.get(b"r", b"")))
         return out
 
-    @_translate_errors
-    def stored_chunks(self) -> int | None:
+    @_errors
+    def stored_chunks(self) -> int:
         return int(self.r.hlen(INDEX))
 
-    def reset_results_cursor(self) -> None:
+    def rewind_results(self) -> None:
         self._results_cursor = "0-0"
 
-    @_translate_errors
-    def read_dead_letters(self) -> list[dict[str, Any]]:
-        records = []
-        for _id, fields in self.r.xrange(DLQ, "-", "+"):
-            try:
-                records.append(json.loads(fields.get(b"d", b"{}")))
-            except ValueError:
-                records.append({"reason": "unreadable DLQ entry", "body": repr(fields)})
-        return records
-
-    @_translate_errors
+    @_errors
     def duplicate_count(self) -> int:
         return int(self.r.hget(STATS, "duplicates") or 0)
 
-    @_translate_errors
-    def stats(self) -> QueueStats:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.xlen(TASKS)
-        pipe.zcard(RETRY)
-        pipe.xlen(DLQ)
-        pipe.xlen(RESULTS)
-        tasks_len, retry_len, dlq_len, results_len = pipe.execute()
-        pending, live = 0, 0
-        for consumer in self._consumers():
-            pending += consumer["pending"]
-            live += consumer["idle"] < 2 * self.lease_s * 1000
-        return QueueStats(
-            tasks=QueueStat(TASKS, tasks_len, tasks_len - pending, pending, live),
-            retry=QueueStat(RETRY, retry_len, retry_len, 0, 0),
-            dlq=QueueStat(DLQ, dlq_len, dlq_len, 0, 0),
-            results=QueueStat(RESULTS, results_len, results_len, 0, 0),
-        )
-
-    def _consumers(self) -> list[dict[str, Any]]:
-        try:
-            raw = self.r.xinfo_consumers(TASKS, GROUP)
-        except redis.ResponseError:  # no stream or group yet
-            return []
-        return [{"name": _text(c["name"]), "pending": int(c["pending"]), "idle": int(c["idle"])}
-                for c in raw]
-
-    @_translate_errors
-    def workers(self) -> list[dict[str, Any]]:
-        return self._consumers()
-
-    @_translate_errors
+    @_errors
     def purge(self, dry_run: bool = False) -> list[str]:
         present = [key for key in TTG_KEYS if self.r.exists(key)]
         if not dry_run and present:
             self.r.delete(*present)
         return [f"redis key {key}" for key in present]
 
-    @_translate_errors
-    def lock_holder(self) -> str | None:
-        holder = self.r.get(RUN_LOCK)
-        return holder.decode() if holder else None
 
-    @_translate_errors
-    def drop_lock(self, dry_run: bool = False) -> list[str]:
-        holder = self.lock_holder()
-        if holder is None:
-            return []
-        if not dry_run:
-            self.r.delete(RUN_LOCK)
-        return [f"redis key {RUN_LOCK} (run {holder})"]
+class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
+    def __init__(self, url: str, *, lease_s: float = 2.0):
+        super().__init__(url, lease_s=lease_s)
+        self._last_sweep = 0.0
 
-    # -- worker side -------------------------------------------------------
-    @_translate_errors
+    @_errors
     def leave(self, consumer: str) -> None:
         """Deleting a consumer drops its pending entries, so only one that holds none goes."""
-        mine = [c for c in self._consumers() if c["name"] == consumer]
-        if mine and mine[0]["pending"] == 0:
+        mine = [c for c in self._consumers() if c.name == consumer]
+        if mine and mine[0].pending == 0:
             self.r.xgroup_delconsumer(TASKS, GROUP, consumer)
 
-    @_translate_errors
+    @_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
         with _group_lost(self.declare):  # the orchestrator refills the tasks
             return self._fetch(consumer, timeout, max_count)
@@ -336,7 +254,7 @@ class RedisBackend(Backend):
         min_idle = int(self.lease_s * 1000)
         for _ in range(100):  # XAUTOCLAIM scans at most 10 x COUNT entries per call
             reply = self.r.xautoclaim(TASKS, GROUP, consumer, min_idle, cursor, count=1)
-            cursor, entries = _text(reply[0]), reply[1]
+            cursor, entries = text(reply[0]), reply[1]
             for entry in entries:
                 if entry and entry[1] is not None:
                     return Delivery(body=_task_body(entry[1]), handle=entry[0], redelivered=True)
@@ -344,14 +262,14 @@ class RedisBackend(Backend):
                 return None
         return None
 
-    @_translate_errors
+    @_errors
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
         if deliveries:
             with _group_lost():  # nothing left to keep: storing the result still counts
                 self.r.xclaim(TASKS, GROUP, consumer, 0, [d.handle for d in deliveries],
                               justid=True)
 
-    @_translate_errors
+    @_errors
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
         if not done:
             return
@@ -360,21 +278,24 @@ class RedisBackend(Backend):
             args += [delivery.handle, result.chunk_id]
         self._scripts["complete"](keys=[TASKS, RESULTS, INDEX, STATS], args=args)
 
-    @_translate_errors
+    @_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
         self._scripts["retry"](keys=[TASKS, RETRY],
                                args=[GROUP, delivery.handle, int(delay_s * 1000), task.encode()])
 
-    @_translate_errors
+    @_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     failure: Result | None = None) -> None:
         record = dead_letter_record(delivery.body, reason, attempts, time.time())
-        self._scripts["dead"](
+        self._scripts["dead_letter"](
             keys=[TASKS, RESULTS, INDEX, STATS, DLQ],
             args=[GROUP, delivery.handle,
                   "" if failure is None else failure.chunk_id,
                   b"" if failure is None else failure.encode(),
                   json.dumps(record)])
+
+
+Inspector, Producer, Consumer = RedisInspector, RedisProducer, RedisConsumer
 
 
 @contextlib.contextmanager
@@ -406,8 +327,4 @@ def _task_body(fields: dict[bytes, bytes]) -> bytes:
     """The task JSON, or the whole entry re-encoded so a malformed one can be dead-lettered."""
     if b"t" in fields:
         return fields[b"t"]
-    return json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return json.dumps({text(k): text(v) for k, v in fields.items()}).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Cluster, ClusterError, ClusterEvent, WorkerInfo
+from .base import Cluster, ClusterError, ClusterEvent, WorkerInfo, WorkerState, WorkerStatus
 
-__all__ = ["Cluster", "ClusterError", "ClusterEvent", "WorkerInfo"]
+__all__ = ["Cluster", "ClusterError", "ClusterEvent", "WorkerInfo", "WorkerState",
+           "WorkerStatus"]

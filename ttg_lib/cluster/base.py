@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import abc
+import enum
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ClusterError  # noqa: F401 (re-exported)
+
+
+class WorkerState(str, enum.Enum):
+    """A worker's life as the cluster sees it (a str, so records and tables read it as is)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def live(self) -> bool:
+        return self in (WorkerState.STARTING, WorkerState.RUNNING)
 
 
 @dataclass
@@ -17,7 +34,7 @@ class WorkerInfo:
 
     name: str
     ident: str  # pid or pod name
-    state: str  # starting | running | dead | stopped
+    state: WorkerState
     started_at: float
     node: str = "localhost"
     ended_at: float | None = None
@@ -25,7 +42,40 @@ class WorkerInfo:
     replaces: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+
+@dataclass
+class WorkerStatus(WorkerInfo):
+    """A worker with what its heartbeat says (None where the cluster reads no heartbeat):
+    the live worker table, the fault demo's choice of victim, the CPU budget."""
+
+    activity: str | None = None  # the heartbeat's state: ready | idle | busy | reconnecting
+    chunks_done: int | None = None
+    current_chunk: int | None = None
+    chunk_started_at: float | None = None
+    last_heartbeat: float | None = None
+    peak_rss_mib: float | None = None
+    cpu_s: float | None = None
+    compute_cpu_s: float | None = None
+
+    @classmethod
+    def of(cls, info: WorkerInfo, beat: dict[str, Any]) -> WorkerStatus:
+        """``info`` plus a heartbeat file's fields (:class:`ttg_lib.worker.Heartbeat`)."""
+        running = info.state == WorkerState.RUNNING
+        known = {f.name for f in fields(cls)} - {f.name for f in fields(WorkerInfo)}
+        extra = {k: v for k, v in beat.items() if k in known}
+        extra["activity"] = beat.get("state", "starting") if running else str(info.state)
+        return cls(**{f.name: getattr(info, f.name) for f in fields(WorkerInfo)}, **extra)
+
+    @property
+    def busy_with(self) -> int | None:
+        """The chunk this worker is computing, by its heartbeat."""
+        if self.activity == "busy" and isinstance(self.current_chunk, int):
+            return self.current_chunk
+        return None
 
 
 @dataclass
@@ -82,7 +132,7 @@ class Cluster(abc.ABC):
 
     def live_workers(self) -> list[WorkerInfo]:
         """Workers that are starting or running (not dead, not stopped)."""
-        return [w for w in self.workers() if w.state in ("starting", "running")]
+        return [w for w in self.workers() if w.state.live]
 
     @abc.abstractmethod
     def wait_ready(self, count: int, timeout: float) -> None:
@@ -96,9 +146,10 @@ class Cluster(abc.ABC):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every worker this cluster started, gracefully first."""
 
-    def worker_status(self) -> list[dict[str, Any]]:
-        """Workers with their live state (heartbeat) for monitors and the demo's table."""
-        return [w.to_dict() for w in self.workers()]
+    def worker_status(self) -> list[WorkerStatus]:
+        """Workers with their live state (heartbeat) for monitors and the demo's table;
+        a cluster that reads no heartbeat gives the cluster's view alone."""
+        return [WorkerStatus.of(w, {}) for w in self.workers()]
 
     def events(self) -> list[dict[str, Any]]:
         return self.book.snapshot()

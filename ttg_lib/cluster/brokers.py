@@ -1,176 +1,37 @@
-"""Find the broker, or start a private one when nothing answers on loopback.
+"""Find the run's broker, or start a private one when nothing answers on loopback.
 
-A private broker runs from the binary on PATH, on a free loopback port with a
-temporary data directory, and is stopped (and its directory removed) when the
-run ends. TTG never starts anything on a port it did not pick, and never
-touches a broker it did not start.
+The private brokers themselves (what to start, how) belong to each backend
+(:mod:`ttg_lib.backends.private`, named by the registry); this module decides when.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from .base import ClusterError
+from ..backends import get_spec
+from ..backends.private import PrivateBroker, answers, free_port
+from ..errors import ClusterError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-INSTALL_HINTS = {
-    "redis": "apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS) "
-             "or conda install -c conda-forge redis-server",
-    "rabbitmq": "apt-get install rabbitmq-server (Debian/Ubuntu) or brew install rabbitmq "
-                "(macOS)",
-}
+
+__all__ = ["LOOPBACK", "PrivateBroker", "answers", "ensure_broker", "free_port",
+           "start_private"]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str, timeout: float = 1.5) -> bool:
-    """True when something accepts TCP connections at the URL's host and port."""
-    parsed = urlparse(url)
-    port = parsed.port or (6379 if parsed.scheme.startswith("redis") else 5672)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class PrivateBroker:
-    kind: str
-    url: str
-    process: subprocess.Popen
-    data_dir: str
-    extra_env: dict[str, str] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def restart(self, down_s: float = 0.0, timeout: float = 90.0) -> None:
-        """Stop gracefully, stay down ``down_s``, start again on the same port and data."""
-        self._terminate(20.0)
-        time.sleep(down_s)  # the outage itself is what is being simulated
-        self.process = _launch(self.args, self.extra_env)
-        _wait_for_port(self, timeout, self.data_dir)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self._terminate(timeout)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def _terminate(self, timeout: float) -> None:
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "pid": self.pid, "data_dir": self.data_dir}
-
-
-def ensure_broker(kind: str, url: str, *, allow_private: bool = True,
+def ensure_broker(backend: str, url: str, *, allow_private: bool = True,
                   aof: bool = False) -> tuple[str, PrivateBroker | None]:
     """Return a URL that answers, starting a private broker if the loopback one is down."""
     if answers(url):
         return url, None
     parsed = urlparse(url)
+    spec = get_spec(backend)
     if not allow_private or parsed.hostname not in LOOPBACK:
-        raise ClusterError(f"no {kind} broker answers at {parsed.hostname}:{parsed.port}; "
-                           f"start it or point TTG_{kind.upper()}_URL at one that runs")
-    starter = start_private_redis if kind == "redis" else start_private_rabbitmq
-    broker = starter(aof=aof) if kind == "redis" else starter()
+        raise ClusterError(f"no {backend} broker answers at {parsed.hostname}:{parsed.port}; "
+                           f"start it or point {spec.url_env} at one that runs")
+    broker = start_private(backend, aof=aof)
     return broker.url, broker
 
 
-def _binary(kind: str, name: str) -> str:
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.path.exists(p)), None)
-    if path is None:
-        raise ClusterError(f"no {kind} broker is running and {name} is not installed; "
-                           f"install it with: {INSTALL_HINTS[kind]}")
-    return path
-
-
-def _wait_for_port(broker: PrivateBroker, timeout: float, log_hint: str) -> PrivateBroker:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if broker.process.poll() is not None:
-            broker.stop()
-            raise ClusterError(f"private {broker.kind} exited with code "
-                               f"{broker.process.returncode} at start-up; see {log_hint}")
-        if answers(broker.url, timeout=0.5):
-            return broker
-        time.sleep(0.1)  # polling a port that has nobody to notify us
-    broker.stop()
-    raise ClusterError(f"private {broker.kind} did not open its port within {timeout:.0f}s")
-
-
-def start_private_redis(aof: bool = False) -> PrivateBroker:
-    binary = _binary("redis", "redis-server")
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="ttg-redis-")
-    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
-            "--save", "", "--appendonly", "yes" if aof else "no",
-            "--logfile", os.path.join(data_dir, "redis.log")]
-    broker = PrivateBroker("redis", f"redis://127.0.0.1:{port}/0", _launch(args, {}), data_dir,
-                           args=args)
-    return _wait_for_port(broker, 15, os.path.join(data_dir, "redis.log"))
-
-
-DEBIAN_RABBITMQ = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-
-
-def start_private_rabbitmq() -> PrivateBroker:
-    # Debian's /usr/sbin wrapper switches to the rabbitmq user and drops our data dir;
-    # the real script beside it runs as us.
-    binary = DEBIAN_RABBITMQ if os.path.exists(DEBIAN_RABBITMQ) else _binary("rabbitmq",
-                                                                             "rabbitmq-server")
-    port, dist_port = free_port(), free_port()
-    data_dir = tempfile.mkdtemp(prefix="ttg-rabbitmq-")
-    node = f"ttg-{port}@localhost"
-    plugins = os.path.join(data_dir, "enabled_plugins")
-    with open(plugins, "w") as fh:
-        fh.write("[].\n")
-    env = {
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": os.path.join(data_dir, "mnesia"),
-        "RABBITMQ_LOG_BASE": os.path.join(data_dir, "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
-        "RABBITMQ_CONFIG_FILE": os.path.join(data_dir, "rabbitmq"),
-        "RABBITMQ_PID_FILE": os.path.join(data_dir, "rabbitmq.pid"),
-    }
-    broker = PrivateBroker("rabbitmq", f"amqp://guest:guest@127.0.0.1:{port}/%2F",
-                           _launch([binary], env), data_dir, env, [binary])
-    return _wait_for_port(broker, 90, env["RABBITMQ_LOG_BASE"])
-
-
-def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """Own session, so stopping the broker reaches its whole process group and nothing else."""
-    return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """The broker runs in its own session (we started it so): its group is all ours."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
+def start_private(backend: str, aof: bool = False) -> PrivateBroker:
+    """A private broker of kind ``backend`` on a free loopback port (tests use it too)."""
+    return get_spec(backend).start_private(aof=aof)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..procs import Ledger, ProcessEntry, start_ticks
-from .base import Cluster, ClusterError, WorkerInfo
+from .base import Cluster, ClusterError, WorkerInfo, WorkerState, WorkerStatus
 from .brokers import PrivateBroker, ensure_broker
 
 WORKER_MARKER = "ttg_lib.worker"
@@ -91,7 +91,7 @@ class LocalCluster(Cluster):
                                         stdin=subprocess.DEVNULL, start_new_session=True)
             finally:
                 log.close()
-            info = WorkerInfo(name=name, ident=str(proc.pid), state="starting",
+            info = WorkerInfo(name=name, ident=str(proc.pid), state=WorkerState.STARTING,
                               started_at=time.time(), replaces=replaces)
             self._procs[name] = proc
             self._info[name] = info
@@ -114,9 +114,10 @@ class LocalCluster(Cluster):
                     return
                 for name, proc in list(self._procs.items()):
                     info = self._info[name]
-                    if info.state in ("dead", "stopped") or proc.poll() is None:
+                    if not info.state.live or proc.poll() is None:
                         continue
-                    info.state, info.ended_at, info.exit_code = "dead", time.time(), proc.returncode
+                    info.state, info.ended_at = WorkerState.DEAD, time.time()
+                    info.exit_code = proc.returncode
                     if name not in self._killed:
                         self.book.add("died", name, f"exit code {proc.returncode}")
                     if self.restart == "always":
@@ -138,9 +139,9 @@ class LocalCluster(Cluster):
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
             for name, info in self._info.items():
-                if info.state == "starting" and self._heartbeat(name).get("state") not in (
-                        None, "starting"):
-                    info.state = "running"
+                if info.state == WorkerState.STARTING and self._heartbeat(name).get(
+                        "state") not in (None, "starting"):
+                    info.state = WorkerState.RUNNING
             return list(self._info.values())
 
     def _heartbeat(self, name: str) -> dict:
@@ -150,34 +151,22 @@ class LocalCluster(Cluster):
         except (OSError, ValueError):
             return {}
 
-    def worker_status(self) -> list[dict]:
-        rows = []
-        for info in self.workers():
-            beat = self._heartbeat(info.name)
-            rows.append({**info.to_dict(), "pid": info.ident,
-                         "activity": beat.get("state", "starting") if info.state == "running"
-                         else info.state,
-                         "chunks_done": beat.get("chunks_done", 0),
-                         "current_chunk": beat.get("current_chunk"),
-                         "last_heartbeat": beat.get("last_heartbeat"),
-                         "chunk_started_at": beat.get("chunk_started_at"),
-                         "peak_rss_mib": beat.get("peak_rss_mib"),
-                         "cpu_s": beat.get("cpu_s"), "compute_cpu_s": beat.get("compute_cpu_s")})
-        return rows
+    def worker_status(self) -> list[WorkerStatus]:
+        return [WorkerStatus.of(info, self._heartbeat(info.name)) for info in self.workers()]
 
     def wait_ready(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready = [w for w in self.workers() if w.state == "running"]
+            ready = [w for w in self.workers() if w.state == WorkerState.RUNNING]
             if len(ready) >= count:
                 return
-            dead = [w for w in self.workers() if w.state == "dead"]
+            dead = [w for w in self.workers() if w.state == WorkerState.DEAD]
             if dead and self.restart == "never":
                 log = self.record_dir / "workers" / f"{dead[0].name}.log"
                 raise ClusterError(f"worker {dead[0].name} exited with code {dead[0].exit_code} "
                                    f"before it was ready; see {log}")
             time.sleep(0.05)  # heartbeat files carry no notification
-        laggards = [w.name for w in self.workers() if w.state != "running"]
+        laggards = [w.name for w in self.workers() if w.state != WorkerState.RUNNING]
         raise ClusterError(f"workers not ready after {timeout:.0f}s: {', '.join(laggards)} "
                            f"(logs in {self.record_dir / 'workers'})")
 
@@ -227,8 +216,9 @@ class LocalCluster(Cluster):
                 proc.kill()
                 proc.wait(5)
             info = self._info[name]
-            if info.state not in ("dead", "stopped"):
-                info.state, info.ended_at, info.exit_code = "stopped", time.time(), proc.returncode
+            if info.state.live:
+                info.state, info.ended_at = WorkerState.STOPPED, time.time()
+                info.exit_code = proc.returncode
                 self.book.add("stopped", name, f"exit code {proc.returncode}")
         if self._supervisor is not None:
             self._supervisor.join(2)

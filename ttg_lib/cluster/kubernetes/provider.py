@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..base import Cluster, ClusterError, WorkerInfo
+from ..base import Cluster, ClusterError, WorkerInfo, WorkerState
 from .api import MERGE_PATCH, Api, api_error, create_or_patch, make_api_client
 from .labels import (
     BROKER_SECRET,
@@ -244,7 +244,7 @@ class KubernetesCluster(Cluster):
 
     def _info(self, pod: dict[str, Any]) -> WorkerInfo:
         name = pod["metadata"]["name"]
-        return WorkerInfo(name=name, ident=name, state=pod_state(pod, name in self._killed),
+        return WorkerInfo(name=name, ident=name, state=WorkerState(pod_state(pod, name in self._killed)),
                           started_at=_timestamp(pod["metadata"].get("creationTimestamp")),
                           node=(pod.get("spec") or {}).get("nodeName") or "unscheduled",
                           replaces=self._replaces.get(name))
@@ -320,7 +320,7 @@ class KubernetesCluster(Cluster):
                 self._pending_replacement.remove(victim_name)
                 raise
             info = self._info(victim)
-            info.state, info.ended_at = "dead", time.time()
+            info.state, info.ended_at = WorkerState.DEAD, time.time()
             self._gone[victim_name] = info
             self._cache.pop(victim_name, None)
             self.book.add("killed", victim_name,
@@ -374,7 +374,7 @@ class KubernetesCluster(Cluster):
                 if name not in self._killed and name not in self._stop_recorded:
                     self._stop_recorded.add(name)
                     info = self._info(pod)
-                    info.state, info.ended_at = "stopped", time.time()
+                    info.state, info.ended_at = WorkerState.STOPPED, time.time()
                     self._gone[name] = info
                     self.book.add("stopped", name, "deployment scaled to 0")
             self._cache.clear()
@@ -440,11 +440,11 @@ class KubernetesCluster(Cluster):
                 info = self._info(pod)
                 info.ended_at = time.time()
                 if self._stopping.is_set():
-                    info.state = "stopped"
+                    info.state = WorkerState.STOPPED
                     self._stop_recorded.add(name)
                     self.book.add("stopped", name, "pod deleted after scale to 0")
                 else:
-                    info.state = "dead"
+                    info.state = WorkerState.DEAD
                     self._pending_replacement.append(name)
                     self.book.add("died", name, "pod deleted (not by TTG)")
                 self._gone[name] = info

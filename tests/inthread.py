@@ -1,0 +1,71 @@
+"""Workers as threads on the in-memory backend: the local cluster's contract without
+processes or a broker, so the worker loop and the run's own logic run in the unit layer."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ttg_lib.backends import open_consumer
+from ttg_lib.cluster import Cluster, ClusterError, WorkerInfo, WorkerState
+from ttg_lib.worker import Worker, WorkerSettings
+
+
+class ThreadCluster(Cluster):
+    kind = "threads"
+
+    def __init__(self, url: str, run_id: str, lease_s: float = 0.5):
+        super().__init__()
+        self.url, self.run_id, self.lease_s = url, run_id, lease_s
+        self.live: dict[str, tuple[Worker, threading.Thread, WorkerInfo]] = {}
+        self.gone: list[WorkerInfo] = []
+
+    def ensure_brokers(self, timeout: float) -> str:
+        return self.url
+
+    def start_workers(self, count: int) -> list[WorkerInfo]:
+        return [self._spawn(f"t{len(self.live) + len(self.gone) + 1}") for _ in range(count)]
+
+    def _spawn(self, name: str) -> WorkerInfo:
+        settings = WorkerSettings(backend="memory", url=self.url, run_id=self.run_id,
+                                  name=name, lease_s=self.lease_s)
+        worker = Worker(settings, open_consumer("memory", self.url, lease_s=self.lease_s))
+        thread = threading.Thread(target=worker.run, name=f"worker-{name}", daemon=True)
+        info = WorkerInfo(name=name, ident=name, state=WorkerState.RUNNING,
+                          started_at=time.time())
+        self.live[name] = (worker, thread, info)
+        thread.start()
+        self.book.add("started", name)
+        return info
+
+    def workers(self) -> list[WorkerInfo]:
+        return [info for _w, _t, info in self.live.values()] + self.gone
+
+    def wait_ready(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(w.heartbeat.state["state"] != "starting"
+                  for w, _t, _i in self.live.values()) < count:
+            if time.monotonic() > deadline:
+                raise ClusterError("thread workers not ready")
+            time.sleep(0.01)  # the worker thread sets its state without notification
+
+    def kill_worker(self, name: str | None = None) -> WorkerInfo:
+        """Like SIGKILL: the worker's connection drops with whatever it held."""
+        name = name or next(iter(self.live))
+        worker, _thread, info = self.live.pop(name)
+        worker.stopping.set()
+        worker.backend.sever()  # type: ignore[attr-defined]  # a MemoryConsumer
+        info.state, info.ended_at = WorkerState.DEAD, time.time()
+        self.gone.append(info)
+        self.book.add("killed", name)
+        return info
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for worker, _thread, _info in self.live.values():
+            worker.stopping.set()  # all at once: each finishes its fetch in parallel
+        for name in list(self.live):
+            _worker, thread, info = self.live.pop(name)
+            thread.join(timeout)
+            info.state, info.ended_at = WorkerState.STOPPED, time.time()
+            self.gone.append(info)
+            self.book.add("stopped", name)

@@ -1,0 +1,262 @@
+"""The broker contract, one suite run against every backend: memory, Redis and RabbitMQ.
+
+The in-memory backend runs in the unit layer; the real brokers (marked slow) prove that the
+contract is what they do, so the memory backend's semantics are the brokers' own.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import TEST_LOCK, URLS, _require, hold_run_lock
+
+from ttg_lib.backends import (
+    Consumer,
+    ExpiringLock,
+    HoldsResults,
+    Producer,
+    ResultsIndex,
+    RunLocked,
+    open_consumer,
+    open_inspector,
+    open_producer,
+)
+from ttg_lib.messages import Result, Task
+
+LEASE_S = 0.6
+
+
+def task(chunk_id: int, run_id: str = "r1", **kw) -> Task:
+    return Task(run_id=run_id, chunk_id=chunk_id, start=chunk_id * 5, count=5, work_ms=0,
+                compute="ttg_lib.compute:placeholder", **kw)
+
+
+def result_for(t: Task, worker: str = "w") -> Result:
+    return Result(run_id=t.run_id, chunk_id=t.chunk_id, start=t.start, count=t.count,
+                  worker=worker, attempt=t.attempt, started_at=time.time(),
+                  finished_at=time.time(), values=[1] * t.count)
+
+
+@dataclass
+class Broker:
+    """One backend under test: the orchestrator's producer, and workers' consumers."""
+
+    name: str
+    url: str
+    producer: Producer
+    consumers: list[Consumer] = field(default_factory=list)
+
+    def consumer(self) -> Consumer:
+        c = open_consumer(self.name, self.url, lease_s=LEASE_S)
+        c.connect()
+        self.consumers.append(c)
+        return c
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.slow),
+                        pytest.param("rabbitmq", marks=pytest.mark.slow)])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    name = request.param
+    if name == "memory":
+        url = f"memory://contract-{uuid.uuid4().hex}"
+    else:
+        url = URLS[name]
+        _require(url)
+    producer = open_producer(name, url, lease_s=LEASE_S)
+    producer.connect()
+    hold_run_lock(producer, TEST_LOCK)
+    producer.purge()
+    producer.declare()
+    b = Broker(name, url, producer)
+    yield b
+    for c in b.consumers:
+        c.close()
+    producer.reconnect()
+    producer.purge()
+    producer.release_run(TEST_LOCK)
+    producer.close()
+
+
+def fetch(consumer: Consumer, name: str = "c1", timeout: float = 5.0):
+    """Poll until a delivery arrives: a broker pushes asynchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deliveries = consumer.fetch(name, 0.2)
+        if deliveries:
+            assert len(deliveries) == 1
+            return deliveries[0]
+    return None
+
+
+def complete(consumer: Consumer, delivery, worker: str = "w") -> None:
+    consumer.complete([(delivery, result_for(Task.decode(delivery.body), worker))])
+
+
+def read_all_results(producer: Producer, expected: int, timeout: float = 5.0):
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        got += producer.read_results(0.2)
+    return got
+
+
+def wait_stats(producer: Producer, predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = producer.stats()
+        if predicate(stats):
+            return stats
+        time.sleep(0.05)  # broker counters have no change notification
+    return producer.stats()
+
+
+def test_publish_fetch_complete_and_stats(broker: Broker):
+    p, c = broker.producer, broker.consumer()
+    assert p.publish_tasks(task(i) for i in range(3)) == 3
+    assert wait_stats(p, lambda s: s.tasks.messages == 3).tasks.messages == 3
+    for _ in range(3):
+        d = fetch(c)
+        assert d is not None and not d.redelivered
+        complete(c, d)
+    assert fetch(c, timeout=0.5) is None
+    assert sorted(r.chunk_id for r in read_all_results(p, 3)) == [0, 1, 2]
+    stats = wait_stats(p, lambda s: s.tasks.messages == 0)
+    assert (stats.tasks.messages, stats.retry.messages, stats.dlq.messages) == (0, 0, 0)
+    names = p.queue_names
+    assert [q.name for q in stats.rows()] == [names.retry, names.dlq, names.tasks,
+                                              names.results]
+
+
+def test_inspector_sees_what_the_producer_sees(broker: Broker):
+    broker.producer.publish_tasks(task(i) for i in range(2))
+    with open_inspector(broker.name, broker.url) as inspector:
+        stats = wait_stats(inspector, lambda s: s.tasks.messages == 2)
+        assert stats.tasks.messages == 2 and inspector.read_dead_letters() == []
+
+
+def test_retry_comes_back_after_its_delay(broker: Broker):
+    c = broker.consumer()
+    broker.producer.publish_tasks([task(7)])
+    d = fetch(c)
+    parked = time.monotonic()
+    c.retry(d, Task.decode(d.body).next_attempt(), delay_s=0.4)
+    assert wait_stats(broker.producer, lambda s: s.retry.messages == 1,
+                      timeout=2).retry.messages == 1
+    again = fetch(c, timeout=5)
+    assert again is not None and Task.decode(again.body).attempt == 2
+    assert time.monotonic() - parked >= 0.35, "a retry must wait out its delay"
+    complete(c, again)
+
+
+def test_dead_letter_keeps_reason_and_reports_failure(broker: Broker):
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks([task(3)])
+    d = fetch(c)
+    failure = result_for(Task.decode(d.body))
+    failure.values, failure.error = [], "boom"
+    c.dead_letter(d, "failed after 4 attempts: boom", 4, failure)
+    records = p.read_dead_letters()
+    assert [(r["reason"], r["attempts"]) for r in records] == [
+        ("failed after 4 attempts: boom", 4)]
+    assert Task.decode(records[0]["body"]).chunk_id == 3
+    assert p.read_dead_letters() == records  # browsing does not consume
+    assert [r.error for r in read_all_results(p, 1)] == ["boom"]
+    assert wait_stats(p, lambda s: s.dlq.messages == 1).dlq.messages == 1
+
+
+def test_unacked_task_of_a_vanished_consumer_is_redelivered(broker: Broker):
+    broker.producer.publish_tasks([task(1)])
+    doomed, survivor = broker.consumer(), broker.consumer()
+    assert fetch(doomed, "doomed") is not None
+    doomed.close()  # like a SIGKILL: no ack, the connection just goes
+    started = time.monotonic()
+    again = fetch(survivor, "survivor", timeout=5)
+    assert again is not None and again.redelivered
+    assert Task.decode(again.body).chunk_id == 1
+    assert time.monotonic() - started < 3 * LEASE_S + 1
+    complete(survivor, again)
+
+
+def test_lease_is_kept_while_alive(broker: Broker):
+    """A slow but alive worker keeps its chunk: keepalive renews the lease."""
+    broker.producer.publish_tasks([task(2)])
+    slow, thief = broker.consumer(), broker.consumer()
+    d = fetch(slow, "slow")
+    deadline = time.monotonic() + 3 * LEASE_S + 0.2
+    while time.monotonic() < deadline:
+        slow.keepalive("slow", [d])
+        assert thief.fetch("thief", 0.1) == []
+    complete(slow, d, worker="slow")
+    assert [r.worker for r in read_all_results(broker.producer, 1)] == ["slow"]
+
+
+def test_batches_complete_in_one_call(broker: Broker):
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks(task(i) for i in range(5))
+    got, deadline = [], time.monotonic() + 5
+    while len(got) < 5 and time.monotonic() < deadline:
+        got += c.fetch("batcher", 0.2, max_count=5 - len(got))
+    assert len(got) == 5
+    c.complete([(d, result_for(Task.decode(d.body))) for d in got])
+    assert sorted(r.chunk_id for r in read_all_results(p, 5)) == list(range(5))
+    assert wait_stats(p, lambda s: s.tasks.messages == 0).tasks.messages == 0
+
+
+def test_a_duplicate_result_is_stored_at_most_once_per_chunk(broker: Broker):
+    """At-least-once: the same chunk completed twice reaches the results at most twice and
+    the producer can tell them apart by chunk id."""
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks([task(4), task(4)])
+    for _ in range(2):
+        complete(c, fetch(c))
+    results = read_all_results(p, 2, timeout=1.0)
+    assert {r.chunk_id for r in results} == {4}
+
+
+def test_purge_removes_only_ttg_objects(broker: Broker):
+    broker.producer.publish_tasks([task(0)])
+    removed = broker.producer.purge()
+    assert any(broker.producer.queue_names.tasks in item for item in removed)
+    assert broker.producer.purge(dry_run=True) == []
+    broker.producer.declare()
+    assert wait_stats(broker.producer, lambda s: s.tasks.messages == 0).tasks.messages == 0
+
+
+def test_run_lock_keeps_two_runs_apart(broker: Broker):
+    other = open_producer(broker.name, broker.url)
+    other.connect()
+    try:
+        with pytest.raises(RunLocked, match="in use by"):
+            other.acquire_run("run-b")
+        broker.producer.release_run(TEST_LOCK)
+        other.acquire_run("run-b")
+        with pytest.raises(RunLocked):
+            broker.producer.acquire_run(TEST_LOCK)
+        other.release_run("run-b")
+        broker.producer.acquire_run(TEST_LOCK)
+    finally:
+        other.close()
+
+
+# -- capabilities: each one tested where a backend claims it -----------------------------
+def test_capabilities_do_what_they_claim(broker: Broker):
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks(task(i) for i in range(2))
+    for _ in range(2):
+        complete(c, fetch(c))
+    assert len(read_all_results(p, 2)) == 2
+    if isinstance(p, ResultsIndex):
+        assert p.stored_chunks() == 2
+        p.rewind_results()
+        assert len(read_all_results(p, 2)) == 2  # read again from the start
+    if isinstance(p, ExpiringLock):
+        assert p.lock_holder() == TEST_LOCK
+        p.renew_run(TEST_LOCK)
+        assert any(TEST_LOCK in item for item in p.drop_lock(dry_run=True))
+        assert p.lock_holder() == TEST_LOCK  # a dry run drops nothing
+    if isinstance(p, HoldsResults):
+        p.release_results()  # read results go back to the queue as the run's output
+        assert wait_stats(p, lambda s: s.results.messages == 2).results.messages == 2

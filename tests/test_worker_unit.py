@@ -1,0 +1,144 @@
+"""The worker loop, batch sizing, the retry policy and the heartbeat, on the in-memory
+backend: no broker, no process."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from ttg_lib.backends import open_consumer, open_producer
+from ttg_lib.messages import Task
+from ttg_lib.worker import BatchSizer, Heartbeat, Worker, WorkerSettings, retry_delay
+
+RUN = "unit-run"
+
+
+def task(chunk_id: int, compute: str = "ttg_lib.compute:placeholder", **kw) -> Task:
+    return Task(run_id=RUN, chunk_id=chunk_id, start=chunk_id * 4, count=4, work_ms=0,
+                compute=compute, **kw)
+
+
+@pytest.fixture
+def memory():
+    url = f"memory://unit-{uuid.uuid4().hex}"
+    producer = open_producer("memory", url)
+    producer.connect()
+    producer.declare()
+    yield url, producer
+    producer.close()
+
+
+def run_worker(url: str, until, timeout: float = 5.0, **settings) -> Worker:
+    """A worker thread until ``until()`` holds (polled), then stopped."""
+    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name="u1",
+                                   lease_s=0.5, **settings),
+                    open_consumer("memory", url, lease_s=0.5))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the worker thread gives no completion event
+    worker.stopping.set()
+    thread.join(5)
+    assert not thread.is_alive(), "the worker did not stop when asked"
+    assert until(), "the worker did not finish in time"
+    return worker
+
+
+def results(producer, timeout: float = 0.05):
+    return producer.read_results(timeout)
+
+
+def test_worker_computes_every_chunk_and_reports_itself(memory):
+    url, producer = memory
+    producer.publish_tasks(task(i) for i in range(10))
+    got: list = []
+    worker = run_worker(url, lambda: got.extend(results(producer)) or len(got) >= 10)
+    assert sorted(r.chunk_id for r in got) == list(range(10))
+    assert all(r.worker == "u1" and r.error is None for r in got)
+    from ttg_lib.compute import placeholder
+    assert list(got[0].values) == [placeholder(p, 0) for p in range(got[0].start,
+                                                                     got[0].start + 4)]
+    assert worker.chunks_done == 10
+
+
+def test_a_failing_chunk_is_retried_with_backoff_then_dead_lettered(memory):
+    url, producer = memory
+    producer.publish_tasks([task(3, compute="ttg_lib.compute:failing", max_retries=2,
+                                 retry_delay_s=0.05)])  # params 12..15: 13 fails
+    got: list = []
+    started = time.monotonic()
+    run_worker(url, lambda: got.extend(results(producer)) or got)
+    assert got[0].error is not None and "failed after 3 attempts" in got[0].error
+    assert time.monotonic() - started >= 0.05 + 0.1  # waited out both delays
+    dead = producer.read_dead_letters()
+    assert [d["attempts"] for d in dead] == [3]
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"\xff not json", "not JSON"),
+    (b'{"run_id": "x"}', "missing field"),
+    (task(0).encode().replace(b'"run_id":"unit-run"', b'"run_id":"other"'),
+     "is not this worker's run"),
+])
+def test_a_malformed_or_foreign_message_is_dead_lettered_at_once(memory, body, reason):
+    url, producer = memory
+    producer.b.ready.append((999, body, False))  # a raw message, as a broker would hold it
+    run_worker(url, lambda: producer.read_dead_letters())
+    dead = producer.read_dead_letters()
+    assert len(dead) == 1 and reason in dead[0]["reason"] and dead[0]["attempts"] == 1
+
+
+def test_a_broker_outage_is_ridden_out(memory):
+    url, producer = memory
+    producer.publish_tasks(task(i) for i in range(3))
+    producer.b.down = True
+    threading.Timer(0.3, lambda: setattr(producer.b, "down", False)).start()
+    got: list = []
+
+    def collect():
+        if not producer.b.down:
+            got.extend(results(producer))
+        return len(got) >= 3
+
+    run_worker(url, collect)
+    assert sorted(r.chunk_id for r in got) == [0, 1, 2]
+
+
+def test_retry_policy_is_exponential_and_ends():
+    t = task(0, max_retries=3, retry_delay_s=0.5)
+    assert [retry_delay(t), retry_delay(t.next_attempt()),
+            retry_delay(t.next_attempt().next_attempt())] == [0.5, 1.0, 2.0]
+    assert retry_delay(t.next_attempt().next_attempt().next_attempt().next_attempt()) is None
+
+
+def test_batch_sizer_takes_one_slow_chunk_and_many_fast_ones():
+    sizer = BatchSizer()
+    assert sizer.size == 1 and not sizer.fast
+    for _ in range(20):
+        sizer.observe(0.5)
+    assert sizer.size == 1  # a killed worker holds one slow chunk
+    for _ in range(40):
+        sizer.observe(0.0001)
+    assert sizer.fast and sizer.size == BatchSizer.MAX
+    for _ in range(40):
+        sizer.observe(0.004)
+    assert sizer.size in (4, 8)  # about TARGET_S of work per batch, a power of two
+    assert sizer.size & (sizer.size - 1) == 0
+
+
+def test_heartbeat_is_throttled_but_forced_beats_and_the_final_state_are_written(tmp_path):
+    path = tmp_path / "hb.json"
+    hb = Heartbeat(str(path), "w9")
+    hb.beat(force=True, state="busy", current_chunk=4)
+    assert json.loads(path.read_text())["current_chunk"] == 4
+    hb.beat(state="idle", current_chunk=None)  # within EVERY_S: not written
+    assert json.loads(path.read_text())["state"] == "busy"
+    hb._last = 0.0
+    hb.beat(state="stopped")
+    beat = json.loads(path.read_text())
+    assert beat["state"] == "stopped" and beat["name"] == "w9" and beat["last_heartbeat"] > 0

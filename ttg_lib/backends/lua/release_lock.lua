@@ -1,0 +1,3 @@
+-- Delete the run lock only while this run holds it. KEYS: lock; ARGV: run id.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0

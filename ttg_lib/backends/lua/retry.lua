@@ -1,0 +1,8 @@
+-- Park a task until its retry time (server clock), then ack + delete the original.
+-- KEYS: tasks, retry; ARGV: group, task id, delay ms, task body.
+local now = redis.call('TIME')
+local due = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], due, ARGV[4])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return due

@@ -1,0 +1,150 @@
+"""The orchestrator's hold on the broker for one run.
+
+Connect and take the run lock; ride out an outage (reconnect, take the lock again, and
+when the broker came back without its data, publish every unfinished chunk again); keep an
+expiring lock renewed; at the end, read what the broker holds (queue depths, dead letters,
+duplicates it dropped) and let go. :class:`ttg_lib.run.Run` drives it and never asks which
+broker it is: what only some brokers can do is a capability checked here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .backends import (
+    BrokerDedup,
+    BrokerUnavailable,
+    ExpiringLock,
+    HoldsResults,
+    Producer,
+    QueueStats,
+    ResultsIndex,
+)
+from .errors import RunError
+from .messages import Result, Task
+
+RENEW_EVERY_S = 3.0  # an expiring lock lives 15 s: renewed five times before it lapses
+RETRY_PAUSE_S = 0.2  # after a failed reconnect, before the next step tries again
+
+
+class BrokerSession:
+    def __init__(self, producer: Producer, run_id: str, clock: Callable[[], float]):
+        self.producer = producer
+        self.run_id = run_id
+        self.clock = clock  # the run's elapsed seconds, for the outage record
+        self.outages: list[dict[str, Any]] = []
+        self._down_since: float | None = None
+        self._next_renew = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def open(self) -> None:
+        """Connect, take the broker for this run, and start from empty TTG queues."""
+        try:
+            self.producer.connect()
+        except BrokerUnavailable as exc:
+            raise RunError(str(exc)) from None
+        self.producer.acquire_run(self.run_id)
+        self.producer.purge()
+        self.producer.declare()
+
+    # -- during the run ----------------------------------------------------------------
+    def read(self, timeout: float, unfinished: Callable[[], Iterable[Task]],
+             chunks_read: int) -> list[Result | bytes]:
+        """New results; [] while the broker is down (the outage is recorded, not raised)."""
+        try:
+            results = self.producer.read_results(timeout)
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
+            return []
+        if self.down:
+            self._came_back(unfinished, chunks_read)
+        return results
+
+    def stats(self) -> QueueStats | None:
+        """Queue depths, or None while the broker is down."""
+        if self.down:
+            return None
+        try:
+            return self.producer.stats()
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
+            return None
+
+    def keep_lock(self) -> None:
+        """Renew an expiring lock every RENEW_EVERY_S (a lock tied to the connection needs
+        nothing)."""
+        now = time.monotonic()
+        if not isinstance(self.producer, ExpiringLock) or self.down or now < self._next_renew:
+            return
+        self._next_renew = now + RENEW_EVERY_S
+        try:
+            self.producer.renew_run(self.run_id)
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
+
+    def went_down(self, exc: BaseException) -> None:
+        """Record the outage (once) and try to reconnect; the next step tries again."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self.outages.append({"start_s": round(self.clock(), 3), "end_s": None,
+                                 "error": str(exc)})
+        try:
+            self.producer.reconnect()
+            self.producer.declare()
+            self.producer.acquire_run(self.run_id)
+        except BrokerUnavailable:
+            time.sleep(RETRY_PAUSE_S)
+
+    def _came_back(self, unfinished: Callable[[], Iterable[Task]], chunks_read: int) -> None:
+        self.outages[-1]["end_s"] = round(self.clock(), 3)
+        self._down_since = None
+        self._republish_if_data_lost(unfinished, chunks_read)
+
+    def _republish_if_data_lost(self, unfinished: Callable[[], Iterable[Task]],
+                                chunks_read: int) -> None:
+        """A broker that came back without its data (no persistence) lost our tasks: publish
+        every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
+        if not isinstance(self.producer, ResultsIndex):
+            return
+        stored = self.producer.stored_chunks()
+        if stored >= chunks_read:
+            return
+        missing = list(unfinished())
+        self.outages[-1]["republished_chunks"] = len(missing)
+        self.outages[-1]["broker_kept_chunks"] = stored
+        self.producer.rewind_results()
+        self.producer.publish_tasks(missing)
+
+    # -- at the end --------------------------------------------------------------------
+    def final_state(self, drain: Callable[[], None]
+                    ) -> tuple[QueueStats | None, list[dict[str, Any]], int]:
+        """Queue stats, dead letters and the duplicates the broker dropped, after ``drain``
+        has read the late results; reconnecting as needed (None, [], 0 if it never comes)."""
+        for _ in range(50):
+            try:
+                if self.down:
+                    self.went_down(RuntimeError("reconnecting for final stats"))
+                drain()
+                if isinstance(self.producer, HoldsResults):
+                    self.producer.release_results()
+                stats = self.producer.stats()
+                dead = self.producer.read_dead_letters()
+                dropped = (self.producer.duplicate_count()
+                           if isinstance(self.producer, BrokerDedup) else 0)
+                return stats, dead, dropped
+            except BrokerUnavailable as exc:
+                self.went_down(exc)
+        return None, [], 0
+
+    def close(self) -> None:
+        """Let the broker go: release the lock (an expiring one lapses anyway) and close."""
+        try:
+            self.producer.release_run(self.run_id)
+        except Exception:  # best effort: the broker may be gone; the lock goes with it
+            pass
+        self.producer.close()

@@ -1,0 +1,128 @@
+"""The run summary: the contract every reader of a run record relies on.
+
+:class:`RunSummary` is built once, from the verdict, the broker's final state, the fault and
+the cluster; ``to_dict()`` is ``summary.json`` (the milestone tables, ``ttg runs``, the
+notebooks and the benchmarks read those keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .backends import QueueStats
+from .cluster import WorkerStatus
+from .config import RunConfig
+from .verify import Verdict
+
+
+@dataclass(frozen=True)
+class Timing:
+    """From the first task published to the last new result read (monotonic seconds), and
+    the orchestrator's own CPU over the same span."""
+
+    runtime_s: float | None
+    orchestrator_cpu_s: float | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    started_at: str
+    record_dir: str
+    compute: str
+    backend: str
+    cluster: str
+    scale: str
+    workers: int
+    total_params: int
+    chunk_size: int
+    work_ms: float
+    chunks_total: int
+    chunks_completed: int
+    chunks_failed: int
+    params_verified: int
+    lost_params: int
+    wrong_results: int
+    duplicate_deliveries: int
+    foreign_results: int
+    retry_count: int
+    dlq_count: int
+    retry_queue: int | None
+    results_queue: int | None
+    tasks_queue: int | None
+    runtime_s: float | None
+    throughput_params_s: float
+    ideal_runtime_s: float
+    efficiency: float | None
+    fault: dict[str, Any] | None
+    workers_started: int
+    orchestrator_peak_rss_mib: float
+    verify_s: float
+    worker_peak_rss_mib: float | None
+    cpu_s: dict[str, float | None]
+    workers_replaced: int
+    restart: str
+    broker_outages: list[dict[str, Any]]
+    state: str
+    verified: bool
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Verdict,
+                  timing: Timing, stats: QueueStats | None, dead_letters: int,
+                  retries: int, fault: dict[str, Any] | None, workers: list[WorkerStatus],
+                  workers_started: int, workers_replaced: int,
+                  outages: list[dict[str, Any]], peak_rss_mib: float,
+                  verify_s: float) -> RunSummary:
+    runtime = timing.runtime_s
+    ideal = config.ideal_runtime_s
+    done = state == "done"
+    return RunSummary(
+        run_id=config.run_id, started_at=started_at,
+        record_dir=str(config.record_dir.resolve()), compute=config.compute,
+        backend=config.backend, cluster=config.cluster, scale=config.scale,
+        workers=config.workers, total_params=config.total_params,
+        chunk_size=config.chunk_size, work_ms=config.work_ms,
+        chunks_total=config.chunks_total, chunks_completed=verdict.chunks_completed,
+        chunks_failed=verdict.chunks_failed, params_verified=verdict.params_verified,
+        lost_params=verdict.lost_params, wrong_results=verdict.wrong_results,
+        duplicate_deliveries=verdict.duplicate_deliveries,
+        foreign_results=verdict.foreign_results, retry_count=retries,
+        dlq_count=stats.dlq.messages if stats and stats.dlq.messages is not None
+        else dead_letters,
+        retry_queue=stats.retry.messages if stats else None,
+        results_queue=stats.results.messages if stats else None,
+        tasks_queue=stats.tasks.messages if stats else None,
+        runtime_s=round(runtime, 3) if runtime else None,
+        throughput_params_s=round(verdict.params_verified / runtime, 2) if runtime else 0.0,
+        ideal_runtime_s=round(ideal, 3),
+        efficiency=round(ideal / runtime, 4) if runtime and config.work_ms > 0 else None,
+        fault=fault, workers_started=workers_started,
+        orchestrator_peak_rss_mib=peak_rss_mib, verify_s=round(verify_s, 3),
+        worker_peak_rss_mib=max((w.peak_rss_mib for w in workers if w.peak_rss_mib),
+                                default=None),
+        cpu_s=cpu_budget(workers, timing.orchestrator_cpu_s),
+        workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
+        state=state, verified=verdict.ok, ok=verdict.ok and done,
+        problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"]))
+
+
+def cpu_budget(workers: list[WorkerStatus], orchestrator: float | None
+               ) -> dict[str, float | None]:
+    """Where the CPU went between the first task published and the last result read: the
+    orchestrator's own, and the workers' split into the user's function and the rest (None
+    where workers report no heartbeat)."""
+    reporting = [w for w in workers if w.cpu_s is not None]
+    total = round(sum(w.cpu_s or 0.0 for w in reporting), 4) if reporting else None
+    compute = (round(sum(w.compute_cpu_s or 0.0 for w in reporting), 4) if reporting
+               else None)
+    return {"orchestrator": orchestrator, "workers": total, "workers_compute": compute}
