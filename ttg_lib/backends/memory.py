@@ -25,9 +25,12 @@ from urllib.parse import urlparse
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import Delivery, QueueStat, QueueStats, dead_letter_record
-from .registry import REGISTRY
+from .registry import BackendSpec, QueueNames
 
-SPEC = REGISTRY["memory"]
+SPEC = BackendSpec(name="memory", title="In-memory", module=__name__, client_package=None,
+                   url_env="TTG_MEMORY_URL", default_url="memory://default",
+                   url_schemes=("memory",), default_port=0, queues=QueueNames.joined("."),
+                   recovery="Lease expiry or consumer close")
 
 
 @dataclass

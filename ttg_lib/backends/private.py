@@ -80,12 +80,12 @@ class PrivateBroker:
         return {"kind": self.kind, "pid": self.pid, "data_dir": self.data_dir}
 
 
-def _binary(kind: str, name: str) -> str:
+def _binary(kind: str, name: str, install: str) -> str:
     path = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.path.exists(p)), None)
     if path is None:
         raise ClusterError(f"no {kind} broker is running and {name} is not installed; "
-                           f"install it with: {REGISTRY[kind].install_hint}")
+                           f"install it with: {install}")
     return path
 
 
@@ -105,7 +105,9 @@ def _wait_for_port(broker: PrivateBroker, timeout: float, log_hint: str) -> Priv
 
 def start_redis(aof: bool = False) -> PrivateBroker:
     """Redis with AOF on when ``aof``: a restart mid-run keeps the run's data."""
-    binary = _binary("redis", "redis-server")
+    binary = _binary("redis", "redis-server",
+                     "apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS) "
+                     "or conda install -c conda-forge redis-server")
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="ttg-redis-")
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
@@ -123,8 +125,9 @@ def start_rabbitmq(aof: bool = False) -> PrivateBroker:
     """RabbitMQ keeps durable queues and persistent messages across a restart anyway."""
     # Debian's /usr/sbin wrapper switches to the rabbitmq user and drops our data dir;
     # the real script beside it runs as us.
-    binary = DEBIAN_RABBITMQ if os.path.exists(DEBIAN_RABBITMQ) else _binary("rabbitmq",
-                                                                             "rabbitmq-server")
+    binary = DEBIAN_RABBITMQ if os.path.exists(DEBIAN_RABBITMQ) else _binary(
+        "rabbitmq", "rabbitmq-server",
+        "apt-get install rabbitmq-server (Debian/Ubuntu) or brew install rabbitmq (macOS)")
     port, dist_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="ttg-rabbitmq-")
     node = f"ttg-{port}@localhost"

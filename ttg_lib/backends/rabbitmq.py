@@ -36,11 +36,17 @@ import pika.exceptions
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import Delivery, QueueStat, QueueStats, dead_letter_record, text
-from .registry import REGISTRY
+from .registry import BackendSpec, KubernetesWorkload, QueueNames
 
-SPEC = REGISTRY["rabbitmq"]
-TASKS, RETRY, DLQ, RESULTS = (SPEC.queues.tasks, SPEC.queues.retry, SPEC.queues.dlq,
-                              SPEC.queues.results)
+SPEC = BackendSpec(
+    name="rabbitmq", title="RabbitMQ", module=__name__, client_package="pika",
+    recovery="Requeue on disconnect", queues=QueueNames.joined("."),
+    url_env="TTG_RABBITMQ_URL", default_url="amqp://guest:guest@127.0.0.1:5672/%2F",
+    url_schemes=("amqp", "amqps"), default_port=5672,
+    private_broker="ttg_lib.backends.private:start_rabbitmq",
+    kubernetes=KubernetesWorkload("StatefulSet", "ttg-rabbitmq", "rabbitmq", port=5672,
+                                  node_port=30672, secret_key="TTG_RABBITMQ_URL"))
+TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500

@@ -34,11 +34,17 @@ import redis
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
-from .registry import REGISTRY
+from .registry import BackendSpec, KubernetesWorkload, QueueNames
 
-SPEC = REGISTRY["redis"]
-TASKS, RETRY, DLQ, RESULTS = (SPEC.queues.tasks, SPEC.queues.retry, SPEC.queues.dlq,
-                              SPEC.queues.results)
+SPEC = BackendSpec(
+    name="redis", title="Redis", module=__name__, client_package="redis",
+    url_env="TTG_REDIS_URL", default_url="redis://127.0.0.1:6379/0",
+    url_schemes=("redis", "rediss", "unix"), default_port=6379,
+    queues=QueueNames.joined(":"), recovery="XAUTOCLAIM after a {lease_s:g} s lease",
+    private_broker="ttg_lib.backends.private:start_redis",
+    kubernetes=KubernetesWorkload("Deployment", "ttg-redis", "redis", port=6379,
+                                  node_port=30379, secret_key="TTG_REDIS_URL"))
+TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 INDEX = "ttg:results:index"
 STATS = "ttg:stats"
 RUN_LOCK = "ttg:run"

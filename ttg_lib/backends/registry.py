@@ -1,16 +1,18 @@
-"""The one table of brokers: every module outside ``backends/`` reads a broker's facts here.
+"""The registry of brokers: every module outside ``backends/`` reads a broker's facts here.
 
-A spec names the module holding the broker's classes (imported lazily, so a worker image
-needs only its own broker's client library), where its URL comes from, its four queues as the
-milestone document names them, how it recovers a dead worker's chunk, how to start a private
-one on this machine, and its Kubernetes workload. Adding a broker is a module under
-``backends/`` plus one entry in :data:`REGISTRY`.
+Each broker's module declares its :class:`BackendSpec` as ``SPEC``: where its URL comes
+from, its four queues as the milestone document names them, how it recovers a dead worker's
+chunk, how to start a private one on this machine, its Kubernetes workload, and its classes
+(Producer, Consumer, Inspector). Adding a broker is one module under ``backends/`` plus its
+line in :data:`MODULES`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +31,18 @@ class QueueNames:
     dlq: str
     results: str
 
+    @classmethod
+    def joined(cls, sep: str, prefix: str = "ttg") -> QueueNames:
+        """The milestone document's names, ``ttg.tasks``, ``ttg.tasks.retry``, ... with the
+        broker's own separator."""
+        tasks = f"{prefix}{sep}tasks"
+        return cls(tasks, f"{tasks}{sep}retry", f"{tasks}{sep}dlq", f"{prefix}{sep}results")
+
+    def as_tuple(self) -> tuple[str, str, str, str]:
+        return self.tasks, self.retry, self.dlq, self.results
+
     def by_role(self) -> dict[str, str]:
-        return {"tasks": self.tasks, "retry": self.retry, "dlq": self.dlq,
-                "results": self.results}
+        return dict(zip(("tasks", "retry", "dlq", "results"), self.as_tuple(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -54,13 +65,17 @@ class BackendSpec:
     url_env: str
     default_url: str
     url_schemes: tuple[str, ...]
-    default_port: int
+    default_port: int  # 0: not a network broker
     queues: QueueNames
     recovery: str  # how a dead worker's chunk comes back; {lease_s} is filled in
     client_package: str | None  # the Python client, for the run record's versions
     private_broker: str | None = None  # "module:function" starting one on a free port
-    install_hint: str = ""
     kubernetes: KubernetesWorkload | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Worker processes (and pods) can reach it: a network broker."""
+        return self.default_port > 0
 
     def url(self) -> str:
         """The broker URL from the environment, else the default (read in one place)."""
@@ -93,51 +108,56 @@ class BackendSpec:
         return getattr(importlib.import_module(module), function)(**options)
 
 
-REGISTRY: dict[str, BackendSpec] = {
-    "redis": BackendSpec(
-        name="redis", title="Redis", module="ttg_lib.backends.redis_streams",
-        url_env="TTG_REDIS_URL", default_url="redis://127.0.0.1:6379/0",
-        url_schemes=("redis", "rediss", "unix"), default_port=6379,
-        queues=QueueNames("ttg:tasks", "ttg:tasks:retry", "ttg:tasks:dlq", "ttg:results"),
-        recovery="XAUTOCLAIM after a {lease_s:g} s lease", client_package="redis",
-        private_broker="ttg_lib.backends.private:start_redis",
-        install_hint="apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS) "
-                     "or conda install -c conda-forge redis-server",
-        kubernetes=KubernetesWorkload("Deployment", "ttg-redis", "redis", 6379, 30379,
-                                      "TTG_REDIS_URL")),
-    "rabbitmq": BackendSpec(
-        name="rabbitmq", title="RabbitMQ", module="ttg_lib.backends.rabbitmq",
-        url_env="TTG_RABBITMQ_URL", default_url="amqp://guest:guest@127.0.0.1:5672/%2F",
-        url_schemes=("amqp", "amqps"), default_port=5672,
-        queues=QueueNames("ttg.tasks", "ttg.tasks.retry", "ttg.tasks.dlq", "ttg.results"),
-        recovery="Requeue on disconnect", client_package="pika",
-        private_broker="ttg_lib.backends.private:start_rabbitmq",
-        install_hint="apt-get install rabbitmq-server (Debian/Ubuntu) or brew install rabbitmq "
-                     "(macOS)",
-        kubernetes=KubernetesWorkload("StatefulSet", "ttg-rabbitmq", "rabbitmq", 5672, 30672,
-                                      "TTG_RABBITMQ_URL")),
-    "memory": BackendSpec(
-        name="memory", title="In-memory", module="ttg_lib.backends.memory",
-        url_env="TTG_MEMORY_URL", default_url="memory://default", url_schemes=("memory",),
-        default_port=0,
-        queues=QueueNames("tasks", "tasks.retry", "tasks.dlq", "results"),
-        recovery="Lease expiry or consumer close", client_package=None),
+MODULES: dict[str, str] = {
+    "redis": "ttg_lib.backends.redis_streams",
+    "rabbitmq": "ttg_lib.backends.rabbitmq",
+    "memory": "ttg_lib.backends.memory",
 }
-"""Every backend by name. ``memory`` lives inside one process: unit tests and the contract
-suite use it; runs with worker processes need a real broker."""
+"""Every backend by name, and the module holding its ``SPEC`` and classes. ``memory`` lives
+inside one process: unit tests and the contract suite use it; runs with worker processes
+need a broker they can share."""
+
+
+class _Registry(Mapping[str, BackendSpec]):
+    """name -> spec, each imported on first use (a broker's client library loads only when
+    that broker is asked for)."""
+
+    def __getitem__(self, name: str) -> BackendSpec:
+        return _load_spec(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULES)
+
+    def __len__(self) -> int:
+        return len(MODULES)
+
+
+@functools.cache
+def _load_spec(name: str) -> BackendSpec:
+    if name not in MODULES:
+        raise KeyError(name)
+    try:
+        module = importlib.import_module(MODULES[name])
+    except ImportError as exc:
+        raise ConfigError("backend", name, f"its client library does not import ({exc}); "
+                                           f"install it with pip") from None
+    return module.SPEC
+
+
+REGISTRY: Mapping[str, BackendSpec] = _Registry()
 
 DEFAULT_BACKEND = "redis"
 
 
 def backend_names(*, runnable: bool = False) -> tuple[str, ...]:
     """Registered names; ``runnable``: only brokers that worker processes can share."""
-    return tuple(n for n, s in REGISTRY.items() if not runnable or s.default_port)
+    return tuple(n for n in MODULES if not runnable or REGISTRY[n].shared)
 
 
 def get_spec(name: str) -> BackendSpec:
     try:
         return REGISTRY[name]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError):  # TypeError: an unhashable value from a config file
         raise ConfigError("backend", name, f"one of {', '.join(backend_names(runnable=True))}"
                           ) from None
 

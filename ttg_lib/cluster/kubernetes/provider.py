@@ -244,7 +244,8 @@ class KubernetesCluster(Cluster):
 
     def _info(self, pod: dict[str, Any]) -> WorkerInfo:
         name = pod["metadata"]["name"]
-        return WorkerInfo(name=name, ident=name, state=WorkerState(pod_state(pod, name in self._killed)),
+        state = WorkerState(pod_state(pod, name in self._killed))
+        return WorkerInfo(name=name, ident=name, state=state,
                           started_at=_timestamp(pod["metadata"].get("creationTimestamp")),
                           node=(pod.get("spec") or {}).get("nodeName") or "unscheduled",
                           replaces=self._replaces.get(name))
