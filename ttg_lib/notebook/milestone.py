@@ -8,12 +8,12 @@ from typing import Any
 
 from .. import report
 from ..config import ConfigError
+from ..paths import resolve_output_dir
 from ..record import list_runs
 from .charts import figure_from_record
 from .display import show, show_html
 from .live import run_quiet
 from .params import build_config
-from .paths import resolve_output_dir
 from .records import load_run
 from .tables import milestone_table, queue_stats_table
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunConfig
-from .display import _display
-from .live import _status_line
-from .live_chart import LiveChart
+from ..paths import resolve_output_dir
+from .charts import LiveChart
+from .display import ipython_display
+from .live import status_line
 from .params import build_config, notebook_scale
-from .paths import resolve_output_dir
-from .records import _load_json
+from .records import load_json
 from .tables import html_table, verdict_html
 
 
@@ -76,7 +76,7 @@ class SupervisorPanel:
 
     # ui plumbing
     def display(self) -> SupervisorPanel:
-        _display(self.box)
+        ipython_display(self.box)
         return self
 
     def _ipython_display_(self) -> None:
@@ -163,7 +163,7 @@ class SupervisorPanel:
                     self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
                 seen = len(p.events)
                 if time.monotonic() - last_table > 0.5:
-                    self.status.value = _status_line(p, run.config)
+                    self.status.value = status_line(p, run.config)
                     self.workers_html.value = self._workers_markup(run.cluster.worker_status())
                     last_table = time.monotonic()
                 await asyncio.sleep(0.2)
@@ -171,7 +171,7 @@ class SupervisorPanel:
             self.status.value = f"Finishing ({run.state}): stopping workers, verifying…"
             self._buttons_finishing()
             summary = await loop.run_in_executor(None, run.finish)
-            self.workers_html.value = self._workers_markup(_load_json(
+            self.workers_html.value = self._workers_markup(load_json(
                 Path(summary["record_dir"]) / "workers.json", []))
             self.summary = summary
             self.status.value = verdict_html(summary)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..paths import record_dir
 from ..record import load_summary
-from .paths import record_dir
 
 
 def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -23,7 +23,8 @@ def _run_ids(runs_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in runs_dir.glob("*/summary.json"))
 
 
-def _load_json(path: Path, default: Any) -> Any:
+def load_json(path: Path, default: Any) -> Any:
+    """A record file's JSON, or ``default`` when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -31,7 +32,7 @@ def _load_json(path: Path, default: Any) -> Any:
 
 
 def queue_stats(summary: dict[str, Any]) -> dict[str, Any] | None:
-    return _load_json(Path(summary["record_dir"]) / "queue_stats.json", None)
+    return load_json(Path(summary["record_dir"]) / "queue_stats.json", None)
 
 
 def check_verified(summary: dict[str, Any]) -> None:
