@@ -103,7 +103,7 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert any("application/vnd.plotly.v1+json" in k and "text/html" in k for k in kinds)
     assert not any("application/vnd.jupyter.widget-view+json" in k for k in kinds)
 
-    from ttg_lib.htmlreport import export_html
+    from ttg_lib.report.html import export_html
 
     page = export_html(dest, tmp_path / f"{case}.html").read_text()
     assert page.count("plotly.js v") == 1, "plotly.js must be embedded exactly once"
@@ -140,7 +140,7 @@ def test_output_dir_is_relative_to_the_repo_root(tmp_path: Path, monkeypatch) ->
 def reports(executed, nb_env: Path) -> Path:
     from click.testing import CliRunner
 
-    from ttg_lib.htmlreport import report_command
+    from ttg_lib.commands.report import report as report_command
 
     for case in CASES:
         executed(case)

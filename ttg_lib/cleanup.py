@@ -10,24 +10,13 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends import BrokerUnavailable, ExpiringLock, Producer, RunLocked, open_producer
+from .cleanup_report import CleanupReport
 from .procs import all_ledgers, stop_entry
 
-
-@dataclass
-class CleanupReport:
-    dry_run: bool
-    removed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        verb = "would remove" if self.dry_run else "removed"
-        out = [f"{verb}: {item}" for item in self.removed]
-        out += [f"skipped: {item}" for item in self.skipped]
-        return out or ["nothing of TTG's to clean up"]
+__all__ = ["CleanupReport", "cleanup", "cleanup_processes", "cleanup_queues"]
 
 
 def cleanup_processes(output_dir: Path, run_id: str | None, dry_run: bool,

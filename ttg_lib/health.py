@@ -1,14 +1,13 @@
-"""Liveness/readiness probe: exit 0 while the worker's heartbeat file is fresh.
+"""Liveness/readiness probe: is the worker's heartbeat file fresh?
 
 Used by the Kubernetes probes and the image's HEALTHCHECK:
-``python -m ttg_lib.health --file /tmp/ttg/heartbeat --max-age 15``.
+``python -m ttg_lib.health --file /tmp/ttg/heartbeat --max-age 15`` (the command line is
+:mod:`ttg_lib.commands.health`, also ``ttg health``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -28,15 +27,7 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
     return True, f"ok: {beat.get('state')}, heartbeat {age:.1f}s ago"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ttg_lib.health")
-    parser.add_argument("--file", default="/tmp/ttg/heartbeat", type=Path)
-    parser.add_argument("--max-age", default=15.0, type=float)
-    args = parser.parse_args(argv)
-    ok, message = check(args.file, args.max_age)
-    print(message, file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from ttg_lib.commands.health import health
+
+    health.main(prog_name="python -m ttg_lib.health")

@@ -55,6 +55,14 @@ def load_summary(record_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(record_dir) / "summary.json").read_text())
 
 
+def load_json(path: Path, default: Any) -> Any:
+    """A record file's JSON, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():

@@ -9,7 +9,6 @@ worker exits 0; a broker outage is ridden out with capped, jittered backoff.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -370,33 +369,7 @@ def _tighten_timer_slack() -> None:
             pass
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ttg_lib.worker",
-        description="Run one TTG worker. Every option falls back to its TTG_* environment "
-                    "variable, so the same image serves local processes and Kubernetes pods.")
-    parser.add_argument("--backend", choices=("redis", "rabbitmq"))
-    parser.add_argument("--url", help="broker URL (default: TTG_REDIS_URL / TTG_RABBITMQ_URL)")
-    parser.add_argument("--run-id", dest="run_id")
-    parser.add_argument("--name", help="worker name (default: host-pid)")
-    parser.add_argument("--lease-s", dest="lease_s", type=float)
-    parser.add_argument("--heartbeat-file", dest="heartbeat_file")
-    parser.add_argument("--max-chunks", dest="max_chunks", type=int)
-    parser.add_argument("--idle-exit-s", dest="idle_exit_s", type=float)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = WorkerSettings.from_env(**vars(args))
-    if settings.backend not in ("redis", "rabbitmq"):
-        print(f"ttg worker: invalid TTG_BACKEND={settings.backend!r}: one of redis, rabbitmq",
-              file=sys.stderr)
-        return 2
-    worker = Worker(settings)
-    worker.install_signal_handlers()
-    return worker.run()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from ttg_lib.commands.worker import worker
+
+    worker.main(prog_name="python -m ttg_lib.worker")

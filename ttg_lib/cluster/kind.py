@@ -13,12 +13,10 @@ writes a marker holding the control-plane container's id, ``delete_cluster`` com
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,24 +275,7 @@ def provision(action: str = "status", backend: str = "redis", build: bool = True
     return [delete_cluster(force=force)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ttg_lib.cluster.kind",
-                                     description="Provision TTG's Kind cluster.")
-    parser.add_argument("action", choices=ACTIONS, nargs="?", default="status")
-    parser.add_argument("--backend", default="redis", choices=("redis", "rabbitmq", "both"))
-    parser.add_argument("--no-build", action="store_true", help="skip docker build / kind load")
-    parser.add_argument("--force", action="store_true",
-                        help="delete-cluster even without TTG's creation marker")
-    args = parser.parse_args(argv)
-    try:
-        for line in provision(args.action, args.backend, build=not args.no_build,
-                              force=args.force):
-            print(line)
-    except ClusterError as exc:
-        print(f"ttg kind: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from ttg_lib.commands.kind import kind
+
+    kind.main(prog_name="python -m ttg_lib.cluster.kind")

@@ -17,42 +17,48 @@ Charts follow three rules learned the hard way:
 
 The package, one module per concept:
 
-* :mod:`.paths`: the repository root, the output directory, a run's record directory;
+* :mod:`ttg_lib.paths` (re-exported): the repository root, the output directory, a run's
+  record directory;
 * :mod:`.params`: notebook parameters -> :class:`ttg_lib.config.RunConfig`;
 * :mod:`.display`: plotly setup and showing figures and HTML (offline plotly.js);
 * :mod:`.records`: reading a finished run back from its record;
-* :mod:`.chart_data`: samples, throughput and event markers;
-* :mod:`.charts`: the static plotly figures;
-* :mod:`.live_chart`: the live FigureWidget chart;
+* :mod:`.charts`: chart data (samples, throughput, event markers), the static plotly
+  figures and the live FigureWidget chart;
 * :mod:`.live`: driving a run from a cell (``run_live``, ``run_quiet``);
 * :mod:`.tables`: HTML tables and verdicts;
 * :mod:`.milestone`: the milestone matrix and rendering chosen runs;
 * :mod:`.panel`: the ipywidgets supervisor panel.
 
 Everything public is re-exported here, so ``from ttg_lib import notebook as nb`` and
-``nb.<name>`` work as before.
+``nb.<name>`` work as before. The tables and verdicts build on :mod:`ttg_lib.report`; the
+report package never imports this one.
 """
 
 from __future__ import annotations
 
-from .chart_data import THROUGHPUT_WINDOW_S, marks_from_events, sample_from_progress, throughput
+from ..paths import OUTPUT_ENV, record_dir, repo_root, resolve_output_dir
 from .charts import (
     COLORS,
     MARK_STYLE,
     QUEUE_NAMES,
+    REDRAW_S,
+    SAMPLE_S,
+    THROUGHPUT_WINDOW_S,
+    LiveChart,
     comparison_figure,
     figure_from_record,
+    marks_from_events,
     queue_figure,
     run_title,
+    sample_from_progress,
+    throughput,
     timeline_figure,
 )
 from .display import figure_bundle, in_ipython, setup, show, show_html
 from .live import run_live, run_quiet
-from .live_chart import REDRAW_S, SAMPLE_S, LiveChart
 from .milestone import MATRIX, render_run, run_matrix, select_runs
 from .panel import SupervisorPanel
 from .params import SCALE_ENV, build_config, describe, notebook_scale
-from .paths import OUTPUT_ENV, record_dir, repo_root, resolve_output_dir
 from .records import check_verified, load_run, queue_stats
 from .tables import (
     TABLE_CSS,

@@ -1,24 +1,114 @@
-"""Plotly figures: the queue chart, the chunk timeline and the run comparison."""
+"""Queue charts: the samples they are drawn from, the static plotly figures, the live chart.
+
+* data: one sample per :class:`ttg_lib.run.Progress` (shaped like ``samples.jsonl``),
+  sliding-window throughput, and markers for the fault and every worker death;
+* static figures: the queue chart, the chunk timeline and the run comparison, drawn from
+  a run record only;
+* :class:`LiveChart`: a FigureWidget fed from the loop that drives a run, replaced by the
+  static figure of the record when the run ends.
+"""
 
 from __future__ import annotations
 
 import html
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import report
-from ..record import read_jsonl
-from .chart_data import _final_sample, _series, _t0_wall, marks_from_events, throughput
-from .records import _load_json
+from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
+from ..record import load_json, read_jsonl
+from .display import figure_bundle, in_ipython, ipython_display, show
 
-QUEUE_NAMES = {
-    "redis": {"tasks": "ttg:tasks", "results": "ttg:results", "retry": "ttg:tasks:retry",
-              "dlq": "ttg:tasks:dlq"},
-    "rabbitmq": {"tasks": "ttg.tasks", "results": "ttg.results", "retry": "ttg.tasks.retry",
-                 "dlq": "ttg.tasks.dlq"},
-}
+# -- chart data: samples, throughput, event markers ------------------------------------
+THROUGHPUT_WINDOW_S = 2.0
+
+
+def sample_from_progress(progress: Any) -> dict[str, Any]:
+    """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
+    row: dict[str, Any] = {"t": round(progress.elapsed_s, 3), "completed":
+                           progress.chunks_completed, "failed": progress.chunks_failed,
+                           "params_done": progress.params_done,
+                           "live_workers": progress.live_workers}
+    if progress.stats:
+        for role in ("tasks", "results", "retry", "dlq"):
+            row[role] = progress.stats[role]["messages"]
+        row["consumers"] = progress.stats["tasks"]["consumers"]
+    return row
+
+
+def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
+               ) -> tuple[list[float], list[float]]:
+    """Params per second over a sliding window, one value per sample."""
+    xs, ys = [], []
+    j = 0
+    for i, s in enumerate(samples):
+        while j < i and s["t"] - samples[j]["t"] > window_s:
+            j += 1
+        dt = s["t"] - samples[j]["t"]
+        xs.append(s["t"])
+        ys.append(round((s["params_done"] - samples[j]["params_done"]) / dt, 2) if dt > 0
+                  else 0.0)
+    return xs, ys
+
+
+def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
+                      fault: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Vertical markers on the run's time axis: the fault injection and every worker
+    death and replacement (initial starts and the final stops are not marked)."""
+    marks = []
+    fault_worker = (fault or {}).get("killed_worker")
+    for e in events:
+        kind = e["event"]
+        if kind not in ("killed", "died", "replaced", "frozen"):
+            continue
+        t = round(e["t"] - t0_wall, 3)
+        if kind == "killed" and e["worker"] == fault_worker:
+            label, kind = f"fault: {e['worker']} killed", "fault"
+            fault_worker = None
+        elif kind == "replaced":
+            label = f"{e['worker']} {e.get('detail', '').split(', ')[-1]}".strip()
+        else:
+            label = f"{e['worker']} {kind}"
+        marks.append({"t": t, "kind": kind, "label": label})
+    return marks
+
+
+def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
+    rows = [s for s in samples if key in s]
+    return [s["t"] for s in rows], [s[key] for s in rows]
+
+
+def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
+    for s in samples:
+        if "wall" in s:
+            return s["wall"] - s["t"]
+    return None
+
+
+def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
+                  stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The end state, when the last periodic sample came before the last result: queue
+    depths from queue_stats.json, progress from summary.json, at the last result's time."""
+    if not samples or not stats or summary.get("runtime_s") is None:
+        return None
+    last = samples[-1]
+    if last.get("completed", 0) >= summary.get("chunks_completed", 0):
+        return None
+    row = {**last, "t": max(last["t"], summary["runtime_s"]),
+           "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
+           "params_done": summary.get("params_verified", last.get("params_done", 0))}
+    for role in ("tasks", "results", "retry", "dlq"):
+        if role in stats:
+            row[role] = stats[role]["messages"]
+    row.pop("wall", None)
+    return row
+
+
+# -- static figures, drawn from a run record --------------------------------------------
+QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
 
 COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "#d62728",
           "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf"}
@@ -29,7 +119,7 @@ MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
 
 
 def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:
-    names = QUEUE_NAMES.get(backend, QUEUE_NAMES["rabbitmq"])
+    names = QUEUE_NAMES.get(backend, QUEUE_NAMES[DEFAULT_BACKEND])
     return [("tasks", names["tasks"], False), ("results", names["results"], False),
             ("retry", names["retry"], False), ("dlq", names["dlq"], False),
             ("consumers", "consumers", True), ("live_workers", "live workers", True)]
@@ -57,7 +147,7 @@ def _mark_layout(marks: list[dict[str, Any]], outages: Iterable[dict[str, Any]] 
 
 
 def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
-                 backend: str = "rabbitmq", title: str = "TTG queues",
+                 backend: str = DEFAULT_BACKEND, title: str = "TTG queues",
                  outages: Iterable[dict[str, Any]] = ()) -> Any:
     """Queue depths, consumers and live workers over time, throughput in a second panel."""
     import plotly.graph_objects as go
@@ -94,17 +184,17 @@ def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
 def figure_from_record(path: str | os.PathLike[str], title: str | None = None) -> Any:
     """The queue chart of a finished run, drawn only from its record."""
     path = Path(path)
-    summary = _load_json(path / "summary.json", {})
-    config = _load_json(path / "config.json", {})
+    summary = load_json(path / "summary.json", {})
+    config = load_json(path / "config.json", {})
     samples = read_jsonl(path / "samples.jsonl")
-    final = _final_sample(summary, samples, _load_json(path / "queue_stats.json", None))
+    final = _final_sample(summary, samples, load_json(path / "queue_stats.json", None))
     if final is not None:
         samples = samples + [final]
-    events = _load_json(path / "events.json", {})
+    events = load_json(path / "events.json", {})
     t0 = _t0_wall(samples)
     marks = (marks_from_events(events.get("workers", []), t0, events.get("fault"))
              if t0 is not None else [])
-    backend = summary.get("backend") or config.get("backend", "rabbitmq")
+    backend = summary.get("backend") or config.get("backend", DEFAULT_BACKEND)
     return queue_figure(samples, marks, backend=backend,
                         title=title or run_title(summary or {"run_id": path.name,
                                                              "backend": backend}),
@@ -141,7 +231,7 @@ def timeline_figure(path: str | os.PathLike[str]) -> Any:
             customdata=[[c["chunk_id"], c["attempt"]] for c in rows],
             hovertemplate="chunk %{customdata[0]} (attempt %{customdata[1]})<br>"
                           "%{base:.2f}s + %{x:.2f}s<extra></extra>"))
-    events = _load_json(path / "events.json", {})
+    events = load_json(path / "events.json", {})
     if samples and t0:
         shapes, notes = _mark_layout(marks_from_events(events.get("workers", []), t0,
                                                        events.get("fault")))
@@ -175,3 +265,98 @@ def comparison_figure(summaries: list[dict[str, Any]]) -> Any:
     fig.update_layout(title={"text": "Runs side by side"}, height=420, barmode="group",
                       legend={"orientation": "h", "y": -0.3})
     return fig
+
+
+# -- the live chart ------------------------------------------------------------------
+SAMPLE_S = 0.5
+REDRAW_S = 0.5
+
+
+class LiveChart:
+    """A FigureWidget fed from the loop that drives the run; ends as a static figure.
+
+    Call :meth:`observe` after each ``run.step()``; it records a sample every
+    ``SAMPLE_S`` seconds and redraws at most every ``REDRAW_S``, so the chart never
+    slows the run down. :meth:`finish` swaps the widget for the static figure of the
+    record (the only thing a saved notebook or an HTML export can keep).
+    """
+
+    def __init__(self, backend: str = DEFAULT_BACKEND, title: str = "TTG queues (live)",
+                 live: bool = True):
+        self.backend = backend
+        self.samples: list[dict[str, Any]] = []
+        self.marks: list[dict[str, Any]] = []
+        self.t0_wall: float | None = None
+        self._seen_events = 0
+        self._last_redraw = 0.0
+        self._dirty = False
+        self._fault: dict[str, Any] | None = None
+        self.figure = queue_figure([], [], backend=backend, title=title)
+        self.widget = None
+        self.handle = None
+        if live:
+            try:
+                import plotly.graph_objects as go
+
+                self.widget = go.FigureWidget(self.figure)
+            except (ImportError, ValueError):  # no anywidget/ipywidgets: static only
+                self.widget = None
+
+    def display(self) -> LiveChart:
+        if in_ipython():
+            target = self.widget if self.widget is not None else figure_bundle(self.figure)
+            self.handle = ipython_display(target, display_id=True, raw=self.widget is None)
+        return self
+
+    def observe(self, progress: Any, run: Any = None, force: bool = False) -> None:
+        if run is not None and self.t0_wall is None and getattr(run, "t0", None) is not None:
+            self.t0_wall = time.time() - run.elapsed_s
+        if run is not None and getattr(run, "fault", None) and self._fault is None:
+            self._fault = run.fault
+        if self.t0_wall is None:
+            return  # workers still starting: the time axis begins at the first task
+        if force or not self.samples or progress.elapsed_s - self.samples[-1]["t"] >= SAMPLE_S:
+            self.samples.append(sample_from_progress(progress))
+            self._dirty = True
+        if len(progress.events) > self._seen_events:
+            self.marks = marks_from_events(progress.events, self.t0_wall, self._fault)
+            self._seen_events = len(progress.events)
+            self._dirty = True
+        now = time.monotonic()
+        if self._dirty and (force or now - self._last_redraw >= REDRAW_S):
+            self.redraw()
+            self._last_redraw = now
+
+    def redraw(self) -> None:
+        self._dirty = False
+        if self.widget is None:
+            return
+        fig = self.widget
+        shapes, notes = _mark_layout(self.marks)
+        titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
+        with fig.batch_update():
+            for i, (key, _name, _sec) in enumerate(_trace_specs(self.backend)):
+                xs, ys = _series(self.samples, key)
+                fig.data[i].x, fig.data[i].y = xs, ys
+            tx, ty = throughput(self.samples)
+            fig.data[-1].x, fig.data[-1].y = tx, ty
+            fig.layout.shapes = shapes
+            fig.layout.annotations = list(titles) + notes
+
+    @property
+    def points(self) -> int:
+        return len(self.samples)
+
+    def finish(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Replace the live widget by the static figure of the record (or of the samples)."""
+        fig = (figure_from_record(path) if path is not None and
+               (Path(path) / "samples.jsonl").exists()
+               else queue_figure(self.samples, self.marks, backend=self.backend))
+        self.figure = fig
+        if self.handle is not None:
+            self.handle.update(figure_bundle(fig), raw=True)
+        elif in_ipython():
+            show(fig)
+        if self.widget is not None:
+            self.widget.close()
+        return fig

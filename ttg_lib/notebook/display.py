@@ -16,7 +16,8 @@ def setup(renderer: str = "plotly_mimetype+notebook") -> None:
     pio.templates.default = "plotly_white"
 
 
-def _display(obj: Any, **kwargs: Any) -> Any:
+def ipython_display(obj: Any, **kwargs: Any) -> Any:
+    """IPython's display(), imported only when something is shown."""
     from IPython.display import display
 
     return display(obj, **kwargs)
@@ -56,26 +57,27 @@ def show(fig: Any) -> None:
     if not in_ipython():
         fig.show()
         return
-    _display(figure_bundle(fig), raw=True)
+    ipython_display(figure_bundle(fig), raw=True)
 
 
 def show_html(markup: str) -> None:
     """Display HTML (tables, verdicts); plain text outside IPython."""
     if not in_ipython():
-        print(_strip_tags(markup))
+        print(strip_tags(markup))
         return
-    _display({"text/html": markup, "text/plain": _strip_tags(markup)}, raw=True)
+    ipython_display({"text/html": markup, "text/plain": strip_tags(markup)}, raw=True)
 
 
-def _html_handle(markup: str) -> Any:
+def html_handle(markup: str) -> Any:
     """An updatable HTML output (status lines); None outside IPython."""
     if not in_ipython():
         return None
-    return _display({"text/html": markup, "text/plain": _strip_tags(markup)}, raw=True,
-                    display_id=True)
+    return ipython_display({"text/html": markup, "text/plain": strip_tags(markup)}, raw=True,
+                           display_id=True)
 
 
-def _strip_tags(markup: str) -> str:
+def strip_tags(markup: str) -> str:
+    """The text of an HTML snippet, for plain-text outputs."""
     import re
 
     markup = re.sub(r"<style.*?</style>", "", markup, flags=re.S)

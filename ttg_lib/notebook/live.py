@@ -7,11 +7,12 @@ import time
 from typing import Any
 
 from ..config import RunConfig
-from .display import _html_handle, _strip_tags
-from .live_chart import REDRAW_S, LiveChart
+from .charts import REDRAW_S, LiveChart
+from .display import html_handle, strip_tags
 
 
-def _status_line(p: Any, cfg: RunConfig) -> str:
+def status_line(p: Any, cfg: RunConfig) -> str:
+    """One HTML line of a run's progress (the live cell and the supervisor panel)."""
     rate = p.params_done / p.elapsed_s if p.elapsed_s else 0.0
     return (f"<b>{html.escape(cfg.run_id)}</b>: {p.state}, "
             f"{p.chunks_completed + p.chunks_failed}/{p.chunks_total} chunks, "
@@ -29,7 +30,7 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
 
     live = LiveChart(config.backend, title=f"TTG queues, live: {config.run_id}") if chart \
         else None
-    status = _html_handle(f"<b>{html.escape(config.run_id)}</b>: starting {config.workers} "
+    status = html_handle(f"<b>{html.escape(config.run_id)}</b>: starting {config.workers} "
                           f"workers on {config.backend}…")
     if live is not None:
         live.display()
@@ -42,14 +43,14 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
                 if live is not None:
                     live.observe(p, run)
                 if status is not None and time.monotonic() - last >= REDRAW_S:
-                    status.update({"text/html": _status_line(p, config)}, raw=True)
+                    status.update({"text/html": status_line(p, config)}, raw=True)
                     last = time.monotonic()
         except KeyboardInterrupt:
             run.stop()
         final = run.progress()
         summary = run.finish()
         if status is not None:
-            status.update({"text/html": _status_line(final, config)}, raw=True)
+            status.update({"text/html": status_line(final, config)}, raw=True)
     if live is not None:
         live.finish(summary["record_dir"])
     return summary
@@ -59,14 +60,14 @@ def run_quiet(config: RunConfig, label: str = "") -> dict[str, Any]:
     """A run with one updating status line (the milestone matrix)."""
     from ..run import Run
 
-    status = _html_handle(f"{html.escape(label)} starting…")
+    status = html_handle(f"{html.escape(label)} starting…")
     last = 0.0
     with Run(config) as run:
         run.start()
         while not run.done:
             p = run.step(0.1)
             if status is not None and time.monotonic() - last > 0.5:
-                status.update({"text/html": f"{html.escape(label)} " + _status_line(p, config)},
+                status.update({"text/html": f"{html.escape(label)} " + status_line(p, config)},
                               raw=True)
                 last = time.monotonic()
         summary = run.finish()
@@ -76,5 +77,5 @@ def run_quiet(config: RunConfig, label: str = "") -> dict[str, Any]:
     if status is not None:
         status.update({"text/html": line}, raw=True)
     else:
-        print(_strip_tags(line))
+        print(strip_tags(line))
     return summary

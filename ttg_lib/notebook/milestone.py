@@ -7,24 +7,25 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import report
+from ..backends import backend_names
 from ..config import ConfigError
+from ..paths import resolve_output_dir
 from ..record import list_runs
 from .charts import figure_from_record
 from .display import show, show_html
 from .live import run_quiet
 from .params import build_config
-from .paths import resolve_output_dir
 from .records import load_run
 from .tables import milestone_table, queue_stats_table
 
-MATRIX = (("redis", False), ("rabbitmq", False), ("redis", True), ("rabbitmq", True))
+MATRIX = tuple((b, fault) for fault in (False, True) for b in backend_names(runnable=True))
 
 
 def run_matrix(*, scale: str | None = None, repeats: int = 1, workers: int = 3,
                kill_at: float = 0.3, output_dir: str | None = None,
-               backends: Iterable[str] = ("redis", "rabbitmq"), **overrides: Any
+               backends: Iterable[str] = backend_names(runnable=True), **overrides: Any
                ) -> list[dict[str, Any]]:
-    """The milestone's four runs (Redis/RabbitMQ × no fault/fault), ``repeats`` times each."""
+    """The milestone's four runs (each broker × no fault/fault), ``repeats`` times each."""
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError("repeats", repeats, "a whole number of at least 1")
     chosen = [b.strip() for b in (backends.split(",") if isinstance(backends, str)

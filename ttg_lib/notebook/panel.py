@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig
-from .display import _display
-from .live import _status_line
-from .live_chart import LiveChart
+from ..backends import DEFAULT_BACKEND, env_urls
+from ..config import BACKENDS, ConfigError, RunConfig
+from ..paths import resolve_output_dir
+from ..record import load_json
+from .charts import LiveChart
+from .display import ipython_display
+from .live import status_line
 from .params import build_config, notebook_scale
-from .paths import resolve_output_dir
-from .records import _load_json
 from .tables import html_table, verdict_html
 
 
@@ -36,7 +37,7 @@ class SupervisorPanel:
         self.task: asyncio.Future[Any] | None = None
         self.chart: LiveChart | None = None
         self.summary: dict[str, Any] | None = None
-        self.backend = w.ToggleButtons(options=["redis", "rabbitmq"], value="redis",
+        self.backend = w.ToggleButtons(options=list(BACKENDS), value=DEFAULT_BACKEND,
                                        description="Backend")
         self.scale = w.Dropdown(options=["tiny", "small", "medium"],
                                 value=notebook_scale(scale) if notebook_scale(scale) in
@@ -76,7 +77,7 @@ class SupervisorPanel:
 
     # ui plumbing
     def display(self) -> SupervisorPanel:
-        _display(self.box)
+        ipython_display(self.box)
         return self
 
     def _ipython_display_(self) -> None:
@@ -163,7 +164,7 @@ class SupervisorPanel:
                     self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
                 seen = len(p.events)
                 if time.monotonic() - last_table > 0.5:
-                    self.status.value = _status_line(p, run.config)
+                    self.status.value = status_line(p, run.config)
                     self.workers_html.value = self._workers_markup(run.cluster.worker_status())
                     last_table = time.monotonic()
                 await asyncio.sleep(0.2)
@@ -171,7 +172,7 @@ class SupervisorPanel:
             self.status.value = f"Finishing ({run.state}): stopping workers, verifying…"
             self._buttons_finishing()
             summary = await loop.run_in_executor(None, run.finish)
-            self.workers_html.value = self._workers_markup(_load_json(
+            self.workers_html.value = self._workers_markup(load_json(
                 Path(summary["record_dir"]) / "workers.json", []))
             self.summary = summary
             self.status.value = verdict_html(summary)
@@ -213,8 +214,7 @@ class SupervisorPanel:
             return
         from ..cleanup import cleanup
 
-        cfg = build_config(backend=self.backend.value, scale=self.scale.value)
-        brokers = {"redis": cfg.redis_url, "rabbitmq": cfg.rabbitmq_url}
+        brokers = env_urls()
         # cleanup() itself leaves the queues of a broker whose run lock is held alone
         rep = cleanup(output_dir=self.output_dir, backends=brokers, processes=True,
                       queues=True)

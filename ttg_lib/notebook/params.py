@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from ..config import RunConfig
-from .paths import resolve_output_dir
+from ..paths import resolve_output_dir
 
 SCALE_ENV = "TTG_NOTEBOOK_SCALE"
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from ..record import load_summary
-from .paths import record_dir
+from ..paths import record_dir
+from ..record import load_json, load_summary
 
 
 def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -23,15 +22,10 @@ def _run_ids(runs_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in runs_dir.glob("*/summary.json"))
 
 
-def _load_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
 
 
 def queue_stats(summary: dict[str, Any]) -> dict[str, Any] | None:
-    return _load_json(Path(summary["record_dir"]) / "queue_stats.json", None)
+    return load_json(Path(summary["record_dir"]) / "queue_stats.json", None)
 
 
 def check_verified(summary: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from .api import Api, make_api_client, resolve_context
 from .labels import NAMESPACE, RUN_LABEL, TTG_SELECTOR, run_label
 
 if TYPE_CHECKING:
-    from ...cleanup import CleanupReport
+    from ...cleanup_report import CleanupReport
 
 # Deletion order for cleanup: workloads first (their pods go with them), then the rest.
 CLEANUP_KINDS = ("Deployment", "StatefulSet", "Service", "NetworkPolicy", "ConfigMap", "Secret",

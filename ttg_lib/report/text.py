@@ -7,7 +7,11 @@ comes from a summary.json written by a run.
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
+
+from ..backends import REGISTRY, backend_names, get_spec
+from ..record import load_json
 
 Row = tuple[str, str, str]  # metric, target, observed
 
@@ -84,7 +88,10 @@ def queue_stats_rows(stats: dict[str, Any]) -> list[tuple[str, Any, Any, Any, An
     return rows
 
 
-RECOVERY = {"redis": "XAUTOCLAIM after a 2 s lease", "rabbitmq": "Requeue on disconnect"}
+def recovery_method(s: dict[str, Any]) -> str:
+    """How the run's broker brings a dead worker's chunk back, with the run's own lease."""
+    config = load_json(Path(s["record_dir"]) / "config.json", {}) if s.get("record_dir") else {}
+    return get_spec(s["backend"]).recovery_text(config.get("lease_s", 2.0))
 
 
 def comparison_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -96,7 +103,7 @@ def comparison_rows(summaries: list[dict[str, Any]]) -> tuple[list[str], list[li
         ("Runtime", lambda g: f"{_median(g, 'runtime_s'):.1f}s"),
         ("Throughput", lambda g: f"{_median(g, 'throughput_params_s'):.1f} p/s"),
         ("Efficiency", lambda g: _pct(_median(g, "efficiency"), 1)),
-        ("Recovery method", lambda g: RECOVERY[g[0]["backend"]]),
+        ("Recovery method", lambda g: recovery_method(g[0])),
         ("Recovery time", lambda g: _recovery(g)),
         ("DLQ", lambda g: f"{_median(g, 'dlq_count'):.0f}"),
         ("Data loss", lambda g: "ZERO" if all(data_loss(s) == "ZERO" for s in g)
@@ -114,12 +121,18 @@ def _recovery(group: list[dict[str, Any]]) -> str:
 
 
 def run_label(s: dict[str, Any]) -> str:
-    backend = {"redis": "Redis", "rabbitmq": "RabbitMQ"}.get(s["backend"], s["backend"])
-    return f"{backend} ({'fault' if s.get('fault') else 'no fault'})"
+    return f"{_title(s['backend'])} ({'fault' if s.get('fault') else 'no fault'})"
+
+
+def _title(backend: str) -> str:
+    return REGISTRY[backend].title if backend in REGISTRY else backend
 
 
 def group_runs(summaries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    order = ["Redis (no fault)", "RabbitMQ (no fault)", "Redis (fault)", "RabbitMQ (fault)"]
+    """Runs by label, in the milestone document's order: every broker without a fault, then
+    every broker with one."""
+    order = [f"{_title(b)} ({fault})" for fault in ("no fault", "fault")
+             for b in backend_names(runnable=True)]
     groups: dict[str, list[dict[str, Any]]] = {}
     for s in summaries:
         groups.setdefault(run_label(s), []).append(s)
@@ -144,15 +157,16 @@ def key_observations(summaries: list[dict[str, Any]]) -> list[str]:
     lossless = all(data_loss(s) == "ZERO" for s in summaries)
     out.append(f"{'All' if complete else 'Not all'} {len(summaries)} runs completed every chunk; "
                f"data loss: {'ZERO in every run' if lossless else 'see the table'}.")
+    titles = [_title(b) for b in backend_names(runnable=True)]
     for fault in ("no fault", "fault"):
-        redis_g, rabbit_g = groups.get(f"Redis ({fault})"), groups.get(f"RabbitMQ ({fault})")
-        if redis_g and rabbit_g:
-            r, q = _median(redis_g, "runtime_s"), _median(rabbit_g, "runtime_s")
-            faster, slower = ("Redis", "RabbitMQ") if r <= q else ("RabbitMQ", "Redis")
+        timed = sorted((_median(groups[f"{t} ({fault})"], "runtime_s"), t) for t in titles
+                       if groups.get(f"{t} ({fault})"))
+        if len(timed) >= 2:
+            (r, faster), (q, slower) = timed[0], timed[-1]
             out.append(f"{fault.capitalize()}: {faster} was faster than {slower} by "
                        f"{abs(q - r) / max(r, q) * 100:.1f}% ({min(r, q):.1f}s vs "
                        f"{max(r, q):.1f}s).")
-    for backend in ("Redis", "RabbitMQ"):
+    for backend in titles:
         base, hit = groups.get(f"{backend} (no fault)"), groups.get(f"{backend} (fault)")
         if base and hit:
             slow = _median(hit, "runtime_s") / _median(base, "runtime_s") - 1

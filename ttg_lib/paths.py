@@ -1,4 +1,8 @@
-"""Where notebooks read and write: the repository root and the output directory."""
+"""Where runs are read and reports written: the repository root and the output directory.
+
+Shared by the notebooks (:mod:`ttg_lib.notebook` re-exports these names) and the HTML
+reports (:mod:`ttg_lib.report.html`), so neither depends on the other for them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ OUTPUT_ENV = "TTG_NOTEBOOK_OUTPUT_DIR"
 
 def repo_root() -> Path:
     """The checkout holding ttg_lib (editable install), else the working directory."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[1]
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
@@ -24,4 +28,5 @@ def resolve_output_dir(output_dir: str | os.PathLike[str] | None = None) -> Path
 
 
 def record_dir(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> Path:
+    """A run's record directory, ``<output dir>/runs/<run_id>``."""
     return resolve_output_dir(output_dir) / "runs" / run_id

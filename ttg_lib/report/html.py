@@ -1,4 +1,4 @@
-"""`ttg report`: execute the report notebooks headless and export them as offline HTML.
+"""HTML reports (``ttg report``): execute the report notebooks headless, export offline HTML.
 
 For every recorded run, ``notebooks/run.ipynb`` is executed by papermill in its
 render mode (``render_run_id``: nothing is run, everything is drawn from the run
@@ -17,16 +17,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import click
-
-from .errors import ReportError
-from .notebook import repo_root, resolve_output_dir
+from ..errors import ReportError
+from ..paths import repo_root, resolve_output_dir
 
 KERNEL = "python3"
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -87,7 +84,7 @@ def export_html(notebook: Path, dest: Path, *, hide_code: bool = False,
 
 
 def _select(output_dir: Path, run_ids: Iterable[str], latest: int) -> list[dict[str, Any]]:
-    from .record import list_runs
+    from ..record import list_runs
 
     runs = list_runs(output_dir)
     wanted = list(run_ids)
@@ -180,27 +177,3 @@ th,td{{border:1px solid #ccc;padding:4px 10px;text-align:left}}th{{background:#f
         indent=2) + "\n")
     return index
 
-
-@click.command("report")
-@click.option("--output-dir", default=None, help="where runs/ is read and reports/ written "
-              "[outputs at the repo root]")
-@click.option("--run", "run_ids", multiple=True, help="only this run (repeatable)")
-@click.option("--latest", type=int, default=0, show_default=True,
-              help="only the newest N runs (0 = all)")
-@click.option("--hide-code", is_flag=True, help="leave code cells out of the HTML")
-@click.option("--no-milestone", is_flag=True, help="skip the milestone summary page")
-@click.option("--milestone-repeats", type=int, default=3, show_default=True,
-              help="newest N runs per matrix cell on the milestone page (0 = all)")
-@click.option("--kernel", default=KERNEL, show_default=True, help="Jupyter kernel name")
-def report_command(output_dir: str | None, run_ids: tuple[str, ...], latest: int,
-                   hide_code: bool, no_milestone: bool, milestone_repeats: int,
-                   kernel: str) -> None:
-    """Execute the report notebooks (papermill) and export HTML into OUTPUT_DIR/reports."""
-    try:
-        index = build_reports(output_dir, run_ids=run_ids, latest=latest, hide_code=hide_code,
-                              milestone=not no_milestone, milestone_repeats=milestone_repeats,
-                              kernel=kernel, log=lambda m: click.echo(m, err=True))
-    except (ReportError, ImportError) as exc:
-        click.echo(click.style("ttg: error: ", fg="red", bold=True) + str(exc), err=True)
-        sys.exit(2)
-    click.echo(str(index))

@@ -1,0 +1,134 @@
+"""`ttg run`: a whole sweep with a progress bar, then the milestone table and the verdict."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..config import BACKENDS, CLUSTERS, SCALES, RunConfig
+from .base import command, fail
+
+console = Console(stderr=True)
+
+
+@command("run")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help="broker [redis]")
+@click.option("--scale", type=click.Choice(tuple(SCALES)), default=None, help="preset [small]")
+@click.option("--workers", type=int, default=None, help="worker count [3]")
+@click.option("--total-params", type=int, default=None, help="override the preset")
+@click.option("--chunk-size", type=int, default=None, help="override the preset")
+@click.option("--work-ms", type=float, default=None, help="simulated ms per param")
+@click.option("--compute", default=None, help="module:function [ttg_lib.compute:placeholder]")
+@click.option("--fault-demo", is_flag=True, default=None, help="SIGKILL one worker mid-run")
+@click.option("--kill-at", type=float, default=None, help="fraction done at the kill [0.3]")
+@click.option("--no-restart", is_flag=True, help="do not replace dead workers")
+@click.option("--cluster", type=click.Choice(CLUSTERS), default=None, help="[local]")
+@click.option("--monitor", type=click.Choice(("cli", "none", "both")), default=None,
+              help="cli: progress bar; none: quiet ('both' is accepted as cli)")
+@click.option("--run-id", default=None)
+@click.option("--output-dir", default=None, help="where runs/ is written [outputs]")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="seconds [auto]")
+@click.option("--sample-s", type=float, default=None, help="queue sampling period [0.5]; 0=off")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="JSON file of settings; flags override it")
+@click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
+@click.option("--dry-run", is_flag=True,
+              help="Kubernetes: print every API operation the run would make; send nothing")
+def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
+        **flags: Any) -> None:
+    """Run a sweep: seed tasks, start workers, verify every result, write the record."""
+    if flags.get("monitor") == "both":
+        flags["monitor"] = "cli"
+    if no_restart:
+        flags["restart"] = "never"
+    config = (RunConfig.from_file(config_file, **flags) if config_file
+              else RunConfig.build(**flags))
+    if dry_run:
+        _print_plan(config, as_json)
+        return
+    try:
+        summary = _run_with_progress(config, quiet=as_json or config.monitor == "none")
+    except KeyboardInterrupt:
+        fail("interrupted; workers stopped. 'ttg cleanup --all --dry-run' lists leftovers")
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    sys.exit(0 if summary["ok"] else 1)
+
+
+def _print_plan(config: RunConfig, as_json: bool) -> None:
+    if config.cluster == "local":
+        fail("--dry-run lists Kubernetes API operations: use it with --cluster kind or k8s")
+    try:
+        from ..cluster.kubernetes import dry_run_plan, format_plan
+    except ImportError as exc:
+        fail(f"--dry-run needs the Kubernetes extra (pip install 'ttg[k8s]'): {exc}")
+    plan = dry_run_plan(config)
+    click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan, config))
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
+    from ..run import Run
+
+    # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
+    # workers stopped, the broker released
+    signal.signal(signal.SIGTERM, _interrupt)
+    with Run(config) as run:
+        if not quiet:
+            console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
+                          f"{config.scale} ({config.total_params:,} params in "
+                          f"{config.chunks_total:,} chunks), {config.workers} workers"
+                          + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
+        run.start()
+        bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                       console=console, disable=quiet, transient=False)
+        with bar:
+            task = bar.add_task("run", total=config.chunks_total, info="")
+            seen_events = 0
+            while not run.done:
+                p = run.step(0.1)
+                rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
+                bar.update(task, completed=p.chunks_completed + p.chunks_failed,
+                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
+                for event in p.events[seen_events:]:
+                    bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
+                                      f"{event['detail']}", highlight=False)
+                seen_events = len(p.events)
+        return run.finish()
+
+
+def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
+    """The milestone table (Target vs Observed), the final queue stats and the verdict."""
+    from ..monitor import stats_table
+    from ..report import milestone_rows
+
+    out = out or Console()
+    title = f"Run {summary['run_id']} ({summary['backend']}, {summary['scale']})"
+    table = Table(title=title)
+    for col in ("Metric", "Target", "Observed"):
+        table.add_column(col)
+    for metric, target, observed in milestone_rows(summary):
+        table.add_row(metric, target, f"[bold]{observed}[/bold]")
+    out.print(table)
+    stats_file = Path(summary["record_dir"]) / "queue_stats.json"
+    if stats_file.exists():
+        out.print(stats_table(json.loads(stats_file.read_text()), "Queue stats after completion"))
+    verdict = ("[bold green]VERIFIED[/bold green]: every param present once and recomputed equal"
+               if summary["ok"] else "[bold red]FAILED[/bold red]: " +
+               "; ".join(summary["problems"][:5]))
+    out.print(verdict)
+    out.print(f"record: {summary['record_dir']}")
