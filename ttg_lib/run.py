@@ -9,6 +9,7 @@ loops over it while it redraws a chart, and the demo's buttons call
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .config import ConfigError, RunConfig
 from .faults import Faults
 from .messages import Result, Task
 from .record import RunRecord, environment
+from .runlock import LockOwner, broker_progress
+from .runlock import acquire as acquire_lock
 from .verify import ResultCollector
 from .worker import peak_rss_mib
 
@@ -42,7 +45,7 @@ class Progress:
     params_done: int
     live_workers: int
     stats: dict[str, Any] | None
-    state: str  # starting | running | broker-down | done | timed-out | stalled
+    state: str  # waiting | starting | running | broker-down | done | timed-out | stalled
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -52,8 +55,10 @@ class Progress:
 
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, say: Callable[[str], None] | None = None):
         self.config = config
+        self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
+        self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         try:
             self.fn = compute.load(config.compute)
         except compute.ComputeImportError as exc:
@@ -106,7 +111,9 @@ class Run:
             self.backend.connect()
         except BrokerUnavailable as exc:
             raise RunError(str(exc)) from None
-        self.backend.acquire_run(cfg.run_id)
+        self.state = "waiting"
+        acquire_lock(self.backend, self.owner, wait=cfg.wait, say=self.say,
+                     progress=lambda: broker_progress(self.backend))  # type: ignore[arg-type]
         self.backend.purge()
         self.backend.declare()
         self.record.write_json("environment.json", environment(self.backend.server_version()))
@@ -151,6 +158,7 @@ class Run:
             self._maybe_renew_lock()
             if self.cluster is not None:
                 self.faults.maybe_demo(self.cluster, self.collector, self.elapsed_s)
+                self._free_exited_workers()
             self._check_end()
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
@@ -221,10 +229,27 @@ class Run:
         except BrokerUnavailable as exc:
             self._broker_down(exc)
 
+    def _free_exited_workers(self) -> None:
+        """A worker the cluster saw end held tasks the broker would free only when their
+        lease runs out: hand them to the other workers now (the lease stays the fallback
+        for what nobody saw die)."""
+        assert self.cluster is not None and self.backend is not None
+        for name in self.cluster.take_exits():
+            try:
+                freed = self.backend.release_pending_of(name)
+            except BrokerUnavailable as exc:
+                self._broker_down(exc)
+                continue  # the lease frees them
+            if freed:
+                self.cluster.book.add("freed", name, f"{freed} task(s) handed to other workers")
+
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
         assert self.cluster is not None
-        return self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
+        info = self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
+        if self.state == "running":
+            self._free_exited_workers()
+        return info
 
     @property
     def fault(self) -> dict[str, Any] | None:
@@ -238,9 +263,10 @@ class Run:
         try:
             self.backend.reconnect()  # type: ignore[union-attr]
             self.backend.declare()  # type: ignore[union-attr]
-            self.backend.acquire_run(self.config.run_id)  # type: ignore[union-attr]
+            self.backend.acquire_run(self.config.run_id,  # type: ignore[union-attr]
+                                     self.owner.encode())
         except BrokerUnavailable:
-            time.sleep(0.2)  # back off before the next step tries again
+            time.sleep(0.05)  # refused at once while down: retry soon, resume within ~0.1 s
 
     def _recovered_from_outage(self) -> None:
         if self._outage_started is None:
@@ -435,13 +461,18 @@ class Run:
             self.abort()
 
 
+def _say(line: str) -> None:
+    print(f"ttg: {line}", file=sys.stderr, flush=True)
+
+
 def make_cluster(config: RunConfig, broker_url: str) -> Cluster:
     if config.cluster == "local":
         from .cluster.local import LocalCluster
 
         return LocalCluster(backend=config.backend, broker_url=broker_url,
                             run_id=config.run_id, record_dir=config.record_dir,
-                            restart=config.restart, lease_s=config.lease_s)
+                            restart=config.restart, lease_s=config.lease_s,
+                            liveness_s=config.liveness_s)
     try:
         from .cluster.kubernetes import KubernetesCluster
     except ImportError as exc:

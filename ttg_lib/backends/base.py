@@ -92,8 +92,20 @@ class Backend(abc.ABC):
         """Create the TTG queues (idempotent)."""
 
     @abc.abstractmethod
-    def acquire_run(self, run_id: str) -> None:
-        """Take the broker for this run or raise RunLocked naming the holder."""
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        """Take the broker for this run or raise RunLocked naming the holder. ``owner``: an
+        opaque record of who holds it (runlock.LockOwner), returned by lock_owner()."""
+
+    def lock_owner(self) -> str | None:
+        """The owner record of the run holding the broker ("" when held by an owner that
+        cannot be read), None when no run holds it."""
+        return None
+
+    def take_over_run(self, stale_owner: str, owner: str) -> bool:
+        """Replace a lock still held under ``stale_owner`` (a process known to be gone) by
+        ``owner``, atomically; False when it changed meanwhile or the broker frees a dead
+        holder's lock by itself (RabbitMQ: exclusive queue)."""
+        return False
 
     @abc.abstractmethod
     def renew_run(self, run_id: str) -> None: ...
@@ -165,6 +177,13 @@ class Backend(abc.ABC):
 
     def leave(self, consumer: str) -> None:
         """A worker stopping cleanly unregisters itself, so consumer counts drop at once."""
+
+    def release_pending_of(self, consumer: str) -> int:
+        """Orchestrator side: ``consumer`` is known dead (its process or pod ended), so make
+        the tasks it held available to other workers now, as if its lease had run out;
+        returns how many. Default 0: the broker requeues them itself when the dead
+        consumer's connection drops (RabbitMQ)."""
+        return 0
 
     def __enter__(self) -> Backend:
         self.connect()

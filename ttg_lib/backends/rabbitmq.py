@@ -28,7 +28,7 @@ import urllib.request
 from base64 import b64encode
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pika
 import pika.exceptions
@@ -156,18 +156,41 @@ class RabbitMQBackend(Backend):
         self.ch.queue_declare(RESULTS, durable=True)
 
     @_translate_errors
-    def acquire_run(self, run_id: str) -> None:
-        """An exclusive queue is the lock: the broker drops it when this connection dies."""
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        """An exclusive queue is the lock: the broker drops it when this connection dies, so
+        a dead holder never blocks the broker. Its arguments carry the owner record."""
+        if self._lock_channel is not None and self._lock_channel.is_open:
+            return  # held by this connection already
         channel = self.conn.channel()
         try:
             channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
-                                  arguments={"x-ttg-run": run_id})
+                                  arguments={"x-ttg-run": run_id, "x-ttg-owner": owner or run_id})
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 405:
                 raise
             raise RunLocked(f"RabbitMQ at {self.display_url} is in use by another TTG run "
-                            f"(queue {RUN_LOCK} is held by a live connection)") from None
+                            f"(queue {RUN_LOCK} is held by a live connection); wait for it "
+                            f"with ttg run --wait") from None
         self._lock_channel = channel
+
+    @_translate_errors
+    def lock_owner(self) -> str | None:
+        """None when the lock queue is absent; its owner record from the management API, or
+        "" when the API is off (AMQP cannot read another connection's queue arguments)."""
+        channel = self.conn.channel()
+        try:
+            channel.queue_declare(RUN_LOCK, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            if exc.reply_code != 405:
+                raise
+        else:
+            channel.close()
+        info = management_get(self.url, f"/api/queues/{_vhost(self.url)}/{RUN_LOCK}",
+                              timeout=0.5)
+        arguments = info.get("arguments", {}) if isinstance(info, dict) else {}
+        return str(arguments.get("x-ttg-owner", ""))
 
     def renew_run(self, run_id: str) -> None:
         """Nothing to renew: the lock lives as long as the connection."""
@@ -269,9 +292,7 @@ class RabbitMQBackend(Backend):
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""
-        parsed = urlparse(self.url)
-        vhost = quote(parsed.path[1:] or "/", safe="") if parsed.path not in ("", "/") else "%2F"
-        queues = management_get(self.url, f"/api/queues/{vhost}", timeout=0.5)
+        queues = management_get(self.url, f"/api/queues/{_vhost(self.url)}", timeout=0.5)
         if not isinstance(queues, list):
             return {}
         return {q["name"]: q.get("messages_unacknowledged") for q in queues
@@ -391,6 +412,12 @@ def management_get(url: str, path: str, timeout: float = 2.0) -> Any:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def _vhost(url: str) -> str:
+    """The URL's vhost, quoted for a management API path ('/' is %2F)."""
+    path = urlparse(url).path
+    return quote(unquote(path[1:]) or "/", safe="") if path not in ("", "/") else "%2F"
 
 
 def _text(value: Any) -> str:

@@ -10,13 +10,17 @@ Keys (fixed names, all created and deleted only by TTG):
                        already is dropped (counted as duplicates); the orchestrator
                        dedups a batch that mixes new and already-stored chunks
 ``ttg:stats``          hash of counters (duplicates)
-``ttg:run``            the run lock (expires unless the orchestrator renews it)
+``ttg:run``            the run lock (expires unless the orchestrator renews it); its value
+                       names the owner (JSON: run id, host, pid, process start time)
 
 A worker's lease on its chunk is the pending entry's idle time: the worker
 resets it with ``XCLAIM ... JUSTID`` while it computes; an entry idle longer
 than ``lease_s`` belongs to a dead or frozen worker and is taken with
-XAUTOCLAIM. Storing a batch's results, acking and deleting its tasks is one Lua
-script, so a chunk is either done in the index or still pending, never both.
+XAUTOCLAIM. A worker the orchestrator saw die has its entries moved at once to
+the consumer ``ttg-freed`` with their idle time set past any lease, so the next
+worker's sweep takes them (:meth:`RedisBackend.release_pending_of`). Storing a
+batch's results, acking and deleting its tasks is one Lua script, so a chunk is
+either done in the index or still pending, never both.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ INDEX = "ttg:results:index"
 STATS = "ttg:stats"
 RUN_LOCK = "ttg:run"
 GROUP = "ttg-workers"
+FREED = "ttg-freed"  # holds a dead worker's entries until a live worker's sweep takes them
 TTG_KEYS = (TASKS, RETRY, DLQ, RESULTS, INDEX, STATS)
 RUN_LOCK_TTL_MS = 15_000
 PUBLISH_BATCH = 500
@@ -116,9 +121,34 @@ end
 return 0
 """
 
+_TAKE_OVER_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+_RELEASE_PENDING = """
+local ids = {}
+for _, entry in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100000, ARGV[2])) do
+  ids[#ids + 1] = entry[1]
+end
+if #ids > 0 then
+  local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0}
+  for _, id in ipairs(ids) do claim[#claim + 1] = id end
+  claim[#claim + 1] = 'IDLE'
+  claim[#claim + 1] = ARGV[4]
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return #ids
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -146,6 +176,7 @@ class RedisBackend(Backend):
         self.client: redis.Redis | None = None
         self._results_cursor = "0-0"
         self._last_sweep = 0.0
+        self._lock_values: dict[str, str] = {}  # run id -> the value this process locked with
         from ..config import redact_url
 
         self.display_url = redact_url(url)
@@ -161,7 +192,9 @@ class RedisBackend(Backend):
             name: self.client.register_script(src)
             for name, src in (("complete", _COMPLETE_MANY), ("dead", _DEAD_LETTER),
                               ("retry", _RETRY), ("promote", _PROMOTE),
-                              ("renew", _RENEW_LOCK), ("release", _RELEASE_LOCK))
+                              ("renew", _RENEW_LOCK), ("release", _RELEASE_LOCK),
+                              ("release_pending", _RELEASE_PENDING),
+                              ("take_over", _TAKE_OVER_LOCK))
         }
 
     def close(self) -> None:
@@ -189,21 +222,35 @@ class RedisBackend(Backend):
                 raise
 
     @_translate_errors
-    def acquire_run(self, run_id: str) -> None:
-        if not self.r.set(RUN_LOCK, run_id, nx=True, px=RUN_LOCK_TTL_MS):
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        value = self._lock_values.setdefault(run_id, owner or run_id)
+        if not self.r.set(RUN_LOCK, value, nx=True, px=RUN_LOCK_TTL_MS):
             holder = self.r.get(RUN_LOCK)
-            if holder is not None and holder.decode() != run_id:
+            if holder is not None and holder.decode() != value:
                 raise RunLocked(f"Redis at {self.display_url} is in use by TTG run "
-                                f"{holder.decode()!r}; wait for it or run "
-                                f"'ttg cleanup --queues' if that run is gone")
+                                f"{_lock_run_id(holder.decode())!r}; wait for it (ttg run "
+                                f"--wait) or run 'ttg cleanup --queues' if that run is gone")
+
+    @_translate_errors
+    def lock_owner(self) -> str | None:
+        holder = self.r.get(RUN_LOCK)
+        return holder.decode() if holder is not None else None
+
+    @_translate_errors
+    def take_over_run(self, stale_owner: str, owner: str) -> bool:
+        run_id = _lock_run_id(owner)
+        self._lock_values[run_id] = owner
+        return bool(self._scripts["take_over"](keys=[RUN_LOCK],
+                                               args=[stale_owner, owner, RUN_LOCK_TTL_MS]))
 
     @_translate_errors
     def renew_run(self, run_id: str) -> None:
-        self._scripts["renew"](keys=[RUN_LOCK], args=[run_id, RUN_LOCK_TTL_MS])
+        self._scripts["renew"](keys=[RUN_LOCK],
+                               args=[self._lock_values.get(run_id, run_id), RUN_LOCK_TTL_MS])
 
     @_translate_errors
     def release_run(self, run_id: str) -> None:
-        self._scripts["release"](keys=[RUN_LOCK], args=[run_id])
+        self._scripts["release"](keys=[RUN_LOCK], args=[self._lock_values.get(run_id, run_id)])
 
     @_translate_errors
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
@@ -260,7 +307,7 @@ class RedisBackend(Backend):
         pending, live = 0, 0
         for consumer in self._consumers():
             pending += consumer["pending"]
-            live += consumer["idle"] < 2 * self.lease_s * 1000
+            live += consumer["name"] != FREED and consumer["idle"] < 2 * self.lease_s * 1000
         return QueueStats(
             tasks=QueueStat(TASKS, tasks_len, tasks_len - pending, pending, live),
             retry=QueueStat(RETRY, retry_len, retry_len, 0, 0),
@@ -290,7 +337,7 @@ class RedisBackend(Backend):
     @_translate_errors
     def lock_holder(self) -> str | None:
         holder = self.r.get(RUN_LOCK)
-        return holder.decode() if holder else None
+        return _lock_run_id(holder.decode()) if holder else None
 
     @_translate_errors
     def drop_lock(self, dry_run: bool = False) -> list[str]:
@@ -300,6 +347,17 @@ class RedisBackend(Backend):
         if not dry_run:
             self.r.delete(RUN_LOCK)
         return [f"redis key {RUN_LOCK} (run {holder})"]
+
+    @_translate_errors
+    def release_pending_of(self, consumer: str) -> int:
+        """Move the dead consumer's pending entries to ``ttg-freed`` with an idle time far
+        past any lease, and delete the consumer (the monitor stops counting it); one Lua
+        script, so an entry a live worker has already claimed is never taken back."""
+        idle_ms = 1000 * 1000 * max(1, int(self.lease_s))
+        with _group_lost():
+            return int(self._scripts["release_pending"](
+                keys=[TASKS], args=[GROUP, consumer, FREED, idle_ms]))
+        return 0
 
     # -- worker side -------------------------------------------------------
     @_translate_errors
@@ -407,6 +465,14 @@ def _task_body(fields: dict[bytes, bytes]) -> bytes:
     if b"t" in fields:
         return fields[b"t"]
     return json.dumps({_text(k): _text(v) for k, v in fields.items()}).encode()
+
+
+def _lock_run_id(value: str) -> str:
+    """The run id in a lock value: an owner record (JSON) or, from older TTG, the bare id."""
+    try:
+        return str(json.loads(value)["run_id"])
+    except (ValueError, TypeError, KeyError):
+        return value
 
 
 def _text(value: Any) -> str:
