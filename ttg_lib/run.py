@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -342,7 +342,7 @@ class Run:
                     self._broker_down(RuntimeError("reconnecting for final stats"))
                 self._drain_late_results()
                 self.backend.release_results()
-                stats = self.backend.stats()
+                stats = _settled(self.backend.stats())
                 dead = self.backend.read_dead_letters()
                 self.collector.duplicates += self.backend.duplicate_count()
                 return stats, dead
@@ -459,6 +459,16 @@ class Run:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._summary is None:
             self.abort()
+
+
+def _settled(stats: QueueStats) -> QueueStats:
+    """At the end every TTG client has let go (workers stopped, results released), so
+    nothing is unacked: a queue's messages are its ready ones. A broker that cannot count
+    unacked messages (RabbitMQ without its management API) is then exact too."""
+    rows = {role: replace(q, messages=q.ready, unacked=0) if q.messages is None else q
+            for role, q in (("tasks", stats.tasks), ("retry", stats.retry), ("dlq", stats.dlq),
+                            ("results", stats.results))}
+    return QueueStats(**rows)
 
 
 def _say(line: str) -> None:

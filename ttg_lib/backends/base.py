@@ -26,8 +26,11 @@ class RunLocked(RuntimeError):
 
 @dataclass(frozen=True)
 class QueueStat:
+    """One queue as the broker reports it; None where the broker cannot say (RabbitMQ
+    without its management API knows ready and consumers only), never a guess."""
+
     name: str
-    messages: int
+    messages: int | None
     ready: int
     unacked: int | None
     consumers: int
@@ -41,6 +44,7 @@ class QueueStats:
     retry: QueueStat
     dlq: QueueStat
     results: QueueStat
+    hint: str = ""  # why some figures are unknown and how to get them
 
     def rows(self) -> list[QueueStat]:
         return [self.retry, self.dlq, self.tasks, self.results]

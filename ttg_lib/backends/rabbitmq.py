@@ -51,6 +51,8 @@ RESULTS = "ttg.results"
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500
+NO_MANAGEMENT_HINT = ("messages and unacked are unknown without RabbitMQ's management API: "
+                      "rabbitmq-plugins enable rabbitmq_management")
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -274,6 +276,9 @@ class RabbitMQBackend(Backend):
 
     @_translate_errors
     def stats(self) -> QueueStats:
+        """Ready and consumers from AMQP (live); unacked from the management API (the
+        broker's last statistics sample, every collect_statistics_interval, 5 s by
+        default), unknown without it."""
         unacked = self._management_unacked()
         stats = {}
         for role, queue in zip(("tasks", "retry", "dlq", "results"), TTG_QUEUES, strict=True):
@@ -286,9 +291,9 @@ class RabbitMQBackend(Backend):
                 self.channel = self._new_channel()
                 ready, consumers = 0, 0
             extra = unacked.get(queue)
-            total = ready + (extra or 0)
+            total = None if extra is None else ready + extra
             stats[role] = QueueStat(queue, total, ready, extra, consumers)
-        return QueueStats(**stats)
+        return QueueStats(**stats, hint="" if unacked else NO_MANAGEMENT_HINT)
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""

@@ -16,6 +16,7 @@ def sample_from_progress(progress: Any) -> dict[str, Any]:
     if progress.stats:
         for role in ("tasks", "results", "retry", "dlq"):
             row[role] = progress.stats[role]["messages"]
+            row[f"{role}_ready"] = progress.stats[role]["ready"]
         row["consumers"] = progress.stats["tasks"]["consumers"]
     return row
 
@@ -57,9 +58,26 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     return marks
 
 
+READY_ONLY = " ready (unacked unknown: no management API)"
+
+
 def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
+    """One line of the chart. A queue whose total the broker could not give in any sample
+    (RabbitMQ without its management API) is drawn by its ready count, which
+    :func:`series_label` says; never by a total guessed from it."""
+    if _ready_only(samples, key):
+        key = f"{key}_ready"
     rows = [s for s in samples if key in s]
     return [s["t"] for s in rows], [s[key] for s in rows]
+
+
+def series_label(samples: list[dict[str, Any]], key: str, name: str) -> str:
+    return name + READY_ONLY if _ready_only(samples, key) else name
+
+
+def _ready_only(samples: list[dict[str, Any]], key: str) -> bool:
+    return (any(s.get(f"{key}_ready") is not None for s in samples)
+            and all(s.get(key) is None for s in samples))
 
 
 def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
@@ -82,7 +100,8 @@ def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
            "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
            "params_done": summary.get("params_verified", last.get("params_done", 0))}
     for role in ("tasks", "results", "retry", "dlq"):
-        if role in stats:
-            row[role] = stats[role]["messages"]
+        if role in stats:  # drawn like the samples before it: totals, or ready counts
+            row[role] = stats[role]["messages"] if last.get(role) is not None else None
+            row[f"{role}_ready"] = stats[role]["ready"]
     row.pop("wall", None)
     return row

@@ -10,7 +10,14 @@ from typing import Any
 
 from .. import report
 from ..record import read_jsonl
-from .chart_data import _final_sample, _series, _t0_wall, marks_from_events, throughput
+from .chart_data import (
+    _final_sample,
+    _series,
+    _t0_wall,
+    marks_from_events,
+    series_label,
+    throughput,
+)
 from .records import _load_json
 
 QUEUE_NAMES = {
@@ -69,7 +76,7 @@ def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
                                         "Throughput (params/s)"))
     for key, name, secondary in _trace_specs(backend):
         xs, ys = _series(samples, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines",
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, key, name), mode="lines",
                                  line={"color": COLORS[key], "width": 2,
                                        "dash": "dot" if secondary else "solid",
                                        "shape": "hv" if secondary else "linear"}),

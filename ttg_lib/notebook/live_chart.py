@@ -7,7 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .chart_data import _series, marks_from_events, sample_from_progress, throughput
+from .chart_data import (
+    _series,
+    marks_from_events,
+    sample_from_progress,
+    series_label,
+    throughput,
+)
 from .charts import _mark_layout, _trace_specs, figure_from_record, queue_figure
 from .display import _display, figure_bundle, in_ipython, show
 
@@ -79,9 +85,10 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, (key, _name, _sec) in enumerate(_trace_specs(self.backend)):
+            for i, (key, name, _sec) in enumerate(_trace_specs(self.backend)):
                 xs, ys = _series(self.samples, key)
                 fig.data[i].x, fig.data[i].y = xs, ys
+                fig.data[i].name = series_label(self.samples, key, name)
             tx, ty = throughput(self.samples)
             fig.data[-1].x, fig.data[-1].y = tx, ty
             fig.layout.shapes = shapes
