@@ -67,6 +67,8 @@ class RunConfig:
     max_retries: int = 3
     retry_delay_s: float = 1.0
     lease_s: float = 2.0
+    liveness_s: float = 3.0  # a worker whose heartbeat is older is killed and replaced; 0: off
+    wait: bool = False  # another live run holds the broker: wait for it instead of failing
     timeout_s: float = 0.0
     sample_s: float = 0.5
     monitor: str = "cli"
@@ -163,6 +165,11 @@ class RunConfig:
         _check_number("work_ms", self.work_ms, 0, 60_000)
         _check_number("retry_delay_s", self.retry_delay_s, 0, 3600)
         _check_number("lease_s", self.lease_s, 0.5, 600)
+        _check_number("liveness_s", self.liveness_s, 0, 3600)
+        if 0 < self.liveness_s < 1:
+            raise ConfigError("liveness_s", self.liveness_s,
+                              "0 (off) or at least 1 s: a busy worker's heartbeat may be "
+                              "0.5 s old")
         _check_number("timeout_s", self.timeout_s, 0, 7 * 24 * 3600)
         _check_number("sample_s", self.sample_s, 0, 3600)
         if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:

@@ -15,10 +15,15 @@ from .report import queue_stats_rows
 
 
 def snapshot(backend: Inspector) -> dict[str, Any]:
+    """The queues as the broker reports them; a figure it cannot give is null, and
+    ``hint`` says why (never a number guessed from the others)."""
     stats = backend.stats()
     consumers = backend.consumers() if isinstance(backend, ListsConsumers) else []
-    return {"backend": backend.name, "at": time.time(), "queues": stats.to_dict(),
+    snap = {"backend": backend.name, "at": time.time(), "queues": stats.to_dict(),
             "workers": [c.to_dict() for c in consumers]}
+    if stats.hint:
+        snap["hint"] = stats.hint
+    return snap
 
 
 def stats_table(stats: QueueStats | dict[str, Any], title: str = "TTG queues") -> Table:
@@ -51,6 +56,8 @@ def watch(backend: Inspector, interval: float, console: Console | None = None,
                 snap = snapshot(backend)
                 parts: list[Any] = [stats_table(snap["queues"],
                                                 f"TTG queues on {backend.name}")]
+                if snap.get("hint"):
+                    parts.append(f"[yellow]{snap['hint']}[/yellow]")
                 if snap["workers"]:
                     parts.append(workers_table(snap["workers"]))
                 live.update(Group(*parts), refresh=True)

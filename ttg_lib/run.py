@@ -12,6 +12,7 @@ final state) is :class:`ttg_lib.session.BrokerSession`; the summary it ends in i
 from __future__ import annotations
 
 import enum
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
+from .runlock import LockOwner
 from .session import BrokerSession
 from .summary import RunSummary, Timing, build_summary
 from .verify import ResultCollector
@@ -40,6 +42,7 @@ class RunState(str, enum.Enum):
     """Where a run is; a str, so records and tables read it as is."""
 
     CREATED = "created"
+    WAITING = "waiting"  # for another live run to let go of the broker (--wait)
     STARTING = "starting"
     RUNNING = "running"
     BROKER_DOWN = "broker-down"  # shown in progress while an outage lasts
@@ -75,8 +78,10 @@ class Progress:
 
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
-                 backend: Producer | None = None):
+                 backend: Producer | None = None, say: Callable[[str], None] | None = None):
         self.config = config
+        self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
+        self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
@@ -136,8 +141,9 @@ class Run:
             raise RunError(str(exc)) from None
         producer = self._backend or get_spec(cfg.backend).producer(self.broker_url,
                                                                     lease_s=cfg.lease_s)
-        self.session = BrokerSession(producer, cfg.run_id, lambda: self.elapsed_s)
-        self.session.open()
+        self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s)
+        self.state = RunState.WAITING
+        self.session.open(wait=cfg.wait, say=self.say)
         self.record.write_json("environment.json",
                                environment(producer.server_version(), cfg.backend))
         self.cluster.start_workers(cfg.workers)
@@ -179,6 +185,7 @@ class Run:
             self._maybe_sample()
             self.broker.keep_lock()
             self.faults.maybe_demo(self.cluster, self.collector, self.elapsed_s)
+            self._free_exited_workers()
             self._check_end()
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
@@ -235,9 +242,18 @@ class Run:
             row["consumers"] = stats.tasks.consumers
         self.record.append("samples.jsonl", row)
 
+    def _free_exited_workers(self) -> None:
+        """A worker the cluster saw end (died, killed, hung) gives its tasks to the others at
+        once, instead of when its lease runs out."""
+        for name, freed in self.broker.free_dead(self.cluster.take_exits()).items():
+            self.cluster.book.add("freed", name, f"{freed} task(s) handed to other workers")
+
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
-        return self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
+        info = self.faults.kill(self.cluster, self.collector, self.elapsed_s, name, reason)
+        if self.state == RunState.RUNNING:
+            self._free_exited_workers()
+        return info
 
     @property
     def fault(self) -> dict[str, Any] | None:
@@ -347,13 +363,18 @@ class Run:
             self.abort()
 
 
+def _say(line: str) -> None:
+    print(f"ttg: {line}", file=sys.stderr, flush=True)
+
+
 def make_cluster(config: RunConfig, broker_url: str) -> Cluster:
     if config.cluster == "local":
         from .cluster.local import LocalCluster
 
         return LocalCluster(backend=config.backend, broker_url=broker_url,
                             run_id=config.run_id, record_dir=config.record_dir,
-                            restart=config.restart, lease_s=config.lease_s)
+                            restart=config.restart, lease_s=config.lease_s,
+                            liveness_s=config.liveness_s)
     try:
         from .cluster.kubernetes import KubernetesCluster
     except ImportError as exc:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from .backends import (
     BrokerDedup,
     BrokerUnavailable,
     ExpiringLock,
+    FreesDeadConsumers,
     HoldsResults,
     Producer,
     QueueStats,
@@ -24,15 +26,17 @@ from .backends import (
 )
 from .errors import RunError
 from .messages import Result, Task
+from .runlock import LockOwner, acquire, broker_progress
 
 RENEW_EVERY_S = 3.0  # an expiring lock lives 15 s: renewed five times before it lapses
-RETRY_PAUSE_S = 0.2  # after a failed reconnect, before the next step tries again
+RETRY_PAUSE_S = 0.05  # refused at once while down: retry soon, resume within ~0.1 s
 
 
 class BrokerSession:
-    def __init__(self, producer: Producer, run_id: str, clock: Callable[[], float]):
+    def __init__(self, producer: Producer, owner: LockOwner, clock: Callable[[], float]):
         self.producer = producer
-        self.run_id = run_id
+        self.owner = owner
+        self.run_id = owner.run_id
         self.clock = clock  # the run's elapsed seconds, for the outage record
         self.outages: list[dict[str, Any]] = []
         self._down_since: float | None = None
@@ -42,13 +46,15 @@ class BrokerSession:
     def down(self) -> bool:
         return self._down_since is not None
 
-    def open(self) -> None:
-        """Connect, take the broker for this run, and start from empty TTG queues."""
+    def open(self, *, wait: bool = False, say: Callable[[str], None] = print) -> None:
+        """Connect, take the broker for this run (taking over a dead holder's lock, or waiting
+        for a live one when ``wait``), and start from empty TTG queues."""
         try:
             self.producer.connect()
         except BrokerUnavailable as exc:
             raise RunError(str(exc)) from None
-        self.producer.acquire_run(self.run_id)
+        acquire(self.producer, self.owner, wait=wait, say=say,
+                progress=lambda: broker_progress(self.producer))
         self.producer.purge()
         self.producer.declare()
 
@@ -87,6 +93,21 @@ class BrokerSession:
         except BrokerUnavailable as exc:
             self.went_down(exc)
 
+    def free_dead(self, names: Iterable[str]) -> dict[str, int]:
+        """Workers the cluster saw end held tasks the broker frees only when their lease runs
+        out: hand them to the other workers now, where the broker can (the lease stays the
+        fallback for what nobody saw die). Returns the tasks freed per worker."""
+        if not isinstance(self.producer, FreesDeadConsumers) or self.down:
+            return {}
+        freed = {}
+        for name in names:
+            try:
+                freed[name] = self.producer.release_pending_of(name)
+            except BrokerUnavailable as exc:
+                self.went_down(exc)
+                break  # the lease frees them
+        return {name: count for name, count in freed.items() if count}
+
     def went_down(self, exc: BaseException) -> None:
         """Record the outage (once) and try to reconnect; the next step tries again."""
         if self._down_since is None:
@@ -96,7 +117,7 @@ class BrokerSession:
         try:
             self.producer.reconnect()
             self.producer.declare()
-            self.producer.acquire_run(self.run_id)
+            self.producer.acquire_run(self.run_id, self.owner.encode())
         except BrokerUnavailable:
             time.sleep(RETRY_PAUSE_S)
 
@@ -132,7 +153,7 @@ class BrokerSession:
                 drain()
                 if isinstance(self.producer, HoldsResults):
                     self.producer.release_results()
-                stats = self.producer.stats()
+                stats = settled(self.producer.stats())
                 dead = self.producer.read_dead_letters()
                 dropped = (self.producer.duplicate_count()
                            if isinstance(self.producer, BrokerDedup) else 0)
@@ -148,3 +169,13 @@ class BrokerSession:
         except Exception:  # best effort: the broker may be gone; the lock goes with it
             pass
         self.producer.close()
+
+
+def settled(stats: QueueStats) -> QueueStats:
+    """At the end every TTG client has let go (workers stopped, results released), so nothing
+    is unacked: a queue's messages are its ready ones. A broker that cannot count unacked
+    messages (RabbitMQ without its management API) is then exact too."""
+    rows = {role: replace(q, messages=q.ready, unacked=0) if q.messages is None else q
+            for role, q in (("tasks", stats.tasks), ("retry", stats.retry), ("dlq", stats.dlq),
+                            ("results", stats.results))}
+    return QueueStats(**rows)

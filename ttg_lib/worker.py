@@ -4,7 +4,10 @@ Backend-agnostic: everything broker-specific sits behind :class:`Backend`.
 The chunk is computed on a helper thread while the main thread keeps the
 lease and the broker connection alive, so a slow chunk is never mistaken for
 a dead worker. SIGTERM lets the current chunk finish and be stored, then the
-worker exits 0; a broker outage is ridden out with capped, jittered backoff.
+worker exits 0. A broker outage is ridden out by retrying the connection every
+~60 ms (refused connections cost nothing), so work resumes as soon as the broker
+answers; results computed during the outage are stored then, and a task the broker
+hands back after it is answered from those results instead of being recomputed.
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ class Worker:
         self.batch = BatchSizer()
         self.cpu = CpuMeter()
         self._parent = os.getppid()
+        self._stored_late: dict[int, Result] = {}  # stored after a reconnect: maybe redelivered
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -218,9 +222,13 @@ class Worker:
             return True
         return False
 
+    RECONNECT_EVERY_S = (0.03, 0.09)  # jittered: reconnect within ~0.1 s of the broker
+
     def _connect_with_backoff(self) -> bool:
-        """Reconnect until the broker answers (True), or until told to stop (False)."""
-        delay = 0.1
+        """Retry until connected (True) or told to stop (False), a few dozen times a second:
+        a broker that is down refuses at once, so fast retries cost nothing and no backoff
+        step delays the restart."""
+        logged = 0.0
         while True:
             try:
                 self.backend.reconnect()
@@ -228,11 +236,11 @@ class Worker:
             except BrokerUnavailable as exc:
                 if self.stopping.is_set() or self._orphaned():
                     return False
-                self.heartbeat.beat(state="reconnecting")
-                self.log("reconnect_wait", level="warning", delay_s=round(delay, 2),
-                         error=str(exc))
-                self.stopping.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 2.0)
+                self.heartbeat.beat(force=True, state="reconnecting")
+                if time.monotonic() - logged >= 1.0:  # one line a second, not twenty
+                    logged = time.monotonic()
+                    self.log("reconnect_wait", level="warning", error=str(exc))
+                self.stopping.wait(random.uniform(*self.RECONNECT_EVERY_S))
 
     # -- chunks --------------------------------------------------------------
     def handle_batch(self, deliveries: list[Delivery]) -> None:
@@ -260,6 +268,8 @@ class Worker:
             fn = compute.load(task.compute)
         except compute.ComputeImportError as exc:
             return self._reject(delivery, str(exc), task=task)
+        if delivery.redelivered and task.chunk_id in self._stored_late:
+            return self._stored_late.pop(task.chunk_id)  # stored already: ack, recompute nothing
         started = time.time()
         self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,
                             chunk_started_at=started)
@@ -309,6 +319,8 @@ class Worker:
         for attempt in range(1, 4):
             try:
                 self.backend.complete(done)
+                if attempt > 1:  # the broker may hand these tasks back (RabbitMQ requeues)
+                    self._remember_stored_late([r for _d, r in done])
                 self.log("chunks_done", chunks=chunks,
                          redelivered=[r.chunk_id for d, r in done if d.redelivered],
                          seconds=round(sum(r.finished_at - r.started_at for _d, r in done), 4))
@@ -319,6 +331,12 @@ class Worker:
                 if not self._connect_with_backoff():
                     break
         self.log("store_gave_up", level="error", chunks=chunks)
+
+    def _remember_stored_late(self, results: list[Result]) -> None:
+        """Results stored over a new connection: their tasks' acks went with the old one."""
+        if len(self._stored_late) > 4096:
+            self._stored_late.clear()
+        self._stored_late.update((r.chunk_id, r) for r in results)
 
     def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
         """Retry with exponential delay, or dead-letter once the retries are used up."""

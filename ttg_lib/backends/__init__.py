@@ -12,6 +12,7 @@ from .base import (
     Delivery,
     ExpiringLock,
     ForgetsConsumers,
+    FreesDeadConsumers,
     HoldsResults,
     Inspector,
     ListsConsumers,
@@ -54,7 +55,8 @@ def open_inspector(name: str, url: str | None = None, *, lease_s: float = 2.0) -
 __all__ = [
     "DEFAULT_BACKEND", "REGISTRY", "BackendSpec", "BrokerDedup", "BrokerUnavailable",
     "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock", "ForgetsConsumers",
-    "HoldsResults", "Inspector", "KubernetesWorkload", "ListsConsumers", "Producer",
+    "FreesDeadConsumers", "HoldsResults", "Inspector", "KubernetesWorkload", "ListsConsumers",
+    "Producer",
     "QueueNames", "QueueStat", "QueueStats", "ResultsIndex", "RunLocked", "backend_names",
     "env_urls", "get_spec", "open_consumer", "open_inspector", "open_producer",
 ]

@@ -30,8 +30,11 @@ __all__ = ["BrokerUnavailable", "RunLocked"]  # re-exported: callers catch them 
 
 @dataclass(frozen=True)
 class QueueStat:
+    """One queue as the broker reports it; None where the broker cannot say (RabbitMQ
+    without its management API knows ready and consumers only), never a guess."""
+
     name: str
-    messages: int | None  # None: this broker cannot tell without its management API
+    messages: int | None
     ready: int
     unacked: int | None
     consumers: int
@@ -45,6 +48,7 @@ class QueueStats:
     retry: QueueStat
     dlq: QueueStat
     results: QueueStat
+    hint: str = ""  # why some figures are unknown and how to get them
 
     def rows(self) -> list[QueueStat]:
         return [self.retry, self.dlq, self.tasks, self.results]
@@ -136,8 +140,14 @@ class Producer(Inspector):
         """Create the TTG queues (idempotent)."""
 
     @abc.abstractmethod
-    def acquire_run(self, run_id: str) -> None:
-        """Take the broker for this run or raise RunLocked naming the holder."""
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        """Take the broker for this run or raise RunLocked naming the holder. ``owner``: an
+        opaque record of who holds it (:class:`ttg_lib.runlock.LockOwner`)."""
+
+    @abc.abstractmethod
+    def lock_owner(self) -> str | None:
+        """The owner record of the run holding the broker ("" when held by an owner that
+        cannot be read), None when no run holds it."""
 
     @abc.abstractmethod
     def release_run(self, run_id: str) -> None: ...
@@ -190,11 +200,26 @@ class ExpiringLock(abc.ABC):
     def renew_run(self, run_id: str) -> None: ...
 
     @abc.abstractmethod
+    def take_over_run(self, stale_owner: str, owner: str) -> bool:
+        """Replace a lock still held under ``stale_owner`` (a process known to be gone) by
+        ``owner``, atomically; False when it changed meanwhile."""
+
+    @abc.abstractmethod
     def lock_holder(self) -> str | None: ...
 
     @abc.abstractmethod
     def drop_lock(self, dry_run: bool = False) -> list[str]:
         """Remove the lock whoever holds it (cleanup of a run that is gone)."""
+
+
+class FreesDeadConsumers(abc.ABC):
+    """The orchestrator can hand a dead worker's tasks to others at once (Redis: its pending
+    entries); a broker that requeues them when the connection drops (RabbitMQ) needs not."""
+
+    @abc.abstractmethod
+    def release_pending_of(self, consumer: str) -> int:
+        """``consumer`` is known dead (its process or pod ended): make the tasks it held
+        available now, as if its lease had run out; returns how many."""
 
 
 class ResultsIndex(abc.ABC):

@@ -46,6 +46,7 @@ class MemoryBroker:
     index: set[int] = field(default_factory=set)
     duplicates: int = 0
     lock: str | None = None
+    lock_owner: str = ""
     consumers: set[int] = field(default_factory=set)
     down: bool = False
     ids: itertools.count = field(default_factory=itertools.count)
@@ -123,11 +124,15 @@ class MemoryProducer(MemoryInspector, base.Producer):
     def declare(self) -> None:
         self._check()
 
-    def acquire_run(self, run_id: str) -> None:
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
         with self._check().cond:
             if self.b.lock not in (None, run_id):
                 raise base.RunLocked(f"in-memory broker is in use by TTG run {self.b.lock!r}")
-            self.b.lock = run_id
+            self.b.lock, self.b.lock_owner = run_id, owner or run_id
+
+    def lock_owner(self) -> str | None:
+        with self._check().cond:
+            return None if self.b.lock is None else self.b.lock_owner
 
     def release_run(self, run_id: str) -> None:
         with self._check().cond:

@@ -76,6 +76,22 @@ class PrivateBroker:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
 
+    @property
+    def node(self) -> str:
+        """The Erlang node name of a private RabbitMQ ("" for Redis)."""
+        return self.extra_env.get("RABBITMQ_NODENAME", "")
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run rabbitmqctl against this private RabbitMQ node (e.g. stop_app, list_queues):
+        the real script, as Debian's wrapper switches to another user's Erlang cookie."""
+        ctl = DEBIAN_RABBITMQCTL if os.path.exists(DEBIAN_RABBITMQCTL) else _binary(
+            "rabbitmq", "rabbitmqctl", "apt-get install rabbitmq-server")
+        proc = subprocess.run([ctl, "-n", self.node, *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **self.extra_env})
+        if proc.returncode != 0:
+            raise ClusterError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "pid": self.pid, "data_dir": self.data_dir}
 
@@ -119,10 +135,14 @@ def start_redis(aof: bool = False) -> PrivateBroker:
 
 
 DEBIAN_RABBITMQ = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+DEBIAN_RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
-def start_rabbitmq(aof: bool = False) -> PrivateBroker:
-    """RabbitMQ keeps durable queues and persistent messages across a restart anyway."""
+def start_rabbitmq(aof: bool = False, plugins: tuple[str, ...] = (),
+                   config: str = "") -> PrivateBroker:
+    """RabbitMQ keeps durable queues and persistent messages across a restart anyway (``aof``
+    changes nothing). ``plugins``: enabled at boot (e.g. rabbitmq_management); ``config``:
+    rabbitmq.conf lines (e.g. ``management.tcp.port = 15673``)."""
     # Debian's /usr/sbin wrapper switches to the rabbitmq user and drops our data dir;
     # the real script beside it runs as us.
     binary = DEBIAN_RABBITMQ if os.path.exists(DEBIAN_RABBITMQ) else _binary(
@@ -131,9 +151,11 @@ def start_rabbitmq(aof: bool = False) -> PrivateBroker:
     port, dist_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="ttg-rabbitmq-")
     node = f"ttg-{port}@localhost"
-    plugins = os.path.join(data_dir, "enabled_plugins")
-    with open(plugins, "w") as fh:
-        fh.write("[].\n")
+    plugins_file = os.path.join(data_dir, "enabled_plugins")
+    with open(plugins_file, "w") as fh:
+        fh.write(f"[{','.join(plugins)}].\n")
+    with open(os.path.join(data_dir, "rabbitmq.conf"), "w") as fh:
+        fh.write(config)
     env = {
         "RABBITMQ_NODENAME": node,
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -141,7 +163,7 @@ def start_rabbitmq(aof: bool = False) -> PrivateBroker:
         "RABBITMQ_DIST_PORT": str(dist_port),
         "RABBITMQ_MNESIA_BASE": os.path.join(data_dir, "mnesia"),
         "RABBITMQ_LOG_BASE": os.path.join(data_dir, "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+        "RABBITMQ_ENABLED_PLUGINS_FILE": plugins_file,
         "RABBITMQ_CONFIG_FILE": os.path.join(data_dir, "rabbitmq"),
         "RABBITMQ_PID_FILE": os.path.join(data_dir, "rabbitmq.pid"),
     }

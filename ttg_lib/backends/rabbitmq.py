@@ -28,7 +28,7 @@ import urllib.request
 from base64 import b64encode
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pika
 import pika.exceptions
@@ -50,6 +50,8 @@ TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500
+NO_MANAGEMENT_HINT = ("messages and unacked are unknown without RabbitMQ's management API: "
+                      "rabbitmq-plugins enable rabbitmq_management")
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
 
@@ -137,6 +139,9 @@ class RabbitConnection(base.Connection):
 class RabbitInspector(RabbitConnection, base.Inspector):
     @_errors
     def stats(self) -> QueueStats:
+        """Ready and consumers from AMQP (live); unacked from the management API (the
+        broker's last statistics sample, every collect_statistics_interval, 5 s by
+        default), unknown without it."""
         unacked = self._management_unacked()
         stats = {}
         for role, queue in zip(("tasks", "retry", "dlq", "results"), TTG_QUEUES, strict=True):
@@ -149,15 +154,13 @@ class RabbitInspector(RabbitConnection, base.Inspector):
                 self.channel = self._new_channel()
                 ready, consumers = 0, 0
             extra = unacked.get(queue)
-            total = ready + (extra or 0)
+            total = None if extra is None else ready + extra
             stats[role] = QueueStat(queue, total, ready, extra, consumers)
-        return QueueStats(**stats)
+        return QueueStats(**stats, hint="" if unacked else NO_MANAGEMENT_HINT)
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""
-        parsed = urlparse(self.url)
-        vhost = quote(parsed.path[1:] or "/", safe="") if parsed.path not in ("", "/") else "%2F"
-        queues = management_get(self.url, f"/api/queues/{vhost}", timeout=0.5)
+        queues = management_get(self.url, f"/api/queues/{_vhost(self.url)}", timeout=0.5)
         if not isinstance(queues, list):
             return {}
         return {q["name"]: q.get("messages_unacknowledged") for q in queues
@@ -205,18 +208,41 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
         self.ch.queue_declare(RESULTS, durable=True)
 
     @_errors
-    def acquire_run(self, run_id: str) -> None:
-        """An exclusive queue is the lock: the broker drops it when this connection dies."""
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        """An exclusive queue is the lock: the broker drops it when this connection dies, so
+        a dead holder never blocks the broker. Its arguments carry the owner record."""
+        if self._lock_channel is not None and self._lock_channel.is_open:
+            return  # held by this connection already
         channel = self.conn.channel()
         try:
             channel.queue_declare(RUN_LOCK, exclusive=True, auto_delete=True,
-                                  arguments={"x-ttg-run": run_id})
+                                  arguments={"x-ttg-run": run_id, "x-ttg-owner": owner or run_id})
         except pika.exceptions.ChannelClosedByBroker as exc:
             if not _locked(exc):
                 raise
             raise base.RunLocked(f"RabbitMQ at {self.display_url} is in use by another TTG "
-                                 f"run (queue {RUN_LOCK} is held by a live connection)") from None
+                                 f"run (queue {RUN_LOCK} is held by a live connection); wait "
+                                 f"for it with ttg run --wait") from None
         self._lock_channel = channel
+
+    @_errors
+    def lock_owner(self) -> str | None:
+        """None when the lock queue is absent; its owner record from the management API, or
+        "" when the API is off (AMQP cannot read another connection's queue arguments)."""
+        channel = self.conn.channel()
+        try:
+            channel.queue_declare(RUN_LOCK, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            if not _locked(exc):
+                raise
+        else:
+            channel.close()
+        info = management_get(self.url, f"/api/queues/{_vhost(self.url)}/{RUN_LOCK}",
+                              timeout=0.5)
+        arguments = info.get("arguments", {}) if isinstance(info, dict) else {}
+        return str(arguments.get("x-ttg-owner", ""))
 
     @_errors
     def release_run(self, run_id: str) -> None:
@@ -374,6 +400,12 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
 
 
 Inspector, Producer, Consumer = RabbitInspector, RabbitProducer, RabbitConsumer
+
+
+def _vhost(url: str) -> str:
+    """The URL's vhost, quoted for a management API path ('/' is %2F)."""
+    path = urlparse(url).path
+    return quote(unquote(path[1:]) or "/", safe="") if path not in ("", "/") else "%2F"
 
 
 def management_get(url: str, path: str, timeout: float = 2.0) -> Any:

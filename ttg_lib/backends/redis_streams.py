@@ -10,14 +10,17 @@ Keys (fixed names, all created and deleted only by TTG):
                        already is dropped (counted as duplicates); the orchestrator
                        dedups a batch that mixes new and already-stored chunks
 ``ttg:stats``          hash of counters (duplicates)
-``ttg:run``            the run lock (expires unless the orchestrator renews it)
+``ttg:run``            the run lock (expires unless the orchestrator renews it); its value
+                       names the owner (JSON: run id, host, pid, process start time)
 
 A worker's lease on its chunk is the pending entry's idle time: the worker
 resets it with ``XCLAIM ... JUSTID`` while it computes; an entry idle longer
 than ``lease_s`` belongs to a dead or frozen worker and is taken with
-XAUTOCLAIM. Storing a batch's results, acking and deleting its tasks is one Lua
-script (``lua/complete.lua``), so a chunk is either done in the index or still
-pending, never both.
+XAUTOCLAIM. A worker the orchestrator saw die has its entries moved at once to
+the consumer ``ttg-freed`` with their idle time set past any lease, so the next
+worker's sweep takes them (``lua/release_pending.lua``). Storing a batch's results,
+acking and deleting its tasks is one Lua script (``lua/complete.lua``), so a chunk is
+either done in the index or still pending, never both.
 """
 
 from __future__ import annotations
@@ -49,10 +52,12 @@ INDEX = "ttg:results:index"
 STATS = "ttg:stats"
 RUN_LOCK = "ttg:run"
 GROUP = "ttg-workers"
+FREED = "ttg-freed"  # holds a dead worker's entries until a live worker's sweep takes them
 TTG_KEYS = (TASKS, RETRY, DLQ, RESULTS, INDEX, STATS)
 RUN_LOCK_TTL_MS = 15_000
 PUBLISH_BATCH = 500
-SCRIPTS = ("complete", "dead_letter", "retry", "promote", "renew_lock", "release_lock")
+SCRIPTS = ("complete", "dead_letter", "retry", "promote", "renew_lock", "release_lock",
+           "take_over_lock", "release_pending")
 
 _errors = base.translate_errors(redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -119,7 +124,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
         tasks_len, retry_len, dlq_len, results_len = pipe.execute()
         consumers = self._consumers()
         pending = sum(c.pending for c in consumers)
-        live = sum(c.idle_ms < 2 * self.lease_s * 1000 for c in consumers)
+        live = sum(c.name != FREED and c.idle_ms < 2 * self.lease_s * 1000 for c in consumers)
         return QueueStats(
             tasks=QueueStat(TASKS, tasks_len, tasks_len - pending, pending, live),
             retry=QueueStat(RETRY, retry_len, retry_len, 0, 0),
@@ -143,32 +148,58 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
 
 
 class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
-                    base.BrokerDedup):
+                    base.BrokerDedup, base.FreesDeadConsumers):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
+        self._lock_values: dict[str, str] = {}  # run id -> the value this process locked with
 
     @_errors
-    def acquire_run(self, run_id: str) -> None:
-        if not self.r.set(RUN_LOCK, run_id, nx=True, px=RUN_LOCK_TTL_MS):
+    def acquire_run(self, run_id: str, owner: str = "") -> None:
+        value = self._lock_values.setdefault(run_id, owner or run_id)
+        if not self.r.set(RUN_LOCK, value, nx=True, px=RUN_LOCK_TTL_MS):
             holder = self.r.get(RUN_LOCK)
-            if holder is not None and holder.decode() != run_id:
+            if holder is not None and holder.decode() != value:
                 raise base.RunLocked(f"Redis at {self.display_url} is in use by TTG run "
-                                     f"{holder.decode()!r}; wait for it or run "
-                                     f"'ttg cleanup --queues' if that run is gone")
+                                     f"{_lock_run_id(holder.decode())!r}; wait for it (ttg "
+                                     f"run --wait) or run 'ttg cleanup --queues' if that run "
+                                     f"is gone")
+
+    @_errors
+    def lock_owner(self) -> str | None:
+        holder = self.r.get(RUN_LOCK)
+        return holder.decode() if holder is not None else None
+
+    @_errors
+    def take_over_run(self, stale_owner: str, owner: str) -> bool:
+        self._lock_values[_lock_run_id(owner)] = owner
+        return bool(self._scripts["take_over_lock"](keys=[RUN_LOCK],
+                                                    args=[stale_owner, owner, RUN_LOCK_TTL_MS]))
 
     @_errors
     def renew_run(self, run_id: str) -> None:
-        self._scripts["renew_lock"](keys=[RUN_LOCK], args=[run_id, RUN_LOCK_TTL_MS])
+        self._scripts["renew_lock"](keys=[RUN_LOCK],
+                                    args=[self._lock_values.get(run_id, run_id), RUN_LOCK_TTL_MS])
 
     @_errors
     def release_run(self, run_id: str) -> None:
-        self._scripts["release_lock"](keys=[RUN_LOCK], args=[run_id])
+        self._scripts["release_lock"](keys=[RUN_LOCK],
+                                      args=[self._lock_values.get(run_id, run_id)])
 
     @_errors
     def lock_holder(self) -> str | None:
         holder = self.r.get(RUN_LOCK)
-        return holder.decode() if holder else None
+        return _lock_run_id(holder.decode()) if holder else None
+
+    @_errors
+    def release_pending_of(self, consumer: str) -> int:
+        """Move the dead consumer's pending entries to ``ttg-freed`` with an idle time far
+        past any lease, and delete the consumer (the monitor stops counting it)."""
+        idle_ms = 1000 * 1000 * max(1, int(self.lease_s))
+        with _group_lost():
+            return int(self._scripts["release_pending"](
+                keys=[TASKS], args=[GROUP, consumer, FREED, idle_ms]))
+        return 0
 
     @_errors
     def drop_lock(self, dry_run: bool = False) -> list[str]:
@@ -327,6 +358,14 @@ def _zero_copy_packer() -> dict[str, Any]:
         return {}
     encode = Encoder("utf-8", "strict", False).encode
     return {"command_packer": PythonRespSerializer(6000, encode)}
+
+
+def _lock_run_id(value: str) -> str:
+    """The run id in a lock value: an owner record (JSON) or, from older TTG, the bare id."""
+    try:
+        return str(json.loads(value)["run_id"])
+    except (ValueError, TypeError, KeyError):
+        return value
 
 
 def _task_body(fields: dict[bytes, bytes]) -> bytes:

@@ -81,7 +81,7 @@ class WorkerStatus(WorkerInfo):
 @dataclass
 class ClusterEvent:
     t: float
-    event: str  # started | killed | died | replaced | stopped
+    event: str  # started | killed | died | hung | replaced | stopped
     worker: str
     detail: str = ""
 
@@ -114,6 +114,20 @@ class Cluster(abc.ABC):
 
     def __init__(self) -> None:
         self.book = EventBook()
+        self._exits: list[str] = []
+        self._exits_lock = threading.Lock()
+
+    def note_exit(self, name: str) -> None:
+        """A worker ended without being asked (died, killed, hung): the run frees its tasks."""
+        with self._exits_lock:
+            self._exits.append(name)
+
+    def take_exits(self) -> list[str]:
+        """Workers seen to end unasked since the last call, so the run can hand their tasks
+        to others at once instead of waiting for their leases to run out."""
+        with self._exits_lock:
+            exits, self._exits = self._exits, []
+        return exits
 
     @abc.abstractmethod
     def ensure_brokers(self, timeout: float) -> str:

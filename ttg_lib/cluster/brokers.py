@@ -6,6 +6,7 @@ The private brokers themselves (what to start, how) belong to each backend
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlparse
 
 from ..backends import get_spec
@@ -32,6 +33,7 @@ def ensure_broker(backend: str, url: str, *, allow_private: bool = True,
     return broker.url, broker
 
 
-def start_private(backend: str, aof: bool = False) -> PrivateBroker:
-    """A private broker of kind ``backend`` on a free loopback port (tests use it too)."""
-    return get_spec(backend).start_private(aof=aof)
+def start_private(backend: str, aof: bool = False, **options: Any) -> PrivateBroker:
+    """A private broker of kind ``backend`` on a free loopback port (tests use it too);
+    ``options`` go to the broker's starter (e.g. RabbitMQ's ``plugins``)."""
+    return get_spec(backend).start_private(aof=aof, **options)

@@ -3,6 +3,8 @@
 It behaves like a small Kubernetes Deployment: ``restart="always"`` replaces a
 worker that dies (the replacement gets a new name, like a new pod), and every
 start, death and replacement is written to the event book for the run record.
+Like a liveness probe, it SIGKILLs a worker whose heartbeat is older than
+``liveness_s`` (a frozen or wedged process) so that it is replaced too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class LocalCluster(Cluster):
     kind = "local"
 
     def __init__(self, *, backend: str, broker_url: str, run_id: str, record_dir: Path,
-                 restart: str = "never", lease_s: float = 2.0, python: str | None = None):
+                 restart: str = "never", lease_s: float = 2.0, liveness_s: float = 0.0,
+                 python: str | None = None):
         super().__init__()
         self.backend = backend
         self.broker_url = broker_url
@@ -35,6 +38,8 @@ class LocalCluster(Cluster):
         self.record_dir = Path(record_dir)
         self.restart = restart
         self.lease_s = lease_s
+        self.liveness_s = liveness_s  # 0: no liveness check
+        self._next_liveness = 0.0
         self.python = python or sys.executable
         self.ledger = Ledger(self.record_dir / "processes.jsonl")
         self.private_broker: PrivateBroker | None = None
@@ -103,7 +108,8 @@ class LocalCluster(Cluster):
 
     # -- watching ----------------------------------------------------------
     def _supervise(self) -> None:
-        """Reap dead workers and, under restart=always, replace them like a Deployment.
+        """Reap dead workers, kill hung ones and, under restart=always, replace them like a
+        Deployment.
 
         A worker that dies soon after starting is replaced with exponential backoff
         (Kubernetes' CrashLoopBackOff), so a broken worker cannot spin the machine.
@@ -113,19 +119,57 @@ class LocalCluster(Cluster):
                 if self._stopping.is_set():
                     return
                 for name, proc in list(self._procs.items()):
-                    info = self._info[name]
-                    if not info.state.live or proc.poll() is None:
-                        continue
-                    info.state, info.ended_at = WorkerState.DEAD, time.time()
-                    info.exit_code = proc.returncode
-                    if name not in self._killed:
-                        self.book.add("died", name, f"exit code {proc.returncode}")
-                    if self.restart == "always":
-                        self._schedule_restart(info)
+                    if self._info[name].state.live and proc.poll() is not None:
+                        self._reap(name)
+                self._kill_hung()
                 now = time.monotonic()
                 for due, name in [r for r in self._restart_due if r[0] <= now]:
                     self._restart_due.remove((due, name))
                     self._spawn(replaces=name)
+
+    def _reap(self, name: str) -> None:
+        """Record a worker's exit, tell the run (its tasks go to others now), replace it."""
+        proc, info = self._procs[name], self._info[name]
+        info.state, info.ended_at = WorkerState.DEAD, time.time()
+        info.exit_code = proc.returncode
+        if name not in self._killed:
+            self.book.add("died", name, f"exit code {proc.returncode}")
+        self.note_exit(name)
+        if self.restart == "always":
+            self._schedule_restart(info)
+
+    def _kill_hung(self) -> None:
+        """The liveness probe: a running worker whose heartbeat is older than liveness_s is
+        frozen or wedged (its heartbeat comes from the main thread, which only waits while a
+        chunk computes); SIGKILL it so it is replaced. Reconnecting workers are exempt: a
+        connection attempt may legitimately block for seconds."""
+        now = time.monotonic()
+        if not self.liveness_s or now < self._next_liveness:
+            return
+        self._next_liveness = now + 0.1
+        for name, info in self._info.items():
+            if info.state != WorkerState.RUNNING or name in self._killed:
+                continue
+            beat = self._heartbeat(name)
+            age = time.time() - float(beat.get("last_heartbeat") or time.time())
+            if age <= self.liveness_s or beat.get("state") not in ("ready", "idle", "busy"):
+                continue
+            chunk = beat.get("current_chunk")
+            holds = f", holding chunk {chunk}" if chunk is not None else ""
+            self.book.add("hung", name, f"no heartbeat for {age:.1f} s{holds}; "
+                                        f"SIGKILL pid {info.ident}")
+            self._kill_and_reap(name)
+
+    def _kill_and_reap(self, name: str) -> None:
+        """SIGKILL and wait for the exit (milliseconds), so the run hears of it at once."""
+        self._killed.add(name)
+        proc = self._procs[name]
+        proc.send_signal(signal.SIGKILL)
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:  # the supervisor reaps it when it finally goes
+            return
+        self._reap(name)
 
     def _schedule_restart(self, info: WorkerInfo) -> None:
         lifetime = (info.ended_at or 0) - info.started_at
@@ -178,9 +222,8 @@ class LocalCluster(Cluster):
                 raise ClusterError(f"no live worker named {name!r}" if name else
                                    "no live worker to kill")
             victim = live[0] if name else self.pick_victim(live)
-            self._killed.add(victim.name)
-            self._procs[victim.name].send_signal(signal.SIGKILL)
             self.book.add("killed", victim.name, f"SIGKILL pid {victim.ident}")
+            self._kill_and_reap(victim.name)
             return victim
 
     def pick_victim(self, live: list[WorkerInfo]) -> WorkerInfo:

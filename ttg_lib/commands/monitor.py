@@ -31,6 +31,8 @@ def monitor(backend: str, interval: float, once: bool, as_json: bool) -> None:
                 click.echo(json.dumps(snap, indent=2))
             else:
                 Console().print(stats_table(snap["queues"]))
+                if snap.get("hint"):
+                    Console().print(f"[yellow]{snap['hint']}[/yellow]")
                 if snap["workers"]:
                     Console().print(workers_table(snap["workers"]))
             return

@@ -37,6 +37,10 @@ console = Console(stderr=True)
 @click.option("--output-dir", default=None, help="where runs/ is written [outputs]")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="seconds [auto]")
 @click.option("--sample-s", type=float, default=None, help="queue sampling period [0.5]; 0=off")
+@click.option("--liveness-s", type=float, default=None,
+              help="kill and replace a worker whose heartbeat is older [3]; 0=off")
+@click.option("--wait", is_flag=True, default=None,
+              help="another live run holds the broker: wait for it to end instead of failing")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
@@ -86,7 +90,8 @@ def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
     # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
     # workers stopped, the broker released
     signal.signal(signal.SIGTERM, _interrupt)
-    with Run(config) as run:
+    with Run(config, say=lambda line: console.print(f"ttg: {line}", highlight=False,
+                                                   soft_wrap=True)) as run:
         if not quiet:
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "

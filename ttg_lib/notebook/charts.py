@@ -35,6 +35,7 @@ def sample_from_progress(progress: Any) -> dict[str, Any]:
     if progress.stats:
         for role in ("tasks", "results", "retry", "dlq"):
             row[role] = progress.stats[role]["messages"]
+            row[f"{role}_ready"] = progress.stats[role]["ready"]
         row["consumers"] = progress.stats["tasks"]["consumers"]
     return row
 
@@ -76,9 +77,26 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     return marks
 
 
+READY_ONLY = " ready (unacked unknown: no management API)"
+
+
 def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
+    """One line of the chart. A queue whose total the broker could not give in any sample
+    (RabbitMQ without its management API) is drawn by its ready count, which
+    :func:`series_label` says; never by a total guessed from it."""
+    if _ready_only(samples, key):
+        key = f"{key}_ready"
     rows = [s for s in samples if key in s]
     return [s["t"] for s in rows], [s[key] for s in rows]
+
+
+def series_label(samples: list[dict[str, Any]], key: str, name: str) -> str:
+    return name + READY_ONLY if _ready_only(samples, key) else name
+
+
+def _ready_only(samples: list[dict[str, Any]], key: str) -> bool:
+    return (any(s.get(f"{key}_ready") is not None for s in samples)
+            and all(s.get(key) is None for s in samples))
 
 
 def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
@@ -101,8 +119,9 @@ def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
            "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
            "params_done": summary.get("params_verified", last.get("params_done", 0))}
     for role in ("tasks", "results", "retry", "dlq"):
-        if role in stats:
-            row[role] = stats[role]["messages"]
+        if role in stats:  # drawn like the samples before it: totals, or ready counts
+            row[role] = stats[role]["messages"] if last.get(role) is not None else None
+            row[f"{role}_ready"] = stats[role]["ready"]
     row.pop("wall", None)
     return row
 
@@ -159,7 +178,7 @@ def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
                                         "Throughput (params/s)"))
     for key, name, secondary in _trace_specs(backend):
         xs, ys = _series(samples, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines",
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, key, name), mode="lines",
                                  line={"color": COLORS[key], "width": 2,
                                        "dash": "dot" if secondary else "solid",
                                        "shape": "hv" if secondary else "linear"}),
@@ -335,9 +354,10 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, (key, _name, _sec) in enumerate(_trace_specs(self.backend)):
+            for i, (key, name, _sec) in enumerate(_trace_specs(self.backend)):
                 xs, ys = _series(self.samples, key)
                 fig.data[i].x, fig.data[i].y = xs, ys
+                fig.data[i].name = series_label(self.samples, key, name)
             tx, ty = throughput(self.samples)
             fig.data[-1].x, fig.data[-1].y = tx, ty
             fig.layout.shapes = shapes

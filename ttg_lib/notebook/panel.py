@@ -49,6 +49,7 @@ class SupervisorPanel:
                                      description="Kill at", readout_format=".0%")
         self.restart = w.ToggleButtons(options=["always", "never"], value="always",
                                        description="Restart")
+        self.wait = w.Checkbox(value=True, description="If another run holds the broker, wait")
         self.start_btn = w.Button(description="Start", button_style="success", icon="play")
         self.kill_btn = w.Button(description="Kill a worker now", button_style="danger",
                                  icon="bolt", disabled=True)
@@ -66,9 +67,9 @@ class SupervisorPanel:
         self.cleanup_btn.on_click(lambda _b: self.cleanup())
         self.fault.observe(lambda ch: setattr(self.kill_at, "disabled", not ch["new"]), "value")
         self._settings = [self.backend, self.scale, self.workers, self.fault, self.kill_at,
-                          self.restart]
+                          self.restart, self.wait]
         controls = w.VBox([w.HBox([self.backend, self.scale, self.workers]),
-                           w.HBox([self.fault, self.kill_at]), self.restart,
+                           w.HBox([self.fault, self.kill_at]), w.HBox([self.restart, self.wait]),
                            w.HBox([self.start_btn, self.kill_btn, self.stop_btn,
                                    self.cleanup_btn]), self.status])
         self.box = w.VBox([controls, self.chart_box,
@@ -122,7 +123,7 @@ class SupervisorPanel:
         return build_config(backend=self.backend.value, scale=self.scale.value,
                             workers=self.workers.value, fault_demo=self.fault.value,
                             kill_at=self.kill_at.value, restart=self.restart.value,
-                            output_dir=str(self.output_dir))
+                            wait=self.wait.value, output_dir=str(self.output_dir))
 
     def start(self) -> asyncio.Future[Any] | None:
         if self.running:
@@ -136,7 +137,7 @@ class SupervisorPanel:
         from ..run import Run
 
         self.summary = None
-        self.run = Run(cfg)
+        self.run = Run(cfg, say=self.say)  # e.g. "waiting for TTG run … : 40 tasks left"
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
         if self.chart.widget is not None:
             self.chart_box.children = (self.chart.widget,)

@@ -77,14 +77,19 @@ def data_loss(s: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _known(value: Any) -> Any:
+    """A figure the broker could not give (RabbitMQ without its management API)."""
+    return "unknown" if value is None else value
+
+
 def queue_stats_rows(stats: dict[str, Any]) -> list[tuple[str, Any, Any, Any, Any]]:
     """name, messages, consumers, ready, unacked — the milestone's 'Queue Stats' block."""
     rows = []
     for role in ("retry", "dlq", "tasks", "results"):
         q = stats.get(role)
         if q:
-            unacked = "n/a" if q["unacked"] is None else q["unacked"]
-            rows.append((q["name"], q["messages"], q["consumers"], q["ready"], unacked))
+            rows.append((q["name"], _known(q["messages"]), q["consumers"], q["ready"],
+                         _known(q["unacked"])))
     return rows
 
 
