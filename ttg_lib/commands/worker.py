@@ -16,12 +16,10 @@ import click
 from ..config import BACKENDS
 from .base import command
 
-BACKEND_HELP = "broker [TTG_BACKEND, else redis]"
-
 
 @command("worker")
 @click.option("--backend", metavar="[" + "|".join(BACKENDS) + "]", default=None,
-              help=BACKEND_HELP)
+              help="broker [TTG_BACKEND, else redis]")
 @click.option("--url", default=None, help="broker URL [TTG_REDIS_URL / TTG_RABBITMQ_URL]")
 @click.option("--run-id", default=None, help="accept only this run's tasks [TTG_RUN_ID]")
 @click.option("--name", default=None, help="worker name [TTG_WORKER_NAME, else host-pid]")
