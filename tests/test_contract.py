@@ -260,3 +260,14 @@ def test_capabilities_do_what_they_claim(broker: Broker):
     if isinstance(p, HoldsResults):
         p.release_results()  # read results go back to the queue as the run's output
         assert wait_stats(p, lambda s: s.results.messages == 2).results.messages == 2
+
+
+def test_a_worker_started_before_the_queues_exist_idles_without_spinning(broker: Broker):
+    broker.producer.purge()  # as before a run: no TTG queue on the broker
+    early = broker.consumer()
+    calls, deadline = 0, time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert early.fetch("early", 0.3) == []
+        calls += 1
+    assert calls <= 8, f"{calls} fetches in 1 s: the worker spins instead of waiting"
+    broker.producer.declare()

@@ -38,6 +38,7 @@ from .backends import (
     ForgetsConsumers,
     open_consumer,
 )
+from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .procs import peak_rss_mib
@@ -66,7 +67,7 @@ class WorkerSettings:
             "backend": backend,
             "url": REGISTRY[backend].url() if backend in REGISTRY else "",
             "run_id": os.environ.get("TTG_RUN_ID", ""),
-            "lease_s": float(os.environ.get("TTG_LEASE_S", "2.0")),
+            "lease_s": _env_seconds("TTG_LEASE_S", 2.0),
             "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
             "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
         }
@@ -74,6 +75,19 @@ class WorkerSettings:
             values["name"] = os.environ["TTG_WORKER_NAME"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(name, raw, "a number of seconds greater than 0")
+    return value
 
 
 class Heartbeat:

@@ -326,7 +326,12 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
     @_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
         if self._consuming != TASKS or max_count != self.prefetch:
-            self._subscribe_tasks(consumer, max_count)
+            try:
+                self._subscribe_tasks(consumer, max_count)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                return self._no_queue_yet(timeout)
         if not self._inbox:
             self.conn.process_data_events(time_limit=timeout)
         if 0 < len(self._inbox) < max_count:
@@ -334,6 +339,14 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
         taken, self._inbox = self._inbox[:max_count], self._inbox[max_count:]
         return [Delivery(body=body, handle=(self._generation, method.delivery_tag, props),
                          redelivered=bool(method.redelivered)) for method, props, body in taken]
+
+    def _no_queue_yet(self, timeout: float) -> list[Delivery]:
+        """A worker started before the orchestrator declared the queues is idle, not broken:
+        wait out the fetch (no reconnect storm), then try again."""
+        self.channel = self._new_channel()
+        self._consuming = None
+        self.conn.sleep(timeout)
+        return []
 
     def _subscribe_tasks(self, consumer: str, prefetch: int) -> None:
         """(Re)start the task consumer with a new prefetch: RabbitMQ applies a consumer's
