@@ -508,7 +508,9 @@ def _axis(name: Any, spec: Any, mode: str) -> Axis:
             raise SpaceError(field, spec, f"{form} takes a list: {_FORM_ARGS[form]}")
         axis = builder(name, args)
     else:
-        raise SpaceError(field, spec, f"unknown axis form; allowed: {ALL_FORMS}")
+        hint = f" (one value is a list of one: [{spec!r}])" if _finite(spec) or \
+            isinstance(spec, (str, bool)) else ""
+        raise SpaceError(field, spec, f"unknown axis form{hint}; allowed: {ALL_FORMS}")
     if axis.continuous and mode != "random":
         raise SpaceError(field, spec, f"{axis.form} draws values at random, so it is only "
                                       f"allowed in mode random; in mode {mode} use "
