@@ -177,7 +177,14 @@ class ResultsWriter:
         self.close()
 
     def add(self, result: Result) -> list[int]:
-        """Buffer one chunk's rows; returns the chunk ids written to disk by this call."""
+        """Buffer one chunk's rows; returns the chunk ids written to disk by this call.
+
+        A result outside the space raises ValueError here, before it is buffered: the
+        collector refuses such results first, and a bad one never costs the good ones."""
+        if result.start < 0 or result.count < 0 or (
+                self.space is not None and result.start + result.count > self.space.size):
+            raise ValueError(f"chunk {result.chunk_id} (params {result.start}.."
+                             f"{result.start + result.count - 1}) is outside the space")
         self._buffer.append(result)
         self._buffered_rows += result.count
         return self.flush() if self._buffered_rows >= self.row_group_rows else []
@@ -309,9 +316,12 @@ def _part_files(parts_dir: Path) -> list[Path]:
     return sorted(parts_dir.glob("part-*.parquet")) if parts_dir.exists() else []
 
 
-def _batches(files: Sequence[Path], rows: int) -> Iterator[pa.RecordBatch]:
+def _batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
+    """Every row group of every file, one at a time (a part is one row group)."""
     for file in files:
-        yield from pq.ParquetFile(file).iter_batches(batch_size=rows)
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group).to_batches()
 
 
 def _merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int) -> None:
@@ -320,7 +330,7 @@ def _merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int) -> No
         with pq.ParquetWriter(tmp, schema) as writer:
             pending: list[pa.RecordBatch] = []
             size = 0
-            for batch in _batches(files, rows):
+            for batch in _batches(files):
                 pending.append(batch)
                 size += batch.num_rows
                 if size >= rows:
@@ -410,14 +420,14 @@ def _write_text(files: Sequence[Path], format: str, handle: Any) -> None:
     if format == "csv":
         import pyarrow.csv as pacsv
         first = True
-        for batch in _batches(files, ROW_GROUP_ROWS):
+        for batch in _batches(files):
             table = pa.Table.from_batches([batch]).drop_columns(drop)
             buffer = pa.BufferOutputStream()
             pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=first))
             handle.write(buffer.getvalue().to_pybytes())
             first = False
         return
-    for batch in _batches(files, ROW_GROUP_ROWS):
+    for batch in _batches(files):
         lines = (json.dumps(row, separators=(",", ":")) for row in
                  batch.drop_columns(drop).to_pylist())
         handle.write(("\n".join(lines) + "\n").encode())
