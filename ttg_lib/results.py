@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import arrowcols
 from .config import ConfigError
 from .messages import Result, ValueColumns, compact_json
 from .space import Space
@@ -125,23 +126,33 @@ def _fit(values: Sequence[Any], kind: str) -> pa.Array | None:
     """One column of values as an Arrow array of ``kind``; None when that would change a
     value (a float into int64, an int above 2**53 into float64, a string into a number)."""
     if kind == "json":
-        return pa.array([None if v is None else compact_json(v) for v in values], pa.string())
+        return arrowcols.strings([None if v is None else compact_json(v) for v in values])
     typecode = getattr(values, "typecode", None)
     if typecode in ("q", "d"):
         data = np.frombuffer(values, dtype=np.int64 if typecode == "q" else np.float64)
         if (kind, typecode) in (("int64", "q"), ("float64", "d")):
-            return pa.array(data)
+            return arrowcols.from_numpy(data)
         if (kind, typecode) == ("float64", "q") and (np.abs(data) <= _EXACT_IN_FLOAT).all():
-            return pa.array(data.astype(np.float64))
+            return arrowcols.from_numpy(data.astype(np.float64))
         return None
-    types = set(map(type, values)) - {type(None)}
-    allowed = {"int64": {int}, "float64": {int, float}, "bool": {bool}, "string": {str}}[kind]
-    if not types <= allowed:
+    present = set(map(type, values))
+    types = present - {type(None)}
+    if not types <= _ALLOWED[kind]:
         return None
     if int in types and not _ints_within(values, *(_INT64 if kind == "int64" else
                                                    (-_EXACT_IN_FLOAT, _EXACT_IN_FLOAT))):
         return None
-    return pa.array(list(values), _ARROW[kind])
+    if kind == "string":
+        return arrowcols.strings(values)
+    valid = None
+    if type(None) in present:
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+        values = [0 if v is None else v for v in values]
+    return arrowcols.from_numpy(np.array(values, dtype=_NUMPY[kind]), valid)
+
+
+_ALLOWED = {"int64": {int}, "float64": {int, float}, "bool": {bool}, "string": {str}}
+_NUMPY = {"int64": np.int64, "float64": np.float64, "bool": np.bool_}
 
 
 # --- the writer ---------------------------------------------------------------------------
@@ -203,7 +214,8 @@ class ResultsWriter:
         table = self._table(batch)
         self.parts.mkdir(parents=True, exist_ok=True)
         part = self.parts / f"part-{self._next_part:06d}.parquet"
-        _write_durably(part, lambda tmp: pq.write_table(table, tmp, row_group_size=len(table)))
+        _write_durably(part, lambda handle: pq.write_table(
+            table, handle, row_group_size=len(table), **_write_options(table.schema)))
         self._next_part += 1
         self.rows_written += len(table)
         return [r.chunk_id for r in batch]
@@ -215,7 +227,10 @@ class ResultsWriter:
             self._settle([])
         parts = _part_files(self.parts)
         assert self._schema is not None
-        _merge(parts, self.path, self._schema, self.row_group_rows)
+        if len(parts) == 1:  # a small run: its one part is the table already
+            os.replace(parts[0], self.path)
+        else:
+            _merge(parts, self.path, self._schema, self.row_group_rows)
         shutil.rmtree(self.parts, ignore_errors=True)
         return self.path
 
@@ -247,7 +262,7 @@ class ResultsWriter:
         fields += [pa.field(name, _ARROW[kind]) for name, kind in self._layout.columns]
         if self._layout.mode != "json":
             fields.append(pa.field(MISFIT, pa.string()))
-        fields += [pa.field("worker", pa.string()), pa.field("attempt", pa.int32()),
+        fields += [pa.field("worker", pa.string()), pa.field("attempt", pa.int64()),
                    pa.field("error", pa.string())]
         self._schema = pa.schema(fields, metadata={_META_KEY: self._layout.to_json()})
 
@@ -257,16 +272,17 @@ class ResultsWriter:
         layout, schema = self._layout, self._schema
         assert layout is not None and schema is not None
         counts = np.fromiter((r.count for r in batch), dtype=np.int64, count=len(batch))
-        columns: dict[str, Any] = {"param_id": pa.array(np.concatenate(
+        columns: dict[str, Any] = {"param_id": arrowcols.from_numpy(np.concatenate(
             [np.arange(r.start, r.start + r.count, dtype=np.int64) for r in batch]))}
         if self.space is not None:
             chunks = [self.space.columns(r.start, r.count) for r in batch]
             for axis in self.space.axes:
-                columns[axis.name] = pa.array(np.concatenate([c[axis.name] for c in chunks]),
-                                              _ARROW[_AXIS_KINDS[axis.kind]])
+                columns[axis.name] = arrowcols.from_numpy(
+                    np.concatenate([c[axis.name] for c in chunks]))
         pieces: dict[str, list[pa.Array]] = {name: [] for name, _kind in layout.columns}
         misfits: list[pa.Array] = []
         errors: list[str | None] = []
+        any_misfit = False
         for r in batch:
             error, arrays = r.error, None
             if error is None and len(r.values) != r.count:
@@ -276,40 +292,51 @@ class ResultsWriter:
             for (name, kind), array in zip(layout.columns, arrays or [None] * len(pieces),
                                            strict=True):
                 pieces[name].append(array if array is not None
-                                    else pa.nulls(r.count, _ARROW[kind]))
+                                    else arrowcols.nulls(r.count, _ARROW[kind]))
             misfit = error is None and arrays is None
-            misfits.append(pa.array([compact_json(v) for v in r.values], pa.string()) if misfit
-                           else pa.nulls(r.count, pa.string()))
+            any_misfit |= misfit
+            misfits.append(arrowcols.strings([compact_json(v) for v in r.values]) if misfit
+                           else _NO_TEXT)
             errors.append(error)
         for name, _kind in layout.columns:
             columns[name] = pa.concat_arrays(pieces[name])
         if layout.mode != "json":
-            columns[MISFIT] = pa.concat_arrays(misfits)
-        columns["worker"] = _repeat([r.worker for r in batch], counts)
-        columns["attempt"] = pa.array(np.repeat(
-            np.fromiter((r.attempt for r in batch), dtype=np.int32, count=len(batch)), counts))
-        columns["error"] = _repeat(errors, counts)
+            columns[MISFIT] = (pa.concat_arrays([m if m is not _NO_TEXT
+                                                 else arrowcols.nulls(r.count, pa.string())
+                                                 for m, r in zip(misfits, batch, strict=True)])
+                               if any_misfit else arrowcols.nulls(int(counts.sum()),
+                                                                  pa.string()))
+        columns["worker"] = arrowcols.repeat([r.worker for r in batch], counts)
+        columns["attempt"] = arrowcols.from_numpy(np.repeat(
+            np.fromiter((r.attempt for r in batch), dtype=np.int64, count=len(batch)), counts))
+        columns["error"] = arrowcols.repeat(errors, counts)
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+_NO_TEXT = pa.nulls(0, pa.string())  # a marker: this chunk's rows fitted the typed columns
 
 
 def _has_values(result: Result) -> bool:
     return result.error is None and len(result.values) == result.count > 0
 
 
-def _repeat(texts: list[str | None], counts: np.ndarray) -> pa.Array:
-    """Each text ``counts[i]`` times, built in Arrow (not one Python string per row)."""
-    codes = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
-    dictionary = pa.array(texts, pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes), dictionary).dictionary_decode()
-
-
 def _write_durably(path: Path, write: Any) -> None:
     """Write aside, fsync, rename: a part is either whole on disk or absent."""
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def _write_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary pages for text (worker names, errors, categories), not for numbers (a
+    value column rarely repeats; trying costs more than the bytes it saves); statistics
+    where they are read (param_id ranges for resume, value_json's null count for exports)."""
+    return {"use_dictionary": [f.name for f in schema if f.type == pa.string()],
+            "write_statistics": [name for name in ("param_id", MISFIT) if name in schema.names],
+            "compression": os.environ.get("TTG_RESULTS_COMPRESSION", "snappy")}
 
 
 def _part_files(parts_dir: Path) -> list[Path]:
@@ -320,14 +347,14 @@ def _batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
     """Every row group of every file, one at a time (a part is one row group)."""
     for file in files:
         parquet = pq.ParquetFile(file)
-        for group in range(parquet.num_row_groups):
-            yield from parquet.read_row_group(group).to_batches()
+        for group in range(parquet.num_row_groups):  # threads only contend on a busy host
+            yield from parquet.read_row_group(group, use_threads=False).to_batches()
 
 
 def _merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int) -> None:
     """Parts into one file, rows coalesced into row groups of about ``rows``."""
-    def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, schema) as writer:
+    def write(handle: Any) -> None:
+        with pq.ParquetWriter(handle, schema, **_write_options(schema)) as writer:
             pending: list[pa.RecordBatch] = []
             size = 0
             for batch in _batches(files):
