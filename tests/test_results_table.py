@@ -29,6 +29,7 @@ from ttg_lib.results import (
     ResultsWriter,
     export_results,
     load_results,
+    stored_chunks,
 )
 from ttg_lib.results_cli import results as results_command
 from ttg_lib.space import Space, load_space
@@ -259,6 +260,7 @@ def test_parts_survive_a_dead_orchestrator_and_a_reopened_writer_continues(tmp_p
     assert durable == [0, 1, 2, 3]
     writer.add(result(40, [0.0] * 10, chunk_id=4))  # buffered only: lost with the process
     del writer  # the orchestrator dies here: no close
+    assert stored_chunks(tmp_path, 10, 60) == {0, 1, 2, 3}  # what a resume need not redo
     (tmp_path / PARTS_DIR / "part-000002.parquet.tmp").write_bytes(b"half a file")
     assert not (tmp_path / RESULTS_FILE).exists()
     assert load_results(tmp_path)["param_id"].tolist() == list(range(40))  # parts readable
@@ -273,6 +275,7 @@ def test_parts_survive_a_dead_orchestrator_and_a_reopened_writer_continues(tmp_p
     assert frame["value"].tolist() == [simulate(**space.point(i)) for i in range(60)]
     assert not (tmp_path / PARTS_DIR).exists()
 
+    assert stored_chunks(tmp_path, 10, 60) == set(range(6))
     ResultsWriter(tmp_path, space).close()  # reopening a finished table keeps it
     assert load_results(tmp_path)["value"].tolist() == frame["value"].tolist()
 
@@ -312,3 +315,24 @@ def test_a_missing_run_is_one_clear_error(tmp_path):
     assert isinstance(caught.value, ConfigError) and "no such run record" in str(caught.value)
     with pytest.raises(ResultsError, match="one of parquet, csv, jsonl"):
         export_results("nope", "xlsx", output_dir=tmp_path)
+
+
+def test_ttg_lib_load_results_is_the_same_function():
+    import ttg_lib
+    from ttg_lib import results
+    assert ttg_lib.load_results is results.load_results
+
+
+def test_the_writer_benchmark_runs_end_to_end():
+    """A smoke of benchmarks/results_write.py (the figures come from a full run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "results_write.py"
+    proc = subprocess.run([sys.executable, str(script), "--points", "30000", "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cases = json.loads(proc.stdout)
+    assert [c["case"] for c in cases] == ["int", "int+space", "dict+space"]
+    assert all(c["rows_written"] == c["points"] > 25_000 and c["rows_per_s"] > 0
+               and c["peak_rss_mib"] > 0 for c in cases)

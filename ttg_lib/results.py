@@ -390,6 +390,27 @@ def result_files(run: str | Path, output_dir: str | Path = "outputs") -> list[Pa
                                         f"Parquet file")
 
 
+def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) -> set[int]:
+    """The chunks whose every row is already on disk (``results.parquet`` or its parts): what
+    a resumed run need not publish again. Reads only ``param_id``, a row group at a time."""
+    try:
+        files = result_files(record_dir)
+    except ResultsError:
+        return set()
+    chunks = -(-total_params // chunk_size)
+    rows = np.zeros(chunks, dtype=np.int64)
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            ids = parquet.read_row_group(group, columns=["param_id"], use_threads=False)
+            ids = ids.column(0).to_numpy()
+            ids = ids[(ids >= 0) & (ids < total_params)]
+            rows += np.bincount(ids // chunk_size, minlength=chunks)
+    expected = np.full(chunks, chunk_size, dtype=np.int64)
+    expected[-1] = total_params - chunk_size * (chunks - 1)
+    return set(np.flatnonzero(rows >= expected).tolist())
+
+
 def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.DataFrame:
     """A run's results as a pandas DataFrame, one row per point, sorted by ``param_id``
     (``value_json`` only when some batch did not fit the typed columns)."""

@@ -33,6 +33,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -338,6 +339,7 @@ _M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _UNIT = 2.0**-53
 
 
+@lru_cache(maxsize=256)
 def _axis_key(seed: int, name: str) -> int:
     """A keyed hash, so adding or reordering axes leaves the other axes' draws unchanged."""
     digest = hashlib.blake2b(name.encode(), digest_size=8,
