@@ -33,7 +33,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 MODES = ("grid", "zip", "random")
 MAX_POINTS = 10**9
+TABLE_MAX = 2**16  # an axis up to this long keeps its values in a tuple for chunks
 MAX_AXIS = 2**53  # random mode draws an index below it, exactly, on both paths
 RESERVED = ("param_id", "value", "value_json", "worker", "attempt", "error")  # results columns
 DISCRETE_FORMS = "a list of values, {range: [start, stop(, step)]}, {linspace: [a, b, n]}, " \
@@ -90,6 +91,14 @@ class Axis:
         """The value at position ``i`` (0 <= i < length)."""
         raise NotImplementedError
 
+    @cached_property
+    def table(self) -> tuple[Scalar, ...] | None:
+        """Every value, for a chunk's plain-Python lookups; None when the axis is long
+        (then each value is computed from its position) or continuous."""
+        if self.continuous or self.length > TABLE_MAX:
+            return None
+        return tuple(self.at(i) for i in range(self.length))
+
     def take(self, digits: np.ndarray) -> np.ndarray:
         """The values at many positions at once; equal to ``at`` element by element."""
         import numpy as np
@@ -124,14 +133,10 @@ class ValuesAxis(Axis):
     def take(self, digits: np.ndarray) -> np.ndarray:
         return self._array[digits]
 
-    @property
-    def _array(self) -> np.ndarray:
-        cached = self.__dict__.get("_cached_array")
-        if cached is None:  # built once per axis, not once per chunk
-            import numpy as np
-            cached = np.asarray(self.values, dtype=_DTYPES.get(self.kind, str))
-            object.__setattr__(self, "_cached_array", cached)
-        return cached
+    @cached_property
+    def _array(self) -> np.ndarray:  # built once per axis, not once per chunk
+        import numpy as np
+        return np.asarray(self.values, dtype=_DTYPES.get(self.kind, str))
 
     def spec(self) -> Any:
         return list(self.values)
@@ -274,12 +279,31 @@ class Space:
         return {axis.name: self._value(axis, j, index) for j, axis in enumerate(self.axes)}
 
     def points(self, start: int, count: int) -> list[dict[str, Scalar]]:
-        """The points ``start .. start + count - 1`` (a chunk), in plain Python."""
+        """The points ``start .. start + count - 1`` (a chunk), as keyword arguments.
+
+        Grid and zip: plain Python over each axis's table of values (no numpy import in a
+        worker). Random: :meth:`columns` (numpy, imported on the first random chunk), since
+        drawing in Python costs microseconds a value; the values are the same either way."""
         self._check_range(start, count)
+        if self.mode == "random":
+            columns = [column.tolist() for column in self.columns(start, count).values()]
+        else:
+            columns = [self._run(j, start, count) for j in range(len(self.axes))]
         names = self.axis_names
-        columns = [[self._value(axis, j, i) for i in range(start, start + count)]
-                   for j, axis in enumerate(self.axes)]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    def _run(self, j: int, start: int, count: int) -> list[Scalar]:
+        axis, indices = self.axes[j], range(start, start + count)
+        table, stride, length = axis.table, self._strides[j], axis.length
+        if table is None:
+            return [axis.at(self._digits(j, i)) for i in indices]
+        if self.mode == "zip":
+            return [table[i] for i in indices]
+        return [table[(i // stride) % length] for i in indices]
+
+    @cached_property
+    def _strides(self) -> tuple[int, ...]:
+        return tuple(self._stride(j) for j in range(len(self.axes)))
 
     def columns(self, start: int, count: int) -> dict[str, np.ndarray]:
         """The same chunk as one numpy array per axis (int64, float64, bool or str)."""
@@ -320,7 +344,7 @@ class Space:
         the last axis fastest, as itertools.product; zip uses the index itself."""
         if self.mode == "zip":
             return index
-        return (index // self._stride(j)) % self.axes[j].length
+        return (index // self._strides[j]) % self.axes[j].length
 
     def _value(self, axis: Axis, j: int, index: int) -> Scalar:
         if self.mode != "random":
