@@ -276,6 +276,8 @@ def test_parts_survive_a_dead_orchestrator_and_a_reopened_writer_continues(tmp_p
     assert not (tmp_path / PARTS_DIR).exists()
 
     assert stored_chunks(tmp_path, 10, 60) == set(range(6))
+    with pytest.raises(ValueError, match="holds results of axes"):
+        ResultsWriter(tmp_path)  # another space's record: refused before anything is written
     ResultsWriter(tmp_path, space).close()  # reopening a finished table keeps it
     assert load_results(tmp_path)["value"].tolist() == frame["value"].tolist()
 

@@ -210,12 +210,13 @@ class ResultsWriter:
         """Write the buffered rows as one durable part; returns their chunk ids."""
         if not self._buffer:
             return []
-        batch, self._buffer, self._buffered_rows = self._buffer, [], 0
+        batch = self._buffer
         table = self._table(batch)
         self.parts.mkdir(parents=True, exist_ok=True)
         part = self.parts / f"part-{self._next_part:06d}.parquet"
         _write_durably(part, lambda handle: pq.write_table(
             table, handle, row_group_size=len(table), **_write_options(table.schema)))
+        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
         self._next_part += 1
         self.rows_written += len(table)
         return [r.chunk_id for r in batch]
@@ -238,18 +239,22 @@ class ResultsWriter:
 
     def _reopen(self) -> None:
         """Continue a record: drop half-written parts, keep the rest, adopt their schema."""
-        if self.path.exists() and not self.parts.exists():
-            self.parts.mkdir(parents=True)
-            os.replace(self.path, self.parts / "part-000000.parquet")
-        if not self.parts.exists():
-            return
         for tmp in self.parts.glob("*.tmp"):
             tmp.unlink()
-        existing = _part_files(self.parts)
-        if existing:
-            self._schema = pq.read_schema(existing[0])
-            self._layout = ValueLayout.from_schema(self._schema)
-            self._next_part = int(existing[-1].stem.split("-")[1]) + 1
+        existing = _part_files(self.parts) or ([self.path] if self.path.exists() else [])
+        if not existing:
+            return
+        schema = pq.read_schema(existing[0])
+        axes = list(self.space.axis_names) if self.space is not None else []
+        stored = [n for n in schema.names if n not in _FIXED and not n.startswith("value")]
+        if axes != stored:
+            raise ValueError(f"{self.dir} holds results of axes {stored}, not {axes}")
+        if existing == [self.path]:  # a finished table: it becomes the first part again
+            self.parts.mkdir(parents=True, exist_ok=True)
+            existing = [self.parts / "part-000000.parquet"]
+            os.replace(self.path, existing[0])
+        self._schema, self._layout = schema, ValueLayout.from_schema(schema)
+        self._next_part = int(existing[-1].stem.split("-")[1]) + 1
 
     def _settle(self, batch: list[Result]) -> None:
         """The value columns follow the first batch with values (JSON text if none has)."""
@@ -313,6 +318,7 @@ class ResultsWriter:
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
+_FIXED = ("param_id", "worker", "attempt", "error")
 _NO_TEXT = pa.nulls(0, pa.string())  # a marker: this chunk's rows fitted the typed columns
 
 
