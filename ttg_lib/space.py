@@ -303,7 +303,9 @@ class Space:
 
     @cached_property
     def _strides(self) -> tuple[int, ...]:
-        return tuple(self._stride(j) for j in range(len(self.axes)))
+        """How many points one step of each axis spans in a grid (the last axis: 1)."""
+        return tuple(math.prod(axis.length for axis in self.axes[j + 1:])
+                     for j in range(len(self.axes)))
 
     def columns(self, start: int, count: int) -> dict[str, np.ndarray]:
         """The same chunk as one numpy array per axis (int64, float64, bool or str)."""
@@ -335,9 +337,6 @@ class Space:
         if not (start >= 0 and count >= 0 and start + count <= self.size):
             raise IndexError(f"points {start}..{start + count - 1} are outside this space of "
                              f"{self.size:,} points (0..{self.size - 1})")
-
-    def _stride(self, j: int) -> int:
-        return math.prod(axis.length for axis in self.axes[j + 1:])
 
     def _digits(self, j: int, index: Any) -> Any:
         """Axis ``j``'s position for ``index`` (an int or an int64 array): mixed radix,
