@@ -321,8 +321,18 @@ def test_a_missing_run_is_one_clear_error(tmp_path):
 
 def test_ttg_lib_load_results_is_the_same_function():
     import ttg_lib
-    from ttg_lib import results
+    from ttg_lib import results, results_cli
     assert ttg_lib.load_results is results.load_results
+    assert results_cli.FORMATS == results.FORMATS
+
+
+def test_the_command_line_starts_without_pyarrow():
+    import subprocess
+    import sys
+    code = "import sys, ttg_lib.results_cli; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_the_writer_benchmark_runs_end_to_end():
