@@ -68,7 +68,8 @@ class Result:
     attempt: int
     started_at: float
     finished_at: float
-    values: Sequence[Any] = field(default_factory=list)  # list, or array('q') when decoded
+    values: Sequence[Any] = field(default_factory=list)  # decoded: array('q'), array('d'),
+    # ValueColumns (dicts of scalars) or a list
     checksum: int = 0
     error: str | None = None
     redelivered: bool = False
@@ -79,7 +80,8 @@ class Result:
 
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
-        "finished_at", "error", "redelivered", "enc", "size", "checksum")
+        "finished_at", "error", "redelivered", "enc", "size", "checksum",
+        "cols")  # the last is optional when decoding: frames from before typed columns lack it
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
@@ -94,15 +96,17 @@ def encode_results(results: Sequence[Result]) -> bytes:
     then one row per result: metadata, value encoding, size, CRC32), then the packed values
     back to back.
 
-    Integers travel as raw int64 (8 bytes a value; no base64, no JSON), so a 1,000-value
-    chunk costs microseconds to pack and to read; other values fall back to JSON.
+    Integers travel as raw int64 and floats as raw float64 (8 bytes a value; no base64, no
+    JSON), so a 1,000-value chunk costs microseconds to pack and to read; dicts of scalars
+    travel as one such column per key (their schema in the row's ``cols``); other values
+    fall back to JSON.
     """
     rows, payloads = [], []
     for r in results:
-        enc, raw = pack_values(r.values)
+        enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw)))
+                     zlib.crc32(raw), cols))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
@@ -142,30 +146,141 @@ def _decode_frame(body: bytes) -> list[Result | bytes]:
 
 def _result(meta: dict[str, Any], payload: memoryview) -> Result:
     values: Sequence[Any]
-    if meta["enc"] == "i64":
-        values = array("q")
-        values.frombytes(payload[:len(payload) - len(payload) % 8])
-        if _BIG_ENDIAN:
-            values.byteswap()
+    if meta["enc"] == "cols":
+        values = _unpack_columns(meta.get("cols"), payload)
     else:
-        try:
-            values = json.loads(bytes(payload)) if payload else []
-        except ValueError:
-            values = []
+        values = _unpack(meta["enc"], payload)
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
                   checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"])
 
 
-def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
-    """("i64", little-endian int64 bytes) when every value is a 64-bit integer, else
-    ("json", JSON)."""
+_WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns
+_EXACT_IN_FLOAT = 2**53
+
+
+def _unpack(enc: str, payload: memoryview) -> Sequence[Any]:
+    """One packed column; a JSON column that does not parse (corrupted) is empty."""
+    code = _WIDE.get(enc)
+    if code is not None:
+        values = array(code)
+        values.frombytes(payload[:len(payload) - len(payload) % 8])
+        if _BIG_ENDIAN:
+            values.byteswap()
+        return values
     try:
-        packed = array("q", values)
-    except (TypeError, OverflowError):
-        return "json", compact_json(list(values)).encode()
+        values = json.loads(bytes(payload)) if payload else []
+    except ValueError:
+        return []
+    return values if isinstance(values, list) else []
+
+
+def _unpack_columns(schema: Any, payload: memoryview) -> Sequence[Any]:
+    """Dict values from their columns; the schema is checked before a byte is read."""
+    if (not isinstance(schema, list) or not schema
+            or not all(isinstance(c, list) and len(c) == 3 and type(c[0]) is str
+                       and c[1] in _COLUMN_ENCODINGS and type(c[2]) is int and c[2] >= 0
+                       for c in schema)
+            or sum(c[2] for c in schema) != len(payload)):
+        raise MessageError("malformed message: a 'cols' row needs its columns' schema "
+                           "([key, i64|f64|json, size], ...) matching the values")
+    columns, offset = {}, 0
+    for key, enc, size in schema:
+        columns[key] = _unpack(enc, payload[offset:offset + size])
+        offset += size
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) != 1:
+        return []  # a corrupted column: the checksum flags it, the size check counts it wrong
+    return ValueColumns(columns)
+
+
+_COLUMN_ENCODINGS = frozenset({"i64", "f64", "json"})
+
+
+class ValueColumns(Sequence[dict[str, Any]]):
+    """Dict values as one column per key: reads as a sequence of dicts (verification compares
+    them one by one), while a results table takes ``columns`` as they are."""
+
+    __slots__ = ("columns", "_length")
+
+    def __init__(self, columns: dict[str, Sequence[Any]]):
+        self.columns = columns
+        self._length = len(next(iter(columns.values()))) if columns else 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._length))]
+        if not -self._length <= index < self._length:
+            raise IndexError("ValueColumns index out of range")
+        return {key: column[index] for key, column in self.columns.items()}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ValueColumns({list(self.columns)}, {self._length} rows)"
+
+
+def pack_chunk(values: Sequence[Any]) -> tuple[str, bytes, list[list[Any]] | None]:
+    """A chunk's values as (encoding, bytes, column schema): dicts that share their keys and
+    hold only scalars become ("cols", the columns back to back, [[key, encoding, size], ...]);
+    anything else is :func:`pack_values`."""
+    packed = _pack_dicts(values)
+    if packed is not None:
+        return "cols", packed[1], packed[0]
+    enc, raw = pack_values(values)
+    return enc, raw, None
+
+
+_SCALAR_TYPES = (int, float, str, bool, type(None))
+
+
+def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
+    if not values or type(values[0]) is not dict or not values[0]:
+        return None
+    keys = values[0].keys()
+    if not all(type(v) is dict and v.keys() == keys for v in values):
+        return None
+    if not all(type(key) is str for key in keys):
+        return None
+    schema, parts = [], []
+    for key in keys:
+        column = [v[key] for v in values]
+        if not all(issubclass(t, _SCALAR_TYPES) for t in set(map(type, column))):
+            return None  # a nested value: the whole chunk goes as JSON
+        enc, raw = pack_values(column)
+        schema.append([key, enc, len(raw)])
+        parts.append(raw)
+    return schema, b"".join(parts)
+
+
+def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
+    """("i64", little-endian int64 bytes) when every value is a 64-bit integer, ("f64",
+    little-endian float64) when every value is a float (integers up to 2**53 among them),
+    else ("json", JSON). Booleans go as JSON, so they come back as booleans."""
+    types = set(map(type, values))
+    if bool not in types:
+        try:
+            return "i64", _little(array("q", values)).tobytes()
+        except (TypeError, OverflowError):
+            pass
+        if all(issubclass(t, float) or t is int for t in types) and (
+                int not in types or all(-_EXACT_IN_FLOAT <= v <= _EXACT_IN_FLOAT
+                                        for v in values if type(v) is int)):
+            return "f64", _little(array("d", values)).tobytes()
+    return "json", compact_json(list(values)).encode()
+
+
+def _little(packed: array) -> array:
     if _BIG_ENDIAN:
         packed.byteswap()
-    return "i64", packed.tobytes()
+    return packed
 
 
 def _load_object(body: bytes | str) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""`ttg results RUN`: a run's results table exported as Parquet, CSV or JSON lines."""
+
+from __future__ import annotations
+
+import click
+
+from .config import ConfigError
+
+FORMATS = ("parquet", "csv", "jsonl")  # = results.FORMATS (a test holds them equal); named
+# here so that `ttg` starts without pyarrow, which results.py imports
+
+
+@click.command("results")
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet",
+              show_default=True, help="file format")
+@click.option("--out", default=None,
+              help="file to write [results-<run>.<format>]; '-' writes csv/jsonl to stdout")
+@click.option("--output-dir", default="outputs", show_default=True,
+              help="where runs/ is, when RUN is a run id")
+def results(run: str, fmt: str, out: str | None, output_dir: str) -> None:
+    """Export the results of RUN (a run id, a record directory or a results file)."""
+    from .cli import fail  # at call time: cli imports this module to register it
+    from .results import export_results
+
+    try:
+        written = export_results(run, fmt, out, output_dir=output_dir)
+    except ConfigError as exc:
+        fail(str(exc))
+    if written is not None:
+        click.echo(f"wrote {written}", err=True)
