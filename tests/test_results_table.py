@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from ttg_lib.commands.results import results as results_command
 from ttg_lib.config import ConfigError
 from ttg_lib.messages import (
     FRAME_MAGIC,
@@ -31,7 +32,6 @@ from ttg_lib.results import (
     load_results,
     stored_chunks,
 )
-from ttg_lib.results_cli import results as results_command
 from ttg_lib.space import Space, load_space
 
 
@@ -321,7 +321,8 @@ def test_a_missing_run_is_one_clear_error(tmp_path):
 
 def test_ttg_lib_load_results_is_the_same_function():
     import ttg_lib
-    from ttg_lib import results, results_cli
+    from ttg_lib import results
+    from ttg_lib.commands import results as results_cli
     assert ttg_lib.load_results is results.load_results
     assert results_cli.FORMATS == results.FORMATS
 
@@ -329,7 +330,7 @@ def test_ttg_lib_load_results_is_the_same_function():
 def test_the_command_line_starts_without_pyarrow():
     import subprocess
     import sys
-    code = "import sys, ttg_lib.results_cli; print('pyarrow' in sys.modules)"
+    code = "import sys, ttg_lib.commands.results; print('pyarrow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .config import ConfigError
+from .base import command
 
 FORMATS = ("parquet", "csv", "jsonl")  # = results.FORMATS (a test holds them equal); named
 # here so that `ttg` starts without pyarrow, which results.py imports
 
 
-@click.command("results")
+@command("results")
 @click.argument("run")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet",
               show_default=True, help="file format")
@@ -20,12 +20,8 @@ FORMATS = ("parquet", "csv", "jsonl")  # = results.FORMATS (a test holds them eq
               help="where runs/ is, when RUN is a run id")
 def results(run: str, fmt: str, out: str | None, output_dir: str) -> None:
     """Export the results of RUN (a run id, a record directory or a results file)."""
-    from .cli import fail  # at call time: cli imports this module to register it
-    from .results import export_results
+    from ..results import export_results
 
-    try:
-        written = export_results(run, fmt, out, output_dir=output_dir)
-    except ConfigError as exc:
-        fail(str(exc))
+    written = export_results(run, fmt, out, output_dir=output_dir)  # a ResultsError is a TTGError
     if written is not None:
         click.echo(f"wrote {written}", err=True)
