@@ -108,7 +108,7 @@ def test_a_cols_row_without_a_matching_schema_is_an_undecodable_frame():
     frame = encode_results([result(0, [{"x": 1.0}, {"x": 2.0}])])
     header_len = struct.unpack(">I", frame[4:8])[0]
     header = json.loads(frame[8:8 + header_len])
-    header["rows"][0][-1] = [["x", "f64", 999]]  # the sizes do not add up to the payload
+    header["rows"][0][header["fields"].index("cols")] = [["x", "f64", 999]]  # sizes ≠ payload
     forged = compact_json(header).encode()
     body = FRAME_MAGIC + struct.pack(">I", len(forged)) + forged + frame[8 + header_len:]
     assert decode_results(body) == [body]
@@ -349,3 +349,11 @@ def test_the_writer_benchmark_runs_end_to_end():
     assert [c["case"] for c in cases] == ["int", "int+space", "dict+space"]
     assert all(c["rows_written"] == c["points"] > 25_000 and c["rows_per_s"] > 0
                and c["peak_rss_mib"] > 0 for c in cases)
+
+
+def test_closing_twice_keeps_the_table(tmp_path):
+    writer = ResultsWriter(tmp_path)
+    writer.add(Result(run_id="r", chunk_id=0, start=0, count=3, worker="w", attempt=1,
+                      started_at=0, finished_at=0, values=[1, 2, 3]))
+    assert writer.close() == writer.close()
+    assert pq.read_table(tmp_path / RESULTS_FILE).num_rows == 3

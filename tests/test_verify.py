@@ -8,7 +8,7 @@ from array import array
 from ttg_lib.compute import placeholder
 from ttg_lib.messages import Result
 from ttg_lib.run import Run
-from ttg_lib.verify import ResultCollector
+from ttg_lib.verify import ResultCollector, VerifyMode, VerifyPlan
 
 
 def good(chunk_id: int, size: int = 5, worker: str = "w1", started: float = 1.0) -> Result:
@@ -18,15 +18,21 @@ def good(chunk_id: int, size: int = 5, worker: str = "w1", started: float = 1.0)
                   attempt=1, started_at=started, finished_at=started + 1, values=values)
 
 
-def collector() -> ResultCollector:
-    return ResultCollector(run_id="r", total_params=20, chunk_size=5, fn=placeholder)
+def collector(rtol: float = 0.0) -> ResultCollector:
+    return ResultCollector(run_id="r", total_params=20, chunk_size=5, rtol=rtol)
+
+
+def recomputed(chunk_id: int, worker: str = "w2", **kw) -> Result:
+    r = good(chunk_id, worker=worker, **kw)
+    r.verify = True
+    return r
 
 
 def test_all_present_is_verified():
     c = collector()
     assert all(c.add(good(i)) for i in range(4))
     v = c.verdict()
-    assert v.ok and v.params_verified == 20 and v.lost_params == 0
+    assert v.ok and v.params_verified == 20 and v.lost_params == 0 and v.values_recomputed == 0
 
 
 def test_dropped_result_is_lost():
@@ -37,15 +43,56 @@ def test_dropped_result_is_lost():
     assert not v.ok and v.lost_params == 5 and v.params_verified == 15
 
 
-def test_altered_value_is_wrong():
+def test_a_recomputation_that_agrees_verifies_its_chunk_and_one_that_differs_fails_it():
     c = collector()
     bad = good(2)
     bad.values[3] += 1
     for r in (good(0), good(1), bad, good(3)):
         c.add(r)
+    c.expect_verification(1)
+    c.expect_verification(2)
+    assert not c.all_done  # recomputations asked for and not answered
+    assert c.add_verification(recomputed(1)) and c.add_verification(recomputed(2))
+    assert not c.add_verification(recomputed(2))  # answered already
     v = c.verdict()
-    assert not v.ok and v.wrong_results == 1 and v.params_verified == 19
-    assert "param 13" in v.problems[0]
+    assert not v.ok and v.wrong_results == 5 and v.params_verified == 15
+    assert v.values_recomputed == 10
+    assert "chunk 2: values recomputed by w2 differ" in v.problems[0]
+
+
+def test_an_unanswered_recomputation_fails_the_run():
+    c = collector()
+    for i in range(4):
+        c.add(good(i))
+    c.expect_verification(0)
+    v = c.verdict()
+    assert not v.ok and v.verifications_missing == 1 and v.lost_params == 0
+
+
+def test_floats_agree_exactly_unless_a_tolerance_is_given():
+    def floats(chunk_id: int, shift: float, verify: bool = False) -> Result:
+        r = good(chunk_id)
+        r.values, r.verify = [p / 3 + shift for p in range(r.start, r.start + 5)], verify
+        return r
+
+    for rtol, agrees in ((0.0, False), (1e-9, True)):
+        c = collector(rtol)
+        for i in range(4):
+            c.add(floats(i, 0.0))
+        c.expect_verification(1)
+        c.add_verification(floats(1, 1e-12, verify=True))
+        assert c.verdict().ok is agrees, rtol
+
+
+def test_a_size_mismatch_is_wrong_not_lost():
+    c = collector()
+    short = good(1)
+    short.values = short.values[:3]
+    for r in (good(0), short, good(2), good(3)):
+        c.add(r)
+    v = c.verdict()
+    assert not v.ok and v.wrong_results == 5 and v.lost_params == 0
+    assert "range/size mismatch" in v.problems[0]
 
 
 def test_duplicates_counted_once_but_rereads_are_not_duplicates():
@@ -66,7 +113,21 @@ def test_foreign_and_garbage_results_fail_the_run():
     other.run_id = "other"
     c.add(other)
     c.add(b"garbage")
-    assert c.foreign == 2 and not c.verdict().ok
+    outside = good(0)
+    outside.chunk_id = 9
+    c.add(outside)
+    assert c.foreign == 3 and not c.verdict().ok
+
+
+def test_sampling_picks_about_one_chunk_in_a_hundred_and_one_of_each_worker():
+    plan = VerifyPlan(VerifyMode.SAMPLE, "run-x")
+    picked = [c for c in range(10_000) if plan.wants(c, f"w{c % 3}")]
+    assert 50 <= len(picked) <= 200
+    assert {c % 3 for c in picked[:3]} == {0, 1, 2}  # every worker's first chunk
+    again = VerifyPlan(VerifyMode.SAMPLE, "run-x")
+    assert [c for c in range(10_000) if again.wants(c, f"w{c % 3}")] == picked
+    assert not any(VerifyPlan(VerifyMode.NONE, "r").wants(c, "w") for c in range(100))
+    assert all(VerifyPlan(VerifyMode.FULL, "r").wants(c, "w") for c in range(100))
 
 
 def _tamper(run: Run, how: str) -> None:
@@ -109,8 +170,8 @@ def test_a_run_with_a_dropped_result_fails(make_config, backend_name, broker_url
 
 def test_a_run_with_an_altered_result_fails(make_config, backend_name, broker_url):
     summary = _run_tampered(make_config, backend_name, "alter")
-    assert not summary["ok"]
-    assert summary["wrong_results"] == 1
+    assert not summary["ok"] and summary["verify_mode"] == "full"
+    assert summary["wrong_results"] == 5  # the chunk whose values and recomputation differ
 
 
 def test_values_pack_and_corruption_is_flagged():

@@ -8,6 +8,7 @@ must be deterministic in ``param_id``: the orchestrator re-runs it (with
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import ComputeImportError
+from .messages import compact_json
 
 ComputeFn = Callable[[int, float], Any]
 
@@ -76,5 +78,22 @@ def load(path: str) -> ComputeFn:
     return fn
 
 
-def run_chunk(fn: ComputeFn, start: int, count: int, work_ms: float) -> list[Any]:
-    return [fn(param_id, work_ms) for param_id in range(start, start + count)]
+def run_chunk(fn: Callable[..., Any], start: int, count: int, work_ms: float,
+              space: dict[str, Any] | None = None) -> list[Any]:
+    """A chunk's values: ``fn(param_id, work_ms)`` for a bare range, ``fn(**point)`` for
+    every point of a space (its axes as keyword arguments)."""
+    if space is None:
+        return [fn(param_id, work_ms) for param_id in range(start, start + count)]
+    return [fn(**point) for point in space_of(space).points(start, count)]
+
+
+def space_of(data: dict[str, Any]) -> Any:
+    """The Space of a task's space dict, parsed once per distinct space."""
+    return _space_cached(compact_json(data))
+
+
+@lru_cache(maxsize=8)
+def _space_cached(text: str) -> Any:
+    from .space import load_space
+
+    return load_space(json.loads(text))

@@ -24,6 +24,7 @@ from .urls import redact_url
 BACKENDS = backend_names(runnable=True)  # from the registry: no broker is named here
 CLUSTERS = ("local", "kind", "k8s")
 MONITORS = ("cli", "none")
+VERIFY_MODES = ("", "full", "sample", "none")
 RESTART_POLICIES = ("always", "never")
 DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -61,6 +62,9 @@ class RunConfig:
     workers: int = 3
     cluster: str = "local"
     compute: str = DEFAULT_COMPUTE
+    space: dict[str, Any] | None = None  # named axes (space.py): fn(**point) for every point
+    verify: str = ""  # full | sample | none; "" = full for TTG's own functions, else sample
+    verify_rtol: float = 0.0  # floats recomputed must agree within this (0: exactly)
     fault_demo: bool = False
     kill_at: float = 0.3
     restart: str = "always"
@@ -99,6 +103,14 @@ class RunConfig:
         per_chunk_floor = self.chunks_total * 0.05 / self.workers
         return 10 * max(self.ideal_runtime_s, per_chunk_floor) + 60
 
+    @property
+    def verify_mode(self) -> str:
+        """The verification that runs: TTG's own functions are cheap to recompute, so the
+        milestone demo's claim stays exact; a user's function is sampled."""
+        if self.verify:
+            return self.verify
+        return "full" if self.compute.startswith("ttg_lib.compute:") else "sample"
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["broker_url"] = redact_url(self.broker_url)
@@ -129,6 +141,8 @@ class RunConfig:
         }
         values.update(given)
         values = _coerce(values)
+        if values.get("space") is not None:
+            _apply_space(values, given)
         backend = values.get("backend", DEFAULT_BACKEND)
         _check_choice("backend", backend, BACKENDS)
         if not values.get("broker_url"):
@@ -153,6 +167,23 @@ class RunConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.build(**data)
 
+    @classmethod
+    def from_record(cls, record_dir: str | Path, **overrides: Any) -> RunConfig:
+        """The configuration a run was started with (its ``config.json``), to resume it; the
+        broker URL comes from the environment again (the record keeps it redacted)."""
+        path = Path(record_dir) / "config.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("resume", str(record_dir), "a run record with a config.json "
+                                                         "(outputs/runs/<run id>)") from None
+        except ValueError as exc:
+            raise ConfigError("resume", str(path), f"not valid JSON ({exc})") from None
+        known = {f.name for f in fields(cls)} - {"broker_url"}
+        settings = {k: v for k, v in data.items() if k in known}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.build(**settings)
+
     def validate(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("cluster", self.cluster, CLUSTERS)
@@ -172,6 +203,9 @@ class RunConfig:
                               "0.5 s old")
         _check_number("timeout_s", self.timeout_s, 0, 7 * 24 * 3600)
         _check_number("sample_s", self.sample_s, 0, 3600)
+        if self.verify not in VERIFY_MODES:
+            raise ConfigError("verify", self.verify, "one of full, sample, none")
+        _check_number("verify_rtol", self.verify_rtol, 0, 1)
         if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
             raise ConfigError("kill_at", self.kill_at,
                               "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")
@@ -189,6 +223,23 @@ class RunConfig:
         if self.fault_demo and self.workers < 2:
             raise ConfigError("workers", self.workers,
                               "the fault demo kills one worker, so it needs at least 2")
+
+
+def _apply_space(values: dict[str, Any], given: dict[str, Any]) -> None:
+    """A space decides the number of points; its points are computed, not simulated (no
+    work_ms unless given), and a chunk never exceeds the space."""
+    from .space import load_space  # numpy: only runs with a space need it
+
+    space = load_space(values["space"])
+    if "total_params" in given and given["total_params"] != space.size:
+        raise ConfigError("total_params", given["total_params"],
+                          f"leave it out with a space: the space has {space.size:,} points")
+    values["space"] = space.to_dict()
+    values["total_params"] = space.size
+    if "work_ms" not in given:
+        values["work_ms"] = 0.0
+    if "chunk_size" not in given:
+        values["chunk_size"] = min(values["chunk_size"], space.size)
 
 
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}

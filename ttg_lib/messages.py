@@ -34,26 +34,45 @@ class Task:
     max_retries: int = 3
     retry_delay_s: float = 1.0
     published_at: float = 0.0
+    space: dict[str, Any] | None = None  # named points: fn(**point) instead of fn(id, work_ms)
+    verify_of: str = ""  # a recomputation of this worker's result, for another worker to do
+    bounces: int = 0  # times the worker named in verify_of handed it back
 
     def encode(self) -> bytes:
-        return compact_json({"v": PROTOCOL_VERSION, **self.__dict__}).encode()
+        data = {"v": PROTOCOL_VERSION, **self.__dict__}
+        for name, default in _TASK_OPTIONAL_DEFAULTS.items():
+            if data[name] == default:  # absent means default: old workers read new tasks
+                del data[name]
+        return compact_json(data).encode()
 
     def next_attempt(self) -> Task:
         return Task(**{**asdict(self), "attempt": self.attempt + 1})
+
+    def bounced(self) -> Task:
+        return Task(**{**asdict(self), "bounces": self.bounces + 1})
+
+    def verification(self, of_worker: str) -> Task:
+        """The same chunk, to be recomputed by a worker other than ``of_worker``, without
+        the simulated work (it is no part of the values)."""
+        return Task(**{**asdict(self), "verify_of": of_worker, "work_ms": 0.0, "attempt": 1})
 
     @classmethod
     def decode(cls, body: bytes | str) -> Task:
         data = _load_object(body)
         _check(data, _TASK_TYPES)
+        _check_optional(data, _TASK_OPTIONAL)
         if data["count"] < 1 or data["start"] < 0 or data["chunk_id"] < 0:
             raise MessageError("malformed task: start/chunk_id must be >= 0 and count >= 1")
-        return cls(**{name: data[name] for name in _TASK_TYPES})
+        return cls(**{name: data[name] for name in _TASK_TYPES},
+                   **{name: data[name] for name in _TASK_OPTIONAL if name in data})
 
 
 _INT, _NUMBER, _TEXT = frozenset({int}), frozenset({int, float}), frozenset({str})
 _TASK_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
                "work_ms": _NUMBER, "compute": _TEXT, "attempt": _INT, "max_retries": _INT,
                "retry_delay_s": _NUMBER, "published_at": _NUMBER}
+_TASK_OPTIONAL = {"space": frozenset({dict, type(None)}), "verify_of": _TEXT, "bounces": _INT}
+_TASK_OPTIONAL_DEFAULTS = {"space": None, "verify_of": "", "bounces": 0}
 
 
 @dataclass
@@ -74,6 +93,7 @@ class Result:
     error: str | None = None
     redelivered: bool = False
     corrupt: bool = False  # set on decode when the checksum does not match
+    verify: bool = False  # a recomputation (Task.verify_of), not the chunk's result
 
     def encode(self) -> bytes:
         return encode_results([self])
@@ -81,7 +101,7 @@ class Result:
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
         "finished_at", "error", "redelivered", "enc", "size", "checksum",
-        "cols")  # the last is optional when decoding: frames from before typed columns lack it
+        "cols", "verify")  # the last two are optional when decoding: older frames lack them
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
@@ -106,7 +126,7 @@ def encode_results(results: Sequence[Result]) -> bytes:
         enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw), cols))
+                     zlib.crc32(raw), cols, r.verify))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
@@ -151,7 +171,8 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
     else:
         values = _unpack(meta["enc"], payload)
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
-                  checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"])
+                  checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
+                  verify=meta.get("verify") is True)
 
 
 _WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns
@@ -297,6 +318,12 @@ def _load_object(body: bytes | str) -> dict[str, Any]:
 
 
 _MISSING = object()
+
+
+def _check_optional(data: dict[str, Any], types: dict[str, frozenset[type]]) -> None:
+    """Fields a newer sender adds: absent is fine, present must have the right type."""
+    _check({name: data[name] for name in types if name in data},
+           {name: allowed for name, allowed in types.items() if name in data})
 
 
 def _check(data: dict[str, Any], types: dict[str, frozenset[type]]) -> None:

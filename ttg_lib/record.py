@@ -45,6 +45,11 @@ class RunRecord:
             stream = self._streams[name] = (self.dir / name).open("a", buffering=1 << 16)
         stream.write(compact_json(row) + "\n")
 
+    def flush(self) -> None:
+        """Make appended lines visible to readers (notebooks, tests, `tail -f`)."""
+        for stream in self._streams.values():
+            stream.flush()
+
     def close(self) -> None:
         for stream in self._streams.values():
             stream.close()

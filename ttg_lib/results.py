@@ -179,6 +179,7 @@ class ResultsWriter:
         self._layout: ValueLayout | None = None
         self._schema: pa.Schema | None = None
         self._next_part = 0
+        self._closed = False
         self._reopen()
 
     def __enter__(self) -> ResultsWriter:
@@ -222,7 +223,11 @@ class ResultsWriter:
         return [r.chunk_id for r in batch]
 
     def close(self) -> Path:
-        """Flush, then merge the parts into ``results.parquet`` (one row group at a time)."""
+        """Flush, then merge the parts into ``results.parquet`` (one row group at a time);
+        closing again changes nothing."""
+        if self._closed:
+            return self.path
+        self._closed = True
         self.flush()
         if self._schema is None:  # nothing was ever added: an empty table, still with columns
             self._settle([])
@@ -415,6 +420,25 @@ def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
     expected = np.full(chunks, chunk_size, dtype=np.int64)
     expected[-1] = total_params - chunk_size * (chunks - 1)
     return set(np.flatnonzero(rows >= expected).tolist())
+
+
+def failed_chunks(record_dir: str | Path, chunk_size: int) -> set[int]:
+    """The chunks on disk as dead-lettered (their rows carry an error): a resumed run keeps
+    them as failed, it does not count them done."""
+    try:
+        files = result_files(record_dir)
+    except ResultsError:
+        return set()
+    failed: set[int] = set()
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=["param_id", "error"],
+                                           use_threads=False)
+            ids = table.column("param_id").to_numpy()
+            errors = table.column("error").is_valid().to_numpy(zero_copy_only=False)
+            failed.update((ids[errors] // chunk_size).tolist())
+    return failed
 
 
 def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.DataFrame:

@@ -31,9 +31,10 @@ from .record import RunRecord, environment
 from .runlock import LockOwner
 from .session import BrokerSession
 from .summary import RunSummary, Timing, build_summary
-from .verify import ResultCollector
+from .verify import ResultCollector, VerifyMode, VerifyPlan
 
 READY_TIMEOUT_S = 60.0
+SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released then
 CLUSTER_READY_TIMEOUT_S = 180.0  # pods: image pulls and scheduling
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 
@@ -78,14 +79,23 @@ class Progress:
 
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
-                 backend: Producer | None = None, say: Callable[[str], None] | None = None):
+                 backend: Producer | None = None, say: Callable[[str], None] | None = None,
+                 resume: bool = False):
         self.config = config
+        self.resume = resume  # continue a run whose orchestrator died (its record is here)
+        self.chunks_redone = 0
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
+        self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
-                                         chunk_size=config.chunk_size, fn=self.fn)
+                                         chunk_size=config.chunk_size, rtol=config.verify_rtol)
+        self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
+        self.writer: Any = None  # results.parquet (ResultsWriter), opened by start()
+        self._to_verify: list[Task] = []
+        self._verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
+        self._next_settle = 0.0
         self.broker_url = config.broker_url
         self._backend = backend
         self._cluster = cluster
@@ -133,6 +143,11 @@ class Run:
         cfg = self.config
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.record.write_json("config.json", cfg.to_dict())
+        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
+
+        self.writer = ResultsWriter(cfg.record_dir, self.space)
+        if self.resume:
+            self._restore_from_record()
         if self._cluster is None:
             self._cluster = make_cluster(cfg, self.broker_url)
         try:
@@ -143,7 +158,8 @@ class Run:
                                                                     lease_s=cfg.lease_s)
         self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s)
         self.state = RunState.WAITING
-        self.session.open(wait=cfg.wait, say=self.say)
+        self.session.open(wait=cfg.wait, say=self.say,
+                          before_purge=self._drain_leftovers if self.resume else None)
         self.record.write_json("environment.json",
                                environment(producer.server_version(), cfg.backend))
         self.cluster.start_workers(cfg.workers)
@@ -153,20 +169,47 @@ class Run:
         self._workers_started = sum(1 for w in self.cluster.workers()
                                     if w.state == WorkerState.RUNNING)
         self.t0, self._cpu0 = time.monotonic(), time.process_time()
-        producer.publish_tasks(self._tasks())
+        self.chunks_redone = producer.publish_tasks(self._tasks(only_unfinished=self.resume))
         self.state = RunState.RUNNING
 
-    def _tasks(self, only_unfinished: bool = False) -> Iterator[Task]:
+    def _restore_from_record(self) -> None:
+        """A resumed run counts what its record holds already."""
+        from .results import failed_chunks, stored_chunks
+
         cfg = self.config
-        now = time.time()
-        for chunk_id in range(cfg.chunks_total):
-            if only_unfinished and self.collector.chunk_state[chunk_id]:
-                continue
-            start = chunk_id * cfg.chunk_size
-            yield Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
-                       count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
-                       compute=cfg.compute, max_retries=cfg.max_retries,
-                       retry_delay_s=cfg.retry_delay_s, published_at=now)
+        done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
+        failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
+        self.collector.restore(done, failed & done)
+        self.say(f"resuming run {cfg.run_id}: {len(done):,} of {cfg.chunks_total:,} chunks "
+                 f"already in its results")
+
+    def _drain_leftovers(self) -> None:
+        """Results the dead orchestrator left in the broker (read, not yet on disk) count too:
+        read them all before the queues are emptied."""
+        for _ in range(10_000):
+            before = self.collector.finished
+            self._read(0.3)
+            if self.collector.finished == before:
+                break
+        self.writer.flush()
+        self.t_last = None  # the runtime is this run's own
+
+    def _tasks(self, only_unfinished: bool = False) -> Iterator[Task]:
+        """Every chunk's task; ``only_unfinished``: those still owed (chunks without a result,
+        recomputations without an answer), e.g. after the broker lost its data."""
+        for chunk_id in range(self.config.chunks_total):
+            if not only_unfinished or not self.collector.chunk_state[chunk_id]:
+                yield self._task(chunk_id)
+            elif self.collector.awaits(chunk_id):
+                yield self._task(chunk_id).verification(self.collector.worker_of(chunk_id))
+
+    def _task(self, chunk_id: int) -> Task:
+        cfg = self.config
+        start = chunk_id * cfg.chunk_size
+        return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
+                    count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
+                    compute=cfg.compute, max_retries=cfg.max_retries,
+                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space)
 
     # -- watch -------------------------------------------------------------
     @property
@@ -189,16 +232,21 @@ class Run:
             self._check_end()
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
+            self.record.flush()  # a step is a moment: readers of the record see it
         return self.progress()
 
     def _read(self, timeout: float) -> None:
         results = self.broker.read(timeout, lambda: self._tasks(only_unfinished=True),
                                     self.collector.completed)
-        if not results:  # idle: recompute what has arrived, a little at a time
-            self.collector.verify_pending(budget_s=0.05)
         fresh = False
         for result in results:
+            checked = time.perf_counter()
+            if isinstance(result, Result) and result.verify:
+                self.collector.add_verification(result)
+                self._verify_s += time.perf_counter() - checked
+                continue
             new = self.collector.add(result)
+            self._verify_s += time.perf_counter() - checked
             if new and isinstance(result, Result):
                 fresh = True
                 self._on_new_result(result)
@@ -206,11 +254,34 @@ class Run:
                 self._timeline(result, duplicate=True)
         if fresh:  # once per read, not per result: a read is one moment
             self.t_last, self._cpu_last = time.monotonic(), time.process_time()
+        self._ask_verifications()
+        self._keep_results(idle=not results)
 
     def _on_new_result(self, result: Result) -> None:
         self._retries += max(0, result.attempt - 1)
         self._timeline(result, duplicate=False)
         self.faults.on_result(result)
+        self.writer.add(result)
+        if result.error is None and self.plan.wants(result.chunk_id, result.worker):
+            self.collector.expect_verification(result.chunk_id)
+            self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
+
+    def _ask_verifications(self) -> None:
+        """Publish the recomputations asked for since the last read, in one batch."""
+        if self._to_verify and self.state == RunState.RUNNING and not self.broker.down:
+            asked, self._to_verify = self._to_verify, []
+            if not self.broker.publish(asked):
+                self._to_verify = asked + self._to_verify  # the broker went down: later
+
+    def _keep_results(self, idle: bool) -> None:
+        """Results go to disk when the run is idle or every SETTLE_EVERY_S; once every result
+        read is on disk, the broker may drop its copies."""
+        now = time.monotonic()
+        if not idle and now < self._next_settle:
+            return
+        self._next_settle = now + SETTLE_EVERY_S
+        self.writer.flush()
+        self.broker.settle()
 
     def _timeline(self, result: Result, duplicate: bool) -> None:
         self.record.append("chunks.jsonl", {
@@ -297,6 +368,7 @@ class Run:
             self.cluster.stop()
             stats, dead, dropped = self.broker.final_state(self._drain_late_results)
             self.collector.duplicates += dropped
+            self.writer.close()
             summary = self._summarise(stats, dead).to_dict()
             self.record.write_json("summary.json", summary)
             self._summary = summary
@@ -306,14 +378,15 @@ class Run:
 
     def _drain_late_results(self) -> None:
         """Results stored after the last chunk finished (a frozen worker woken by the stop)
-        are duplicates; read them so they are counted, never lost from the books."""
-        if self.state == RunState.RUNNING:
-            return
-        for _ in range(100):
-            before = self.collector.duplicates + self.collector.finished
-            self._read(0.1)
-            if self.collector.duplicates + self.collector.finished == before:
-                return
+        are duplicates; read them so they are counted, never lost from the books. Then every
+        result read is on disk, and the broker lets go of its copies."""
+        if self.state != RunState.RUNNING:
+            for _ in range(100):
+                before = self.collector.duplicates + self.collector.finished
+                self._read(0.1)
+                if self.collector.duplicates + self.collector.finished == before:
+                    break
+        self._keep_results(idle=True)
 
     def _summarise(self, stats: QueueStats | None, dead: list[dict[str, Any]]) -> RunSummary:
         events = self.cluster.events()
@@ -329,7 +402,11 @@ class Run:
             dead_letters=len(dead), retries=self._retries, fault=self.faults.summary(),
             workers=workers, workers_started=self._workers_started,
             workers_replaced=sum(1 for e in events if e["event"] == "replaced"),
-            outages=outages, peak_rss_mib=peak_rss_mib(), verify_s=self.collector.verify_s)
+            outages=outages, peak_rss_mib=peak_rss_mib(), verify_s=self._verify_s,
+            verify_mode=self.plan.mode.value,
+            results_rows=self.writer.rows_written if self.writer else 0,
+            results_file=str(self.writer.path) if self.writer else None,
+            resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0)
 
     def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
                       events: list[dict[str, Any]], workers: list[Any],
@@ -343,6 +420,12 @@ class Run:
 
     def _release(self) -> None:
         """Let the broker and any private broker go, close the record; safe to repeat."""
+        if self.writer is not None:
+            try:
+                self.writer.close()  # what was collected stays on disk, for a resume
+            except Exception as exc:  # the run's own error is the one to report
+                self.say(f"results.parquet not written: {exc}")
+            self.writer = None
         if self.session is not None:
             self.session.close()
         if self._cluster is not None:
@@ -361,6 +444,17 @@ class Run:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._summary is None:
             self.abort()
+
+
+def _space(config: RunConfig, fn: Callable[..., Any]) -> Any:
+    """The run's parameter space, its axes checked against the function's arguments."""
+    if config.space is None:
+        return None
+    from .space import check_signature, load_space
+
+    space = load_space(config.space)
+    check_signature(space, fn, config.compute)
+    return space
 
 
 def _say(line: str) -> None:

@@ -46,15 +46,19 @@ class BrokerSession:
     def down(self) -> bool:
         return self._down_since is not None
 
-    def open(self, *, wait: bool = False, say: Callable[[str], None] = print) -> None:
+    def open(self, *, wait: bool = False, say: Callable[[str], None] = print,
+             before_purge: Callable[[], None] | None = None) -> None:
         """Connect, take the broker for this run (taking over a dead holder's lock, or waiting
-        for a live one when ``wait``), and start from empty TTG queues."""
+        for a live one when ``wait``), and start from empty TTG queues. ``before_purge``
+        reads what a resumed run's broker still holds before the queues are emptied."""
         try:
             self.producer.connect()
         except BrokerUnavailable as exc:
             raise RunError(str(exc)) from None
         acquire(self.producer, self.owner, wait=wait, say=say,
                 progress=lambda: broker_progress(self.producer))
+        if before_purge is not None:
+            before_purge()
         self.producer.purge()
         self.producer.declare()
 
@@ -80,6 +84,25 @@ class BrokerSession:
         except BrokerUnavailable as exc:
             self.went_down(exc)
             return None
+
+    def publish(self, tasks: list[Task]) -> bool:
+        """Publish more tasks mid-run (recomputations); False when the broker is down."""
+        try:
+            self.producer.publish_tasks(tasks)
+            return True
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
+            return False
+
+    def settle(self) -> None:
+        """Every result read is on disk: let the broker drop its copies (best effort: what
+        stays is read again only by a resume, which skips what is on disk)."""
+        if self.down:
+            return
+        try:
+            self.producer.settle_results()
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
 
     def keep_lock(self) -> None:
         """Renew an expiring lock every RENEW_EVERY_S (a lock tied to the connection needs

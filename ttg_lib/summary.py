@@ -68,6 +68,12 @@ class RunSummary:
     verified: bool
     ok: bool
     problems: list[str] = field(default_factory=list)
+    verify_mode: str = "full"  # full | sample | none: which values were recomputed
+    values_recomputed: int = 0  # by a worker other than the one that computed them
+    results_rows: int = 0  # rows in results.parquet
+    results_file: str | None = None
+    resumed: bool = False  # continued a run whose orchestrator died (ttg run --resume)
+    chunks_redone: int = 0  # chunks a resumed run published again
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +88,9 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                   retries: int, fault: dict[str, Any] | None, workers: list[WorkerStatus],
                   workers_started: int, workers_replaced: int,
                   outages: list[dict[str, Any]], peak_rss_mib: float,
-                  verify_s: float) -> RunSummary:
+                  verify_s: float, verify_mode: str, results_rows: int,
+                  results_file: str | None, resumed: bool = False,
+                  chunks_redone: int = 0) -> RunSummary:
     runtime = timing.runtime_s
     ideal = config.ideal_runtime_s
     done = state == "done"
@@ -113,7 +121,10 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         cpu_s=cpu_budget(workers, timing.orchestrator_cpu_s),
         workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
         state=state, verified=verdict.ok, ok=verdict.ok and done,
-        problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"]))
+        problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"]),
+        verify_mode=verify_mode, values_recomputed=verdict.values_recomputed,
+        results_rows=results_rows, results_file=results_file, resumed=resumed,
+        chunks_redone=chunks_redone)
 
 
 def cpu_budget(workers: list[WorkerStatus], orchestrator: float | None

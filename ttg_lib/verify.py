@@ -1,24 +1,70 @@
-"""Verification: every param present exactly once, every value recomputed and equal.
+"""Verification: every point present exactly once, and values recomputed by other workers.
 
-Chunk bookkeeping happens on arrival; recomputing the values happens when the
-orchestrator is idle (sleep-bound runs: during the run) or after the last
-result (CPU-bound runs, where recomputing every param would take a core from
-the workers). Memory stays flat: one byte per param, plus the results still
-waiting to be recomputed, bounded by MAX_PENDING_PARAMS.
+Two layers, as the run's summary reports them:
+
+* **structure**, always: every chunk's result covers exactly its range (start, count, as many
+  values), its checksum is intact, nothing comes from another run or outside the run's
+  chunks; a chunk is counted once however often it is delivered. This is what "zero data
+  loss" means, and it costs nothing.
+* **values**, by mode (:class:`VerifyMode`): ``full`` recomputes every chunk, ``sample`` about
+  1 % of the chunks and at least one of each worker's, ``none`` none. A recomputation is a
+  task like any other (``Task.verify_of`` names the worker that must not do it), so it runs on
+  the workers, spread over all of them, never serially in the orchestrator. The two results
+  must agree: exactly (the packed values' CRC32), or within ``rtol`` for floats.
+
+Memory stays flat: a byte of state and a 4-byte fingerprint per chunk; values are kept only
+for chunks awaiting a tolerant (``rtol``) comparison.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-import time
-from collections import deque
+import zlib
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .compute import ComputeFn
-from .messages import Result
+from .messages import Result, ValueColumns, pack_chunk, pack_values
 
 MAX_EXAMPLES = 20
-MAX_PENDING_PARAMS = 2_000_000
+OPEN, DONE, FAILED = 0, 1, 2  # a chunk's state
+NOT_ASKED, AWAITED, AGREED, DISAGREED = 0, 1, 2, 3  # its verification's
+
+
+class VerifyMode(str, enum.Enum):
+    FULL = "full"
+    SAMPLE = "sample"
+    NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class VerifyPlan:
+    """Which chunks are recomputed: all (full), about one in SAMPLE_EVERY picked by a hash of
+    the chunk id plus each worker's first chunk (sample), or none. Deterministic: the same
+    run picks the same chunks."""
+
+    SAMPLE_EVERY = 100
+
+    def __init__(self, mode: VerifyMode, run_id: str):
+        self.mode = mode
+        self.run_id = run_id
+        self._workers_sampled: set[str] = set()
+
+    def wants(self, chunk_id: int, worker: str) -> bool:
+        if self.mode is VerifyMode.NONE:
+            return False
+        if self.mode is VerifyMode.FULL:
+            return True
+        first_of_worker = worker not in self._workers_sampled
+        picked = zlib.crc32(f"{self.run_id}/{chunk_id}".encode()) % self.SAMPLE_EVERY == 0
+        if first_of_worker or picked:
+            self._workers_sampled.add(worker)
+            return True
+        return False
 
 
 @dataclass
@@ -32,36 +78,44 @@ class Verdict:
     wrong_results: int
     duplicate_deliveries: int
     foreign_results: int
+    values_recomputed: int = 0
+    verifications_missing: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (self.lost_params == 0 and self.wrong_results == 0
-                and self.params_verified == self.total_params and self.foreign_results == 0)
+                and self.params_verified == self.total_params and self.foreign_results == 0
+                and self.verifications_missing == 0)
+
+
+def fingerprint(values: Sequence[Any]) -> int:
+    """CRC32 of the values as the wire packs them: two results agree exactly when these do."""
+    if isinstance(values, ValueColumns):
+        return zlib.crc32(b"".join(pack_values(c)[1] for c in values.columns.values()))
+    return zlib.crc32(pack_chunk(values)[1])
 
 
 class ResultCollector:
-    """Deduplicates results by chunk id and verifies each new one on arrival."""
+    """Deduplicates results by chunk id, checks their structure on arrival, and matches each
+    recomputation with the result it recomputes."""
 
-    def __init__(self, *, run_id: str, total_params: int, chunk_size: int, fn: ComputeFn):
+    def __init__(self, *, run_id: str, total_params: int, chunk_size: int, rtol: float = 0.0):
         self.run_id = run_id
         self.total_params = total_params
         self.chunk_size = chunk_size
         self.chunks_total = math.ceil(total_params / chunk_size)
-        self.fn = fn
-        self.seen = bytearray(total_params)
-        self.chunk_state = bytearray(self.chunks_total)  # 0 open, 1 done, 2 failed
+        self.rtol = rtol
+        self.chunk_state = bytearray(self.chunks_total)
+        self.check_state = bytearray(self.chunks_total)
+        self._prints = array("I", bytes(4 * self.chunks_total))
+        self._kept: dict[int, Sequence[Any]] = {}  # values awaiting a tolerant comparison
         self._delivery_key: dict[int, tuple[str, float]] = {}
-        self.completed = 0
-        self.params_done = 0
-        self.failed = 0
-        self.duplicates = 0
-        self.wrong = 0
-        self.foreign = 0
+        self.completed = self.failed = self.params_done = 0
+        self.duplicates = self.wrong = self.foreign = 0
+        self.recomputed = 0  # values recomputed by another worker and compared
+        self.awaited = 0  # verifications asked for and not yet answered
         self.problems: list[str] = []
-        self._pending: deque[Result] = deque()
-        self._pending_params = 0
-        self.verify_s = 0.0
 
     @property
     def finished(self) -> int:
@@ -69,18 +123,16 @@ class ResultCollector:
 
     @property
     def all_done(self) -> bool:
-        return self.finished >= self.chunks_total
+        """Every chunk finished and every verification asked for answered."""
+        return self.finished >= self.chunks_total and self.awaited == 0
 
+    # -- results ------------------------------------------------------------------------
     def add(self, result: Result | bytes) -> bool:
         """Record one result message; True when it finished a chunk for the first time."""
-        if isinstance(result, (bytes, bytearray)):
-            return self._problem("foreign", f"undecodable result message ({bytes(result)[:60]!r})")
-        if result.run_id != self.run_id:
-            return self._problem("foreign", f"result of another run {result.run_id!r}")
-        cid = result.chunk_id
-        if not 0 <= cid < self.chunks_total:
-            return self._problem("foreign",
-                                 f"result for chunk {cid} outside 0..{self.chunks_total - 1}")
+        cid = self._chunk_of(result)
+        if cid is None:
+            return False
+        assert isinstance(result, Result)
         key = (result.worker, result.started_at)
         if self.chunk_state[cid]:
             if self._delivery_key.get(cid) != key:  # the same message read twice is no duplicate
@@ -88,74 +140,145 @@ class ResultCollector:
             return False
         self._delivery_key[cid] = key
         if result.error is not None:
-            self.chunk_state[cid] = 2
+            self.chunk_state[cid] = FAILED
             self.failed += 1
             self._note(f"chunk {cid} dead-lettered: {result.error}")
             return True
-        self.chunk_state[cid] = 1
+        self.chunk_state[cid] = DONE
         self.completed += 1
-        self.params_done += result.count
-        self._pending.append(result)
-        self._pending_params += len(result.values)
-        if self._pending_params > MAX_PENDING_PARAMS:
-            self.verify_pending()
+        if self._structure_ok(result):
+            self.params_done += result.count
+            self._prints[cid] = fingerprint(result.values)
+            if self.rtol:
+                self._kept[cid] = result.values
         return True
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+    def restore(self, done: set[int], failed: set[int]) -> None:
+        """Chunks a resumed run finds on disk: counted as they were, structure checked when
+        they were written; their values are not recomputed again."""
+        for cid in done | failed:
+            if self.chunk_state[cid]:
+                continue
+            self.chunk_state[cid] = FAILED if cid in failed else DONE
+            if cid in failed:
+                self.failed += 1
+            else:
+                self.completed += 1
+                self.params_done += self._size(cid)
+            self._delivery_key[cid] = ("record", 0.0)
 
-    def verify_pending(self, budget_s: float | None = None) -> int:
-        """Recompute queued results, for at most ``budget_s`` seconds (None: all of them)."""
-        started = time.perf_counter()
-        deadline = None if budget_s is None else started + budget_s
-        done = 0
-        while self._pending and (deadline is None or time.perf_counter() < deadline):
-            result = self._pending.popleft()
-            self._pending_params -= len(result.values)
-            self._check_values(result)
-            done += 1
-        self.verify_s += time.perf_counter() - started
-        return done
+    def awaits(self, chunk_id: int) -> bool:
+        """A recomputation of this chunk was asked for and not answered yet."""
+        return self.check_state[chunk_id] == AWAITED
 
-    def _check_values(self, result: Result) -> None:
+    def worker_of(self, chunk_id: int) -> str:
+        """The worker whose result counts for this chunk ("" before there is one)."""
+        return self._delivery_key.get(chunk_id, ("", 0.0))[0]
+
+    def expect_verification(self, chunk_id: int) -> None:
+        if self.check_state[chunk_id] == NOT_ASKED:
+            self.check_state[chunk_id] = AWAITED
+            self.awaited += 1
+
+    def add_verification(self, result: Result | bytes) -> bool:
+        """A recomputation's result: compared with the chunk's; True when it was awaited."""
+        cid = self._chunk_of(result)
+        if cid is None or self.check_state[cid] != AWAITED:
+            return False
+        assert isinstance(result, Result)
+        self.awaited -= 1
+        if result.error is not None:
+            self.check_state[cid] = DISAGREED
+            self.wrong += result.count
+            self._note(f"chunk {cid}: recomputation by {result.worker} failed: {result.error}")
+            return True
+        agreed = self._agrees(cid, result)
+        self.check_state[cid] = AGREED if agreed else DISAGREED
+        self.recomputed += result.count
+        if not agreed:
+            self.wrong += result.count
+            self._note(f"chunk {cid}: values recomputed by {result.worker} differ from the "
+                       f"result it verifies")
+        self._kept.pop(cid, None)
+        return True
+
+    def _agrees(self, cid: int, result: Result) -> bool:
+        if not self._structure_ok(result, quiet=True):
+            return False
+        if fingerprint(result.values) == self._prints[cid]:
+            return True
+        original = self._kept.get(cid)
+        if not self.rtol or original is None or len(original) != len(result.values):
+            return False
+        return all(_close(a, b, self.rtol) for a, b in zip(original, result.values, strict=True))
+
+    def _chunk_of(self, result: Result | bytes) -> int | None:
+        if isinstance(result, (bytes, bytearray)):
+            return self._problem(f"undecodable result message ({bytes(result)[:60]!r})")
+        if result.run_id != self.run_id:
+            return self._problem(f"result of another run {result.run_id!r}")
+        if not 0 <= result.chunk_id < self.chunks_total:
+            return self._problem(f"result for chunk {result.chunk_id} outside "
+                                 f"0..{self.chunks_total - 1}")
+        return result.chunk_id
+
+    def _structure_ok(self, result: Result, quiet: bool = False) -> bool:
         start = result.chunk_id * self.chunk_size
         count = min(self.chunk_size, self.total_params - start)
         if (result.start, result.count, len(result.values)) != (start, count, count):
-            self.wrong += count
-            self._note(f"chunk {result.chunk_id}: range/size mismatch (start {result.start}, "
-                       f"count {result.count}, {len(result.values)} values; expected {start}, "
-                       f"{count})")
-            return
+            if not quiet:
+                self.wrong += count
+                self._note(f"chunk {result.chunk_id}: range/size mismatch (start "
+                           f"{result.start}, count {result.count}, {len(result.values)} "
+                           f"values; expected {start}, {count})")
+            return False
         if result.corrupt:
-            self._note(f"chunk {result.chunk_id}: checksum mismatch (corrupted in transit)")
-        for offset, value in enumerate(result.values):
-            param = start + offset
-            if self.fn(param, 0.0) != value:
-                self.wrong += 1
-                self._note(f"param {param}: got {value!r}, recomputed {self.fn(param, 0.0)!r}")
-                continue
-            if self.seen[param] < 255:
-                self.seen[param] += 1
+            if not quiet:
+                self.wrong += count
+                self._note(f"chunk {result.chunk_id}: checksum mismatch (corrupted in transit)")
+            return False
+        return True
 
-    def _problem(self, kind: str, text: str) -> bool:
-        if kind == "foreign":
-            self.foreign += 1
+    def _problem(self, text: str) -> None:
+        self.foreign += 1
         self._note(text)
-        return False
+        return None
 
     def _note(self, text: str) -> None:
         if len(self.problems) < MAX_EXAMPLES:
             self.problems.append(text)
 
     def verdict(self) -> Verdict:
-        self.verify_pending()
-        verified = self.total_params - self.seen.count(0)
-        wrong_params = self.wrong
-        lost = self.total_params - verified - wrong_params
+        present = self.params_done  # a dead-lettered chunk's params have no value: lost
+        lost = self.total_params - present - self._mismatched_params()
         return Verdict(
             total_params=self.total_params, chunks_total=self.chunks_total,
             chunks_completed=self.completed, chunks_failed=self.failed,
-            params_verified=verified, lost_params=max(0, lost), wrong_results=wrong_params,
-            duplicate_deliveries=self.duplicates, foreign_results=self.foreign,
-            problems=list(self.problems))
+            params_verified=present - self._disagreed_params(), lost_params=max(0, lost),
+            wrong_results=self.wrong, duplicate_deliveries=self.duplicates,
+            foreign_results=self.foreign, values_recomputed=self.recomputed,
+            verifications_missing=self.awaited, problems=list(self.problems))
+
+    def _size(self, chunk_id: int) -> int:
+        return min(self.chunk_size, self.total_params - chunk_id * self.chunk_size)
+
+    def _disagreed_params(self) -> int:
+        return sum(self._size(c) for c in range(self.chunks_total)
+                   if self.check_state[c] == DISAGREED and self.chunk_state[c] == DONE)
+
+    def _mismatched_params(self) -> int:
+        """Params of chunks that arrived but failed the structural check: wrong, not lost."""
+        done = sum(self._size(c) for c in range(self.chunks_total)
+                   if self.chunk_state[c] == DONE)
+        return done - self.params_done
+
+
+def _close(a: Any, b: Any, rtol: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rtol) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(a, b, rel_tol=rtol) or (math.isnan(a) and math.isnan(b))
+        except TypeError:
+            return False
+    return a == b

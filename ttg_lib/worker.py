@@ -43,6 +43,9 @@ from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .procs import peak_rss_mib
 
+MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
+BOUNCE_DELAY_S = 0.05
+
 
 @dataclass
 class WorkerSettings:
@@ -181,7 +184,8 @@ class Worker:
         self.batch = BatchSizer()
         self.cpu = CpuMeter()
         self._parent = os.getppid()
-        self._stored_late: dict[int, Result] = {}  # stored after a reconnect: maybe redelivered
+        # stored after a reconnect, so maybe redelivered: (chunk id, recomputation) -> result
+        self._stored_late: dict[tuple[int, bool], Result] = {}
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -282,8 +286,13 @@ class Worker:
             fn = compute.load(task.compute)
         except compute.ComputeImportError as exc:
             return self._reject(delivery, str(exc), task=task)
-        if delivery.redelivered and task.chunk_id in self._stored_late:
-            return self._stored_late.pop(task.chunk_id)  # stored already: ack, recompute nothing
+        late_key = (task.chunk_id, bool(task.verify_of))
+        if delivery.redelivered and late_key in self._stored_late:
+            return self._stored_late.pop(late_key)  # stored already: ack, recompute nothing
+        if task.verify_of == self.settings.name and task.bounces < MAX_BOUNCES:
+            # a recomputation of our own result proves nothing: hand it to another worker
+            self.backend.retry(delivery, task.bounced(), BOUNCE_DELAY_S)
+            return None
         started = time.time()
         self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,
                             chunk_started_at=started)
@@ -296,7 +305,7 @@ class Worker:
         return Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                       count=task.count, worker=self.settings.name, attempt=task.attempt,
                       started_at=started, finished_at=finished, values=values,
-                      redelivered=delivery.redelivered)
+                      redelivered=delivery.redelivered, verify=bool(task.verify_of))
 
     def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
         """Fast chunks run inline; others on the helper thread while leases are renewed."""
@@ -313,7 +322,7 @@ class Worker:
         """Counts this thread's CPU only: the main thread's keepalives are not compute."""
         started = time.thread_time()
         try:
-            return compute.run_chunk(fn, task.start, task.count, task.work_ms)
+            return compute.run_chunk(fn, task.start, task.count, task.work_ms, task.space)
         finally:
             self.cpu.compute_s += time.thread_time() - started
 
@@ -350,7 +359,7 @@ class Worker:
         """Results stored over a new connection: their tasks' acks went with the old one."""
         if len(self._stored_late) > 4096:
             self._stored_late.clear()
-        self._stored_late.update((r.chunk_id, r) for r in results)
+        self._stored_late.update(((r.chunk_id, r.verify), r) for r in results)
 
     def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
         """Retry with exponential delay, or dead-letter once the retries are used up."""
@@ -376,7 +385,8 @@ class Worker:
             now = time.time()
             failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                              count=task.count, worker=self.settings.name, attempt=task.attempt,
-                             started_at=started or now, finished_at=now, error=reason)
+                             started_at=started or now, finished_at=now, error=reason,
+                             verify=bool(task.verify_of))
         attempts = task.attempt if task else 1
         self.backend.dead_letter(delivery, reason, attempts, failure)
         self.log("dead_lettered", level="warning", reason=reason,

@@ -161,6 +161,11 @@ class Producer(Inspector):
         """New result messages, waiting up to ``timeout``; undecodable ones as raw bytes."""
 
     @abc.abstractmethod
+    def settle_results(self) -> None:
+        """Every result read so far is durably stored elsewhere (results.parquet): the broker
+        may drop its copies, so its memory is bounded by the work in flight, not the run."""
+
+    @abc.abstractmethod
     def purge(self, dry_run: bool = False) -> list[str]:
         """Empty or delete only the TTG objects this backend creates; return what went."""
 
@@ -260,6 +265,11 @@ class HoldsResults(abc.ABC):
 
     @abc.abstractmethod
     def release_results(self) -> None: ...
+
+
+def result_key(result: Result) -> str:
+    """What a broker dedups results by: the chunk, and apart from it its recomputation."""
+    return f"v{result.chunk_id}" if result.verify else str(result.chunk_id)
 
 
 def dead_letter_record(body: bytes, reason: str, attempts: int, at: float) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
-from .base import Delivery, QueueStat, QueueStats, dead_letter_record
+from .base import Delivery, QueueStat, QueueStats, dead_letter_record, result_key
 from .registry import BackendSpec, QueueNames
 
 SPEC = BackendSpec(name="memory", title="In-memory", module=__name__, client_package=None,
@@ -43,7 +43,7 @@ class MemoryBroker:
     retries: list[tuple[float, int, bytes]] = field(default_factory=list)  # a heap by due
     dlq: list[dict[str, Any]] = field(default_factory=list)
     results: list[bytes] = field(default_factory=list)
-    index: set[int] = field(default_factory=set)
+    index: set[str] = field(default_factory=set)
     duplicates: int = 0
     lock: str | None = None
     lock_owner: str = ""
@@ -154,6 +154,11 @@ class MemoryProducer(MemoryInspector, base.Producer):
         self._check()
         return [r for frame in frames for r in decode_results(frame)]
 
+    def settle_results(self) -> None:
+        with self._check().cond:
+            del self.b.results[:self.cursor]
+            self.cursor = 0
+
     def purge(self, dry_run: bool = False) -> list[str]:
         b = self._check()
         with b.cond:
@@ -213,10 +218,10 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
 
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
         with self._check().cond:
-            fresh = [r for _d, r in done if r.chunk_id not in self.b.index]
+            fresh = [r for _d, r in done if result_key(r) not in self.b.index]
             self.b.duplicates += len(done) - len(fresh)
             if fresh:
-                self.b.index.update(r.chunk_id for r in fresh)
+                self.b.index.update(result_key(r) for r in fresh)
                 self.b.results.append(encode_results([r for _d, r in done]))
             self._ack(d for d, _r in done)
 
@@ -230,8 +235,8 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
                     failure: Result | None = None) -> None:
         with self._check().cond:
             self.b.dlq.append(dead_letter_record(delivery.body, reason, attempts, time.time()))
-            if failure is not None and failure.chunk_id not in self.b.index:
-                self.b.index.add(failure.chunk_id)
+            if failure is not None and result_key(failure) not in self.b.index:
+                self.b.index.add(result_key(failure))
                 self.b.results.append(failure.encode())
             self._ack([delivery])
 

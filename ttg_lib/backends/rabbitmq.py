@@ -287,6 +287,13 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
         return out
 
     @_errors
+    def settle_results(self) -> None:
+        """Ack every result read so far (one multiple-ack): the broker drops them."""
+        if self._results_tag:
+            self.ch.basic_ack(self._results_tag, multiple=True)
+            self._results_tag = 0
+
+    @_errors
     def release_results(self) -> None:
         """Hand every read result back to the queue: it stays there as the run's output,
         as in the milestone document (``ttg.results`` holds one message per chunk)."""

@@ -36,7 +36,15 @@ import redis
 
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
-from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .base import (
+    ConsumerInfo,
+    Delivery,
+    QueueStat,
+    QueueStats,
+    dead_letter_record,
+    result_key,
+    text,
+)
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
 
 SPEC = BackendSpec(
@@ -234,6 +242,13 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         return out
 
     @_errors
+    def settle_results(self) -> None:
+        """XTRIM MINID just past the last entry read: what was read goes, unread entries stay."""
+        if self._results_cursor != "0-0":
+            ms, seq = self._results_cursor.split("-")
+            self.r.xtrim(RESULTS, minid=f"{ms}-{int(seq) + 1}", approximate=False)
+
+    @_errors
     def stored_chunks(self) -> int:
         return int(self.r.hlen(INDEX))
 
@@ -312,7 +327,7 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
             return
         args: list[Any] = [GROUP, encode_results([result for _d, result in done])]
         for delivery, result in done:
-            args += [delivery.handle, result.chunk_id]
+            args += [delivery.handle, result_key(result)]
         self._scripts["complete"](keys=[TASKS, RESULTS, INDEX, STATS], args=args)
 
     @_errors
@@ -327,7 +342,7 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
         self._scripts["dead_letter"](
             keys=[TASKS, RESULTS, INDEX, STATS, DLQ],
             args=[GROUP, delivery.handle,
-                  "" if failure is None else failure.chunk_id,
+                  "" if failure is None else result_key(failure),
                   b"" if failure is None else failure.encode(),
                   json.dumps(record)])
 

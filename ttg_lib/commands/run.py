@@ -41,25 +41,37 @@ console = Console(stderr=True)
               help="kill and replace a worker whose heartbeat is older [3]; 0=off")
 @click.option("--wait", is_flag=True, default=None,
               help="another live run holds the broker: wait for it to end instead of failing")
+@click.option("--space", default=None,
+              help="parameter space: a YAML/JSON file or inline JSON; --compute gets fn(**point)")
+@click.option("--verify", type=click.Choice(("full", "sample", "none")), default=None,
+              help="values recomputed on other workers [full for TTG's functions, else sample]")
+@click.option("--verify-rtol", type=float, default=None,
+              help="floats recomputed agree within this relative tolerance [0: exactly]")
+@click.option("--resume", "resume_run", default=None, metavar="RUN",
+              help="continue RUN (its orchestrator died): its settings, only missing chunks")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
 @click.option("--dry-run", is_flag=True,
               help="Kubernetes: print every API operation the run would make; send nothing")
 def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
-        **flags: Any) -> None:
+        resume_run: str | None, **flags: Any) -> None:
     """Run a sweep: seed tasks, start workers, verify every result, write the record."""
     if flags.get("monitor") == "both":
         flags["monitor"] = "cli"
     if no_restart:
         flags["restart"] = "never"
-    config = (RunConfig.from_file(config_file, **flags) if config_file
-              else RunConfig.build(**flags))
+    if resume_run:
+        config = _resumed_config(resume_run, flags)
+    else:
+        config = (RunConfig.from_file(config_file, **flags) if config_file
+                  else RunConfig.build(**flags))
     if dry_run:
         _print_plan(config, as_json)
         return
     try:
-        summary = _run_with_progress(config, quiet=as_json or config.monitor == "none")
+        summary = _run_with_progress(config, quiet=as_json or config.monitor == "none",
+                                     resume=bool(resume_run))
     except KeyboardInterrupt:
         fail("interrupted; workers stopped. 'ttg cleanup --all --dry-run' lists leftovers")
     if as_json:
@@ -67,6 +79,22 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
     else:
         print_summary(summary)
     sys.exit(0 if summary["ok"] else 1)
+
+
+RESUME_KEEPS = ("output_dir", "monitor", "wait", "timeout_s", "sample_s", "liveness_s")
+
+
+def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
+    """The run's own settings from its record; only how to watch it may change."""
+    changed = [name for name, value in flags.items()
+               if value is not None and name not in RESUME_KEEPS and name != "restart"]
+    if changed:
+        fail(f"--resume continues {run_id} with its own settings: leave out "
+             f"--{changed[0].replace('_', '-')} (allowed with --resume: "
+             f"{', '.join('--' + k.replace('_', '-') for k in RESUME_KEEPS)})")
+    output_dir = flags.get("output_dir") or "outputs"
+    keep = {k: flags[k] for k in RESUME_KEEPS if flags.get(k) is not None}
+    return RunConfig.from_record(Path(output_dir) / "runs" / run_id, run_id=run_id, **keep)
 
 
 def _print_plan(config: RunConfig, as_json: bool) -> None:
@@ -84,14 +112,15 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
+def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
+                       ) -> dict[str, Any]:
     from ..run import Run
 
     # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
     # workers stopped, the broker released
     signal.signal(signal.SIGTERM, _interrupt)
     with Run(config, say=lambda line: console.print(f"ttg: {line}", highlight=False,
-                                                   soft_wrap=True)) as run:
+                                                   soft_wrap=True), resume=resume) as run:
         if not quiet:
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "
@@ -119,7 +148,7 @@ def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
 def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
     """The milestone table (Target vs Observed), the final queue stats and the verdict."""
     from ..monitor import stats_table
-    from ..report import milestone_rows
+    from ..report import milestone_rows, verified_claim
 
     out = out or Console()
     title = f"Run {summary['run_id']} ({summary['backend']}, {summary['scale']})"
@@ -132,7 +161,7 @@ def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
     stats_file = Path(summary["record_dir"]) / "queue_stats.json"
     if stats_file.exists():
         out.print(stats_table(json.loads(stats_file.read_text()), "Queue stats after completion"))
-    verdict = ("[bold green]VERIFIED[/bold green]: every param present once and recomputed equal"
+    verdict = (f"[bold green]VERIFIED[/bold green]: {verified_claim(summary)}"
                if summary["ok"] else "[bold red]FAILED[/bold red]: " +
                "; ".join(summary["problems"][:5]))
     out.print(verdict)

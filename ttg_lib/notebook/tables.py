@@ -49,8 +49,8 @@ def queue_stats_table(summary: dict[str, Any], caption: str = "Queue stats after
 
 def verdict_html(summary: dict[str, Any]) -> str:
     if summary.get("ok"):
-        return (f"<p style='font-size:1.2em;color:#1a7f37'><b>VERIFIED</b>: all "
-                f"{summary['params_verified']:,} params present once and recomputed equal "
+        return (f"<p style='font-size:1.2em;color:#1a7f37'><b>VERIFIED</b>: "
+                f"{html.escape(report.verified_claim(summary))} "
                 f"(run {html.escape(summary['run_id'])}, data loss ZERO).</p>")
     problems = "".join(f"<li>{html.escape(p)}</li>" for p in summary.get("problems", [])[:10])
     return (f"<p style='font-size:1.2em;color:#cf222e'><b>FAILED</b>: run "

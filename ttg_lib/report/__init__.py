@@ -22,7 +22,9 @@ from .text import (
     queue_stats_rows,
     recovery_method,
     run_label,
+    verified_claim,
 )
 
 __all__ = ["Row", "comparison_rows", "data_loss", "group_runs", "key_observations",
-           "milestone_rows", "queue_stats_rows", "recovery_method", "run_label"]
+           "milestone_rows", "queue_stats_rows", "recovery_method", "run_label",
+           "verified_claim"]
