@@ -289,3 +289,16 @@ def test_settled_results_leave_the_broker_and_unread_ones_stay(broker: Broker):
     assert count(wait_stats(p, lambda s: count(s.results) == 0).results) == 0
     complete(c, fetch(c))  # arrives after the settle: still delivered, once
     assert [r.chunk_id for r in read_all_results(p, 1)] == [2]
+
+
+def test_results_are_still_read_after_a_purge(broker: Broker):
+    """A resumed run reads what is left, empties the queues, and goes on reading."""
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks([task(0)])
+    complete(c, fetch(c))
+    assert len(read_all_results(p, 1)) == 1
+    p.purge()
+    p.declare()
+    p.publish_tasks([task(1)])
+    complete(c, fetch(c))
+    assert [r.chunk_id for r in read_all_results(p, 1)] == [1]

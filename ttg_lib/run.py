@@ -28,7 +28,7 @@ from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
-from .runlock import LockOwner
+from .runlock import LockOwner, stop_leftover_workers
 from .session import BrokerSession
 from .summary import RunSummary, Timing, build_summary
 from .verify import ResultCollector, VerifyMode, VerifyPlan
@@ -84,6 +84,7 @@ class Run:
         self.config = config
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
         self.chunks_redone = 0
+        self._received_before: set[int] = set()
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
@@ -169,7 +170,12 @@ class Run:
         self._workers_started = sum(1 for w in self.cluster.workers()
                                     if w.state == WorkerState.RUNNING)
         self.t0, self._cpu0 = time.monotonic(), time.process_time()
-        self.chunks_redone = producer.publish_tasks(self._tasks(only_unfinished=self.resume))
+        published = producer.publish_tasks(self._tasks(only_unfinished=self.resume))
+        if self.resume:  # computed once already, lost with the dead orchestrator's memory
+            self.chunks_redone = len({c for c in self._received_before
+                                      if not self.collector.chunk_state[c]})
+            self.say(f"published {published:,} chunks; {self.chunks_redone} of them had "
+                     f"been computed before")
         self.state = RunState.RUNNING
 
     def _restore_from_record(self) -> None:
@@ -180,8 +186,11 @@ class Run:
         done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
         failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
         self.collector.restore(done, failed & done)
+        self._received_before = _chunks_received(cfg.record_dir) - done
+        stopped = stop_leftover_workers(self.owner)  # the dead run's, by its process ledger
         self.say(f"resuming run {cfg.run_id}: {len(done):,} of {cfg.chunks_total:,} chunks "
-                 f"already in its results")
+                 f"already in its results" + (f"; stopped {stopped} of its old workers"
+                                              if stopped else ""))
 
     def _drain_leftovers(self) -> None:
         """Results the dead orchestrator left in the broker (read, not yet on disk) count too:
@@ -444,6 +453,14 @@ class Run:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._summary is None:
             self.abort()
+
+
+def _chunks_received(record_dir: Any) -> set[int]:
+    """Chunks whose result an earlier orchestrator of this run had read (chunks.jsonl)."""
+    from .record import read_jsonl
+
+    return {row["chunk_id"] for row in read_jsonl(record_dir / "chunks.jsonl")
+            if not row.get("duplicate")}
 
 
 def _space(config: RunConfig, fn: Callable[..., Any]) -> Any:

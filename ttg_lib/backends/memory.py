@@ -169,6 +169,7 @@ class MemoryProducer(MemoryInspector, base.Producer):
                 for items in (b.ready, b.pending, b.retries, b.dlq, b.results, b.index):
                     items.clear()
                 b.duplicates = 0
+                self.cursor = 0
             return gone
 
 

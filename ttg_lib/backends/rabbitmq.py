@@ -308,6 +308,12 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
 
     @_errors
     def purge(self, dry_run: bool = False) -> list[str]:
+        if not dry_run and self._consuming == RESULTS:
+            # a deleted queue takes our consumer with it: read_results subscribes again
+            for tag in list(self.ch.consumer_tags):
+                self.ch.basic_cancel(tag)
+            self._consuming, self._results_tag = None, None
+            self._inbox.clear()
         gone = []
         for queue in TTG_QUEUES:
             channel = self.conn.channel()
@@ -363,8 +369,14 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
                 self.ch.basic_cancel(tag)  # pika requeues undispatched deliveries (reject)
             self._commit()  # in a transaction that reject waits for the commit
         self.ch.basic_qos(prefetch_count=prefetch)
+        self.ch.add_on_cancel_callback(self._cancelled)
         self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
         self._consuming, self.prefetch = TASKS, prefetch
+
+    def _cancelled(self, _frame: Any) -> None:
+        """The broker cancelled our consumer (the queue was deleted, e.g. by a new run's
+        purge): subscribe again at the next fetch."""
+        self._consuming = None
 
     @_errors
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:

@@ -45,7 +45,7 @@ class LocalCluster(Cluster):
         self.private_broker: PrivateBroker | None = None
         self._procs: dict[str, subprocess.Popen] = {}
         self._info: dict[str, WorkerInfo] = {}
-        self._serial = 0
+        self._serial = _last_worker_number(self.record_dir)  # a resumed run: new names
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -265,3 +265,11 @@ class LocalCluster(Cluster):
                 self.book.add("stopped", name, f"exit code {proc.returncode}")
         if self._supervisor is not None:
             self._supervisor.join(2)
+
+
+def _last_worker_number(record_dir: Path) -> int:
+    """The highest wN a record's workers/ holds already (0 for a new run), so a resumed run's
+    workers never share a name, heartbeat file or log with the dead run's."""
+    numbers = [int(p.stem[1:]) for p in (record_dir / "workers").glob("w*.json")
+               if p.stem[1:].isdigit()]
+    return max(numbers, default=0)

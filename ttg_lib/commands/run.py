@@ -85,16 +85,16 @@ RESUME_KEEPS = ("output_dir", "monitor", "wait", "timeout_s", "sample_s", "liven
 
 
 def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
-    """The run's own settings from its record; only how to watch it may change."""
-    changed = [name for name, value in flags.items()
-               if value is not None and name not in RESUME_KEEPS and name != "restart"]
-    if changed:
-        fail(f"--resume continues {run_id} with its own settings: leave out "
-             f"--{changed[0].replace('_', '-')} (allowed with --resume: "
-             f"{', '.join('--' + k.replace('_', '-') for k in RESUME_KEEPS)})")
-    output_dir = flags.get("output_dir") or "outputs"
+    """The run's own settings from its record. Flags may repeat them (the same command with
+    --resume added) or change only how the run is watched; any other change is refused."""
     keep = {k: flags[k] for k in RESUME_KEEPS if flags.get(k) is not None}
-    return RunConfig.from_record(Path(output_dir) / "runs" / run_id, run_id=run_id, **keep)
+    record = Path(flags.get("output_dir") or "outputs") / "runs" / run_id
+    config = RunConfig.from_record(record, run_id=run_id, **keep)
+    for name, value in flags.items():
+        if value is not None and name not in RESUME_KEEPS and getattr(config, name) != value:
+            fail(f"--resume continues {run_id} with its own settings: it ran with "
+                 f"{name}={getattr(config, name)!r}, not {value!r} (leave the flag out)")
+    return config
 
 
 def _print_plan(config: RunConfig, as_json: bool) -> None:
