@@ -125,3 +125,38 @@ def test_page_draws_its_charts_offline_in_chromium(tmp_path: Path) -> None:
             browser.close()
     assert requests == [], f"the page asked the network for {requests}"
     assert drawn == [["first", 4], ["second", 4]]
+
+
+def test_a_failed_live_run_releases_its_widget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that raises mid-way still turns its live chart static: no 5 MB widget saved."""
+    pytest.importorskip("anywidget")
+    import ttg_lib.run
+    from ttg_lib.config import RunConfig
+    from ttg_lib.notebook import charts, live
+
+    class BrokenRun:
+        def __init__(self, config: RunConfig) -> None:
+            self.config = config
+
+        def __enter__(self) -> BrokenRun:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def start(self) -> None:
+            raise RuntimeError("broker went away")
+
+    made: list[charts.LiveChart] = []
+
+    class RecordedChart(charts.LiveChart):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(ttg_lib.run, "Run", BrokenRun)
+    monkeypatch.setattr(live, "LiveChart", RecordedChart)
+    with pytest.raises(RuntimeError, match="broker went away"):
+        live.run_live(RunConfig(scale="tiny"))
+    [chart] = made
+    assert chart.widget._esm == display.EMPTY_ESM and chart.widget.comm is None
