@@ -26,6 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 KERNEL = "python3"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 papermill = pytest.importorskip("papermill", reason="pip install -e '.[notebooks]'")
 
@@ -97,16 +98,18 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert (s["fault"] is not None) == fault
     assert read_jsonl(Path(s["record_dir"]) / "samples.jsonl")
 
-    # the saved notebook keeps a static figure, not a widget that nbconvert would drop
+    # the saved notebook keeps a static figure in plotly's mimetype form (no plotly.js),
+    # not a widget that nbconvert would drop
     outputs = [o for c in json.loads(dest.read_text())["cells"] for o in c.get("outputs", [])]
     kinds = [set(o.get("data", {})) for o in outputs]
-    assert any("application/vnd.plotly.v1+json" in k and "text/html" in k for k in kinds)
+    assert any(PLOTLY_MIME in k for k in kinds)
+    assert not any(PLOTLY_MIME in k and "text/html" in k for k in kinds)
     assert not any("application/vnd.jupyter.widget-view+json" in k for k in kinds)
 
     from ttg_lib.report.html import export_html
 
     page = export_html(dest, tmp_path / f"{case}.html").read_text()
-    assert page.count("plotly.js v") == 1, "plotly.js must be embedded exactly once"
+    assert_loads_shared_plotly_js(page, tmp_path)
     assert not re.search(r"<script[^>]+src=[\"']https?:", page), "no CDN scripts"
     assert "Plotly.newPlot" in page
     names = nb.QUEUE_NAMES[backend]
@@ -114,6 +117,32 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert s["run_id"] in page and "VERIFIED" in page and "Target" in page
     if fault:
         assert "fault: " in page and "killed" in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_saved_run_notebook_is_small(case: str, executed) -> None:
+    """No copy of plotly.js in a saved run: not in a figure, not in the closed live chart."""
+    dest, _s = executed(case)
+    size = dest.stat().st_size
+    assert size < 1_000_000, f"executed run.ipynb is {size:,} bytes"
+    text = dest.read_text()
+    assert "plotly.js v" not in text
+    state = json.loads(text)["metadata"].get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    assert all(len(w["state"].get("_esm", "")) < 1000 for w in state.values())
+
+
+def assert_loads_shared_plotly_js(page: str, directory: Path) -> None:
+    """A page's figures are drawn by the one plotly.min.js beside it, never an inline copy."""
+    from plotly.offline import get_plotlyjs
+
+    from ttg_lib.report.html import PLOTLY_JS
+
+    assert page.count(f'<script src="{PLOTLY_JS}"></script>') == 1
+    assert "plotly.js v" not in page, "no inline copy of plotly.js"
+    assert "Plotly.newPlot" in page
+    assert (directory / PLOTLY_JS).read_bytes() == get_plotlyjs().encode()
 
 
 @pytest.mark.slow
@@ -158,8 +187,12 @@ def test_ttg_report_writes_linked_offline_pages(reports: Path, executed) -> None
         page = reports / f"run-{s['run_id']}.html"
         assert f"href='{page.name}'" in index
         text = page.read_text()
-        assert text.count("plotly.js v") == 1
+        assert_loads_shared_plotly_js(text, reports)
         assert "from ttg_lib import notebook" not in text, "--hide-code leaves code out"
+    assert_loads_shared_plotly_js((reports / "milestone.html").read_text(), reports)
+    assert [p.name for p in reports.rglob("*.js")] == ["plotly.min.js"], "one shared copy"
+    for executed_nb in (reports / "notebooks").glob("*.ipynb"):
+        assert executed_nb.stat().st_size < 1_000_000, executed_nb
     assert index.count("VERIFIED") == len(CASES)
     milestone = (reports / "milestone.html").read_text()
     assert "Backend Comparison Summary" in milestone and "Key Observations" in milestone

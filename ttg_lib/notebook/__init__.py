@@ -12,15 +12,16 @@ Charts follow three rules learned the hard way:
 * widget updates are never saved in a notebook, so when the run ends the same output
   is replaced by a static, fully drawn figure read from the run record, which is what
   papermill, nbconvert and a saved notebook keep;
-* static figures carry their own offline copy of plotly.js (once per kernel, i.e. once
-  per exported page) and no CDN or MathJax reference, so HTML reports work offline.
+* static figures are saved in plotly's mimetype form (JSON, no plotly.js, no CDN), so a
+  saved notebook stays small; HTML reports draw them with one plotly.min.js shared by
+  every page (:mod:`ttg_lib.report.html`), so they work offline.
 
 The package, one module per concept:
 
 * :mod:`ttg_lib.paths` (re-exported): the repository root, the output directory, a run's
   record directory;
 * :mod:`.params`: notebook parameters -> :class:`ttg_lib.config.RunConfig`;
-* :mod:`.display`: plotly setup and showing figures and HTML (offline plotly.js);
+* :mod:`.display`: plotly setup and showing figures (plotly's mimetype form) and HTML;
 * :mod:`.records`: reading a finished run back from its record;
 * :mod:`.charts`: chart data (samples, throughput, event markers), the static plotly
   figures and the live FigureWidget chart;

@@ -20,7 +20,7 @@ from typing import Any
 from .. import report
 from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
 from ..record import load_json, read_jsonl
-from .display import figure_bundle, in_ipython, ipython_display, show
+from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
 
 # -- chart data: samples, throughput, event markers ------------------------------------
 THROUGHPUT_WINDOW_S = 2.0
@@ -378,5 +378,5 @@ class LiveChart:
         elif in_ipython():
             show(fig)
         if self.widget is not None:
-            self.widget.close()
+            release_widget(self.widget)
         return fig

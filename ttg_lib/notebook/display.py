@@ -1,15 +1,22 @@
-"""Showing things in a notebook: plotly setup, static figures with offline plotly.js,
+"""Showing things in a notebook: plotly setup, static figures in plotly's mimetype form,
 HTML, and plain text outside IPython."""
 
 from __future__ import annotations
 
 import html
-import uuid
 from typing import Any
 
+from ..report.html import PLOTLY_MIME
 
-def setup(renderer: str = "plotly_mimetype+notebook") -> None:
-    """Plotly defaults for notebooks: a renderer nbconvert keeps (not plain plotly_mimetype)."""
+PLOTLY_CONFIG = {"displaylogo": False}
+# an anywidget module that draws nothing: what a closed live chart keeps (see release_widget)
+EMPTY_ESM = "export default { render() {} };"
+
+
+def setup(renderer: str = "plotly_mimetype") -> None:
+    """Plotly defaults for notebooks: figures saved as plotly JSON only (no copy of plotly.js
+    in the notebook); JupyterLab and VS Code draw them, and ``ttg report`` turns them into
+    HTML that loads one shared plotly.min.js (:mod:`ttg_lib.report.html`)."""
     import plotly.io as pio
 
     pio.renderers.default = renderer
@@ -32,28 +39,35 @@ def in_ipython() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-_plotlyjs_sent = False
+def figure_bundle(fig: Any) -> dict[str, Any]:
+    """A display bundle in plotly's mimetype form: the figure as JSON (JupyterLab, VS Code and
+    ``ttg report`` draw it) and a text line. No plotly.js: a saved notebook stays small and an
+    HTML report loads the one copy shared by every page."""
+    import json
 
-
-def figure_bundle(fig: Any, include_plotlyjs: bool | None = None) -> dict[str, Any]:
-    """A display bundle JupyterLab draws with its plotly renderer and nbconvert draws from
-    the text/html part: plotly.js inline (first figure of the kernel only), no CDN."""
-    global _plotlyjs_sent
     import plotly.io as pio
 
-    if include_plotlyjs is None:
-        include_plotlyjs = not _plotlyjs_sent
-    _plotlyjs_sent = _plotlyjs_sent or include_plotlyjs
-    div = pio.to_html(fig, include_plotlyjs=include_plotlyjs, include_mathjax=False,
-                      full_html=False, div_id=f"ttg-{uuid.uuid4().hex[:10]}",
-                      default_width="100%", default_height=fig.layout.height or 560,
-                      validate=False, config={"displaylogo": False})
-    return {"application/vnd.plotly.v1+json": fig.to_plotly_json(), "text/html": div,
+    figure = json.loads(pio.to_json(fig, validate=False))
+    figure["config"] = dict(PLOTLY_CONFIG)
+    return {PLOTLY_MIME: figure,
             "text/plain": f"<plotly figure: {fig.layout.title.text or 'chart'}>"}
 
 
+def release_widget(widget: Any) -> None:
+    """Close a live widget whose output has been replaced by a static figure.
+
+    A saved notebook keeps the last state of every widget, closed or not (nbclient and
+    papermill do, and JupyterLab when it saves widget state), and an anywidget's state holds
+    its front-end code: about 5 MB for plotly's FigureWidget, a bundle of plotly.js. That code
+    is swapped for an empty module first, so the closed chart costs a saved notebook a few kB.
+    """
+    if widget.has_trait("_esm"):
+        widget._esm = EMPTY_ESM
+    widget.close()
+
+
 def show(fig: Any) -> None:
-    """Display a static figure (see :func:`figure_bundle`)."""
+    """Display a static figure (see :func:`figure_bundle`); ``fig.show()`` outside IPython."""
     if not in_ipython():
         fig.show()
         return

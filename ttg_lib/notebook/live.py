@@ -34,23 +34,28 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
                           f"workers on {config.backend}…")
     if live is not None:
         live.display()
-    with Run(config) as run:
-        run.start()
-        last = 0.0
-        try:
-            while not run.done:
-                p = run.step(step_s)
-                if live is not None:
-                    live.observe(p, run)
-                if status is not None and time.monotonic() - last >= REDRAW_S:
-                    status.update({"text/html": status_line(p, config)}, raw=True)
-                    last = time.monotonic()
-        except KeyboardInterrupt:
-            run.stop()
-        final = run.progress()
-        summary = run.finish()
-        if status is not None:
-            status.update({"text/html": status_line(final, config)}, raw=True)
+    try:
+        with Run(config) as run:
+            run.start()
+            last = 0.0
+            try:
+                while not run.done:
+                    p = run.step(step_s)
+                    if live is not None:
+                        live.observe(p, run)
+                    if status is not None and time.monotonic() - last >= REDRAW_S:
+                        status.update({"text/html": status_line(p, config)}, raw=True)
+                        last = time.monotonic()
+            except KeyboardInterrupt:
+                run.stop()
+            final = run.progress()
+            summary = run.finish()
+            if status is not None:
+                status.update({"text/html": status_line(final, config)}, raw=True)
+    except BaseException:
+        if live is not None:  # a failed run too leaves a static chart, not the live widget
+            live.finish()
+        raise
     if live is not None:
         live.finish(summary["record_dir"])
     return summary

@@ -7,8 +7,11 @@ record); ``notebooks/milestone.ipynb`` is executed in render-only mode
 in ``outputs/reports/``, and ``index.html`` links them all with date, backend and
 verdict.
 
-The pages work offline: plotly.js is embedded once per page by the notebooks
-(:func:`ttg_lib.notebook.figure_bundle`) and the HTML template leaves out
+The pages work offline and share one copy of plotly.js: the notebooks save their
+figures in plotly's mimetype form (JSON, no plotly.js: :func:`ttg_lib.notebook.figure_bundle`),
+:func:`export_html` turns each into a ``<div>`` and the script that draws it, and every page
+loads ``plotly.min.js`` from its own directory (``<script src="plotly.min.js">``), a copy of
+the installed plotly package's bundle written there once. The HTML template leaves out
 nbconvert's CDN scripts (require.js, MathJax, Mermaid, the widget manager).
 """
 
@@ -26,8 +29,13 @@ from ..errors import ReportError
 from ..paths import repo_root, resolve_output_dir
 
 KERNEL = "python3"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PLOTLY_JS = "plotly.min.js"  # beside the pages, shared by all of them
+DEFAULT_HEIGHT = 560
 OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js -%}
+{%- if resources.plotly_js %}<script src="{{ resources.plotly_js }}"></script>{% endif -%}
+{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
@@ -62,7 +70,8 @@ def execute_notebook(source: Path, dest: Path, parameters: dict[str, Any], *,
 
 def export_html(notebook: Path, dest: Path, *, hide_code: bool = False,
                 title: str | None = None) -> Path:
-    """Executed notebook -> one self-contained HTML page (no network needed to view it)."""
+    """Executed notebook -> one HTML page that needs no network: its figures load the
+    ``plotly.min.js`` written beside it (:func:`write_plotly_js`)."""
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
@@ -71,16 +80,57 @@ def export_html(notebook: Path, dest: Path, *, hide_code: bool = False,
     nb.metadata.pop("widgets", None)  # live widgets are replaced by static figures
     if title:
         nb.metadata["title"] = title
+    figures = plotly_outputs_to_html(nb)
     exporter = HTMLExporter(template_name="lab",
                             extra_loaders=[DictLoader({"ttg_offline.html.j2": OFFLINE_TEMPLATE})],
                             template_file="ttg_offline.html.j2")
     exporter.exclude_input = hide_code
     exporter.exclude_input_prompt = hide_code
     exporter.exclude_output_prompt = hide_code
-    body, _resources = exporter.from_notebook_node(nb)
+    body, _resources = exporter.from_notebook_node(
+        nb, resources={"plotly_js": PLOTLY_JS if figures else ""})
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if figures:
+        write_plotly_js(dest.parent)
     dest.write_text(body, encoding="utf-8")
     return dest
+
+
+def plotly_outputs_to_html(nb: Any) -> int:
+    """Replace every figure saved in plotly's mimetype form (which nbconvert drops) by a
+    ``<div>`` and the script that draws it with the page's plotly.js; return how many."""
+    import plotly.io as pio
+
+    count = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).pop(PLOTLY_MIME, None)
+            if figure is None:
+                continue
+            figure = dict(figure)
+            config = figure.pop("config", None) or {}
+            height = (figure.get("layout") or {}).get("height") or DEFAULT_HEIGHT
+            count += 1
+            output["data"]["text/html"] = pio.to_html(
+                figure, config=config, include_plotlyjs=False, include_mathjax=False,
+                full_html=False, div_id=f"ttg-figure-{count}", default_width="100%",
+                default_height=height, validate=False)
+    return count
+
+
+def write_plotly_js(directory: Path) -> Path:
+    """The one ``plotly.min.js`` the pages in ``directory`` load: the installed plotly
+    package's own bundle (never downloaded), rewritten only when it differs (a plotly
+    upgrade), through a temporary file so that a page never loads half of it."""
+    from plotly.offline import get_plotlyjs
+
+    path = directory / PLOTLY_JS
+    code = get_plotlyjs().encode("utf-8")
+    if not path.exists() or path.read_bytes() != code:
+        tmp = path.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
+        tmp.write_bytes(code)
+        tmp.replace(path)
+    return path
 
 
 def _select(output_dir: Path, run_ids: Iterable[str], latest: int) -> list[dict[str, Any]]:
@@ -161,7 +211,8 @@ def write_index(reports: Path, entries: list[dict[str, Any]]) -> Path:
 th,td{{border:1px solid #ccc;padding:4px 10px;text-align:left}}th{{background:#f3f3f3}}
 .ok{{color:#1a7f37;font-weight:bold}}.bad{{color:#cf222e;font-weight:bold}}</style></head>
 <body><h1>TTG reports</h1>
-<p>Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}. Every page works offline.</p>
+<p>Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}. Every page works offline
+(its charts load {PLOTLY_JS} from this directory: copy or move the directory as a whole).</p>
 <table><thead><tr><th>report</th><th>date</th><th>backend</th><th>scale</th><th>fault</th>
 <th>runtime</th><th>verdict</th></tr></thead><tbody>
 {chr(10).join(rows)}
