@@ -166,7 +166,8 @@ class SupervisorPanel:
                 seen = len(p.events)
                 if time.monotonic() - last_table > 0.5:
                     self.status.value = status_line(p, run.config)
-                    self.workers_html.value = self._workers_markup(run.cluster.worker_status())
+                    self.workers_html.value = self._workers_markup(
+                        [w.to_dict() for w in run.cluster.worker_status()])
                     last_table = time.monotonic()
                 await asyncio.sleep(0.2)
             chart.observe(run.progress(), run, force=True)
