@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from brokerwire import publish_raw
 
 from ttg_lib.run import Run
 
@@ -145,21 +146,7 @@ def inject_garbage(backend_name: str, url: str) -> None:
                             "published_at": 0})
     wrong_type = other_run.replace('"chunk_id": 0', '"chunk_id": "zero"')
     bodies = [b"\xff not json", b'{"run_id": "x"}', wrong_type.encode(), other_run.encode()]
-    if backend_name == "redis":
-        import redis
-
-        client = redis.Redis.from_url(url)
-        for body in bodies:
-            client.xadd("ttg:tasks", {"t": body})
-        client.close()
-    else:
-        import pika
-
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        channel = connection.channel()
-        for body in bodies:
-            channel.basic_publish("", "ttg.tasks", body)
-        connection.close()
+    publish_raw(backend_name, url, "tasks", bodies)
 
 
 @pytest.mark.parametrize("shape", [SHAPE, FAST], ids=["slow-chunks", "batched-chunks"])
