@@ -73,12 +73,15 @@ def test_retry_comes_back_after_its_delay(backend):
     backend.publish_tasks([task(7)])
     d = fetch(backend)
     t = Task.decode(d.body)
+    retried_at = time.monotonic()
     backend.retry(d, t.next_attempt(), delay_s=0.3)
     stats = wait_stats(backend, lambda s: s.retry.messages == 1, timeout=2)
     assert stats.retry.messages == 1
     again = fetch(backend, timeout=5)
+    waited = time.monotonic() - retried_at
     assert again is not None
     assert Task.decode(again.body).attempt == 2
+    assert waited >= 0.3, f"retried after {waited:.3f} s, before its 0.3 s delay"
     complete(backend, again)
 
 
@@ -140,11 +143,71 @@ def test_batches_complete_in_one_call(backend):
     assert wait_stats(backend, lambda s: s.tasks.messages == 0).tasks.messages == 0
 
 
-def test_purge_removes_only_ttg_objects(backend):
+# What purge names after declare + publish: exactly TTG's own objects, by name.
+PURGED = {"redis": {"redis key ttg:tasks"},
+          "rabbitmq": {"rabbitmq queue ttg.tasks (1 messages)",
+                       "rabbitmq queue ttg.tasks.retry (0 messages)",
+                       "rabbitmq queue ttg.tasks.dlq (0 messages)",
+                       "rabbitmq queue ttg.results (0 messages)"}}
+DECOYS = ("ttg-user.orders", "ttg:user-owned", "decoy.ttg.tasks")  # look like TTG's, are not
+
+
+def test_purge_removes_only_ttg_objects(backend_name, broker_url, backend):
     backend.publish_tasks([task(0)])
-    removed = backend.purge()
-    assert removed and all("ttg" in item for item in removed)
-    assert backend.purge(dry_run=True) == []
+    _make_decoys(backend_name, broker_url)
+    try:
+        assert set(backend.purge(dry_run=True)) == PURGED[backend_name]
+        assert set(backend.purge()) == PURGED[backend_name]
+        assert backend.purge(dry_run=True) == []
+        assert _decoys_left(backend_name, broker_url) == len(DECOYS)
+    finally:
+        _drop_decoys(backend_name, broker_url)
+
+
+def _make_decoys(backend_name: str, url: str) -> None:
+    if backend_name == "redis":
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            for name in DECOYS:
+                client.xadd(name, {"t": b"user data"})
+    else:
+        import pika
+
+        with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+            channel = connection.channel()
+            for name in DECOYS:
+                channel.queue_declare(name)
+                channel.basic_publish("", name, b"user data")
+
+
+def _decoys_left(backend_name: str, url: str) -> int:
+    if backend_name == "redis":
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            return sum(client.xlen(name) == 1 for name in DECOYS)
+    import pika
+
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        channel = connection.channel()
+        return sum(channel.queue_declare(name, passive=True).method.message_count == 1
+                   for name in DECOYS)
+
+
+def _drop_decoys(backend_name: str, url: str) -> None:
+    if backend_name == "redis":
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            client.delete(*DECOYS)
+    else:
+        import pika
+
+        with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+            channel = connection.channel()
+            for name in DECOYS:
+                channel.queue_delete(name)
 
 
 def test_run_lock_keeps_two_runs_apart(backend_name, broker_url, backend):
