@@ -110,7 +110,7 @@ def test_frozen_worker_loses_its_chunk_within_seconds(make_config, backend_name,
 
 def test_compute_that_always_raises_ends_in_dlq(make_config, backend_name, broker_url):
     cfg = make_config(backend=backend_name, total_params=200, chunk_size=5, work_ms=1.0,
-                      compute="ttg_lib.compute:failing", max_retries=2, retry_delay_s=0.2)
+                      compute="ttg_lib.compute:failing", max_retries=2, retry_delay_s=1.0)
     summary = drive(Run(cfg))
     failing_chunks = {p // 5 for p in range(200) if p % 100 == 13}  # chunks 2 and 22
     assert summary["chunks_failed"] == len(failing_chunks)
@@ -121,14 +121,15 @@ def test_compute_that_always_raises_ends_in_dlq(make_config, backend_name, broke
     assert not summary["ok"]
     dlq = json.loads((cfg.record_dir / "dlq.json").read_text())
     assert all("configured to fail" in d["reason"] and d["attempts"] == 3 for d in dlq)
-    # each retry waited its delay, doubling: 0.2 s before attempt 2, 0.4 s before attempt 3
+    # each retry waited its delay, doubling: 1 s before attempt 2, 2 s before attempt 3
+    # (long enough that a fetch loop without any delay could not pass by polling slowly)
     failures = sorted((e["chunk"], e["attempt"], e["ts"]) for e in worker_events(cfg)
                       if e["event"] == "chunk_failed")
     assert [(c, a) for c, a, _ts in failures] == [(c, a) for c in sorted(failing_chunks)
                                                   for a in (1, 2, 3)]
     for (chunk, attempt, ts), (later, _a, next_ts) in zip(failures, failures[1:], strict=False):
         if later == chunk:
-            assert next_ts - ts >= 0.2 * 2 ** (attempt - 1), (chunk, attempt, next_ts - ts)
+            assert next_ts - ts >= 1.0 * 2 ** (attempt - 1), (chunk, attempt, next_ts - ts)
 
 
 def worker_events(cfg) -> list[dict]:
