@@ -131,3 +131,56 @@ def test_values_pack_and_corruption_is_flagged():
     assert decode_results(frame[:-3]) == [frame[:-3]]  # truncated: raw bytes, a problem
     assert decode_results(b'{"run_id": "r"}') == [b'{"run_id": "r"}']
     assert frame.startswith(FRAME_MAGIC)
+
+
+def test_a_result_of_the_wrong_size_is_wrong_not_verified():
+    c = collector()
+    short = good(1)
+    short.values = short.values[:-1]  # 4 values for a 5-param chunk
+    shifted = good(2)
+    shifted.start += 1  # the right count, the wrong range
+    for r in (good(0), short, shifted, good(3)):
+        assert c.add(r)
+    v = c.verdict()
+    assert not v.ok and v.wrong_results == 10 and v.params_verified == 10
+    assert v.lost_params == 0
+    assert sum("range/size mismatch" in p for p in v.problems) == 2
+
+
+def test_a_chunk_out_of_range_is_foreign():
+    c = collector()
+    for chunk_id in (-1, 4, 10**9):
+        assert not c.add(_with_chunk(chunk_id))
+    assert c.foreign == 3 and c.completed == 0
+    assert any("outside 0..3" in p for p in c.verdict().problems)
+
+
+def _with_chunk(chunk_id: int) -> Result:
+    r = good(0)
+    r.chunk_id = chunk_id
+    return r
+
+
+def test_verification_can_be_deferred_and_budgeted():
+    """Chunks are booked on arrival; recomputation waits for verify_pending (a budget bounds
+    one call; None or the verdict finish the rest), so a wrong value is found either way."""
+    import ttg_lib.compute as compute
+
+    slow_calls = []
+
+    def slow(param: int, work_ms: float) -> int:
+        slow_calls.append(param)
+        time.sleep(0.002)  # a recomputation that costs real time, to exhaust the budget
+        return compute.placeholder(param, work_ms)
+
+    c = ResultCollector(run_id="r", total_params=20, chunk_size=5, fn=slow)
+    bad = good(3)
+    bad.values[4] += 1
+    for r in (good(0), good(1), good(2), bad):
+        c.add(r)
+    assert c.completed == 4 and c.pending == 4 and not slow_calls  # booked, not recomputed
+    assert 1 <= c.verify_pending(budget_s=0.001) < 4  # one chunk at least, not all
+    assert c.pending > 0
+    v = c.verdict()  # finishes the rest
+    assert c.pending == 0 and len(slow_calls) == 20 + 1  # the wrong value recomputed twice
+    assert v.wrong_results == 1 and v.params_verified == 19 and "param 19" in v.problems[0]
