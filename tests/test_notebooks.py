@@ -15,16 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import URLS, _require
+from conftest import CHROMIUM, CHROMIUM_ARGS, URLS, _require
 
 from ttg_lib import notebook as nb
 from ttg_lib.record import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 KERNEL = "python3"
 
 papermill = pytest.importorskip("papermill", reason="pip install -e '.[notebooks]'")
@@ -169,7 +166,7 @@ def test_ttg_report_writes_linked_offline_pages(reports: Path, executed) -> None
 @pytest.mark.slow
 def test_report_chart_is_drawn_in_chromium(reports: Path, executed) -> None:
     if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (scripts/setup.sh --browser installs it)")
+        pytest.skip(f"{CHROMIUM} is absent (scripts/setup.sh --browser installs it)")
     from playwright.sync_api import sync_playwright
 
     s = executed("rabbitmq-fault")[1]
