@@ -95,17 +95,19 @@ def suite_fault(ctx: Context) -> dict[str, Any]:
             hit.append(ttg_run(ctx.out, backend=backend, scale=scale, fault_demo=True,
                                kill_at=0.3))
         base_rt = statistics.median(r["runtime_s"] for r in base)
-        faults = [r["fault"] for r in hit]
-        recovered = [f["recovered_after_s"] for f in faults if f["recovered_after_s"] is not None]
+        faults = [r["fault"] or {} for r in hit]  # None: the run ended before the kill
+        recovered = [f["recovered_after_s"] for f in faults
+                     if f.get("recovered_after_s") is not None]
         out[backend] = {
             "no_fault_runtime_s": spread([r["runtime_s"] for r in base]),
             "fault_runtime_s": spread([r["runtime_s"] for r in hit]),
             "ratio": spread([r["runtime_s"] / base_rt for r in hit]),
             "recovered_after_s": spread(recovered) if recovered else None,
-            # every repeat is counted: one without a recovery (no chunk in flight at the
-            # kill) or recovering another chunk than the victim's shows in the table
-            "repeats": len(faults), "recovered_repeats": len(recovered),
-            "victim_chunk_recovered": sum(f["victim_chunk"] is not None
+            # every repeat is counted: one without a kill (the run was over first), without
+            # a recovery (no chunk in flight) or recovering another chunk shows in the table
+            "repeats": len(faults), "killed_repeats": sum(bool(f) for f in faults),
+            "recovered_repeats": len(recovered),
+            "victim_chunk_recovered": sum(f.get("victim_chunk") is not None
                                           and f.get("recovered_chunk") == f["victim_chunk"]
                                           for f in faults),
             "goal": "ratio <= 1.05, recovered <= 3 s"}

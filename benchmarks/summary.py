@@ -57,9 +57,10 @@ def _recovery(r: dict[str, Any]) -> str:
     repeats = r.get("repeats")
     if repeats is None:  # results written before repeats were counted
         return text
-    if r["recovered_repeats"] < repeats or r["victim_chunk_recovered"] < repeats:
-        text += (f" [{r['recovered_repeats']} of {repeats} repeats recovered, "
-                 f"{r['victim_chunk_recovered']} the victim's own chunk]")
+    if r["victim_chunk_recovered"] < repeats:
+        text += (f" [of {repeats} repeats: {r.get('killed_repeats', repeats)} killed a worker, "
+                 f"{r['recovered_repeats']} recovered, {r['victim_chunk_recovered']} the "
+                 f"victim's own chunk]")
     return text
 
 
