@@ -133,3 +133,19 @@ def test_an_unknown_suite_is_one_clear_error(tmp_path):
                           text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2 and "unknown suite 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_micro_measurements_write_their_table(tmp_path):
+    """The script behind the README's prose figures (the cheap parts; pika and monitor need
+    seconds of broker traffic and run with the full script)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "micro.py"), "--only",
+                           "pack,packer", "--output-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    parts = json.loads((run_dir / "micro.json").read_text())["parts"]
+    assert parts["pack"]["values"] == 1_000 and parts["pack"]["us"] > 0
+    assert parts["packer"]["hiredis_ms"] > 0 and parts["packer"]["python_ms"] > 0
+    summary = (run_dir / "summary.md").read_text()
+    assert "| packing 1,000 values into int64 |" in summary
+    assert "hiredis / pure Python" in summary

@@ -92,7 +92,10 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert s["lost_params"] == 0 and s["wrong_results"] == 0
     assert Path(s["record_dir"]).parent == nb_env / "runs"
     assert (s["fault"] is not None) == fault
-    assert read_jsonl(Path(s["record_dir"]) / "samples.jsonl")
+    samples = read_jsonl(Path(s["record_dir"]) / "samples.jsonl")
+    assert len(samples) >= 2, "the chart needs queue samples over time"
+    assert [row["t"] for row in samples] == sorted(row["t"] for row in samples)
+    assert samples[-1]["completed"] == s["chunks_completed"]  # the last point is the end state
 
     # the saved notebook keeps a static figure, not a widget that nbconvert would drop
     outputs = [o for c in json.loads(dest.read_text())["cells"] for o in c.get("outputs", [])]
