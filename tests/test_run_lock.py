@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from conftest import REDIS_URL, _require
 from test_faults import assert_verified
 
 from ttg_lib.backends import RunLocked, make_backend
@@ -55,8 +56,9 @@ def test_a_second_run_is_refused_while_one_is_live(make_config, backend_name, br
 
 
 @pytest.mark.slow
-def test_the_redis_lock_is_renewed_past_its_expiry(make_config, broker_url):
+def test_the_redis_lock_is_renewed_past_its_expiry(make_config):
     """A run of ~20 s: 17 s in, past the lock's 15 s expiry, a second run is still refused."""
+    _require(REDIS_URL)
     cfg = make_config(backend="redis", total_params=600, chunk_size=5, work_ms=100.0,
                       workers=3, timeout_s=120)
     assert cfg.ideal_runtime_s >= REDIS_LOCK_TTL_S + 4
