@@ -26,8 +26,8 @@ DECOY_QUEUE = "decoy.orders"
 
 
 def _cli(*args: str, out: Path) -> subprocess.CompletedProcess:
-    home = out.parent / "home"
-    home.mkdir(exist_ok=True)
+    home = out / "home"  # inside the test's own output dir; cleanup reads only runs/
+    home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "ttg_lib.cli", "cleanup", *args,
                            "--output-dir", str(out)], capture_output=True, text=True,
