@@ -105,7 +105,7 @@ def _latency(suite: dict[str, Any]) -> list[Row]:
     return [("Per-chunk latency, one in flight, p50 / p99", "—",
              _per_backend(suite, lambda r: f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms")),
             ("Broker operations per chunk (Redis: every command, polls included; "
-             "RabbitMQ: publishes + deliveries + acks + confirms)", "—",
+             "RabbitMQ: publishes + deliveries + acks + confirms in the vhost)", "—",
              _per_backend(suite, lambda r: "n/a" if r["broker_ops_per_chunk"] is None
                           else f"{r['broker_ops_per_chunk']:.1f}"))]
 
