@@ -24,15 +24,14 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
                     error_y={"type": "data", "symmetric": False,
                              "array": [eff["max"] - eff["median"]],
                              "arrayminus": [eff["median"] - eff["min"]]})
-    scaling = suites.get("scaling", {})
+    scaling = {b: rows for b, rows in suites.get("scaling", {}).items()
+               if b in ("redis", "rabbitmq")}  # the suite also holds its goal and size
     for backend, rows in scaling.items():
-        if backend == "goal":
-            continue
         workers = [int(w) for w in rows]
         fig.add_scatter(x=workers, y=[rows[str(w)]["speedup"] for w in workers],
                         mode="lines+markers", name=f"{backend} speed-up", row=1, col=2)
     if scaling:
-        top = max(int(w) for b, rows in scaling.items() if b != "goal" for w in rows)
+        top = max(int(w) for rows in scaling.values() for w in rows)
         fig.add_scatter(x=[1, top], y=[1, top], mode="lines", name="linear",
                         line={"dash": "dot"}, row=1, col=2)
     for backend, row in suites.get("fault", {}).items():

@@ -3,7 +3,8 @@
 One worker process (the real local cluster) and this process as the orchestrator: publish a
 one-param, zero-work chunk, wait for its result, repeat. Latency = publish -> result read by the
 orchestrator. Broker operations come from the broker's own counters: Redis `INFO stats`
-(commands processed, all clients) and RabbitMQ's management API (publishes, deliveries, acks).
+(commands processed, all clients) and RabbitMQ's management API (publishes, deliveries, acks,
+confirms in the run's vhost).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlparse
 
 from ttg_lib.backends import open_producer
 from ttg_lib.backends.rabbitmq import management_get
@@ -47,7 +49,7 @@ def measure_latency(backend_name: str, url: str, samples: int, out: Path) -> dic
             "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))], "max_ms": ms[-1],
             "broker_ops_per_chunk": ops,
             "broker_ops_source": "redis INFO total_commands_processed (all clients)"
-            if backend_name == "redis" else "rabbitmq management message_stats"}
+            if backend_name == "redis" else "rabbitmq management message_stats of the vhost"}
 
 
 def _one_round(backend, chunk_id: int) -> float:
@@ -64,9 +66,10 @@ def _one_round(backend, chunk_id: int) -> float:
 def _broker_ops(backend_name: str, url: str, backend) -> float | None:
     if backend_name == "redis":
         return float(backend.r.info("stats")["total_commands_processed"])
-    time.sleep(5.5)  # the management API refreshes its rates every 5 s
-    overview = management_get(url, "/api/overview")
-    if not isinstance(overview, dict):
+    time.sleep(5.5)  # the management API refreshes its counters every 5 s
+    vhost = quote(unquote(urlparse(url).path.lstrip("/")) or "/", safe="")
+    counters = management_get(url, f"/api/vhosts/{vhost}")  # this vhost's, not the node's
+    if not isinstance(counters, dict):
         return None
-    stats = overview.get("message_stats", {})
+    stats = counters.get("message_stats", {})
     return float(sum(stats.get(k, 0) for k in ("publish", "deliver_get", "ack", "confirm")))

@@ -47,8 +47,21 @@ def _fault(suite: dict[str, Any]) -> list[Row]:
     return [("One of 3 workers killed at 30 %: runtime ÷ no-fault", "≤ 1.05",
              _per_backend(suite, lambda r: _spread(r["ratio"]))),
             ("Dead worker's chunk taken by another worker after", "≤ 3 s",
-             _per_backend(suite, lambda r: "n/a" if not r["recovered_after_s"]
-                          else _spread(r["recovered_after_s"], "{:.2f} s")))]
+             _per_backend(suite, _recovery))]
+
+
+def _recovery(r: dict[str, Any]) -> str:
+    """The recovery time, and how many repeats it covers when not every one recovered the
+    victim's own chunk (a repeat is never dropped without a word)."""
+    text = "n/a" if not r["recovered_after_s"] else _spread(r["recovered_after_s"], "{:.2f} s")
+    repeats = r.get("repeats")
+    if repeats is None:  # results written before repeats were counted
+        return text
+    if r["victim_chunk_recovered"] < repeats:
+        text += (f" [of {repeats} repeats: {r.get('killed_repeats', repeats)} killed a worker, "
+                 f"{r['recovered_repeats']} recovered, {r['victim_chunk_recovered']} the "
+                 f"victim's own chunk]")
+    return text
 
 
 def _overhead(suite: dict[str, Any]) -> list[Row]:
@@ -82,14 +95,17 @@ def _scaling(suite: dict[str, Any]) -> list[Row]:
         return " / ".join(f"{row['speedup']:.1f}" for row in r.values())
 
     counts = next((list(suite[b]) for b in _backends(suite)), [])
-    return [(f"Scaling, 20,000 × 5 ms: speed-up at {'/'.join(counts)} workers",
+    size = (f"{suite['params']:,} × {suite['work_ms']:g} ms" if "params" in suite
+            else "size not recorded")
+    return [(f"Scaling, {size}: speed-up at {'/'.join(counts)} workers",
              "≥ 0.9 × workers", _per_backend(suite, curve))]
 
 
 def _latency(suite: dict[str, Any]) -> list[Row]:
     return [("Per-chunk latency, one in flight, p50 / p99", "—",
              _per_backend(suite, lambda r: f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms")),
-            ("Broker operations per chunk", "—",
+            ("Broker operations per chunk (Redis: every command, polls included; "
+             "RabbitMQ: publishes + deliveries + acks + confirms in the vhost)", "—",
              _per_backend(suite, lambda r: "n/a" if r["broker_ops_per_chunk"] is None
                           else f"{r['broker_ops_per_chunk']:.1f}"))]
 

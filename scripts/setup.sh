@@ -93,8 +93,19 @@ if [[ $WANT_BROKERS -eq 1 ]]; then
 fi
 
 # --- Browser for the report and demo tests ------------------------------------------
-if [[ $WANT_BROWSER -eq 1 && ! -x /usr/bin/chromium ]]; then
-  say "installing Debian's chromium for the browser tests"
-  apt_install chromium || say "chromium unavailable: browser tests will say so"
+# The tests drive the chromium at $TTG_CHROMIUM (default: Debian's /usr/bin/chromium). Without
+# it they cannot run, so a failed install stops here instead of turning into skipped tests.
+CHROMIUM="${TTG_CHROMIUM:-/usr/bin/chromium}"
+if [[ $WANT_BROWSER -eq 1 && ! -x "$CHROMIUM" ]]; then
+  if [[ "$CHROMIUM" == /usr/bin/chromium ]]; then
+    say "installing Debian's chromium for the browser tests"
+    apt_install chromium || true
+  fi
+  if [[ ! -x "$CHROMIUM" ]]; then
+    echo "setup.sh: the browser tests need chromium at $CHROMIUM, and it is not there" \
+         "(the install failed or was not possible). Install Debian's chromium" \
+         "(apt-get install chromium) or set TTG_CHROMIUM to a chromium binary." >&2
+    exit 1
+  fi
 fi
 say "ready"

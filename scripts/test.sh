@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite against the real Redis and RabbitMQ (started here if not running).
-# Extra arguments go to pytest (e.g. -k redis, -x).
+# Extra arguments go to pytest (e.g. -k redis, -x). With CI=true an unexpected skip fails the
+# run (tests/conftest.py); set-up that cannot install what the tests need fails first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$ROOT/scripts/setup.sh" --brokers --browser
+"$ROOT/scripts/setup.sh" --brokers --browser || {
+  echo "test.sh: set-up failed (above); no tests were run" >&2; exit 1; }
 cd "$ROOT"
 echo "== ruff"
 .venv/bin/ruff check .

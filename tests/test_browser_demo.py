@@ -22,20 +22,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import URLS, _require
+from conftest import CHROMIUM, CHROMIUM_ARGS, URLS, _require
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 SCREENSHOT = ROOT / "outputs" / "screenshots" / "supervisor_demo.png"
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
     pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="/usr/bin/chromium is absent (scripts/setup.sh --browser "
-                              "installs Debian's chromium)"),
+                       reason=f"{CHROMIUM} is absent (scripts/setup.sh --browser "
+                              "installs Debian's chromium; TTG_CHROMIUM names another)"),
 ]
 
 POINTS_JS = """() => {

@@ -15,16 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import URLS, _require
+from conftest import CHROMIUM, CHROMIUM_ARGS, URLS, _require
 
 from ttg_lib import notebook as nb
 from ttg_lib.record import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 KERNEL = "python3"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -96,7 +93,10 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert s["lost_params"] == 0 and s["wrong_results"] == 0
     assert Path(s["record_dir"]).parent == nb_env / "runs"
     assert (s["fault"] is not None) == fault
-    assert read_jsonl(Path(s["record_dir"]) / "samples.jsonl")
+    samples = read_jsonl(Path(s["record_dir"]) / "samples.jsonl")
+    assert len(samples) >= 2, "the chart needs queue samples over time"
+    assert [row["t"] for row in samples] == sorted(row["t"] for row in samples)
+    assert samples[-1]["completed"] == s["chunks_completed"]  # the last point is the end state
 
     # the saved notebook keeps a static figure in plotly's mimetype form (no plotly.js),
     # not a widget that nbconvert would drop
@@ -202,7 +202,7 @@ def test_ttg_report_writes_linked_offline_pages(reports: Path, executed) -> None
 @pytest.mark.slow
 def test_report_chart_is_drawn_in_chromium(reports: Path, executed) -> None:
     if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (scripts/setup.sh --browser installs it)")
+        pytest.skip(f"{CHROMIUM} is absent (scripts/setup.sh --browser installs it)")
     from playwright.sync_api import sync_playwright
 
     s = executed("rabbitmq-fault")[1]

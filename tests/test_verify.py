@@ -192,3 +192,31 @@ def test_values_pack_and_corruption_is_flagged():
     assert decode_results(frame[:-3]) == [frame[:-3]]  # truncated: raw bytes, a problem
     assert decode_results(b'{"run_id": "r"}') == [b'{"run_id": "r"}']
     assert frame.startswith(FRAME_MAGIC)
+
+
+def test_a_result_of_the_wrong_size_is_wrong_not_verified():
+    c = collector()
+    short = good(1)
+    short.values = short.values[:-1]  # 4 values for a 5-param chunk
+    shifted = good(2)
+    shifted.start += 1  # the right count, the wrong range
+    for r in (good(0), short, shifted, good(3)):
+        assert c.add(r)
+    v = c.verdict()
+    assert not v.ok and v.wrong_results == 10 and v.params_verified == 10
+    assert v.lost_params == 0
+    assert sum("range/size mismatch" in p for p in v.problems) == 2
+
+
+def test_a_chunk_out_of_range_is_foreign():
+    c = collector()
+    for chunk_id in (-1, 4, 10**9):
+        assert not c.add(_with_chunk(chunk_id))
+    assert c.foreign == 3 and c.completed == 0
+    assert any("outside 0..3" in p for p in c.verdict().problems)
+
+
+def _with_chunk(chunk_id: int) -> Result:
+    r = good(0)
+    r.chunk_id = chunk_id
+    return r

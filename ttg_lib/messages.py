@@ -132,13 +132,16 @@ def encode_results(results: Sequence[Result]) -> bytes:
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
 
 
-def decode_results(body: bytes | str) -> list[Result | bytes]:
-    """The results in a frame; an undecodable frame comes back whole as raw bytes."""
-    raw = body if isinstance(body, (bytes, bytearray)) else body.encode()
+def decode_results(body: bytes | str | bytearray | memoryview) -> list[Result | bytes]:
+    """The results in a frame; an undecodable frame comes back whole as raw bytes, which the
+    collector counts as a problem. Never raises: one bad message must not end a run, so any
+    error a hostile or corrupted frame can provoke is caught here, not only the foreseen ones.
+    """
+    raw = bytes(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body)
     try:
-        return _decode_frame(bytes(raw))
-    except MessageError:
-        return [bytes(raw)]
+        return _decode_frame(raw)
+    except Exception:  # noqa: BLE001 - MessageError and anything unforeseen alike
+        return [raw]
 
 
 def _decode_frame(body: bytes) -> list[Result | bytes]:
@@ -150,12 +153,20 @@ def _decode_frame(body: bytes) -> list[Result | bytes]:
     fields, rows = header.get("fields"), header.get("rows")
     if not isinstance(fields, list) or not isinstance(rows, list):
         raise MessageError("malformed message: a frame header needs 'fields' and 'rows'")
+    if not all(type(name) is str for name in fields):
+        raise MessageError("malformed message: a frame's field names must be strings")
+    if not rows:
+        raise MessageError("malformed message: a frame without results")
     offset, out, view = prefix + header_len, [], memoryview(body)
     for row in rows:
         if not isinstance(row, list) or len(row) != len(fields):
             raise MessageError("malformed message: a frame row does not match its fields")
         meta = dict(zip(fields, row, strict=True))
         _check(meta, _ROW_TYPES)
+        if min(meta["chunk_id"], meta["start"], meta["count"] - 1, meta["attempt"] - 1,
+               meta["size"]) < 0:
+            raise MessageError("malformed message: chunk_id/start/size must be >= 0 and "
+                               "count/attempt >= 1")
         payload = view[offset:offset + meta["size"]]  # no copy until the values array
         offset += meta["size"]
         if len(payload) != meta["size"]:
@@ -190,9 +201,9 @@ def _unpack(enc: str, payload: memoryview) -> Sequence[Any]:
         return values
     try:
         values = json.loads(bytes(payload)) if payload else []
-    except ValueError:
+    except (ValueError, RecursionError):  # too deeply nested counts as unreadable
         return []
-    return values if isinstance(values, list) else []
+    return values if isinstance(values, list) else []  # verification reports a size mismatch
 
 
 def _unpack_columns(schema: Any, payload: memoryview) -> Sequence[Any]:
@@ -307,11 +318,12 @@ def _little(packed: array) -> array:
 def _load_object(body: bytes | str) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MessageError(f"malformed message: not JSON ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise MessageError("malformed message: not a JSON object")
-    if data.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+    version = data.get("v", PROTOCOL_VERSION)
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1 in Python
         raise MessageError(f"malformed message: protocol version {data.get('v')!r} is not "
                            f"{PROTOCOL_VERSION}")
     return data
