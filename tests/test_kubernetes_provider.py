@@ -6,6 +6,7 @@ requests that would reach a cluster. No cluster, Docker or broker is needed (non
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -99,15 +100,18 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     cluster.start_workers(3)
     cluster.wait_ready(3, timeout=5)
 
-    assert url == "redis://127.0.0.1:30379/0"  # the Kind NodePort, published on loopback
-    assert cluster.broker_url_for("rabbitmq") == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
-    creates = [r for r in fake.calls("POST")]
+    # the Kind NodePort, published on loopback; the password generated at deploy time
+    assert re.fullmatch(r"redis://:[\w-]{32}@127\.0\.0\.1:30379/0", url)
+    assert re.fullmatch(r"amqp://ttg:[\w-]{32}@127\.0\.0\.1:30672/%2F",
+                        cluster.broker_url_for("rabbitmq"))
+    creates = [r for r in fake.calls("POST")] + [r for r in fake.calls("PATCH")
+                                                 if not r.path.endswith("/scale")]
     assert creates, "nothing was created"
     for req in writes(fake):
         if req.path.endswith("/scale"):
             continue
         assert body_labels(req).get(PART_OF) == "ttg", req
-        if req.path == "/api/v1/namespaces":
+        if req.body["kind"] == "Namespace":
             assert req.body["metadata"]["name"] == NAMESPACE
         else:
             assert path_namespace(req) == NAMESPACE, req
@@ -115,6 +119,7 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     created = {(r.body["kind"], r.body["metadata"]["name"]) for r in creates}
     expected = {(o["kind"], o["metadata"]["name"]) for o in render_objects(
         flavor="kind", backend="redis", run_id=RUN_ID, workers=3)}
+    expected.add(("Secret", "ttg-broker-credentials"))
     assert created == expected
     assert ("Service", "ttg-redis-nodeport") in created  # the Kind overlay is applied
 
@@ -133,7 +138,12 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
 def test_rabbitmq_backend_sets_configmap_and_url(fake, api_client):
     c = make_cluster(api_client, backend="rabbitmq", workers=2)
     try:
-        assert c.ensure_brokers(timeout=5) == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
+        assert re.fullmatch(r"amqp://ttg:[\w-]{32}@127\.0\.0\.1:30672/%2F",
+                            c.ensure_brokers(timeout=5))
+        # unacked counts come from the cluster's management API, not the host's 15672
+        assert os.environ["TTG_RABBITMQ_MANAGEMENT_URL"] == "http://127.0.0.1:31672"
+        c.release_brokers()
+        assert "TTG_RABBITMQ_MANAGEMENT_URL" not in os.environ
         c.start_workers(2)
         c.wait_ready(2, timeout=5)
         assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
@@ -149,11 +159,15 @@ def test_reapply_patches_ttg_objects_but_keeps_secret_and_pvc(fake, cluster, api
     again = make_cluster(api_client, run_id="second-run")
     done = again.apply(again.objects())
     patched = [r for r in fake.calls("PATCH")]
-    assert patched and all(r.content_type == "application/strategic-merge-patch+json"
+    assert patched and all(r.content_type == "application/apply-patch+yaml"
+                           and r.query["fieldManager"] == "ttg" and r.query["force"] == "true"
                            for r in patched)
     patched_paths = {r.path for r in patched}
     assert not any("/secrets/" in p or "/persistentvolumeclaims/" in p for p in patched_paths)
-    assert "kept Secret ttg/ttg-broker-credentials (exists)" in done
+    first = fake.get("secrets", NAMESPACE, "ttg-broker-credentials")["stringData"]
+    assert again.ensure_secret() == "kept Secret ttg/ttg-broker-credentials (exists)"
+    assert again.credentials() == first  # the generated passwords are reused by the next run
+    assert not [r for r in done if "Secret" in r]
     assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
         "TTG_RUN_ID"] == "second-run"
 
@@ -370,9 +384,9 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
     plan = dry_run_plan(config)
     for op in plan:
         assert set(op) >= {"verb", "kind", "name", "namespace", "labels"}
-        if op["kind"] != "Namespace":
+        if op["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert op["namespace"] == NAMESPACE
-    applies = [op for op in plan if op["verb"].startswith("create-")]
+    applies = [op for op in plan if op["verb"] in ("create-if-absent", "server-side-apply")]
     assert all(op["labels"].get(PART_OF) == "ttg" for op in applies)
     for op in plan:
         if op["verb"] in ("list", "watch", "deletecollection"):
@@ -380,6 +394,11 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
             assert op["labels"][PART_OF] == "ttg"
     fault = [op for op in plan if op["verb"] == "deletecollection"]
     assert len(fault) == 1 and "gracePeriodSeconds=0" in fault[0]["detail"]
+    assert "HARD KILL" in fault[0]["detail"] and "TTG_KILL_ON_SIGTERM=1" in fault[0]["detail"]
+    rbac = {(op["kind"], op["name"]) for op in plan if op["step"] == "rbac"}
+    assert rbac == {(k, "ttg-orchestrator") for k in ("ServiceAccount", "Role", "RoleBinding",
+                                                      "ClusterRole", "ClusterRoleBinding")}
+    assert all(op["verb"] == "not applied by TTG" for op in plan if op["step"] == "rbac")
     assert any(op["verb"] == "patch" and op["kind"] == "Deployment/scale" for op in plan)
 
     # The plan names exactly the objects a real run creates.
@@ -389,7 +408,8 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
         c.start_workers(3)
     finally:
         c.stop(timeout=1)
-    created = [(r.body["kind"], r.body["metadata"]["name"]) for r in fake.calls("POST")]
+    created = [(r.body["kind"], r.body["metadata"]["name"]) for r in fake.calls()
+               if r.method == "POST" or (r.method == "PATCH" and not r.path.endswith("/scale"))]
     assert created == [(op["kind"], op["name"]) for op in applies]
 
     text = format_plan(plan, config)

@@ -1,19 +1,32 @@
 """Liveness/readiness probe: exit 0 while the worker's heartbeat file is fresh.
 
 Used by the Kubernetes probes and the image's HEALTHCHECK:
-``python -m ttg_lib.health --file /tmp/ttg/heartbeat --max-age 15``.
+``python -m ttg_lib.health --file /tmp/ttg/heartbeat`` (liveness: the heartbeat limit is
+``--max-age``, else TTG_LIVENESS_S, else 15 s) and ``... --max-age 5 --ready`` (readiness: a
+worker that is reconnecting to its broker cannot take tasks, so it is not ready).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+DEFAULT_LIVENESS_S = 15.0
+NOT_LIVE = ("stopped", "starting")
+NOT_READY = (*NOT_LIVE, "reconnecting")
 
-def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, str]:
+
+def liveness_limit() -> float:
+    """The liveness limit in seconds: TTG_LIVENESS_S (the worker ConfigMap sets it), else 15."""
+    return float(os.environ.get("TTG_LIVENESS_S") or DEFAULT_LIVENESS_S)
+
+
+def check(path: Path, max_age: float, now: float | None = None,
+          ready: bool = False) -> tuple[bool, str]:
     try:
         beat = json.loads(path.read_text())
     except FileNotFoundError:
@@ -23,7 +36,7 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
     age = (now or time.time()) - float(beat.get("last_heartbeat", 0))
     if age > max_age:
         return False, f"heartbeat is {age:.1f}s old (limit {max_age:g}s), state {beat.get('state')}"
-    if beat.get("state") in ("stopped", "starting"):
+    if beat.get("state") in (NOT_READY if ready else NOT_LIVE):
         return False, f"worker state is {beat.get('state')}"
     return True, f"ok: {beat.get('state')}, heartbeat {age:.1f}s ago"
 
@@ -31,9 +44,13 @@ def check(path: Path, max_age: float, now: float | None = None) -> tuple[bool, s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ttg_lib.health")
     parser.add_argument("--file", default="/tmp/ttg/heartbeat", type=Path)
-    parser.add_argument("--max-age", default=15.0, type=float)
+    parser.add_argument("--max-age", default=None, type=float,
+                        help="heartbeat age limit in s (default: TTG_LIVENESS_S, else 15)")
+    parser.add_argument("--ready", action="store_true",
+                        help="readiness: also fail while the worker is reconnecting")
     args = parser.parse_args(argv)
-    ok, message = check(args.file, args.max_age)
+    max_age = liveness_limit() if args.max_age is None else args.max_age
+    ok, message = check(args.file, max_age, ready=args.ready)
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 

@@ -25,6 +25,11 @@ BROKERS: dict[str, dict[str, Any]] = {
     "rabbitmq": {"kind": "StatefulSet", "name": "ttg-rabbitmq", "app": "rabbitmq",
                  "port": 5672, "node_port": 30672, "secret_key": "TTG_RABBITMQ_URL"},
 }
+# Brokers with an HTTP management API the host reads (unacked counts): the pod's port, the
+# NodePort kind publishes on 127.0.0.1, and the variable the backend reads its base URL from.
+MANAGEMENT: dict[str, dict[str, Any]] = {
+    "rabbitmq": {"port": 15672, "node_port": 31672, "env": "TTG_RABBITMQ_MANAGEMENT_URL"},
+}
 # kind -> (API group, snake-case resource name used in the client's method names,
 # namespaced, create-only: never patched once it exists).
 KINDS: dict[str, tuple[str, str, bool, bool]] = {
