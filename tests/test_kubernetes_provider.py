@@ -492,3 +492,233 @@ def test_delete_cluster_refuses_a_cluster_ttg_did_not_create(monkeypatch, tmp_pa
     (tmp_path / "state" / "kind-ttg.json").write_text('{"control_plane_id": "cp-id-2"}')
     assert ttg_kind.delete_cluster() == "Kind cluster 'ttg' deleted"
     assert "kind delete cluster --name ttg" in log.read_text()
+
+
+# -- first contact: lifecycles the stand-in models like an API server ----------------------
+# Differences from a real API server, one line each:
+# - containers run as local processes (worker, redis-server); other images (RabbitMQ) are
+#   virtual containers that are Running+Ready without a process, and end on SIGTERM;
+# - cluster DNS is a rewrite of <service>:<port> in env values; NodePorts are local relays;
+# - grace periods and back-off are scaled by grace_scale (seconds of stand-in time per second);
+# - server-side apply tracks one applied config per object (no managedFields, no conflicts
+#   between managers), strategic merge knows only the merge keys of lists TTG uses;
+# - no finalizers or garbage collection for objects other than pods; no admission (PSA);
+# - RBAC is checked against the rules of k8s/rbac only (no bindings, one subject);
+# - watches end after at most 5 s; a bookmark is sent only when a watch ends.
+@pytest.fixture
+def live():
+    """The stand-in with a kubelet that runs the worker and Redis containers for real."""
+    server = FakeKube(run_containers=True, grace_scale=0.5)  # worker grace 10 s -> 5 s
+    server.host = server.start()
+    server.publish_node_ports([30379])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_api(live):
+    configuration = client.Configuration()
+    configuration.host = live.host
+    api = client.ApiClient(configuration)
+    yield api
+    api.close()
+
+
+def live_cluster(fake, api_client, **kwargs) -> KubernetesCluster:
+    return make_cluster(api_client, check_host_ports=True,
+                        host_ports={"redis": fake.node_ports[30379]}, **kwargs)
+
+
+def test_fault_demo_hard_kill_redelivers_the_victims_chunk(live, live_api, tmp_path):
+    """The pod kill ends the worker mid-chunk although the kubelet sends SIGTERM and grants a
+    grace period (force delete, kubernetes#120449): its chunk comes back, recovery is timed."""
+    from ttg_lib.run import Run
+
+    api = live_api
+    config = RunConfig.build(cluster="kind", backend="redis", workers=3, fault_demo=True,
+                             kill_at=0.3, total_params=60, chunk_size=2, work_ms=100.0,
+                             run_id="20250101-000000-redis-fault1", output_dir=str(tmp_path))
+    cluster = live_cluster(live, api, run_id=config.run_id, workers=3, lease_s=config.lease_s)
+    with Run(config, cluster=cluster) as run:
+        run.start()
+        deadline = time.monotonic() + 120
+        while not run.done and time.monotonic() < deadline:
+            run.step(0.1)
+        summary = run.finish()
+    fault = summary["fault"]
+    assert fault is not None and fault["killed_worker"].startswith("ttg-worker-")
+    assert fault["recovered_after_s"] is not None, fault
+    assert fault["recovered_by"] != fault["killed_worker"]
+    events = [e["event"] for e in cluster.events()]
+    assert "killed" in events and "replaced" in events
+    password = cluster.credentials()["REDIS_PASSWORD"]
+    for path in tmp_path.rglob("*"):  # the generated password is in no run record file
+        if path.is_file():
+            assert password not in path.read_text(errors="replace"), path
+
+
+def test_generated_credentials_are_reused_and_redis_refuses_anonymous(live, live_api):
+    import redis
+
+    api_client = live_api
+    first = live_cluster(live, api_client)
+    try:
+        url = first.ensure_brokers(timeout=30)
+        secret = first.credentials()
+    finally:
+        first.stop(timeout=1)
+    assert "change-me" not in str(secret) and len(secret["REDIS_PASSWORD"]) == 32
+    anonymous = redis.Redis(port=live.node_ports[30379], socket_timeout=3)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    assert redis.Redis.from_url(url, socket_timeout=3).ping()
+    second = live_cluster(live, api_client, run_id="second-run")
+    try:
+        assert second.ensure_brokers(timeout=30) == url  # the same Secret, the same password
+        assert second.ensure_secret() == "kept Secret ttg/ttg-broker-credentials (exists)"
+    finally:
+        second.stop(timeout=1)
+    assert len([r for r in live.calls("POST") if r.path.endswith("/secrets")]) == 1
+
+
+def test_host_check_is_a_broker_handshake_not_a_tcp_connect(fake, api_client):
+    """Docker's proxy accepts TCP on a published port with nothing behind it; the provider
+    must not take that for a broker."""
+    fake.publish_node_ports([30379])  # relays to nothing: virtual Redis has no process
+    c = make_cluster(api_client, check_host_ports=True,
+                     host_ports={"redis": fake.node_ports[30379]})
+    try:
+        with pytest.raises(ClusterError, match="redis broker does not answer on "
+                                               r"127.0.0.1:\d+ .*extraPortMappings"):
+            c.ensure_brokers(timeout=1)
+    finally:
+        c.stop(timeout=1)
+
+
+def test_pod_deleted_while_the_watch_was_expired_is_one_death(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+    wait_for(lambda: cluster._synced)
+    victim = sorted(w.name for w in cluster.live_workers())[0]
+    fake.delete_pod_behind_the_watch(victim)
+    fake.expire_watches()  # the watch is dropped; resuming it gets 410 Gone
+    wait_for(lambda: victim not in {w.name for w in cluster.live_workers()})
+    deaths = [e for e in cluster.events() if e["event"] == "died" and e["worker"] == victim]
+    assert len(deaths) == 1
+    wait_for(lambda: len(cluster.live_workers()) == 3)  # the replacement is seen
+    time.sleep(0.3)
+    assert len([e for e in cluster.events() if e["event"] == "died"]) == 1
+    watches = [r for r in fake.calls("GET") if r.query.get("watch") in ("true", "True")]
+    assert all(r.query.get("allowWatchBookmarks") in ("true", "True") for r in watches)
+
+
+def test_reapply_removes_what_the_manifest_dropped(fake, cluster, api_client, tmp_path):
+    """Server-side apply: an env var and a ConfigMap key dropped from the manifests leave the
+    objects (a strategic-merge patch would keep them forever)."""
+    import shutil as sh
+
+    import yaml
+
+    from ttg_lib.cluster.kubernetes.manifests import manifests_dir
+
+    k8s = tmp_path / "k8s"
+    sh.copytree(manifests_dir(), k8s)
+    dep_path = k8s / "base" / "worker-deployment.yaml"
+    dep = yaml.safe_load(dep_path.read_text())
+    dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "TTG_OLD_SETTING", "value": "1"})
+    dep_path.write_text(yaml.safe_dump(dep))
+    cm_path = k8s / "base" / "worker-configmap.yaml"
+    cm = yaml.safe_load(cm_path.read_text())
+    cm["data"]["TTG_OLD_KEY"] = "x"
+    cm_path.write_text(yaml.safe_dump(cm))
+    first = make_cluster(api_client, k8s_dir=k8s)
+    first.apply(first.objects())
+    names = [e["name"] for e in fake.get("deployments", NAMESPACE, "ttg-worker")["spec"][
+        "template"]["spec"]["containers"][0]["env"]]
+    assert "TTG_OLD_SETTING" in names
+    cluster.apply(cluster.objects())  # the committed manifests, without them
+    deployment = fake.get("deployments", NAMESPACE, "ttg-worker")
+    names = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "TTG_OLD_SETTING" not in names and "TTG_WORKER_NAME" in names
+    assert "TTG_OLD_KEY" not in fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"]
+
+
+def test_status_is_a_subresource_and_selectors_are_immutable(fake, cluster, api_client):
+    cluster.ensure_brokers(timeout=5)
+    status = fake.get("deployments", NAMESPACE, "ttg-redis")["status"]
+    generation = fake.get("deployments", NAMESPACE, "ttg-redis")["metadata"]["generation"]
+    cluster.apply([o for o in cluster.objects() if o["metadata"]["name"] == "ttg-redis"
+                   and o["kind"] == "Deployment"])
+    after = fake.get("deployments", NAMESPACE, "ttg-redis")
+    assert after["status"]["readyReplicas"] == status["readyReplicas"] == 1
+    assert after["metadata"]["generation"] == generation  # the same spec: no new generation
+    changed = [o for o in cluster.objects() if o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "ttg-redis"][0]
+    changed["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    with pytest.raises(ClusterError, match=r"HTTP 422: .*spec.selector: field is immutable"):
+        cluster.apply([changed])
+
+
+def test_rbac_of_k8s_rbac_covers_everything_the_provider_does(fake, api_client):
+    """The stand-in answers 403 for anything k8s/rbac does not grant; a whole run with a
+    kill, logs, health and cleanup still works."""
+    from ttg_lib.cluster.kubernetes.manifests import manifests_dir
+
+    fake.load_rbac(manifests_dir() / "rbac")
+    c = make_cluster(api_client)
+    try:
+        c.ensure_brokers(timeout=5)
+        c.start_workers(2)
+        c.wait_ready(2, timeout=5)
+        c.kill_worker()
+        assert list(c.stream_logs(c.live_workers()[0].name))
+        c.health()
+    finally:
+        c.stop(timeout=2)
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api_client)
+    assert not report.skipped or "Namespace ttg: kept" in report.skipped[0]
+    fake.rbac = [r for r in fake.rbac if "pods" not in r["resources"]]
+    with pytest.raises(ClusterError, match=r"HTTP 403: .*cannot list resource \"pods\""):
+        make_cluster(api_client).workers()
+
+
+def test_pod_states_reach_the_error_messages(fake, cluster):
+    fake.images = {"redis:7.2-alpine", "rabbitmq:3.13-management-alpine"}  # worker not loaded
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(1)
+    with pytest.raises(ClusterError) as err:
+        cluster.wait_ready(1, timeout=1)
+    assert "ErrImagePull" in str(err.value) or "ImagePullBackOff" in str(err.value)
+    assert "python -m ttg_lib.cluster.kind up" in str(err.value)
+    fake.images = None
+    cluster.wait_ready(1, timeout=5)
+    pod = cluster.live_workers()[0].name
+    fake.crash(pod)
+    wait_for(lambda: any(e["event"] == "died" and "restarted in place" in e["detail"]
+                         for e in cluster.events()))
+    fake.readiness = False
+    fake.crash(pod)
+    wait_for(lambda: "not ready" in (cluster.pods() and " ".join(
+        p["reason"] for p in cluster.pods() if p["pod"] == pod)) or any(
+        "CrashLoopBackOff" in p["reason"] for p in cluster.pods() if p["pod"] == pod))
+
+
+def test_in_cluster_config_when_there_is_no_kubeconfig(monkeypatch, tmp_path):
+    from kubernetes.config import incluster_config
+
+    from ttg_lib.cluster.kubernetes.api import make_api_client
+
+    token, cert = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("sa-token")
+    cert.write_text("cert")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
+    api = make_api_client(None)
+    assert api.configuration.host == "https://10.96.0.1:443"
+    assert "sa-token" in str(api.configuration.api_key)
