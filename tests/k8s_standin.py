@@ -239,7 +239,9 @@ class FakeKube:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 ctype = self.headers.get("Content-Type", "")
-                body = (yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)) if raw else None
+                body = None
+                if raw:
+                    body = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
                 req = Request(self.command, parts.path, query, body, ctype)
                 with fake.lock:
                     fake.requests.append(req)
