@@ -494,6 +494,54 @@ def test_delete_cluster_refuses_a_cluster_ttg_did_not_create(monkeypatch, tmp_pa
     assert "kind delete cluster --name ttg" in log.read_text()
 
 
+def test_docker_without_buildx_is_detected(monkeypatch, tmp_path):
+    """The Dockerfile's RUN --mount needs BuildKit; a CLI without buildx fails the build."""
+    _fake_tool(tmp_path, "docker", 'case "$1" in info) echo 27.0.3;; buildx) '
+                                   'echo "docker: \'buildx\' is not a docker command." >&2; '
+                                   'exit 1;; esac')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    docker = ttg_kind.check_docker()
+    assert not docker.ok and "`docker buildx version` failed" in docker.detail
+    assert "docker-buildx-plugin" in docker.line()
+
+
+def test_kind_must_be_the_release_whose_node_image_is_pinned(monkeypatch, tmp_path):
+    _fake_tool(tmp_path, "kind", 'echo "kind v0.25.0 go1.22.9 linux/amd64"')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    kind = ttg_kind.check_kind()
+    assert not kind.ok and "v0.25.0 is not v0.24.0" in kind.detail
+    config = (Path(ttg_kind.KIND_CONFIG)).read_text()
+    assert f"kind {ttg_kind.KIND_VERSION}" in config and "kindest/node:v1.30.4@sha256:" in config
+
+
+def test_image_is_built_without_attestations_and_loaded(monkeypatch, tmp_path):
+    """Provenance/SBOM attestations break `kind load` with the containerd image store."""
+    log = tmp_path / "calls.log"
+    _fake_tool(tmp_path, "docker", f'echo "docker $*" >> {log}\n'
+                                   'case "$1" in info) echo 27.0.3;; esac')
+    _fake_tool(tmp_path, "kind", f'echo "kind $*" >> {log}\n'
+                                 'case "$1" in version) echo kind v0.24.0;; esac')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    ttg_kind.build_image()
+    ttg_kind.load_image()
+    calls = log.read_text()
+    assert "docker buildx build --load --provenance=false --sbom=false -t ttg-worker:dev" in calls
+    assert "kind load docker-image ttg-worker:dev --name ttg" in calls
+
+
+def test_kind_credentials_action_shows_the_generated_secret(fake, api_client, monkeypatch):
+    monkeypatch.setattr(ttg_kind, "require", lambda *names: None)
+    monkeypatch.setattr(ttg_kind, "_provider", lambda backend: make_cluster(api_client))
+    with pytest.raises(ClusterError, match="no Secret ttg/ttg-broker-credentials yet"):
+        ttg_kind.provision("credentials")
+    make_cluster(api_client).ensure_brokers(timeout=5)
+    lines = ttg_kind.provision("credentials")
+    password = fake.get("secrets", NAMESPACE, "ttg-broker-credentials")["stringData"][
+        "REDIS_PASSWORD"]
+    assert f"  REDIS_PASSWORD={password}" in lines
+    assert any(line.startswith("  host URL (redis): redis://:") for line in lines)
+
+
 # -- first contact: lifecycles the stand-in models like an API server ----------------------
 # Differences from a real API server, one line each:
 # - containers run as local processes (worker, redis-server); other images (RabbitMQ) are
@@ -549,6 +597,10 @@ def test_fault_demo_hard_kill_redelivers_the_victims_chunk(live, live_api, tmp_p
     assert fault is not None and fault["killed_worker"].startswith("ttg-worker-")
     assert fault["recovered_after_s"] is not None, fault
     assert fault["recovered_by"] != fault["killed_worker"]
+    assert summary["ok"], summary["problems"]
+    assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
+    (killed,) = [e for e in cluster.events() if e["event"] == "killed"]
+    assert "holding 1 chunk(s)" in killed["detail"]  # the victim was picked by the broker
     events = [e["event"] for e in cluster.events()]
     assert "killed" in events and "replaced" in events
     password = cluster.credentials()["REDIS_PASSWORD"]

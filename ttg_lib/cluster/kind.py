@@ -1,14 +1,18 @@
 """Kind provisioning through the ``kind`` and ``docker`` CLIs.
 
 Creates (or reuses) the Kind cluster ``ttg`` from kind/kind-config.yaml, builds the worker
-image ``ttg-worker:dev`` from the Dockerfile, side-loads it into the nodes, and deploys the
-brokers through :class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not
-kubectl). A missing tool is a :class:`ClusterError` naming it and how to install it.
+image ``ttg-worker:dev`` from the Dockerfile (BuildKit through buildx, without provenance or
+SBOM attestations: with Docker's containerd image store, the default on fresh installs and
+Docker Desktop, an attestation makes ``kind load`` fail with "content digest ... not found",
+kind#3795), side-loads it into the nodes, and deploys the brokers through
+:class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not kubectl). A missing
+tool, or a kind release other than the one whose node image kind/kind-config.yaml pins, is a
+:class:`ClusterError` naming it and how to fix it.
 
 Only the cluster named ``ttg`` is ever deleted, and only when TTG created it: ``create_cluster``
 writes a marker holding the control-plane container's id, ``delete_cluster`` compares it.
 
-    python -m ttg_lib.cluster.kind status|up|down|delete-cluster [--backend redis]
+    python -m ttg_lib.cluster.kind status|up|down|credentials|delete-cluster [--backend redis]
 """
 
 from __future__ import annotations
@@ -32,13 +36,16 @@ IMAGE = "ttg-worker:dev"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-ACTIONS = ("status", "up", "down", "delete-cluster")
+ACTIONS = ("status", "up", "down", "credentials", "delete-cluster")
+# kind only promises the node images of its own release; kind-config.yaml pins v0.24.0's.
+KIND_VERSION = "v0.24.0"
 INSTALL = {
     "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
-               "Desktop, start it, and check that `docker info` succeeds for your user"),
-    "kind": ("install kind v0.24.0 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/"
-             "#installation), e.g. `go install sigs.k8s.io/kind@v0.24.0` or the release binary "
-             "on your PATH"),
+               "Desktop with the buildx plugin (docker-buildx-plugin), start it, and check that "
+               "`docker info` and `docker buildx version` succeed for your user"),
+    "kind": (f"install kind {KIND_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/"
+             f"#installation), e.g. `go install sigs.k8s.io/kind@{KIND_VERSION}` or the release "
+             f"binary on your PATH; kind/kind-config.yaml pins that release's node image"),
 }
 
 
@@ -73,7 +80,12 @@ def check_docker() -> ToolCheck:
     if rc != 0:
         return ToolCheck("docker", False, f"the docker CLI is installed but `docker info` "
                                           f"failed, so no Docker engine is reachable ({out})")
-    return ToolCheck("docker", True, f"engine {out}")
+    engine = out
+    rc, out = _probe(["docker", "buildx", "version"])
+    if rc != 0:
+        return ToolCheck("docker", False, f"engine {engine}, but `docker buildx version` failed "
+                                          f"({out}): the Dockerfile needs BuildKit (RUN --mount)")
+    return ToolCheck("docker", True, f"engine {engine}, {out}")
 
 
 def check_kind() -> ToolCheck:
@@ -82,6 +94,10 @@ def check_kind() -> ToolCheck:
     rc, out = _probe(["kind", "version"])
     if rc != 0:
         return ToolCheck("kind", False, f"`kind version` failed ({out})")
+    version = next((w for w in out.split() if w.startswith("v0.")), "")
+    if version != KIND_VERSION:
+        return ToolCheck("kind", False, f"kind {version or repr(out)} is not {KIND_VERSION}, whose "
+                                        f"node image kind/kind-config.yaml pins")
     return ToolCheck("kind", True, out)
 
 
@@ -177,11 +193,16 @@ def delete_cluster(force: bool = False) -> str:
     return f"Kind cluster {CLUSTER_NAME!r} deleted"
 
 
+BUILD_ARGS = ["docker", "buildx", "build", "--load", "--provenance=false", "--sbom=false"]
+
+
 def build_image(tag: str = IMAGE) -> str:
+    """Build with BuildKit and no attestations, so the image loads into Kind with either of
+    Docker's image stores (classic or containerd)."""
     require("docker")
-    _run(["docker", "build", "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
-         what=f"build the worker image {tag}", timeout=1800, env={"DOCKER_BUILDKIT": "1"})
-    return f"image {tag} built from {DOCKERFILE.name}"
+    _run([*BUILD_ARGS, "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
+         what=f"build the worker image {tag}", timeout=1800)
+    return f"image {tag} built from {DOCKERFILE.name} (no provenance/SBOM attestations)"
 
 
 def load_image(tag: str = IMAGE) -> str:
@@ -251,6 +272,18 @@ def up(backend: str = "redis", build: bool = True, timeout: float = 600.0) -> li
     return lines
 
 
+def credentials() -> list[str]:
+    """The broker credentials TTG generated for this cluster, and the host URLs using them."""
+    require("docker", "kind")
+    provider = _provider("redis")
+    values = provider.credentials()
+    lines = ["Secret ttg/ttg-broker-credentials (generated at the first deploy, kept across "
+             "runs; never written to the repository or a run record):"]
+    lines += [f"  {k}={v}" for k, v in sorted(values.items())]
+    lines += [f"  host URL ({b}): {provider.broker_url_for(b)}" for b in ("redis", "rabbitmq")]
+    return lines
+
+
 def down(run_id: str | None = None, dry_run: bool = False) -> list[str]:
     """Delete TTG-labelled objects in namespace ttg of the Kind cluster (cluster stays)."""
     from ..cleanup import CleanupReport
@@ -274,6 +307,8 @@ def provision(action: str = "status", backend: str = "redis", build: bool = True
         return up(backend, build=build, timeout=timeout)
     if action == "down":
         return down()
+    if action == "credentials":
+        return credentials()
     return [delete_cluster(force=force)]
 
 
