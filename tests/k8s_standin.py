@@ -662,14 +662,24 @@ class FakeKube:
                 continue
             template = owner["spec"]["template"]
             want_labels = template["metadata"].get("labels", {})
-            mine = [o for (p, s, _n), o in sorted(self.objects.items()) if p == "pods"
-                    and s == ns and any(r.get("uid") == owner["metadata"]["uid"]
-                                        for r in o["metadata"].get("ownerReferences", []))
-                    and not o["metadata"].get("deletionTimestamp")]
-            for pod in mine:  # a rollout (Recreate semantics: old pods go first)
-                if pod["metadata"].get("labels") != want_labels:
-                    self._delete("pods", ns, pod["metadata"]["name"], None)
-            mine = [p for p in mine if p["metadata"].get("labels") == want_labels]
+            owned = [o for (p, s, _n), o in sorted(self.objects.items()) if p == "pods"
+                     and s == ns and any(r.get("uid") == owner["metadata"]["uid"]
+                                         for r in o["metadata"].get("ownerReferences", []))]
+            old = [p for p in owned if p["metadata"].get("labels") != want_labels]
+            mine = [p for p in owned if p["metadata"].get("labels") == want_labels
+                    and not p["metadata"].get("deletionTimestamp")]
+            strategy = ((owner["spec"].get("strategy") or {}).get("type", "RollingUpdate")
+                        if plural == "deployments" else "Recreate")  # sts: same pod names
+            # A rollout. Recreate: old pods go first, new ones start once all are gone.
+            # RollingUpdate: new pods start at once, old ones go when the new are ready.
+            if strategy == "Recreate" or sum(1 for p in mine if _ready(p)) >= owner["spec"].get(
+                    "replicas", 1):
+                for pod in old:
+                    if not pod["metadata"].get("deletionTimestamp"):
+                        self._delete("pods", ns, pod["metadata"]["name"], None)
+            if strategy == "Recreate" and [p for p in old if ("pods", ns, p["metadata"][
+                    "name"]) in self.objects]:
+                continue
             want = owner["spec"].get("replicas", 1)
             while len(mine) > want:
                 self._delete("pods", ns, mine.pop()["metadata"]["name"], None)
@@ -781,6 +791,11 @@ class FakeKube:
                     "reason": "CrashLoopBackOff",
                     "message": f"back-off restarting failed container {spec['name']}"}},
                     lastState={"terminated": {"reason": "Error", "exitCode": code}})
+            elif time.monotonic() < c.started:  # restarting after a crash: back-off
+                cs["state"] = {"waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off restarting failed container {spec['name']}"}}
+                cs["lastState"] = old.get(spec["name"], {}).get("lastState", {})
             else:
                 cs["state"] = {"running": {"startedAt": "now"}}
                 if "lastState" in old.get(spec["name"], {}):
@@ -797,8 +812,9 @@ class FakeKube:
             "containerStatuses": statuses})
 
     def _restart(self, pod: dict[str, Any], spec: dict[str, Any]) -> Container:
+        """The kubelet's back-off (10 s, scaled) before the container runs again."""
         c = self._run(pod, spec)
-        c.started = time.monotonic() + 10 * self.grace_scale  # back-off before it runs
+        c.started = time.monotonic() + 10 * self.grace_scale
         return c
 
     def _ready_probe(self, spec: dict[str, Any], c: Container) -> bool:

@@ -697,6 +697,27 @@ def test_reapply_removes_what_the_manifest_dropped(fake, cluster, api_client, tm
     assert "TTG_OLD_KEY" not in fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"]
 
 
+def test_a_new_runs_workers_start_after_the_previous_runs_are_gone(fake, api_client):
+    """A worker dead-letters tasks of another run: no pod of a crashed earlier run may still
+    fetch when the new run's pods start (Recreate; a RollingUpdate overlaps them)."""
+    first = make_cluster(api_client, run_id="run-a")
+    first.ensure_brokers(timeout=5)
+    first.start_workers(2)
+    first.wait_ready(2, timeout=5)  # run-a "crashes": its workers are never stopped
+    second = make_cluster(api_client, run_id="run-b")
+    try:
+        second.start_workers(2)
+        second.wait_ready(2, timeout=10)
+    finally:
+        second.stop(timeout=2)
+        first.stop(timeout=1)
+    runs = [(etype, pod["metadata"]["labels"][RUN_LABEL]) for _rv, etype, pod in
+            fake.pod_events if pod["metadata"]["labels"].get(RUN_LABEL)]
+    last_a_gone = max(i for i, e in enumerate(runs) if e == ("DELETED", "run-a"))
+    first_b = min(i for i, e in enumerate(runs) if e == ("ADDED", "run-b"))
+    assert last_a_gone < first_b, runs
+
+
 def test_status_is_a_subresource_and_selectors_are_immutable(fake, cluster, api_client):
     cluster.ensure_brokers(timeout=5)
     status = fake.get("deployments", NAMESPACE, "ttg-redis")["status"]
@@ -738,24 +759,34 @@ def test_rbac_of_k8s_rbac_covers_everything_the_provider_does(fake, api_client):
 
 
 def test_pod_states_reach_the_error_messages(fake, cluster):
+    """ContainerCreating, ErrImagePull/ImagePullBackOff, restarts, CrashLoopBackOff and
+    Running-but-not-Ready, as the kubelet reports them, reach TTG's messages and events."""
+    def reasons() -> str:
+        return " | ".join(p["reason"] for p in cluster.pods() if p["component"] == "worker")
+
     fake.images = {"redis:7.2-alpine", "rabbitmq:3.13-management-alpine"}  # worker not loaded
     cluster.ensure_brokers(timeout=5)
     cluster.start_workers(1)
     with pytest.raises(ClusterError) as err:
         cluster.wait_ready(1, timeout=1)
-    assert "ErrImagePull" in str(err.value) or "ImagePullBackOff" in str(err.value)
-    assert "python -m ttg_lib.cluster.kind up" in str(err.value)
-    fake.images = None
+    assert re.search(r"waiting: (ErrImagePull|ImagePullBackOff) \(failed to pull image",
+                     str(err.value)), str(err.value)
+    assert "python -m ttg_lib.cluster.kind up" in str(err.value)  # the hint how to load it
+    assert any(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+               == "ContainerCreating" for _rv, _t, p in fake.pod_events
+               if "worker" in p["metadata"]["name"] and p["status"].get("containerStatuses"))
+    fake.images = None  # `kind load` done: the kubelet starts the container
     cluster.wait_ready(1, timeout=5)
     pod = cluster.live_workers()[0].name
-    fake.crash(pod)
-    wait_for(lambda: any(e["event"] == "died" and "restarted in place" in e["detail"]
-                         for e in cluster.events()))
     fake.readiness = False
     fake.crash(pod)
-    wait_for(lambda: "not ready" in (cluster.pods() and " ".join(
-        p["reason"] for p in cluster.pods() if p["pod"] == pod)) or any(
-        "CrashLoopBackOff" in p["reason"] for p in cluster.pods() if p["pod"] == pod))
+    wait_for(lambda: any(e["event"] == "died" and "restart #1" in e["detail"]
+                         for e in cluster.events()))
+    assert any(((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get(
+        "waiting", {}).get("reason") == "CrashLoopBackOff"
+        for _rv, _t, p in fake.pod_events if p["metadata"]["name"] == pod)
+    assert wait_for(lambda: "Running, not ready (readiness probe failing)" in reasons())
+    assert [p["restarts"] for p in cluster.pods() if p["pod"] == pod] == [1]
 
 
 def test_in_cluster_config_when_there_is_no_kubeconfig(monkeypatch, tmp_path):
