@@ -266,8 +266,9 @@ def up(backend: str = "redis", build: bool = True, timeout: float = 600.0) -> li
     provider.ensure_brokers(timeout)
     if len(backends) > 1:
         provider.wait_brokers(timeout, backends)
-    lines.append("brokers ready: " + ", ".join(
-        f"{b} at {provider.broker_url_for(b)}" for b in backends))
+    lines.append("brokers ready: " + ", ".join(backends) + " (host URLs with the generated "
+                 "credentials: python -m ttg_lib.cluster.kind credentials)")
+    provider.release_brokers()  # the management URL it pointed this process at
     lines += _health_lines(backends[0])
     return lines
 

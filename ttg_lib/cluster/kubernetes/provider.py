@@ -145,9 +145,9 @@ class KubernetesCluster(Cluster):
         proves nothing on Kind: Docker's proxy accepts it as soon as the node is up); point
         the management API at the cluster's; return the broker's host URL."""
         objects = [o for o in self.objects() if not is_worker_object(o)]
-        self.apply(objects[:1])  # the namespace, then the credentials the brokers read
-        self.ensure_secret()
-        self.apply(objects[1:])
+        self.apply([o for o in objects if o["kind"] == "Namespace"])
+        self.ensure_secret()  # before the brokers: they read their credentials from it
+        self.apply([o for o in objects if o["kind"] != "Namespace"])
         self.wait_brokers(timeout)
         deadline = time.monotonic() + timeout
         url = self.broker_url_for(self.backend)
