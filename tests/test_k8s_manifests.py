@@ -601,7 +601,8 @@ def test_kustomize_build_of_kind_overlay_matches_plain_files() -> None:
     expected = BASE_OBJECTS + OVERLAY_OBJECTS
     assert sorted(object_id(o) for o in rendered) == sorted(object_id(o) for o in expected)
     for obj in rendered:
-        kubernetes_validate.validate(obj, desired_version=KUBERNETES_VERSION, strict=True)
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(obj, desired_version=version, strict=True)
         source = find(obj["kind"], obj["metadata"]["name"], expected)
         if object_id(obj) == "Deployment/ttg-worker":
             ctr = container(obj, "worker")
@@ -609,6 +610,19 @@ def test_kustomize_build_of_kind_overlay_matches_plain_files() -> None:
             assert ctr["imagePullPolicy"] == "IfNotPresent"
             ctr["image"] = container(source, "worker")["image"]
         assert obj == source, f"kustomize changes {object_id(obj)}"
+
+
+@pytest.mark.skipif(kustomize_command() is None, reason="neither kustomize nor kubectl on PATH")
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_kustomize_build_of_rbac_validates(version: str) -> None:
+    result = subprocess.run([*kustomize_command(), str(RBAC_DIR)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+    assert sorted(object_id(o) for o in rendered) == sorted(
+        object_id(o) for _, o in load_manifests(RBAC_DIR))
+    for obj in rendered:
+        kubernetes_validate.validate(obj, desired_version=version, strict=True)
 
 
 # --------------------------------------------------------------------------------------------

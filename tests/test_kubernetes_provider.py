@@ -789,6 +789,24 @@ def test_pod_states_reach_the_error_messages(fake, cluster):
     assert [p["restarts"] for p in cluster.pods() if p["pod"] == pod] == [1]
 
 
+def test_api_errors_are_named_with_their_status(fake, api_client):
+    """404 (missing_ok), 409 AlreadyExists, 422 Invalid, as the API server answers them."""
+    from ttg_lib.cluster.kubernetes.api import Api
+
+    api = Api(api_client)
+    core = api.core
+    assert api.call("read", core.read_namespaced_config_map, "absent", NAMESPACE,
+                    missing_ok=True) is None
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {
+        PART_OF: "ttg"}}}
+    api.call("create", core.create_namespaced_config_map, NAMESPACE, cm)
+    with pytest.raises(ClusterError, match=r"HTTP 409: configmaps \"x\" already exists"):
+        api.call("create x", core.create_namespaced_config_map, NAMESPACE, cm)
+    bad = {**cm, "metadata": {"name": "Not_Valid", "labels": {PART_OF: "ttg"}}}
+    with pytest.raises(ClusterError, match=r"HTTP 422: .*metadata.name: Invalid value"):
+        api.call("create", core.create_namespaced_config_map, NAMESPACE, bad)
+
+
 def test_in_cluster_config_when_there_is_no_kubeconfig(monkeypatch, tmp_path):
     from kubernetes.config import incluster_config
 
