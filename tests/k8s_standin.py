@@ -214,6 +214,7 @@ class FakeKube:
     compacted: int = 0  # watches from a version at or below this get 410 Gone
     serial: int = 0
     readiness: bool = True  # virtual containers pass their readiness probe
+    denied: list[str] = field(default_factory=list)  # requests answered 403
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     # -- server ------------------------------------------------------------
@@ -480,6 +481,7 @@ class FakeKube:
                      and verb in r["verbs"] and (r["cluster"] or plural not in CLUSTER_SCOPED)
                      for r in self.rbac)
             if not ok:
+                self.denied.append(f"{req.method} {req.path} ({verb})")
                 return (f'{resource}{" " + repr(name) if name else ""} is forbidden: User '
                         f'"system:serviceaccount:ttg:ttg-orchestrator" cannot {verb} resource '
                         f'"{resource}" in API group "{group}"')
