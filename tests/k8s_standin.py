@@ -215,6 +215,7 @@ class FakeKube:
     serial: int = 0
     readiness: bool = True  # virtual containers pass their readiness probe
     denied: list[str] = field(default_factory=list)  # requests answered 403
+    granted: set[tuple[str, str]] = field(default_factory=set)  # (resource, verb) RBAC let by
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     # -- server ------------------------------------------------------------
@@ -485,6 +486,7 @@ class FakeKube:
                 return (f'{resource}{" " + repr(name) if name else ""} is forbidden: User '
                         f'"system:serviceaccount:ttg:ttg-orchestrator" cannot {verb} resource '
                         f'"{resource}" in API group "{group}"')
+            self.granted.add((resource, verb))
         return None
 
     def dispatch(self, req: Request) -> tuple[int, Any]:

@@ -754,6 +754,9 @@ def test_rbac_of_k8s_rbac_covers_everything_the_provider_does(fake, api_client):
     cleanup_kubernetes(report=report, api_client=api_client)
     assert not report.skipped or "Namespace ttg: kept" in report.skipped[0]
     assert fake.denied == []  # not even the watch thread, which retries quietly
+    # Least privilege: every rule was needed (port-forwards serve the k8s flavour only).
+    rules = {(res, verb) for r in fake.rbac for res in r["resources"] for verb in r["verbs"]}
+    assert rules - fake.granted == {("pods/portforward", "get"), ("pods/portforward", "create")}
     fake.rbac = [r for r in fake.rbac if "pods" not in r["resources"]]
     with pytest.raises(ClusterError, match=r"HTTP 403: .*cannot list resource \"pods\""):
         make_cluster(api_client).workers()
