@@ -194,6 +194,8 @@ class Container:
     tmp: str = ""
     started: float = field(default_factory=time.monotonic)
     crash_at: float | None = None  # virtual containers: exit at this time
+    pod: str = ""
+    sigterm_at: float = 0.0
 
 
 @dataclass
@@ -224,6 +226,7 @@ class FakeKube:
         self.containers: dict[str, list[Container]] = {}
         self.terminating: dict[str, float] = {}  # pod name -> SIGKILL deadline
         self.orphans: list[tuple[Container, float]] = []  # force-deleted, still running
+        self.terminations: list[dict[str, Any]] = []  # how force-deleted containers ended
         self.node_ports: dict[int, int] = {}
         self._relays: list[socket.socket] = []
         self._watch_epoch = 0
@@ -435,6 +438,7 @@ class FakeKube:
         if grace == 0:  # force: the object goes now, the kubelet still terminates gracefully
             for c in self.containers.pop(name, []):
                 self._signal(c, signal.SIGTERM)
+                c.pod, c.sigterm_at = name, time.monotonic()
                 self.orphans.append((c, time.monotonic() + spec_grace * self.grace_scale))
             self._remove_pod(ns, name)
             return obj
@@ -730,8 +734,13 @@ class FakeKube:
         now = time.monotonic()
         for c, deadline in list(self.orphans):
             if c.proc is None or c.proc.poll() is not None or now >= deadline:
+                by_kubelet = c.proc is not None and c.proc.poll() is None
                 self._signal(c, signal.SIGKILL)
                 self.orphans.remove((c, deadline))
+                if c.proc is not None:
+                    self.terminations.append({
+                        "pod": c.pod, "after_sigterm_s": round(now - c.sigterm_at, 3),
+                        "exit_code": c.proc.returncode, "killed_at_grace_end": by_kubelet})
         for (plural, ns, name), pod in list(self.objects.items()):
             if plural != "pods":
                 continue

@@ -601,6 +601,12 @@ def test_fault_demo_hard_kill_redelivers_the_victims_chunk(live, live_api, tmp_p
     assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
     (killed,) = [e for e in cluster.events() if e["event"] == "killed"]
     assert "holding 1 chunk(s)" in killed["detail"]  # the victim was picked by the broker
+    # The victim's process ended at the SIGTERM, killed (-9), not after finishing its chunk
+    # (exit 0) nor at the end of its grace period (5 s here) beside its replacement.
+    wait_for(lambda: live.terminations)
+    (end,) = [t for t in live.terminations if t["pod"] == fault["killed_worker"]]
+    assert end["exit_code"] == -9 and not end["killed_at_grace_end"], end
+    assert end["after_sigterm_s"] < 1.0, end
     events = [e["event"] for e in cluster.events()]
     assert "killed" in events and "replaced" in events
     password = cluster.credentials()["REDIS_PASSWORD"]
