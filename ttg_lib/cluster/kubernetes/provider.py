@@ -159,19 +159,20 @@ class KubernetesCluster(Cluster):
     def ensure_secret(self) -> str:
         """Create the credentials Secret with random passwords when absent; keep it otherwise
         (the brokers' stored users were made with it); refuse one that lacks keys."""
-        secret = self.api.call(f"read Secret {NAMESPACE}/{BROKER_SECRET}",
-                               self.api.core.read_namespaced_secret, BROKER_SECRET, NAMESPACE,
-                               missing_ok=True)
+        secret = self._read_secret()
         if secret is None:
             return self._apply_one(generate_secret())
         check_complete(decode(secret))
         return f"kept Secret {NAMESPACE}/{BROKER_SECRET} (exists)"
 
+    def _read_secret(self) -> dict[str, Any] | None:
+        return self.api.call(f"read Secret {NAMESPACE}/{BROKER_SECRET}",
+                             self.api.core.read_namespaced_secret, BROKER_SECRET, NAMESPACE,
+                             missing_ok=True)
+
     def credentials(self) -> dict[str, str]:
         """The Secret's values (what `ttg kind credentials` shows); ClusterError if absent."""
-        secret = self.api.call(f"read Secret {NAMESPACE}/{BROKER_SECRET}",
-                               self.api.core.read_namespaced_secret, BROKER_SECRET, NAMESPACE,
-                               missing_ok=True)
+        secret = self._read_secret()
         if secret is None:
             raise ClusterError(f"no Secret {NAMESPACE}/{BROKER_SECRET} yet: the first deploy "
                                f"(python -m ttg_lib.cluster.kind up, or a run) generates it")
@@ -340,16 +341,21 @@ class KubernetesCluster(Cluster):
     def _chunks_held(self) -> dict[str, int] | None:
         """Unacked chunks per consumer, from the broker; None when the backend does not say
         (its workers() rows have no ``pending``) or cannot be reached."""
-        from ...backends import BrokerUnavailable, make_backend
+        from ...backends import Backend, BrokerUnavailable, make_backend
 
         try:
             if self._probe is None:
-                self._probe = make_backend(self.backend, self.broker_url_for(self.backend),
-                                           lease_s=self.lease_s)
-                self._probe.connect()
+                probe = make_backend(self.backend, self.broker_url_for(self.backend),
+                                     lease_s=self.lease_s)
+                if type(probe).workers is Backend.workers:
+                    return None  # this backend reports no consumers: no connection for it
+                probe.connect()
+                self._probe = probe
             rows = self._probe.workers()
         except (BrokerUnavailable, ClusterError):
-            self._probe = None
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
             return None
         if not rows or any("pending" not in r for r in rows):
             return None
