@@ -553,6 +553,14 @@ def test_kind_credentials_action_shows_the_generated_secret(fake, api_client, mo
 # - no finalizers or garbage collection for objects other than pods; no admission (PSA);
 # - RBAC is checked against the rules of k8s/rbac only (no bindings, one subject);
 # - watches end after at most 5 s; a bookmark is sent only when a watch ends.
+# - a RollingUpdate starts all new pods at once (no maxSurge/maxUnavailable); StatefulSets
+#   roll like Recreate; there are no ReplicaSets (pods are owned by the Deployment).
+# - scheduling is round-robin over the worker nodes, no resource accounting; "Unschedulable"
+#   is a switch (set_pods_ready(False)).
+# - pod logs are two fixed lines; log parameters are ignored; field selectors accept any path.
+# - probes run in-process (ttg_lib.health) or as a local redis-cli, every 0.2 s, not on the
+#   manifest's periods; liveness and startup probes are not run.
+# - no port-forward websocket, so the k8s flavour's port-forward is untested here.
 @pytest.fixture
 def live():
     """The stand-in with a kubelet that runs the worker and Redis containers for real."""
