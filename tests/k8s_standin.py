@@ -30,7 +30,9 @@ Where it differs from a real API server, tests/test_kubernetes_provider.py says 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import io
 import json
 import os
 import re
@@ -845,7 +847,10 @@ class FakeKube:
 
             args = [a.replace("/tmp", c.tmp, 1) if a.startswith("/tmp") else a
                     for a in probe[3:]]
-            with _env(c.env):
+            # Only the variable the probe reads: os.environ is the whole test process's.
+            limit = {k: v for k, v in c.env.items() if k == "TTG_LIVENESS_S"}
+            with _env(limit), contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
                 ok = health.main(args) == 0
         elif probe[0] == "redis-cli":
             done = subprocess.run(["redis-cli", "-p", str(c.port), *probe[1:]],
