@@ -21,17 +21,20 @@ KEYS = ("TTG_REDIS_URL", "TTG_RABBITMQ_URL", "RABBITMQ_DEFAULT_USER", "RABBITMQ_
         "REDIS_PASSWORD")
 
 
+def secret_metadata() -> dict[str, Any]:
+    """The Secret's name, namespace and TTG labels (the dry-run plan lists them)."""
+    return {"name": BROKER_SECRET, "namespace": NAMESPACE,
+            "labels": {"app.kubernetes.io/name": BROKER_SECRET,
+                       "app.kubernetes.io/instance": "ttg",
+                       "app.kubernetes.io/component": "broker", PART_OF: "ttg"}}
+
+
 def generate_secret() -> dict[str, Any]:
     """A new Secret object with fresh random passwords (URL-safe, 32 characters)."""
     redis_pw, rabbit_pw = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     redis, rabbit = BROKERS["redis"], BROKERS["rabbitmq"]
     return {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": BROKER_SECRET, "namespace": NAMESPACE,
-                     "labels": {"app.kubernetes.io/name": BROKER_SECRET,
-                                "app.kubernetes.io/instance": "ttg",
-                                "app.kubernetes.io/component": "broker", PART_OF: "ttg"}},
-        "type": "Opaque",
+        "apiVersion": "v1", "kind": "Secret", "metadata": secret_metadata(), "type": "Opaque",
         "stringData": {
             "TTG_REDIS_URL": f"redis://:{redis_pw}@{redis['name']}:{redis['port']}/0",
             "TTG_RABBITMQ_URL": (f"amqp://{RABBITMQ_USER}:{rabbit_pw}@{rabbit['name']}:"

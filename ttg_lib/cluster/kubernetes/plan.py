@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .credentials import secret_metadata
 from .labels import (
     BROKER_SECRET,
     BROKERS,
@@ -42,8 +43,7 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                     "detail": detail})
 
     brokers = [o for o in objects if not is_worker_object(o)]
-    secret = {"kind": "Secret", "metadata": {"name": BROKER_SECRET, "namespace": NAMESPACE,
-                                             "labels": brokers[0]["metadata"]["labels"]}}
+    secret = {"kind": "Secret", "metadata": secret_metadata()}
     for phase, chosen in (("brokers", brokers[:1] + [secret] + brokers[1:]),
                           ("workers", [o for o in objects if is_worker_object(o)])):
         if phase == "workers":
