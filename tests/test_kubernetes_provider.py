@@ -135,6 +135,17 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     assert template["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
 
 
+def test_liveness_limit_reaches_the_worker_configmap(fake, api_client):
+    """One limit for local workers and pods: the probes read TTG_LIVENESS_S."""
+    c = make_cluster(api_client, liveness_s=6.0)
+    c.apply([o for o in c.objects() if o["kind"] == "Namespace"])
+    c.apply([o for o in c.objects() if o["metadata"]["name"] == "ttg-worker-config"])
+    assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"]["TTG_LIVENESS_S"] == "6"
+    default = render_objects(flavor="kind", backend="redis", run_id=RUN_ID, workers=1)
+    (config,) = [o for o in default if o["metadata"]["name"] == "ttg-worker-config"]
+    assert config["data"]["TTG_LIVENESS_S"] == "15"
+
+
 def test_rabbitmq_backend_sets_configmap_and_url(fake, api_client):
     c = make_cluster(api_client, backend="rabbitmq", workers=2)
     try:

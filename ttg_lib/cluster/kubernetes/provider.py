@@ -59,9 +59,11 @@ class KubernetesCluster(Cluster):
                  image: str | None = None, api_client: Any = None,
                  k8s_dir: Path | None = None, poll_s: float = 1.0,
                  watch_timeout_s: int = 30, check_host_ports: bool = True,
-                 request_timeout: float = 30.0, host_ports: dict[str, int] | None = None):
+                 request_timeout: float = 30.0, host_ports: dict[str, int] | None = None,
+                 liveness_s: float | None = None):
         """``host_ports``: where the host reaches each broker on Kind (default: the NodePorts
-        kind/kind-config.yaml publishes on 127.0.0.1; tests point them at a stand-in)."""
+        kind/kind-config.yaml publishes on 127.0.0.1; tests point them at a stand-in).
+        ``liveness_s``: the workers' liveness limit (TTG_LIVENESS_S; None: the manifest's)."""
         super().__init__()
         if flavor not in ("kind", "k8s"):
             raise ClusterError(f"unknown Kubernetes flavour {flavor!r}: kind or k8s")
@@ -70,6 +72,7 @@ class KubernetesCluster(Cluster):
         self.run_id = run_id
         self.workers_wanted = workers
         self.lease_s = lease_s
+        self.liveness_s = liveness_s
         self.context = context or (KIND_CONTEXT if flavor == "kind" else None)
         self.image = image
         self.k8s_dir = k8s_dir
@@ -121,7 +124,8 @@ class KubernetesCluster(Cluster):
     def objects(self, workers: int | None = None) -> list[dict[str, Any]]:
         return render_objects(flavor=self.flavor, backend=self.backend, run_id=self.run_id,
                               workers=self.workers_wanted if workers is None else workers,
-                              lease_s=self.lease_s, image=self.image, k8s_dir=self.k8s_dir)
+                              lease_s=self.lease_s, image=self.image, k8s_dir=self.k8s_dir,
+                              liveness_s=self.liveness_s)
 
     def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Create each object, or patch it when it exists and is TTG's; returns what was done."""
