@@ -1,8 +1,13 @@
 # syntax=docker/dockerfile:1
 # TTG worker image.
 #
-#   docker build -t ttg-worker:dev .
+#   docker buildx build --load --provenance=false --sbom=false -t ttg-worker:dev .
 #   kind load docker-image ttg-worker:dev --name ttg
+#
+# BuildKit (buildx) is required: the runtime stage uses RUN --mount. The attestations are left
+# out because with Docker's containerd image store (the default on fresh installs and Docker
+# Desktop) a provenance attestation makes `kind load` fail ("content digest ... not found",
+# kind#3795). `python -m ttg_lib.cluster.kind up` and scripts/kind-e2e.sh build it this way.
 #
 # Stage 1 builds a wheel of the project and wheels of its runtime dependencies (redis, pika,
 # click, rich and theirs, from pyproject.toml). Stage 2 installs them offline from those wheels
@@ -42,7 +47,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 sys.exit(0 if all(u.find_spec(m) for m in ('ttg_lib.worker', 'ttg_lib.health')) else 1)"
 USER 10001:10001
 WORKDIR /home/ttg
-# Same check as the Kubernetes liveness probe (k8s/base/worker-deployment.yaml).
+# Same check as the Kubernetes liveness probe (k8s/base/worker-deployment.yaml): the limit is
+# TTG_LIVENESS_S (the worker ConfigMap sets it), else 15 s.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "ttg_lib.health", "--file", "/tmp/ttg/heartbeat", "--max-age", "15"]
+    CMD ["python", "-m", "ttg_lib.health", "--file", "/tmp/ttg/heartbeat"]
 ENTRYPOINT ["python", "-m", "ttg_lib.worker"]

@@ -27,6 +27,9 @@ KIND_OVERLAY_DIR = K8S_DIR / "overlays" / "kind"
 KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 
 KUBERNETES_VERSION = "1.30"
+# The pinned node image's version, and the next one (a user's cluster may be a release ahead).
+SCHEMA_VERSIONS = ("1.30", "1.31")
+RBAC_DIR = K8S_DIR / "rbac"
 NAMESPACE = "ttg"
 KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
@@ -37,7 +40,7 @@ REQUIRED_LABELS = (
     "app.kubernetes.io/component",
     PART_OF,
 )
-COMPONENTS = {"broker", "worker", "namespace"}
+COMPONENTS = {"broker", "worker", "namespace", "orchestrator"}
 
 CLUSTER_SCOPED_KINDS = {
     "Namespace",
@@ -66,7 +69,7 @@ NODE_PORTS = {
     31672: ("ttg-rabbitmq-nodeport", 15672),
 }
 
-HEALTH_COMMAND = ["python", "-m", "ttg_lib.health", "--file", "/tmp/ttg/heartbeat", "--max-age"]
+HEALTH_COMMAND = ["python", "-m", "ttg_lib.health", "--file", "/tmp/ttg/heartbeat"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +173,6 @@ def test_expected_objects_exist() -> None:
     found = {object_id(obj) for obj in ALL_OBJECTS}
     expected = {
         "Namespace/ttg",
-        "Secret/ttg-broker-credentials",
         "PersistentVolumeClaim/ttg-redis-data",
         "Deployment/ttg-redis",
         "Service/ttg-redis",
@@ -186,6 +188,11 @@ def test_expected_objects_exist() -> None:
         "Service/ttg-rabbitmq-nodeport",
         "NetworkPolicy/ttg-redis-host-access",
         "NetworkPolicy/ttg-rabbitmq-host-access",
+        "ServiceAccount/ttg-orchestrator",
+        "Role/ttg-orchestrator",
+        "RoleBinding/ttg-orchestrator",
+        "ClusterRole/ttg-orchestrator",
+        "ClusterRoleBinding/ttg-orchestrator",
     }
     assert expected <= found, f"missing: {sorted(expected - found)}"
     assert len(found) == len(ALL_OBJECTS), "an object is defined twice under k8s/"
@@ -199,11 +206,12 @@ def test_node_ports_only_in_kind_overlay() -> None:
     assert overlay_nodeports == {"ttg-redis-nodeport", "ttg-rabbitmq-nodeport"}
 
 
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
 @pytest.mark.parametrize(("doc_id", "obj"), MANIFESTS, ids=MANIFEST_IDS)
-def test_validates_against_kubernetes_schema(doc_id: str, obj: Any) -> None:
+def test_validates_against_kubernetes_schema(doc_id: str, obj: Any, version: str) -> None:
     assert isinstance(obj, dict), f"{doc_id}: not a mapping"
     try:
-        kubernetes_validate.validate(obj, desired_version=KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(obj, desired_version=version, strict=True)
     except kubernetes_validate.ValidationError as exc:
         where = ".".join(str(part) for part in exc.path) or "<root>"
         pytest.fail(f"{doc_id}: {where}: {exc.message}")
@@ -276,8 +284,13 @@ def test_services_select_exactly_one_workload_and_named_ports() -> None:
 
 
 def test_references_resolve() -> None:
+    from ttg_lib.cluster.kubernetes.credentials import generate_secret
+
+    generated = generate_secret()  # the Secret is generated at deploy time, not committed
+
     def keys_of(kind: str, name: str) -> set[str]:
-        obj = find(kind, name)
+        obj = generated if (kind, name) == ("Secret", "ttg-broker-credentials") else find(
+            kind, name)
         return set(obj.get("data", {})) | set(obj.get("stringData", {}))
 
     for obj in workloads():
@@ -412,17 +425,21 @@ def test_worker_deployment() -> None:
     assert worker["spec"]["replicas"] == 3
     assert template_labels(worker)["app.kubernetes.io/component"] == "worker"
     spec = worker["spec"]["template"]["spec"]
-    assert spec["terminationGracePeriodSeconds"] == 30
+    # A new run's pods start only once every pod of the previous run is gone (Recreate):
+    # a leftover worker would dead-letter the new run's tasks as foreign.
+    assert worker["spec"]["strategy"] == {"type": "Recreate"}
+    assert spec["terminationGracePeriodSeconds"] == 10
     ctr = container(worker, "worker")
     assert ctr["image"] == "ttg-worker:latest"
     assert ctr["command"] == ["python", "-m", "ttg_lib.worker"]
 
-    for probe, max_age in (("livenessProbe", "15"), ("readinessProbe", "5")):
+    # Liveness and startup: the limit TTG_LIVENESS_S from the ConfigMap (no --max-age);
+    # readiness: a fresh heartbeat and a worker that is not reconnecting (--ready).
+    for probe, command in (("livenessProbe", HEALTH_COMMAND), ("startupProbe", HEALTH_COMMAND),
+                           ("readinessProbe", [*HEALTH_COMMAND, "--max-age", "5", "--ready"])):
         assert probe in ctr, f"worker has no {probe}"
-        assert ctr[probe]["exec"]["command"] == [*HEALTH_COMMAND, max_age], probe
+        assert ctr[probe]["exec"]["command"] == command, probe
         assert ctr[probe]["timeoutSeconds"] >= 2, f"{probe}: python start-up needs time"
-    if "startupProbe" in ctr:
-        assert ctr["startupProbe"]["exec"]["command"][:-1] == HEALTH_COMMAND
 
     mounts = {m["mountPath"]: m["name"] for m in ctr["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -441,24 +458,24 @@ def test_worker_config_and_broker_credentials() -> None:
         "TTG_BACKEND": "redis",
         "TTG_RUN_ID": "unset-run-id",
         "TTG_HEARTBEAT_FILE": "/tmp/ttg/heartbeat",
+        "TTG_LIVENESS_S": "15",
+        "TTG_KILL_ON_SIGTERM": "1",
     }
     assert config["TTG_HEARTBEAT_FILE"] == HEALTH_COMMAND[4]
 
-    secret = find("Secret", "ttg-broker-credentials")
+    from ttg_lib.cluster.kubernetes.credentials import KEYS, generate_secret
+
+    assert not [o for o in ALL_OBJECTS if o["kind"] == "Secret"], "no committed Secret"
+    secret = generate_secret()
     assert secret["type"] == "Opaque"
     creds = secret["stringData"]
-    assert set(creds) == {
-        "TTG_REDIS_URL",
-        "TTG_RABBITMQ_URL",
-        "RABBITMQ_DEFAULT_USER",
-        "RABBITMQ_DEFAULT_PASS",
-    }
-    assert creds["TTG_REDIS_URL"] == "redis://ttg-redis:6379/0"
-    assert creds["TTG_RABBITMQ_URL"] == "amqp://ttg:ttg-change-me@ttg-rabbitmq:5672/%2F"
+    assert set(creds) == set(KEYS)
+    assert creds != generate_secret()["stringData"], "passwords are random"
 
     amqp = urlsplit(creds["TTG_RABBITMQ_URL"])
     assert unquote(amqp.username) == creds["RABBITMQ_DEFAULT_USER"]
     assert unquote(amqp.password) == creds["RABBITMQ_DEFAULT_PASS"]
+    assert unquote(urlsplit(creds["TTG_REDIS_URL"]).password) == creds["REDIS_PASSWORD"]
     for url in (creds["TTG_REDIS_URL"], creds["TTG_RABBITMQ_URL"]):
         parts = urlsplit(url)
         service = find("Service", parts.hostname)
@@ -504,10 +521,14 @@ def test_base_policies_admit_only_ttg_pods_to_brokers() -> None:
 
 
 def test_kind_overlay_admits_host_traffic_on_broker_ports() -> None:
+    # kindnetd matches pod IPs against ipBlocks too: the pod network must be excepted, or
+    # every pod of every namespace reaches the brokers.
+    (config,) = load_documents(KIND_CONFIG)
+    pod_subnet = config["networking"]["podSubnet"]
     admitted: set[int] = set()
     for policy in policies(OVERLAY_OBJECTS):
         for rule in policy["spec"]["ingress"]:
-            assert rule["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+            assert rule["from"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [pod_subnet]}}]
             admitted |= {p["port"] for p in rule["ports"]}
     assert admitted == {pod_port for _, pod_port in NODE_PORTS.values()}
 
@@ -580,7 +601,8 @@ def test_kustomize_build_of_kind_overlay_matches_plain_files() -> None:
     expected = BASE_OBJECTS + OVERLAY_OBJECTS
     assert sorted(object_id(o) for o in rendered) == sorted(object_id(o) for o in expected)
     for obj in rendered:
-        kubernetes_validate.validate(obj, desired_version=KUBERNETES_VERSION, strict=True)
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(obj, desired_version=version, strict=True)
         source = find(obj["kind"], obj["metadata"]["name"], expected)
         if object_id(obj) == "Deployment/ttg-worker":
             ctr = container(obj, "worker")
@@ -588,6 +610,19 @@ def test_kustomize_build_of_kind_overlay_matches_plain_files() -> None:
             assert ctr["imagePullPolicy"] == "IfNotPresent"
             ctr["image"] = container(source, "worker")["image"]
         assert obj == source, f"kustomize changes {object_id(obj)}"
+
+
+@pytest.mark.skipif(kustomize_command() is None, reason="neither kustomize nor kubectl on PATH")
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_kustomize_build_of_rbac_validates(version: str) -> None:
+    result = subprocess.run([*kustomize_command(), str(RBAC_DIR)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+    assert sorted(object_id(o) for o in rendered) == sorted(
+        object_id(o) for _, o in load_manifests(RBAC_DIR))
+    for obj in rendered:
+        kubernetes_validate.validate(obj, desired_version=version, strict=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,3 +667,58 @@ def test_kind_port_mappings_match_node_port_services() -> None:
         ]
         named = {p["name"]: p["containerPort"] for c in containers(workload) for p in c["ports"]}
         assert named[port["targetPort"]] == pod_port, service_name
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials, probes
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_password_is_committed() -> None:
+    """`grep -rn "change-me\\|password" k8s/ kind/` finds nothing."""
+    for path in [*K8S_DIR.rglob("*.yaml"), *KIND_CONFIG.parent.rglob("*.yaml")]:
+        text = path.read_text()
+        assert "change-me" not in text and "password" not in text, path
+
+
+def test_redis_requires_the_generated_password() -> None:
+    redis = find("Deployment", "ttg-redis")
+    ctr = container(redis, "redis")
+    assert ctr["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in ctr["env"]}
+    # REDISCLI_AUTH: the probes' redis-cli authenticates without the secret in its argv
+    assert env == {name: {"name": "ttg-broker-credentials", "key": "REDIS_PASSWORD"}
+                   for name in ("REDIS_PASSWORD", "REDISCLI_AUTH")}
+
+
+def test_readiness_rejects_a_reconnecting_worker(tmp_path: Path, monkeypatch) -> None:
+    """A worker that cannot reach its broker is alive (no restart) but not ready."""
+    import json
+    import time
+
+    from ttg_lib import health
+
+    beat = tmp_path / "heartbeat"
+    beat.write_text(json.dumps({"state": "reconnecting", "last_heartbeat": time.time()}))
+    assert health.main(["--file", str(beat)]) == 0  # liveness
+    assert health.main(["--file", str(beat), "--max-age", "5", "--ready"]) == 1
+    beat.write_text(json.dumps({"state": "idle", "last_heartbeat": time.time() - 20}))
+    monkeypatch.setenv("TTG_LIVENESS_S", "30")  # the ConfigMap's limit, read by the probe
+    assert health.main(["--file", str(beat)]) == 0
+    monkeypatch.setenv("TTG_LIVENESS_S", "10")
+    assert health.main(["--file", str(beat)]) == 1
+
+
+def test_rbac_is_least_privilege() -> None:
+    """Only what the provider uses; never secrets or pods beyond its namespace, never
+    escalate/bind/impersonate, no wildcards."""
+    (role,) = [o for _, o in load_manifests(RBAC_DIR) if o["kind"] == "Role"]
+    (cluster_role,) = [o for _, o in load_manifests(RBAC_DIR) if o["kind"] == "ClusterRole"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    for rule in role["rules"] + cluster_role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        assert not {"escalate", "bind", "impersonate", "update", "delete"} & set(rule["verbs"])
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "namespaces", "nodes"}
+    pods = [rule for rule in role["rules"] if rule["resources"] == ["pods"]]
+    assert pods and "exec" not in str(role["rules"])

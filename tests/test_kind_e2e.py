@@ -1,10 +1,12 @@
 """End to end on a real Kind cluster: create (or reuse) the cluster ``ttg``, build and load the
 worker image, deploy the brokers, run a small sweep with a pod killed at 30 % on each backend,
 verify every result, clean up TTG's objects, and check that a non-TTG namespace, pod and
-ConfigMap were left untouched.
+ConfigMap were left untouched. ``test_first_contact_script`` runs scripts/kind-e2e.sh, the
+same steps a user runs by hand.
 
 Runs only where a Docker engine answers (``docker info`` succeeds: a docker CLI alone is not
-enough) and ``kind`` is on PATH; skipped with the reason otherwise. Takes several minutes the
+enough) with buildx, and kind v0.24.0 is on PATH (ttg_lib.cluster.kind.check_tools); skipped
+with the reason otherwise. Takes several minutes the
 first time (node image, broker images, worker image build). The cluster is deleted at the end
 only if this test created it; set TTG_E2E_KEEP_CLUSTER=1 to keep it.
 """
@@ -13,38 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 
 def _why_not_kind() -> str | None:
-    if shutil.which("docker") is None:
-        return "the docker CLI is not on PATH"
-    try:
-        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`docker info` did not run ({exc})"
-    if info.returncode != 0:
-        last = (info.stderr or info.stdout).strip().splitlines()[-1:] or ["no output"]
-        return f"`docker info` failed, no Docker engine is reachable ({last[0]})"
-    if shutil.which("kind") is None:
-        return "kind is not on PATH"
-    return None
+    from ttg_lib.cluster.kind import check_tools
+
+    missing = [c.line() for c in check_tools() if not c.ok]
+    return "; ".join(missing) or None
 
 
 WHY_NOT = _why_not_kind()
-pytestmark = [
-    pytest.mark.kind,
-    pytest.mark.slow,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(WHY_NOT is not None,
-                       reason=f"needs a Docker engine and kind for the Kind end-to-end test: "
-                              f"{WHY_NOT}"),
-]
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kind-e2e.sh"
+needs_kind = pytest.mark.skipif(WHY_NOT is not None,
+                                reason=f"needs a Docker engine with buildx and kind v0.24.0 "
+                                       f"for the Kind end-to-end test: {WHY_NOT}")
 
 BYSTANDER_NS = "ttg-e2e-bystander"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
@@ -85,6 +74,10 @@ def _ttg_objects(api_client) -> list[str]:
     return left
 
 
+@pytest.mark.kind
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@needs_kind
 @pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
 def test_small_run_with_a_pod_killed_on_kind(kind_cluster, backend, tmp_path):
     from kubernetes import client
@@ -108,6 +101,7 @@ def test_small_run_with_a_pod_killed_on_kind(kind_cluster, backend, tmp_path):
     assert summary["ok"], summary["problems"]
     assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
     assert summary["fault"]["killed_worker"].startswith("ttg-worker-")
+    assert summary["fault"]["recovered_after_s"] is not None  # a hard kill: chunk redelivered
     assert summary["workers_replaced"] >= 1
     assert summary["cluster"] == "kind"
 
@@ -125,3 +119,26 @@ def test_small_run_with_a_pod_killed_on_kind(kind_cluster, backend, tmp_path):
     core.delete_namespaced_config_map("e2e-bystander", NAMESPACE)  # the test's own object
     assert core.read_namespace(BYSTANDER_NS).status.phase == "Active"
     assert core.read_namespaced_pod("bystander", BYSTANDER_NS).metadata.deletion_timestamp is None
+
+
+@pytest.mark.kind
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@needs_kind
+def test_first_contact_script():
+    """scripts/kind-e2e.sh: cluster, image, brokers, both demos with the kill, teardown."""
+    done = subprocess.run([str(SCRIPT), "--scale", "small"], capture_output=True, text=True,
+                          timeout=3600, stdin=subprocess.DEVNULL)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    for backend in ("redis", "rabbitmq"):
+        assert f"{backend}: killed ttg-worker-" in output and "chunk recovered after" in output
+
+
+@pytest.mark.skipif(WHY_NOT is None, reason="docker and kind are here: the script would run")
+def test_first_contact_script_without_the_tools_changes_nothing():
+    done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 3
+    assert "are needed (see above); nothing was changed" in done.stderr
+    assert "MISSING" in done.stdout

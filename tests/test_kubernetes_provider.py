@@ -6,6 +6,7 @@ requests that would reach a cluster. No cluster, Docker or broker is needed (non
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -99,15 +100,18 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     cluster.start_workers(3)
     cluster.wait_ready(3, timeout=5)
 
-    assert url == "redis://127.0.0.1:30379/0"  # the Kind NodePort, published on loopback
-    assert cluster.broker_url_for("rabbitmq") == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
-    creates = [r for r in fake.calls("POST")]
+    # the Kind NodePort, published on loopback; the password generated at deploy time
+    assert re.fullmatch(r"redis://:[\w-]{32}@127\.0\.0\.1:30379/0", url)
+    assert re.fullmatch(r"amqp://ttg:[\w-]{32}@127\.0\.0\.1:30672/%2F",
+                        cluster.broker_url_for("rabbitmq"))
+    creates = [r for r in fake.calls("POST")] + [r for r in fake.calls("PATCH")
+                                                 if not r.path.endswith("/scale")]
     assert creates, "nothing was created"
     for req in writes(fake):
         if req.path.endswith("/scale"):
             continue
         assert body_labels(req).get(PART_OF) == "ttg", req
-        if req.path == "/api/v1/namespaces":
+        if req.body["kind"] == "Namespace":
             assert req.body["metadata"]["name"] == NAMESPACE
         else:
             assert path_namespace(req) == NAMESPACE, req
@@ -115,6 +119,7 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     created = {(r.body["kind"], r.body["metadata"]["name"]) for r in creates}
     expected = {(o["kind"], o["metadata"]["name"]) for o in render_objects(
         flavor="kind", backend="redis", run_id=RUN_ID, workers=3)}
+    expected.add(("Secret", "ttg-broker-credentials"))
     assert created == expected
     assert ("Service", "ttg-redis-nodeport") in created  # the Kind overlay is applied
 
@@ -130,10 +135,26 @@ def test_creates_only_ttg_labelled_objects_in_namespace_ttg(fake, cluster):
     assert template["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
 
 
+def test_liveness_limit_reaches_the_worker_configmap(fake, api_client):
+    """One limit for local workers and pods: the probes read TTG_LIVENESS_S."""
+    c = make_cluster(api_client, liveness_s=6.0)
+    c.apply([o for o in c.objects() if o["kind"] == "Namespace"])
+    c.apply([o for o in c.objects() if o["metadata"]["name"] == "ttg-worker-config"])
+    assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"]["TTG_LIVENESS_S"] == "6"
+    default = render_objects(flavor="kind", backend="redis", run_id=RUN_ID, workers=1)
+    (config,) = [o for o in default if o["metadata"]["name"] == "ttg-worker-config"]
+    assert config["data"]["TTG_LIVENESS_S"] == "15"
+
+
 def test_rabbitmq_backend_sets_configmap_and_url(fake, api_client):
     c = make_cluster(api_client, backend="rabbitmq", workers=2)
     try:
-        assert c.ensure_brokers(timeout=5) == "amqp://ttg:ttg-change-me@127.0.0.1:30672/%2F"
+        assert re.fullmatch(r"amqp://ttg:[\w-]{32}@127\.0\.0\.1:30672/%2F",
+                            c.ensure_brokers(timeout=5))
+        # unacked counts come from the cluster's management API, not the host's 15672
+        assert os.environ["TTG_RABBITMQ_MANAGEMENT_URL"] == "http://127.0.0.1:31672"
+        c.release_brokers()
+        assert "TTG_RABBITMQ_MANAGEMENT_URL" not in os.environ
         c.start_workers(2)
         c.wait_ready(2, timeout=5)
         assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
@@ -149,11 +170,15 @@ def test_reapply_patches_ttg_objects_but_keeps_secret_and_pvc(fake, cluster, api
     again = make_cluster(api_client, run_id="second-run")
     done = again.apply(again.objects())
     patched = [r for r in fake.calls("PATCH")]
-    assert patched and all(r.content_type == "application/strategic-merge-patch+json"
+    assert patched and all(r.content_type == "application/apply-patch+yaml"
+                           and r.query["fieldManager"] == "ttg" and r.query["force"] == "true"
                            for r in patched)
     patched_paths = {r.path for r in patched}
     assert not any("/secrets/" in p or "/persistentvolumeclaims/" in p for p in patched_paths)
-    assert "kept Secret ttg/ttg-broker-credentials (exists)" in done
+    first = fake.get("secrets", NAMESPACE, "ttg-broker-credentials")["stringData"]
+    assert again.ensure_secret() == "kept Secret ttg/ttg-broker-credentials (exists)"
+    assert again.credentials() == first  # the generated passwords are reused by the next run
+    assert not [r for r in done if "Secret" in r]
     assert fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"][
         "TTG_RUN_ID"] == "second-run"
 
@@ -370,9 +395,9 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
     plan = dry_run_plan(config)
     for op in plan:
         assert set(op) >= {"verb", "kind", "name", "namespace", "labels"}
-        if op["kind"] != "Namespace":
+        if op["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert op["namespace"] == NAMESPACE
-    applies = [op for op in plan if op["verb"].startswith("create-")]
+    applies = [op for op in plan if op["verb"] in ("create-if-absent", "server-side-apply")]
     assert all(op["labels"].get(PART_OF) == "ttg" for op in applies)
     for op in plan:
         if op["verb"] in ("list", "watch", "deletecollection"):
@@ -380,6 +405,11 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
             assert op["labels"][PART_OF] == "ttg"
     fault = [op for op in plan if op["verb"] == "deletecollection"]
     assert len(fault) == 1 and "gracePeriodSeconds=0" in fault[0]["detail"]
+    assert "HARD KILL" in fault[0]["detail"] and "TTG_KILL_ON_SIGTERM=1" in fault[0]["detail"]
+    rbac = {(op["kind"], op["name"]) for op in plan if op["step"] == "rbac"}
+    assert rbac == {(k, "ttg-orchestrator") for k in ("ServiceAccount", "Role", "RoleBinding",
+                                                      "ClusterRole", "ClusterRoleBinding")}
+    assert all(op["verb"] == "not applied by TTG" for op in plan if op["step"] == "rbac")
     assert any(op["verb"] == "patch" and op["kind"] == "Deployment/scale" for op in plan)
 
     # The plan names exactly the objects a real run creates.
@@ -389,7 +419,8 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
         c.start_workers(3)
     finally:
         c.stop(timeout=1)
-    created = [(r.body["kind"], r.body["metadata"]["name"]) for r in fake.calls("POST")]
+    created = [(r.body["kind"], r.body["metadata"]["name"]) for r in fake.calls()
+               if r.method == "POST" or (r.method == "PATCH" and not r.path.endswith("/scale"))]
     assert created == [(op["kind"], op["name"]) for op in applies]
 
     text = format_plan(plan, config)
@@ -472,3 +503,352 @@ def test_delete_cluster_refuses_a_cluster_ttg_did_not_create(monkeypatch, tmp_pa
     (tmp_path / "state" / "kind-ttg.json").write_text('{"control_plane_id": "cp-id-2"}')
     assert ttg_kind.delete_cluster() == "Kind cluster 'ttg' deleted"
     assert "kind delete cluster --name ttg" in log.read_text()
+
+
+def test_docker_without_buildx_is_detected(monkeypatch, tmp_path):
+    """The Dockerfile's RUN --mount needs BuildKit; a CLI without buildx fails the build."""
+    _fake_tool(tmp_path, "docker", 'case "$1" in info) echo 27.0.3;; buildx) '
+                                   'echo "docker: \'buildx\' is not a docker command." >&2; '
+                                   'exit 1;; esac')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    docker = ttg_kind.check_docker()
+    assert not docker.ok and "`docker buildx version` failed" in docker.detail
+    assert "docker-buildx-plugin" in docker.line()
+
+
+def test_kind_must_be_the_release_whose_node_image_is_pinned(monkeypatch, tmp_path):
+    _fake_tool(tmp_path, "kind", 'echo "kind v0.25.0 go1.22.9 linux/amd64"')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    kind = ttg_kind.check_kind()
+    assert not kind.ok and "v0.25.0 is not v0.24.0" in kind.detail
+    config = (Path(ttg_kind.KIND_CONFIG)).read_text()
+    assert f"kind {ttg_kind.KIND_VERSION}" in config and "kindest/node:v1.30.4@sha256:" in config
+
+
+def test_image_is_built_without_attestations_and_loaded(monkeypatch, tmp_path):
+    """Provenance/SBOM attestations break `kind load` with the containerd image store."""
+    log = tmp_path / "calls.log"
+    _fake_tool(tmp_path, "docker", f'echo "docker $*" >> {log}\n'
+                                   'case "$1" in info) echo 27.0.3;; esac')
+    _fake_tool(tmp_path, "kind", f'echo "kind $*" >> {log}\n'
+                                 'case "$1" in version) echo kind v0.24.0;; esac')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
+    ttg_kind.build_image()
+    ttg_kind.load_image()
+    calls = log.read_text()
+    assert "docker buildx build --load --provenance=false --sbom=false -t ttg-worker:dev" in calls
+    assert "kind load docker-image ttg-worker:dev --name ttg" in calls
+
+
+def test_kind_credentials_action_shows_the_generated_secret(fake, api_client, monkeypatch):
+    monkeypatch.setattr(ttg_kind, "require", lambda *names: None)
+    monkeypatch.setattr(ttg_kind, "_provider", lambda backend: make_cluster(api_client))
+    with pytest.raises(ClusterError, match="no Secret ttg/ttg-broker-credentials yet"):
+        ttg_kind.provision("credentials")
+    make_cluster(api_client).ensure_brokers(timeout=5)
+    lines = ttg_kind.provision("credentials")
+    password = fake.get("secrets", NAMESPACE, "ttg-broker-credentials")["stringData"][
+        "REDIS_PASSWORD"]
+    assert f"  REDIS_PASSWORD={password}" in lines
+    assert any(line.startswith("  host URL (redis): redis://:") for line in lines)
+
+
+# -- first contact: lifecycles the stand-in models like an API server ----------------------
+# Differences from a real API server, one line each:
+# - containers run as local processes (worker, redis-server); other images (RabbitMQ) are
+#   virtual containers that are Running+Ready without a process, and end on SIGTERM;
+# - cluster DNS is a rewrite of <service>:<port> in env values; NodePorts are local relays;
+# - grace periods and back-off are scaled by grace_scale (seconds of stand-in time per second);
+# - server-side apply tracks one applied config per object (no managedFields, no conflicts
+#   between managers), strategic merge knows only the merge keys of lists TTG uses;
+# - no finalizers or garbage collection for objects other than pods; no admission (PSA);
+# - RBAC is checked against the rules of k8s/rbac only (no bindings, one subject);
+# - watches end after at most 5 s; a bookmark is sent only when a watch ends.
+# - a RollingUpdate starts all new pods at once (no maxSurge/maxUnavailable); StatefulSets
+#   roll like Recreate; there are no ReplicaSets (pods are owned by the Deployment).
+# - scheduling is round-robin over the worker nodes, no resource accounting; "Unschedulable"
+#   is a switch (set_pods_ready(False)).
+# - pod logs are two fixed lines; log parameters are ignored; field selectors accept any path.
+# - probes run in-process (ttg_lib.health) or as a local redis-cli, every 0.2 s, not on the
+#   manifest's periods; liveness and startup probes are not run.
+# - no port-forward websocket, so the k8s flavour's port-forward is untested here.
+@pytest.fixture
+def live():
+    """The stand-in with a kubelet that runs the worker and Redis containers for real."""
+    server = FakeKube(run_containers=True, grace_scale=0.5)  # worker grace 10 s -> 5 s
+    server.host = server.start()
+    server.publish_node_ports([30379])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_api(live):
+    configuration = client.Configuration()
+    configuration.host = live.host
+    api = client.ApiClient(configuration)
+    yield api
+    api.close()
+
+
+def live_cluster(fake, api_client, **kwargs) -> KubernetesCluster:
+    return make_cluster(api_client, check_host_ports=True,
+                        host_ports={"redis": fake.node_ports[30379]}, **kwargs)
+
+
+def test_fault_demo_hard_kill_redelivers_the_victims_chunk(live, live_api, tmp_path):
+    """The pod kill ends the worker mid-chunk although the kubelet sends SIGTERM and grants a
+    grace period (force delete, kubernetes#120449): its chunk comes back, recovery is timed."""
+    from ttg_lib.run import Run
+
+    api = live_api
+    config = RunConfig.build(cluster="kind", backend="redis", workers=3, fault_demo=True,
+                             kill_at=0.3, total_params=60, chunk_size=2, work_ms=100.0,
+                             run_id="20250101-000000-redis-fault1", output_dir=str(tmp_path))
+    cluster = live_cluster(live, api, run_id=config.run_id, workers=3, lease_s=config.lease_s)
+    with Run(config, cluster=cluster) as run:
+        run.start()
+        deadline = time.monotonic() + 120
+        while not run.done and time.monotonic() < deadline:
+            run.step(0.1)
+        summary = run.finish()
+    fault = summary["fault"]
+    assert fault is not None and fault["killed_worker"].startswith("ttg-worker-")
+    assert fault["recovered_after_s"] is not None, fault
+    assert fault["recovered_by"] != fault["killed_worker"]
+    assert summary["ok"], summary["problems"]
+    assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
+    (killed,) = [e for e in cluster.events() if e["event"] == "killed"]
+    assert "holding 1 chunk(s)" in killed["detail"]  # the victim was picked by the broker
+    # The victim's process ended at the SIGTERM, killed (-9), not after finishing its chunk
+    # (exit 0) nor at the end of its grace period (5 s here) beside its replacement.
+    wait_for(lambda: live.terminations)
+    (end,) = [t for t in live.terminations if t["pod"] == fault["killed_worker"]]
+    assert end["exit_code"] == -9 and not end["killed_at_grace_end"], end
+    assert end["after_sigterm_s"] < 1.0, end
+    events = [e["event"] for e in cluster.events()]
+    assert "killed" in events and "replaced" in events
+    password = cluster.credentials()["REDIS_PASSWORD"]
+    for path in tmp_path.rglob("*"):  # the generated password is in no run record file
+        if path.is_file():
+            assert password not in path.read_text(errors="replace"), path
+
+
+def test_generated_credentials_are_reused_and_redis_refuses_anonymous(live, live_api):
+    import redis
+
+    api_client = live_api
+    first = live_cluster(live, api_client)
+    try:
+        url = first.ensure_brokers(timeout=30)
+        secret = first.credentials()
+    finally:
+        first.stop(timeout=1)
+    assert "change-me" not in str(secret) and len(secret["REDIS_PASSWORD"]) == 32
+    anonymous = redis.Redis(port=live.node_ports[30379], socket_timeout=3)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    assert redis.Redis.from_url(url, socket_timeout=3).ping()
+    second = live_cluster(live, api_client, run_id="second-run")
+    try:
+        assert second.ensure_brokers(timeout=30) == url  # the same Secret, the same password
+        assert second.ensure_secret() == "kept Secret ttg/ttg-broker-credentials (exists)"
+    finally:
+        second.stop(timeout=1)
+    assert len([r for r in live.calls("POST") if r.path.endswith("/secrets")]) == 1
+
+
+def test_host_check_is_a_broker_handshake_not_a_tcp_connect(fake, api_client):
+    """Docker's proxy accepts TCP on a published port with nothing behind it; the provider
+    must not take that for a broker."""
+    fake.publish_node_ports([30379])  # relays to nothing: virtual Redis has no process
+    c = make_cluster(api_client, check_host_ports=True,
+                     host_ports={"redis": fake.node_ports[30379]})
+    try:
+        with pytest.raises(ClusterError, match="redis broker does not answer on "
+                                               r"127.0.0.1:\d+ .*extraPortMappings"):
+            c.ensure_brokers(timeout=1)
+    finally:
+        c.stop(timeout=1)
+
+
+def test_pod_deleted_while_the_watch_was_expired_is_one_death(fake, cluster):
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(3)
+    cluster.wait_ready(3, timeout=5)
+    wait_for(lambda: cluster._synced)
+    victim = sorted(w.name for w in cluster.live_workers())[0]
+    fake.delete_pod_behind_the_watch(victim)
+    fake.expire_watches()  # the watch is dropped; resuming it gets 410 Gone
+    wait_for(lambda: victim not in {w.name for w in cluster.live_workers()})
+    deaths = [e for e in cluster.events() if e["event"] == "died" and e["worker"] == victim]
+    assert len(deaths) == 1
+    wait_for(lambda: len(cluster.live_workers()) == 3)  # the replacement is seen
+    time.sleep(0.3)
+    assert len([e for e in cluster.events() if e["event"] == "died"]) == 1
+    watches = [r for r in fake.calls("GET") if r.query.get("watch") in ("true", "True")]
+    assert all(r.query.get("allowWatchBookmarks") in ("true", "True") for r in watches)
+
+
+def test_reapply_removes_what_the_manifest_dropped(fake, cluster, api_client, tmp_path):
+    """Server-side apply: an env var and a ConfigMap key dropped from the manifests leave the
+    objects (a strategic-merge patch would keep them forever)."""
+    import shutil as sh
+
+    import yaml
+
+    from ttg_lib.cluster.kubernetes.manifests import manifests_dir
+
+    k8s = tmp_path / "k8s"
+    sh.copytree(manifests_dir(), k8s)
+    dep_path = k8s / "base" / "worker-deployment.yaml"
+    dep = yaml.safe_load(dep_path.read_text())
+    dep["spec"]["template"]["spec"]["containers"][0]["env"].append(
+        {"name": "TTG_OLD_SETTING", "value": "1"})
+    dep_path.write_text(yaml.safe_dump(dep))
+    cm_path = k8s / "base" / "worker-configmap.yaml"
+    cm = yaml.safe_load(cm_path.read_text())
+    cm["data"]["TTG_OLD_KEY"] = "x"
+    cm_path.write_text(yaml.safe_dump(cm))
+    first = make_cluster(api_client, k8s_dir=k8s)
+    first.apply(first.objects())
+    names = [e["name"] for e in fake.get("deployments", NAMESPACE, "ttg-worker")["spec"][
+        "template"]["spec"]["containers"][0]["env"]]
+    assert "TTG_OLD_SETTING" in names
+    cluster.apply(cluster.objects())  # the committed manifests, without them
+    deployment = fake.get("deployments", NAMESPACE, "ttg-worker")
+    names = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert "TTG_OLD_SETTING" not in names and "TTG_WORKER_NAME" in names
+    assert "TTG_OLD_KEY" not in fake.get("configmaps", NAMESPACE, "ttg-worker-config")["data"]
+
+
+def test_a_new_runs_workers_start_after_the_previous_runs_are_gone(fake, api_client):
+    """A worker dead-letters tasks of another run: no pod of a crashed earlier run may still
+    fetch when the new run's pods start (Recreate; a RollingUpdate overlaps them)."""
+    first = make_cluster(api_client, run_id="run-a")
+    first.ensure_brokers(timeout=5)
+    first.start_workers(2)
+    first.wait_ready(2, timeout=5)  # run-a "crashes": its workers are never stopped
+    second = make_cluster(api_client, run_id="run-b")
+    try:
+        second.start_workers(2)
+        second.wait_ready(2, timeout=10)
+    finally:
+        second.stop(timeout=2)
+        first.stop(timeout=1)
+    runs = [(etype, pod["metadata"]["labels"][RUN_LABEL]) for _rv, etype, pod in
+            fake.pod_events if pod["metadata"]["labels"].get(RUN_LABEL)]
+    last_a_gone = max(i for i, e in enumerate(runs) if e == ("DELETED", "run-a"))
+    first_b = min(i for i, e in enumerate(runs) if e == ("ADDED", "run-b"))
+    assert last_a_gone < first_b, runs
+
+
+def test_status_is_a_subresource_and_selectors_are_immutable(fake, cluster, api_client):
+    cluster.ensure_brokers(timeout=5)
+    status = fake.get("deployments", NAMESPACE, "ttg-redis")["status"]
+    generation = fake.get("deployments", NAMESPACE, "ttg-redis")["metadata"]["generation"]
+    cluster.apply([o for o in cluster.objects() if o["metadata"]["name"] == "ttg-redis"
+                   and o["kind"] == "Deployment"])
+    after = fake.get("deployments", NAMESPACE, "ttg-redis")
+    assert after["status"]["readyReplicas"] == status["readyReplicas"] == 1
+    assert after["metadata"]["generation"] == generation  # the same spec: no new generation
+    changed = [o for o in cluster.objects() if o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "ttg-redis"][0]
+    changed["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    with pytest.raises(ClusterError, match=r"HTTP 422: .*spec.selector: field is immutable"):
+        cluster.apply([changed])
+
+
+def test_rbac_of_k8s_rbac_covers_everything_the_provider_does(fake, api_client):
+    """The stand-in answers 403 for anything k8s/rbac does not grant; a whole run with a
+    kill, logs, health and cleanup still works."""
+    from ttg_lib.cluster.kubernetes.manifests import manifests_dir
+
+    fake.load_rbac(manifests_dir() / "rbac")
+    c = make_cluster(api_client)
+    try:
+        c.ensure_brokers(timeout=5)
+        c.start_workers(2)
+        c.wait_ready(2, timeout=5)
+        c.kill_worker()
+        assert list(c.stream_logs(c.live_workers()[0].name))
+        c.health()
+    finally:
+        c.stop(timeout=2)
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api_client)
+    assert not report.skipped or "Namespace ttg: kept" in report.skipped[0]
+    assert fake.denied == []  # not even the watch thread, which retries quietly
+    # Least privilege: every rule was needed (port-forwards serve the k8s flavour only).
+    rules = {(res, verb) for r in fake.rbac for res in r["resources"] for verb in r["verbs"]}
+    assert rules - fake.granted == {("pods/portforward", "get"), ("pods/portforward", "create")}
+    fake.rbac = [r for r in fake.rbac if "pods" not in r["resources"]]
+    with pytest.raises(ClusterError, match=r"HTTP 403: .*cannot list resource \"pods\""):
+        make_cluster(api_client).workers()
+
+
+def test_pod_states_reach_the_error_messages(fake, cluster):
+    """ContainerCreating, ErrImagePull/ImagePullBackOff, restarts, CrashLoopBackOff and
+    Running-but-not-Ready, as the kubelet reports them, reach TTG's messages and events."""
+    def reasons() -> str:
+        return " | ".join(p["reason"] for p in cluster.pods() if p["component"] == "worker")
+
+    fake.images = {"redis:7.2-alpine", "rabbitmq:3.13-management-alpine"}  # worker not loaded
+    cluster.ensure_brokers(timeout=5)
+    cluster.start_workers(1)
+    with pytest.raises(ClusterError) as err:
+        cluster.wait_ready(1, timeout=1)
+    assert re.search(r"waiting: (ErrImagePull|ImagePullBackOff) \(failed to pull image",
+                     str(err.value)), str(err.value)
+    assert "python -m ttg_lib.cluster.kind up" in str(err.value)  # the hint how to load it
+    assert any(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+               == "ContainerCreating" for _rv, _t, p in fake.pod_events
+               if "worker" in p["metadata"]["name"] and p["status"].get("containerStatuses"))
+    fake.images = None  # `kind load` done: the kubelet starts the container
+    cluster.wait_ready(1, timeout=5)
+    pod = cluster.live_workers()[0].name
+    fake.readiness = False
+    fake.crash(pod)
+    wait_for(lambda: any(e["event"] == "died" and "restart #1" in e["detail"]
+                         for e in cluster.events()))
+    assert any(((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get(
+        "waiting", {}).get("reason") == "CrashLoopBackOff"
+        for _rv, _t, p in fake.pod_events if p["metadata"]["name"] == pod)
+    assert wait_for(lambda: "Running, not ready (readiness probe failing)" in reasons())
+    assert [p["restarts"] for p in cluster.pods() if p["pod"] == pod] == [1]
+
+
+def test_api_errors_are_named_with_their_status(fake, api_client):
+    """404 (missing_ok), 409 AlreadyExists, 422 Invalid, as the API server answers them."""
+    from ttg_lib.cluster.kubernetes.api import Api
+
+    api = Api(api_client)
+    core = api.core
+    assert api.call("read", core.read_namespaced_config_map, "absent", NAMESPACE,
+                    missing_ok=True) is None
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {
+        PART_OF: "ttg"}}}
+    api.call("create", core.create_namespaced_config_map, NAMESPACE, cm)
+    with pytest.raises(ClusterError, match=r"HTTP 409: configmaps \"x\" already exists"):
+        api.call("create x", core.create_namespaced_config_map, NAMESPACE, cm)
+    bad = {**cm, "metadata": {"name": "Not_Valid", "labels": {PART_OF: "ttg"}}}
+    with pytest.raises(ClusterError, match=r"HTTP 422: .*metadata.name: Invalid value"):
+        api.call("create", core.create_namespaced_config_map, NAMESPACE, bad)
+
+
+def test_in_cluster_config_when_there_is_no_kubeconfig(monkeypatch, tmp_path):
+    from kubernetes.config import incluster_config
+
+    from ttg_lib.cluster.kubernetes.api import make_api_client
+
+    token, cert = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("sa-token")
+    cert.write_text("cert")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(cert))
+    api = make_api_client(None)
+    assert api.configuration.host == "https://10.96.0.1:443"
+    assert "sa-token" in str(api.configuration.api_key)

@@ -4,10 +4,11 @@ Backend-agnostic: everything broker-specific sits behind :class:`Backend`.
 The chunk is computed on a helper thread while the main thread keeps the
 lease and the broker connection alive, so a slow chunk is never mistaken for
 a dead worker. SIGTERM lets the current chunk finish and be stored, then the
-worker exits 0. A broker outage is ridden out by retrying the connection every
-~60 ms (refused connections cost nothing), so work resumes as soon as the broker
-answers; results computed during the outage are stored then, and a task the broker
-hands back after it is answered from those results instead of being recomputed.
+worker exits 0 (unless TTG_KILL_ON_SIGTERM=1: see :meth:`Worker.install_signal_handlers`).
+A broker outage is ridden out by retrying the connection every ~60 ms (refused connections
+cost nothing), so work resumes as soon as the broker answers; results computed during the
+outage are stored then, and a task the broker hands back after it is answered from those
+results instead of being recomputed.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class WorkerSettings:
     max_chunks: int = 0  # 0 = until stopped; used by tests
     idle_exit_s: float = 0.0  # 0 = never exit when idle
     exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
+    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (SIGKILL)
 
     @property
     def renew_every(self) -> float:
@@ -73,6 +75,7 @@ class WorkerSettings:
             "lease_s": _env_seconds("TTG_LEASE_S", 2.0),
             "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
             "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
+            "kill_on_sigterm": os.environ.get("TTG_KILL_ON_SIGTERM") == "1",
         }
         if os.environ.get("TTG_WORKER_NAME"):
             values["name"] = os.environ["TTG_WORKER_NAME"]
@@ -189,7 +192,16 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish the current chunk, store it, exit 0.
+
+        With ``kill_on_sigterm`` (TTG_KILL_ON_SIGTERM=1, set by TTG's Kubernetes worker
+        ConfigMap) SIGTERM is a hard kill instead: a deleted pod gets SIGTERM from the kubelet
+        even for a force delete (kubernetes#120449), so this is how TTG's pod kill ends the
+        process mid-chunk, exactly like SIGKILL of a local worker; its chunks are redelivered.
+        """
         def stop(signum: int, _frame: Any) -> None:
+            if self.settings.kill_on_sigterm and signum == signal.SIGTERM:
+                os.kill(os.getpid(), signal.SIGKILL)
             self.log("stop_requested", signal=signal.Signals(signum).name)
             self.stopping.set()
 

@@ -36,7 +36,16 @@ import pika.exceptions
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import Delivery, QueueStat, QueueStats, dead_letter_record, text
-from .registry import BackendSpec, KubernetesWorkload, QueueNames
+from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
+
+K8S_USER = "ttg"
+
+
+def _k8s_secret(password: str, host: str, port: int) -> dict[str, str]:
+    """The StatefulSet creates its user from RABBITMQ_DEFAULT_USER/PASS on first boot."""
+    return {"TTG_RABBITMQ_URL": f"amqp://{K8S_USER}:{password}@{host}:{port}/%2F",
+            "RABBITMQ_DEFAULT_USER": K8S_USER, "RABBITMQ_DEFAULT_PASS": password}
+
 
 SPEC = BackendSpec(
     name="rabbitmq", title="RabbitMQ", module=__name__, client_package="pika",
@@ -44,8 +53,10 @@ SPEC = BackendSpec(
     url_env="TTG_RABBITMQ_URL", default_url="amqp://guest:guest@127.0.0.1:5672/%2F",
     url_schemes=("amqp", "amqps"), default_port=5672,
     private_broker="ttg_lib.backends.private:start_rabbitmq",
-    kubernetes=KubernetesWorkload("StatefulSet", "ttg-rabbitmq", "rabbitmq", port=5672,
-                                  node_port=30672, secret_key="TTG_RABBITMQ_URL"))
+    kubernetes=KubernetesWorkload(
+        "StatefulSet", "ttg-rabbitmq", "rabbitmq", port=5672, node_port=30672,
+        secret_key="TTG_RABBITMQ_URL", secret_entries=_k8s_secret,
+        management=ManagementPort(15672, 31672, "TTG_RABBITMQ_MANAGEMENT_URL")))
 TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)

@@ -47,6 +47,12 @@ from .base import (
 )
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
 
+
+def _k8s_secret(password: str, host: str, port: int) -> dict[str, str]:
+    """Redis in the cluster runs with ``--requirepass $(REDIS_PASSWORD)``."""
+    return {"TTG_REDIS_URL": f"redis://:{password}@{host}:{port}/0", "REDIS_PASSWORD": password}
+
+
 SPEC = BackendSpec(
     name="redis", title="Redis", module=__name__, client_package="redis",
     url_env="TTG_REDIS_URL", default_url="redis://127.0.0.1:6379/0",
@@ -54,7 +60,8 @@ SPEC = BackendSpec(
     queues=QueueNames.joined(":"), recovery="XAUTOCLAIM after a {lease_s:g} s lease",
     private_broker="ttg_lib.backends.private:start_redis",
     kubernetes=KubernetesWorkload("Deployment", "ttg-redis", "redis", port=6379,
-                                  node_port=30379, secret_key="TTG_REDIS_URL"))
+                                  node_port=30379, secret_key="TTG_REDIS_URL",
+                                  secret_entries=_k8s_secret))
 TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 INDEX = "ttg:results:index"
 STATS = "ttg:stats"

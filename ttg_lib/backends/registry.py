@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,15 @@ class QueueNames:
 
 
 @dataclass(frozen=True)
+class ManagementPort:
+    """A broker's HTTP management API, where the host reads figures AMQP cannot give."""
+
+    port: int
+    node_port: int  # published on 127.0.0.1 by kind/kind-config.yaml
+    env: str  # the variable the backend reads the API's base URL from
+
+
+@dataclass(frozen=True)
 class KubernetesWorkload:
     """The broker as deployed from k8s/base: its workload, pod label, ports and Secret key."""
 
@@ -55,6 +64,15 @@ class KubernetesWorkload:
     port: int
     node_port: int  # published on 127.0.0.1 by kind/kind-config.yaml
     secret_key: str  # key of the broker URL in the ttg-broker-credentials Secret
+    secret_entries: Callable[[str, str, int], dict[str, str]] | None = None
+    """(generated password, service host, port) -> this broker's keys in the Secret (its URL
+    under ``secret_key``, and what the broker's pod reads to require that password)."""
+    management: ManagementPort | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """The plain table the Kubernetes provider and the dry-run plan read."""
+        return {"kind": self.kind, "name": self.name, "app": self.app, "port": self.port,
+                "node_port": self.node_port, "secret_key": self.secret_key}
 
 
 @dataclass(frozen=True)

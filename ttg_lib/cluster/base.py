@@ -60,6 +60,7 @@ class WorkerStatus(WorkerInfo):
     peak_rss_mib: float | None = None
     cpu_s: float | None = None
     compute_cpu_s: float | None = None
+    chunks_held: int | None = None  # by the broker (consumer name = worker name), where known
 
     @classmethod
     def of(cls, info: WorkerInfo, beat: dict[str, Any]) -> WorkerStatus:
@@ -67,7 +68,7 @@ class WorkerStatus(WorkerInfo):
         running = info.state == WorkerState.RUNNING
         known = {f.name for f in fields(cls)} - {f.name for f in fields(WorkerInfo)}
         extra = {k: v for k, v in beat.items() if k in known}
-        extra["activity"] = beat.get("state", "starting") if running else str(info.state)
+        extra["activity"] = beat.get("state", str(info.state)) if running else str(info.state)
         return cls(**{f.name: getattr(info, f.name) for f in fields(WorkerInfo)}, **extra)
 
     @property

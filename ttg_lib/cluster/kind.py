@@ -1,14 +1,18 @@
 """Kind provisioning through the ``kind`` and ``docker`` CLIs.
 
 Creates (or reuses) the Kind cluster ``ttg`` from kind/kind-config.yaml, builds the worker
-image ``ttg-worker:dev`` from the Dockerfile, side-loads it into the nodes, and deploys the
-brokers through :class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not
-kubectl). A missing tool is a :class:`ClusterError` naming it and how to install it.
+image ``ttg-worker:dev`` from the Dockerfile (BuildKit through buildx, without provenance or
+SBOM attestations: with Docker's containerd image store, the default on fresh installs and
+Docker Desktop, an attestation makes ``kind load`` fail with "content digest ... not found",
+kind#3795), side-loads it into the nodes, and deploys the brokers through
+:class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not kubectl). A missing
+tool, or a kind release other than the one whose node image kind/kind-config.yaml pins, is a
+:class:`ClusterError` naming it and how to fix it.
 
 Only the cluster named ``ttg`` is ever deleted, and only when TTG created it: ``create_cluster``
 writes a marker holding the control-plane container's id, ``delete_cluster`` compares it.
 
-    python -m ttg_lib.cluster.kind status|up|down|delete-cluster [--backend redis]
+    python -m ttg_lib.cluster.kind status|up|down|credentials|delete-cluster [--backend redis]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backends import DEFAULT_BACKEND, backend_names
 from .base import ClusterError
 
 CLUSTER_NAME = "ttg"
@@ -30,13 +35,17 @@ IMAGE = "ttg-worker:dev"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-ACTIONS = ("status", "up", "down", "delete-cluster")
+BOTH = "both"  # every broker at once (the notebooks' choice)
+ACTIONS = ("status", "up", "down", "credentials", "delete-cluster")
+# kind only promises the node images of its own release; kind-config.yaml pins v0.24.0's.
+KIND_VERSION = "v0.24.0"
 INSTALL = {
     "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
-               "Desktop, start it, and check that `docker info` succeeds for your user"),
-    "kind": ("install kind v0.24.0 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/"
-             "#installation), e.g. `go install sigs.k8s.io/kind@v0.24.0` or the release binary "
-             "on your PATH"),
+               "Desktop with the buildx plugin (docker-buildx-plugin), start it, and check that "
+               "`docker info` and `docker buildx version` succeed for your user"),
+    "kind": (f"install kind {KIND_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/"
+             f"#installation), e.g. `go install sigs.k8s.io/kind@{KIND_VERSION}` or the release "
+             f"binary on your PATH; kind/kind-config.yaml pins that release's node image"),
 }
 
 
@@ -71,7 +80,12 @@ def check_docker() -> ToolCheck:
     if rc != 0:
         return ToolCheck("docker", False, f"the docker CLI is installed but `docker info` "
                                           f"failed, so no Docker engine is reachable ({out})")
-    return ToolCheck("docker", True, f"engine {out}")
+    engine = out
+    rc, out = _probe(["docker", "buildx", "version"])
+    if rc != 0:
+        return ToolCheck("docker", False, f"engine {engine}, but `docker buildx version` failed "
+                                          f"({out}): the Dockerfile needs BuildKit (RUN --mount)")
+    return ToolCheck("docker", True, f"engine {engine}, {out}")
 
 
 def check_kind() -> ToolCheck:
@@ -80,6 +94,10 @@ def check_kind() -> ToolCheck:
     rc, out = _probe(["kind", "version"])
     if rc != 0:
         return ToolCheck("kind", False, f"`kind version` failed ({out})")
+    version = next((w for w in out.split() if w.startswith("v0.")), "")
+    if version != KIND_VERSION:
+        return ToolCheck("kind", False, f"kind {version or repr(out)} is not {KIND_VERSION}, whose "
+                                        f"node image kind/kind-config.yaml pins")
     return ToolCheck("kind", True, out)
 
 
@@ -175,11 +193,16 @@ def delete_cluster(force: bool = False) -> str:
     return f"Kind cluster {CLUSTER_NAME!r} deleted"
 
 
+BUILD_ARGS = ["docker", "buildx", "build", "--load", "--provenance=false", "--sbom=false"]
+
+
 def build_image(tag: str = IMAGE) -> str:
+    """Build with BuildKit and no attestations, so the image loads into Kind with either of
+    Docker's image stores (classic or containerd)."""
     require("docker")
-    _run(["docker", "build", "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
-         what=f"build the worker image {tag}", timeout=1800, env={"DOCKER_BUILDKIT": "1"})
-    return f"image {tag} built from {DOCKERFILE.name}"
+    _run([*BUILD_ARGS, "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
+         what=f"build the worker image {tag}", timeout=1800)
+    return f"image {tag} built from {DOCKERFILE.name} (no provenance/SBOM attestations)"
 
 
 def load_image(tag: str = IMAGE) -> str:
@@ -209,7 +232,7 @@ def _health_lines(backend: str) -> list[str]:
     return lines
 
 
-def status(backend: str = "redis") -> list[str]:
+def status(backend: str = DEFAULT_BACKEND) -> list[str]:
     """Tools, cluster, nodes and TTG pods; never raises (a missing tool is a message)."""
     checks = check_tools()
     lines = [c.line() for c in checks]
@@ -231,21 +254,34 @@ def status(backend: str = "redis") -> list[str]:
     return lines
 
 
-def up(backend: str = "redis", build: bool = True, timeout: float = 600.0) -> list[str]:
+def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.0) -> list[str]:
     """Create or reuse the cluster, build and load the image, deploy the brokers."""
     require("docker", "kind")
     lines = [create_cluster()]
     if build:
         lines.append(build_image())
         lines.append(load_image())
-    backends = ("redis", "rabbitmq") if backend == "both" else (backend,)
+    backends = _chosen(backend)
     provider = _provider(backends[0])
     provider.ensure_brokers(timeout)
     if len(backends) > 1:
         provider.wait_brokers(timeout, backends)
-    lines.append("brokers ready: " + ", ".join(
-        f"{b} at {provider.broker_url_for(b)}" for b in backends))
+    lines.append("brokers ready: " + ", ".join(backends) + " (host URLs with the generated "
+                 "credentials: python -m ttg_lib.cluster.kind credentials)")
+    provider.release_brokers()  # the management URL it pointed this process at
     lines += _health_lines(backends[0])
+    return lines
+
+
+def credentials() -> list[str]:
+    """The broker credentials TTG generated for this cluster, and the host URLs using them."""
+    require("docker", "kind")
+    provider = _provider(DEFAULT_BACKEND)
+    values = provider.credentials()
+    lines = ["Secret ttg/ttg-broker-credentials (generated at the first deploy, kept across "
+             "runs; never written to the repository or a run record):"]
+    lines += [f"  {k}={v}" for k, v in sorted(values.items())]
+    lines += [f"  host URL ({b}): {provider.broker_url_for(b)}" for b in _chosen(BOTH)]
     return lines
 
 
@@ -259,19 +295,27 @@ def down(run_id: str | None = None, dry_run: bool = False) -> list[str]:
     return report.lines()
 
 
-def provision(action: str = "status", backend: str = "redis", build: bool = True,
+def _chosen(backend: str) -> tuple[str, ...]:
+    """The brokers an action is about: one, or every runnable broker for ``both``."""
+    return backend_names(runnable=True) if backend == BOTH else (backend,)
+
+
+def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: bool = True,
               timeout: float = 600.0, force: bool = False) -> list[str]:
     """One entry point for notebooks/provision.ipynb and ``python -m ttg_lib.cluster.kind``."""
     if action not in ACTIONS:
         raise ClusterError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
-    if backend not in ("redis", "rabbitmq", "both"):
-        raise ClusterError(f"unknown backend {backend!r}: redis, rabbitmq or both")
+    allowed = (*backend_names(runnable=True), BOTH)
+    if backend not in allowed:
+        raise ClusterError(f"unknown backend {backend!r}: one of {', '.join(allowed)}")
     if action == "status":
-        return status(backend if backend != "both" else "redis")
+        return status(_chosen(backend)[0])
     if action == "up":
         return up(backend, build=build, timeout=timeout)
     if action == "down":
         return down()
+    if action == "credentials":
+        return credentials()
     return [delete_cluster(force=force)]
 
 

@@ -31,9 +31,12 @@ from .base import command
               help="exit after this many chunks [0 = never]")
 @click.option("--idle-exit-s", type=click.FloatRange(min=0), default=None,
               help="exit after this many idle seconds [0 = never]")
+@click.option("--kill-on-sigterm", is_flag=True, default=None,
+              help="SIGTERM kills at once, mid-chunk (the Kubernetes fault demo's hard kill) "
+                   "[TTG_KILL_ON_SIGTERM=1]")
 def worker(**flags: Any) -> None:
     """Run one worker: pull chunks, compute them, store the results (SIGTERM: finish the
-    current chunk, then exit 0)."""
+    current chunk, then exit 0; with --kill-on-sigterm: die at once)."""
     from ..worker import Worker, WorkerSettings
 
     settings = WorkerSettings.from_env(**flags)

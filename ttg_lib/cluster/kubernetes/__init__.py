@@ -4,7 +4,10 @@ Every API operation goes through the official ``kubernetes`` Python client (no k
 The objects come from the plain YAML under ``k8s/base`` (plus ``k8s/overlays/kind`` on Kind),
 loaded in the order their kustomization lists them; TTG then sets the run's values:
 
-* the worker ConfigMap's ``TTG_BACKEND``, ``TTG_RUN_ID`` and ``TTG_LEASE_S``,
+* the worker ConfigMap's ``TTG_BACKEND``, ``TTG_RUN_ID`` and ``TTG_LEASE_S`` (it also carries
+  ``TTG_LIVENESS_S``, the probes' limit, and ``TTG_KILL_ON_SIGTERM=1``: a deleted worker pod ends
+  at the kubelet's SIGTERM at once, which makes :meth:`KubernetesCluster.kill_worker` a hard
+  kill),
 * the worker Deployment's replicas, image (``ttg-worker:dev`` on Kind) and the label
   ``ttg.dev/run-id`` on the Deployment, its pod template and the ConfigMap.
   (``app.kubernetes.io/instance`` stays ``ttg``: it is part of the Deployment's immutable
@@ -12,25 +15,29 @@ loaded in the order their kustomization lists them; TTG then sets the run's valu
 
 Safety rules, enforced here and checked by tests/test_kubernetes_provider.py:
 
-* only objects in namespace ``ttg`` labelled ``app.kubernetes.io/part-of=ttg`` are applied;
-  an existing object of the same name without that label is never modified;
+* only objects in namespace ``ttg`` labelled ``app.kubernetes.io/part-of=ttg`` are applied
+  (server-side apply, field manager ``ttg``); an existing object of the same name without that
+  label is never modified;
 * every list and every delete carries the label selector ``app.kubernetes.io/part-of=ttg``
   (deletes are delete-collection calls with that selector; killing one pod adds a field
   selector on its name, so exactly that pod goes);
-* the Secret (broker credentials) and the PersistentVolumeClaim are created when absent and
-  otherwise left alone, so replaced credentials and stored data survive a new run.
+* the Secret (broker credentials, random passwords generated when it is absent; nothing in the
+  repository holds one) and the PersistentVolumeClaim are created when absent and otherwise left
+  alone, so credentials and stored data survive a new run.
 
 Reaching the brokers from the host (the run's own backend connection): on Kind through the
-NodePorts that kind/kind-config.yaml publishes on 127.0.0.1 (30379 Redis, 30672 AMQP);
-on another cluster through a port-forward made with the client's websocket support.
+NodePorts that kind/kind-config.yaml publishes on 127.0.0.1 (30379 Redis, 30672 AMQP, 31672
+RabbitMQ management); on another cluster through port-forwards made with the client's websocket
+support. Inside a pod without a kubeconfig the client uses the pod's ServiceAccount (k8s/rbac).
 
 Modules, one concept each:
 
 * :mod:`.labels` - names, labels, the broker/kind tables and the label selectors;
 * :mod:`.manifests` - loading the YAML, checking it is TTG's, setting the run's values;
+* :mod:`.credentials` - the generated broker credentials Secret;
 * :mod:`.pods` - pod and workload status as TTG reports it;
-* :mod:`.api` - kubeconfig context and client construction, the :class:`Api` wrapper,
-  create-or-patch;
+* :mod:`.api` - kubeconfig context (or in-cluster config) and client construction, the
+  :class:`Api` wrapper, create-or-apply;
 * :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind);
 * :mod:`.provider` - :class:`KubernetesCluster`, the :class:`~ttg_lib.cluster.base.Cluster`;
 * :mod:`.plan` - the dry-run plan (``ttg run --dry-run``);

@@ -12,8 +12,9 @@ from ..base import ClusterError
 from .labels import KIND_CONTEXT, KINDS, NAMESPACE, PART_OF, TTG_SELECTOR
 from .manifests import check_ours
 
-STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (the body is JSON = YAML)
 MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "ttg"
 
 
 def resolve_context(context: str | None = None) -> str | None:
@@ -33,8 +34,10 @@ def resolve_context(context: str | None = None) -> str | None:
 
 
 def make_api_client(context: str | None, *, flavor: str = "k8s") -> Any:
-    """An ApiClient for a kubeconfig context, or a ClusterError saying how to get one."""
+    """An ApiClient for a kubeconfig context; inside a pod without a kubeconfig, the pod's
+    ServiceAccount (in-cluster config, RBAC in k8s/rbac); else a ClusterError saying how."""
     try:
+        from kubernetes import client
         from kubernetes import config as kconfig
     except ImportError as exc:  # pragma: no cover - the k8s extra is missing
         raise ClusterError(f"the Kubernetes provider needs the k8s extra "
@@ -42,6 +45,15 @@ def make_api_client(context: str | None, *, flavor: str = "k8s") -> Any:
     try:
         return kconfig.new_client_from_config(context=context or None)
     except Exception as exc:  # ConfigException, missing file, unknown context
+        if not context and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            try:
+                kconfig.load_incluster_config(client_configuration=configuration)
+            except Exception as incluster:
+                raise ClusterError(f"no kubeconfig ({exc}) and the in-cluster config failed "
+                                   f"({incluster}): is the pod's ServiceAccount token "
+                                   f"mounted (k8s/rbac)?") from None
+            return client.ApiClient(configuration)
         hint = ("create the Kind cluster first: notebooks/provision.ipynb with action='up', or "
                 "kind create cluster --config kind/kind-config.yaml" if flavor == "kind" else
                 "check `kubectl config get-contexts` and pass kube_context=<name>")
@@ -120,38 +132,39 @@ def api_error(what: str, exc: Any) -> ClusterError:
 
 
 def create_or_patch(api: Api, obj: dict[str, Any], request_timeout: float) -> str:
-    """Create one object, or patch it when it exists and is TTG's; returns what was done.
+    """Create one object, or bring it to the manifest when it exists and is TTG's; returns
+    what was done.
 
-    Create-only kinds (Secret, PersistentVolumeClaim) are never patched; an existing
-    object without the TTG label is never modified.
+    Updates are server-side applies (field manager ``ttg``, forced), so a field the manifest
+    no longer has (an env var, a port, a ConfigMap key) is removed from the object, which a
+    strategic-merge patch never does. Absent objects are created by the same apply, so "ttg"
+    owns their fields from the start. Create-only kinds (Secret, PersistentVolumeClaim) are
+    never changed once they exist; an existing object without the TTG label is never modified.
     """
-    from kubernetes.client.exceptions import ApiException
-
     check_ours(obj)
     kind, name = obj["kind"], obj["metadata"]["name"]
     create_only = KINDS[kind][3]
-    create, namespaced = api.method("create", kind)
+    _, namespaced = api.method("read", kind)
     args = (NAMESPACE,) if namespaced else ()
     label = f"{kind} {NAMESPACE + '/' if namespaced else ''}{name}"
-    try:
-        create(*args, obj, _preload_content=False, _request_timeout=request_timeout)
-        return f"created {label}"
-    except ApiException as exc:
-        if exc.status != 409:
-            raise api_error(f"create {label}", exc) from None
-    except Exception as exc:
-        raise ClusterError(f"cannot reach the Kubernetes API at {api.host} to create "
-                           f"{label}: {exc}") from None
     read, _ = api.method("read", kind)
-    existing = api.call(f"read {label}", read, name, *args) or {}
-    labels = (existing.get("metadata") or {}).get("labels") or {}
-    if labels.get(PART_OF) != "ttg":
+    existing = api.call(f"read {label}", read, name, *args, missing_ok=True,
+                        _request_timeout=request_timeout)
+    if existing is not None:
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if labels.get(PART_OF) != "ttg":
+            if create_only:
+                return f"kept {label} (exists, not labelled {TTG_SELECTOR}; left untouched)"
+            raise ClusterError(f"{label} exists but is not TTG's (no label {TTG_SELECTOR}); "
+                               f"TTG will not modify it: rename or remove it yourself")
         if create_only:
-            return f"kept {label} (exists, not labelled {TTG_SELECTOR}; left untouched)"
-        raise ClusterError(f"{label} exists but is not TTG's (no label {TTG_SELECTOR}); "
-                           f"TTG will not modify it: rename or remove it yourself")
+            return f"kept {label} (exists)"
     if create_only:
-        return f"kept {label} (exists)"
+        create, _ = api.method("create", kind)
+        api.call(f"create {label}", create, *args, obj, field_manager=FIELD_MANAGER,
+                 _request_timeout=request_timeout)
+        return f"created {label}"
     patch, _ = api.method("patch", kind)
-    api.call(f"patch {label}", patch, name, *args, obj, _content_type=STRATEGIC_MERGE)
-    return f"patched {label}"
+    api.call(f"apply {label}", patch, name, *args, obj, field_manager=FIELD_MANAGER,
+             force=True, _content_type=APPLY_PATCH, _request_timeout=request_timeout)
+    return f"{'applied' if existing is not None else 'created'} {label}"

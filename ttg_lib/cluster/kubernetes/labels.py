@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ...backends import REGISTRY, backend_names
+
 NAMESPACE = "ttg"
 PART_OF = "app.kubernetes.io/part-of"
 TTG_SELECTOR = f"{PART_OF}=ttg"
@@ -17,14 +19,17 @@ WORKER_SELECTOR = f"{TTG_SELECTOR},{COMPONENT}=worker"
 BROKER_SECRET = "ttg-broker-credentials"
 KIND_CONTEXT = "kind-ttg"
 KIND_IMAGE = "ttg-worker:dev"
-# Broker workload per backend, the pods' label app.kubernetes.io/name, the in-cluster port,
-# the NodePort kind publishes on 127.0.0.1, and the Secret key holding the broker URL.
+# Broker workload per backend (from the backend registry): the pods' label
+# app.kubernetes.io/name, the in-cluster port, the NodePort kind publishes on 127.0.0.1, and
+# the Secret key holding the broker URL.
 BROKERS: dict[str, dict[str, Any]] = {
-    "redis": {"kind": "Deployment", "name": "ttg-redis", "app": "redis", "port": 6379,
-              "node_port": 30379, "secret_key": "TTG_REDIS_URL"},
-    "rabbitmq": {"kind": "StatefulSet", "name": "ttg-rabbitmq", "app": "rabbitmq",
-                 "port": 5672, "node_port": 30672, "secret_key": "TTG_RABBITMQ_URL"},
-}
+    name: REGISTRY[name].kubernetes.to_dict()  # type: ignore[union-attr]
+    for name in backend_names(runnable=True) if REGISTRY[name].kubernetes is not None}
+# Brokers with an HTTP management API the host reads (unacked counts): the pod's port, the
+# NodePort kind publishes on 127.0.0.1, and the variable the backend reads its base URL from.
+MANAGEMENT: dict[str, dict[str, Any]] = {
+    name: vars(REGISTRY[name].kubernetes.management)  # type: ignore[union-attr]
+    for name in BROKERS if REGISTRY[name].kubernetes.management is not None}  # type: ignore[union-attr]
 # kind -> (API group, snake-case resource name used in the client's method names,
 # namespaced, create-only: never patched once it exists).
 KINDS: dict[str, tuple[str, str, bool, bool]] = {

@@ -51,8 +51,12 @@ def _load_kustomization(folder: Path, *, local_only: bool) -> list[dict[str, Any
 
 def render_objects(*, flavor: str, backend: str, run_id: str, workers: int,
                    lease_s: float = 2.0, image: str | None = None,
-                   k8s_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The objects to apply, in order, with the run's values set; each is checked to be TTG's."""
+                   k8s_dir: Path | None = None,
+                   liveness_s: float | None = None) -> list[dict[str, Any]]:
+    """The objects to apply, in order, with the run's values set; each is checked to be TTG's.
+
+    ``liveness_s``: the worker liveness limit (the probes read TTG_LIVENESS_S from the worker
+    ConfigMap); None keeps the manifest's."""
     root = k8s_dir or manifests_dir()
     objects = _load_kustomization(root / "base", local_only=False)
     if flavor == "kind":
@@ -65,6 +69,8 @@ def render_objects(*, flavor: str, backend: str, run_id: str, workers: int,
             meta["labels"][RUN_LABEL] = label
             obj["data"].update({"TTG_BACKEND": backend, "TTG_RUN_ID": run_id,
                                 "TTG_LEASE_S": str(lease_s)})
+            if liveness_s is not None:
+                obj["data"]["TTG_LIVENESS_S"] = f"{liveness_s:g}"
         if obj["kind"] == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
             meta["labels"][RUN_LABEL] = label
             obj["spec"]["replicas"] = workers

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from .credentials import secret_metadata
 from .labels import (
     BROKER_SECRET,
     BROKERS,
     KIND_CONTEXT,
     KINDS,
+    MANAGEMENT,
     NAMESPACE,
     WORKER_CONFIGMAP,
     WORKER_DEPLOYMENT,
@@ -16,7 +20,7 @@ from .labels import (
     selector_labels,
     worker_selector,
 )
-from .manifests import is_worker_object, render_objects
+from .manifests import is_worker_object, manifests_dir, render_objects
 
 if TYPE_CHECKING:
     from ...config import RunConfig
@@ -38,7 +42,9 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                     "namespace": namespace, "labels": dict(labels), "selector": selector,
                     "detail": detail})
 
-    for phase, chosen in (("brokers", [o for o in objects if not is_worker_object(o)]),
+    brokers = [o for o in objects if not is_worker_object(o)]
+    secret = {"kind": "Secret", "metadata": secret_metadata()}
+    for phase, chosen in (("brokers", brokers[:1] + [secret] + brokers[1:]),
                           ("workers", [o for o in objects if is_worker_object(o)])):
         if phase == "workers":
             op("brokers", "get", broker["kind"], broker["name"], {},
@@ -48,7 +54,12 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
             op("brokers", "get", "Secret", BROKER_SECRET, {}, detail="broker URL for the host")
             if flavor == "kind":
                 op("brokers", "connect", "Service", f"{broker['app']} NodePort", {},
-                   detail=f"host 127.0.0.1:{broker['node_port']}")
+                   detail=f"host 127.0.0.1:{broker['node_port']}: the backend's own "
+                          f"handshake, retried until it answers")
+                if config.backend in MANAGEMENT:
+                    op("brokers", "connect", "Service", f"{broker['app']} management", {},
+                       detail=f"management API at http://127.0.0.1:"
+                              f"{MANAGEMENT[config.backend]['node_port']}")
             else:
                 op("brokers", "list", "Pod", "*",
                    selector_labels(broker_selector(config.backend)),
@@ -57,9 +68,12 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                    detail=f"port {broker['port']} -> 127.0.0.1:<free port>")
         for obj in chosen:
             kind, meta = obj["kind"], obj["metadata"]
-            verb = "create-if-absent" if KINDS[kind][3] else "create-or-patch"
+            verb = "create-if-absent" if KINDS[kind][3] else "server-side-apply"
             detail = ""
-            if kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
+            if kind == "Secret":
+                detail = ("random broker passwords generated when absent; kept across runs "
+                          "(python -m ttg_lib.cluster.kind credentials)")
+            elif kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
                 image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
                 detail = f"replicas={config.workers}, image {image}"
             elif kind == "ConfigMap" and meta["name"] == WORKER_CONFIGMAP:
@@ -71,12 +85,29 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
        "record started/replaced/died events")
     if config.fault_demo:
         op("fault", "deletecollection", "Pod", "<one worker pod>", selector_labels(wsel), wsel,
-           f"at {config.kill_at:.0%}: fieldSelector metadata.name=<pod>, "
-           f"gracePeriodSeconds=0")
+           f"at {config.kill_at:.0%}: HARD KILL of a pod holding a chunk (by the broker: "
+           f"consumer = pod name): fieldSelector metadata.name=<pod>, gracePeriodSeconds=0; "
+           f"the kubelet's SIGTERM ends the worker at once (TTG_KILL_ON_SIGTERM=1), so its "
+           f"chunk is redelivered")
     op("stop", "get", "Deployment", WORKER_DEPLOYMENT, {}, detail="check it is TTG's")
     op("stop", "patch", "Deployment/scale", WORKER_DEPLOYMENT, {}, detail="replicas=0")
     op("stop", "list", "Pod", "*", selector_labels(wsel), wsel, "until the pods are gone")
+    for obj in rbac_objects():
+        meta = obj["metadata"]
+        rules = "; ".join(f"{','.join(r['resources'])}: {','.join(r['verbs'])}"
+                          for r in obj.get("rules") or [])
+        op("rbac", "not applied by TTG", obj["kind"], meta["name"], meta.get("labels") or {},
+           detail=(rules or "k8s/rbac: for an in-cluster orchestrator, applied by an admin"),
+           namespace=meta.get("namespace", ""))
     return ops
+
+
+def rbac_objects() -> list[dict[str, Any]]:
+    """k8s/rbac: what an orchestrator inside the cluster needs (listed, never applied)."""
+    folder = manifests_dir() / "rbac"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    return [doc for entry in kustomization["resources"]
+            for doc in yaml.safe_load_all((folder / entry).read_text()) if doc]
 
 
 def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> str:

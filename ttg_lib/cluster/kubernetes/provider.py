@@ -3,9 +3,8 @@ for what is applied and the safety rules)."""
 
 from __future__ import annotations
 
-import base64
+import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..base import Cluster, ClusterError, WorkerInfo, WorkerState
+from ...backends import DEFAULT_BACKEND
+from ..base import Cluster, ClusterError, WorkerInfo, WorkerState, WorkerStatus
 from .api import MERGE_PATCH, Api, api_error, create_or_patch, make_api_client
+from .credentials import check_complete, decode, generate_secret
 from .labels import (
     BROKER_SECRET,
     BROKERS,
     COMPONENT,
     KIND_CONTEXT,
+    MANAGEMENT,
     NAMESPACE,
     PART_OF,
     RUN_LABEL,
@@ -38,8 +40,8 @@ if TYPE_CHECKING:
     from ...config import RunConfig
 
 IMAGE_PULL_HINT = ("; the image is missing on the nodes: build and load it "
-                   "(docker build -t ttg-worker:dev . && kind load docker-image ttg-worker:dev "
-                   "--name ttg, or notebooks/provision.ipynb with action='up')")
+                   "(python -m ttg_lib.cluster.kind up, scripts/kind-e2e.sh, or "
+                   "notebooks/provision.ipynb with action='up')")
 
 
 def _with_host(url: str, host: str, port: int) -> str:
@@ -53,12 +55,16 @@ class KubernetesCluster(Cluster):
 
     kind = "kubernetes"
 
-    def __init__(self, *, flavor: str = "kind", backend: str = "redis", run_id: str,
+    def __init__(self, *, flavor: str = "kind", backend: str = DEFAULT_BACKEND, run_id: str,
                  workers: int = 3, lease_s: float = 2.0, context: str | None = None,
                  image: str | None = None, api_client: Any = None,
                  k8s_dir: Path | None = None, poll_s: float = 1.0,
                  watch_timeout_s: int = 30, check_host_ports: bool = True,
-                 request_timeout: float = 30.0):
+                 request_timeout: float = 30.0, host_ports: dict[str, int] | None = None,
+                 liveness_s: float | None = None):
+        """``host_ports``: where the host reaches each broker on Kind (default: the NodePorts
+        kind/kind-config.yaml publishes on 127.0.0.1; tests point them at a stand-in).
+        ``liveness_s``: the workers' liveness limit (TTG_LIVENESS_S; None: the manifest's)."""
         super().__init__()
         if flavor not in ("kind", "k8s"):
             raise ClusterError(f"unknown Kubernetes flavour {flavor!r}: kind or k8s")
@@ -67,6 +73,7 @@ class KubernetesCluster(Cluster):
         self.run_id = run_id
         self.workers_wanted = workers
         self.lease_s = lease_s
+        self.liveness_s = liveness_s
         self.context = context or (KIND_CONTEXT if flavor == "kind" else None)
         self.image = image
         self.k8s_dir = k8s_dir
@@ -92,13 +99,21 @@ class KubernetesCluster(Cluster):
         self._stop_recorded: set[str] = set()
         self._workers_applied = False
         self._forwards: dict[str, PortForwarder] = {}
+        self.host_ports = {b: v["node_port"] for b, v in BROKERS.items()}
+        self.host_ports.update({f"{b}-management": v["node_port"]
+                                for b, v in MANAGEMENT.items()})
+        self.host_ports.update(host_ports or {})
+        self._env_before: dict[str, str | None] = {}
+        self._probe: Any = None  # a backend connection asking the broker who holds chunks
 
     @classmethod
     def for_run(cls, config: RunConfig, **kwargs: Any) -> KubernetesCluster:
         return cls(flavor=config.cluster, backend=config.backend, run_id=config.run_id,
                    workers=config.workers, lease_s=config.lease_s,
                    context=config.kube_context or None,
-                   image=(config.extra or {}).get("image"), **kwargs)
+                   image=(config.extra or {}).get("image"),
+                   liveness_s=config.liveness_s or None,  # the local cluster's limit too
+                   **kwargs)
 
     @property
     def api(self) -> Api:
@@ -112,7 +127,8 @@ class KubernetesCluster(Cluster):
     def objects(self, workers: int | None = None) -> list[dict[str, Any]]:
         return render_objects(flavor=self.flavor, backend=self.backend, run_id=self.run_id,
                               workers=self.workers_wanted if workers is None else workers,
-                              lease_s=self.lease_s, image=self.image, k8s_dir=self.k8s_dir)
+                              lease_s=self.lease_s, image=self.image, k8s_dir=self.k8s_dir,
+                              liveness_s=self.liveness_s)
 
     def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Create each object, or patch it when it exists and is TTG's; returns what was done."""
@@ -132,14 +148,42 @@ class KubernetesCluster(Cluster):
 
     def ensure_brokers(self, timeout: float = 300.0) -> str:
         """Apply namespace, credentials, brokers, Services and NetworkPolicies; wait until the
-        run's broker is ready (and, on Kind, its NodePort answers); return its host URL."""
-        self.apply([o for o in self.objects() if not is_worker_object(o)])
+        run's broker is ready and answers from the host at the protocol level (a TCP connect
+        proves nothing on Kind: Docker's proxy accepts it as soon as the node is up); point
+        the management API at the cluster's; return the broker's host URL."""
+        objects = [o for o in self.objects() if not is_worker_object(o)]
+        self.apply([o for o in objects if o["kind"] == "Namespace"])
+        self.ensure_secret()  # before the brokers: they read their credentials from it
+        self.apply([o for o in objects if o["kind"] != "Namespace"])
         self.wait_brokers(timeout)
         deadline = time.monotonic() + timeout
         url = self.broker_url_for(self.backend)
-        if self.flavor == "kind" and self.check_host_ports:
-            self._wait_host_port(BROKERS[self.backend]["node_port"], deadline)
+        if self.check_host_ports:
+            self._wait_broker_answers(url, deadline)
+        self._point_management()
         return url
+
+    def ensure_secret(self) -> str:
+        """Create the credentials Secret with random passwords when absent; keep it otherwise
+        (the brokers' stored users were made with it); refuse one that lacks keys."""
+        secret = self._read_secret()
+        if secret is None:
+            return self._apply_one(generate_secret())
+        check_complete(decode(secret))
+        return f"kept Secret {NAMESPACE}/{BROKER_SECRET} (exists)"
+
+    def _read_secret(self) -> dict[str, Any] | None:
+        return self.api.call(f"read Secret {NAMESPACE}/{BROKER_SECRET}",
+                             self.api.core.read_namespaced_secret, BROKER_SECRET, NAMESPACE,
+                             missing_ok=True)
+
+    def credentials(self) -> dict[str, str]:
+        """The Secret's values (what `ttg kind credentials` shows); ClusterError if absent."""
+        secret = self._read_secret()
+        if secret is None:
+            raise ClusterError(f"no Secret {NAMESPACE}/{BROKER_SECRET} yet: the first deploy "
+                               f"(python -m ttg_lib.cluster.kind up, or a run) generates it")
+        return decode(secret)
 
     def wait_brokers(self, timeout: float, backends: tuple[str, ...] | None = None) -> None:
         wanted = [BROKERS[b] for b in (backends or (self.backend,))]
@@ -175,42 +219,70 @@ class KubernetesCluster(Cluster):
         """The URL the host (the run's backend, a notebook, the monitor) uses for a broker."""
         backend = backend or self.backend
         broker = BROKERS[backend]
-        url = self._secret_url(broker["secret_key"])
+        url = self.credentials()[broker["secret_key"]]
+        return _with_host(url, "127.0.0.1", self._host_port(backend, broker["port"]))
+
+    def _host_port(self, key: str, pod_port: int) -> int:
+        """The host port reaching a broker port: Kind's published NodePort, or a port-forward
+        (``key`` is a backend, or ``<backend>-management``)."""
         if self.flavor == "kind":
-            return _with_host(url, "127.0.0.1", broker["node_port"])
-        forward = self._forwards.get(backend)
+            return self.host_ports[key]
+        backend = key.split("-", 1)[0]
+        forward = self._forwards.get(key)
         if forward is None:
             pods = [p for p in self.api.list("Pod", broker_selector(backend)) if pod_ready(p)]
             if not pods:
-                raise ClusterError(f"no ready {broker['app']} pod in namespace {NAMESPACE} "
-                                   f"to port-forward to")
-            forward = PortForwarder(self.api, pods[0]["metadata"]["name"], broker["port"])
-            self._forwards[backend] = forward
-        return _with_host(url, "127.0.0.1", forward.port)
+                raise ClusterError(f"no ready {BROKERS[backend]['app']} pod in namespace "
+                                   f"{NAMESPACE} to port-forward to")
+            forward = PortForwarder(self.api, pods[0]["metadata"]["name"], pod_port)
+            self._forwards[key] = forward
+        return forward.port
+
+    def _point_management(self) -> None:
+        """The backend reads its management API at <env>; on Kubernetes that is the cluster's
+        broker (Kind: the published NodePort), not whatever answers on the host's default
+        port. A value the user set is kept; ours is undone by release_brokers()."""
+        management = MANAGEMENT.get(self.backend)
+        if management is None or os.environ.get(management["env"]):
+            return
+        port = self._host_port(f"{self.backend}-management", management["port"])
+        self._env_before[management["env"]] = os.environ.get(management["env"])
+        os.environ[management["env"]] = f"http://127.0.0.1:{port}"
+
+    def release_brokers(self) -> None:
+        for name, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._env_before.clear()
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     @property
     def broker_url(self) -> str:
         return self.broker_url_for(self.backend)
 
-    def _secret_url(self, key: str) -> str:
-        secret = self.api.call(f"read Secret {NAMESPACE}/{BROKER_SECRET}",
-                               self.api.core.read_namespaced_secret, BROKER_SECRET, NAMESPACE,
-                               missing_ok=True)
-        if secret and key in (secret.get("data") or {}):
-            return base64.b64decode(secret["data"][key]).decode()
-        manifest = next(o for o in self.objects(0) if o["kind"] == "Secret")
-        return manifest["stringData"][key]
+    def _wait_broker_answers(self, url: str, deadline: float) -> None:
+        """Connect with the run's own backend (a Redis PING, an AMQP handshake) until it
+        succeeds or the deadline passes."""
+        from ...backends import BrokerUnavailable, open_inspector
 
-    def _wait_host_port(self, port: int, deadline: float) -> None:
+        port = urlsplit(url).port
         while True:
+            backend = open_inspector(self.backend, url, lease_s=self.lease_s)
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                backend.connect()
+                backend.close()
                 return
-            except OSError as exc:
+            except BrokerUnavailable as exc:
                 if time.monotonic() >= deadline:
-                    raise ClusterError(f"broker NodePort 127.0.0.1:{port} does not answer "
-                                       f"({exc}): was the Kind cluster created from "
-                                       f"kind/kind-config.yaml (extraPortMappings)?") from None
+                    where = ("was the Kind cluster created from kind/kind-config.yaml "
+                             "(extraPortMappings)?" if self.flavor == "kind" else
+                             "is the port-forward to the broker pod working?")
+                    raise ClusterError(f"the {self.backend} broker does not answer on "
+                                       f"127.0.0.1:{port} ({exc}): {where}") from None
             time.sleep(self.poll_s)
 
     # -- workers -------------------------------------------------------------------
@@ -261,13 +333,33 @@ class KubernetesCluster(Cluster):
             gone = [i for n, i in self._gone.items() if n not in live]
         return sorted(gone + list(live.values()), key=lambda w: (w.started_at, w.name))
 
-    def worker_status(self) -> list[dict[str, Any]]:
-        rows = []
-        for info in self.workers():
-            rows.append({**info.to_dict(), "pod": info.ident,
-                         "activity": info.state, "chunks_done": None, "current_chunk": None,
-                         "last_heartbeat": None, "chunk_started_at": None})
-        return rows
+    def worker_status(self) -> list[WorkerStatus]:
+        """Pods, with ``chunks_held`` from the broker (consumer name = pod name) where the
+        backend reports it; pods write no heartbeat the host can read."""
+        holding = self._chunks_held() or {}
+        return [WorkerStatus.of(info, {"chunks_held": holding.get(info.name)})
+                for info in self.workers()]
+
+    def _chunks_held(self) -> dict[str, int] | None:
+        """Unacked chunks per consumer, from the broker; None when the backend does not say
+        (its workers() rows have no ``pending``) or cannot be reached."""
+        from ...backends import BrokerUnavailable, ListsConsumers, open_inspector
+
+        try:
+            if self._probe is None:
+                probe = open_inspector(self.backend, self.broker_url_for(self.backend),
+                                       lease_s=self.lease_s)
+                if not isinstance(probe, ListsConsumers):
+                    return None  # this backend reports no consumers: no connection for it
+                probe.connect()
+                self._probe = probe
+            rows = self._probe.consumers()
+        except (BrokerUnavailable, ClusterError):
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+            return None
+        return {c.name: c.pending for c in rows} if rows else None
 
     def wait_ready(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -291,8 +383,13 @@ class KubernetesCluster(Cluster):
                            f"{len(ready)}/{count} ready pods: {detail}{hint}")
 
     def kill_worker(self, name: str | None = None) -> WorkerInfo:
-        """Fault injection: delete one worker pod with grace period 0 (no SIGTERM grace);
-        the Deployment's ReplicaSet starts a replacement, recorded as ``replaced``."""
+        """Fault injection, a hard kill: delete one worker pod with grace period 0. The
+        kubelet still sends SIGTERM (kubernetes#120449), and the worker ConfigMap's
+        TTG_KILL_ON_SIGTERM=1 makes the worker end on it at once, mid-chunk, as SIGKILL does
+        locally: its unacked chunks are redelivered. Without ``name`` the victim is a pod
+        that holds a chunk, by the broker (consumer name = pod name; the most held, then the
+        oldest), else the oldest running pod. The Deployment starts a replacement, recorded
+        as ``replaced``."""
         pods = [p for p in self._list_worker_pods()
                 if pod_state(p) in ("running", "starting")
                 and (name is None or p["metadata"]["name"] == name)]
@@ -300,10 +397,13 @@ class KubernetesCluster(Cluster):
             raise ClusterError(f"no live worker pod named {name!r}" if name else
                                "no live worker pod to kill")
         running = [p for p in pods if pod_state(p) == "running"] or pods
+        held = (self._chunks_held() or {}) if name is None else {}
         victim = pods[0] if name else min(
-            running, key=lambda p: (p["metadata"].get("creationTimestamp") or "",
+            running, key=lambda p: (-held.get(p["metadata"]["name"], 0),
+                                    p["metadata"].get("creationTimestamp") or "",
                                     p["metadata"]["name"]))
         victim_name = victim["metadata"]["name"]
+        holds = held.get(victim_name)
         from kubernetes import client
 
         # The lock keeps the watcher from recording the replacement before the kill.
@@ -324,8 +424,10 @@ class KubernetesCluster(Cluster):
             info.state, info.ended_at = WorkerState.DEAD, time.time()
             self._gone[victim_name] = info
             self._cache.pop(victim_name, None)
+            what = f", holding {holds} chunk(s)" if holds else ""
             self.book.add("killed", victim_name,
-                          f"pod deleted with grace period 0 on node {info.node}")
+                          f"pod deleted with grace period 0 on node {info.node}: the worker "
+                          f"ends at the kubelet's SIGTERM (TTG_KILL_ON_SIGTERM){what}")
         return info
 
     def stream_logs(self, name: str, *, follow: bool = False,
@@ -382,6 +484,9 @@ class KubernetesCluster(Cluster):
             self._synced = False
         if self._watcher is not None:
             self._watcher.join(2)
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         for forward in self._forwards.values():
             forward.close()
         self._forwards.clear()
@@ -395,18 +500,12 @@ class KubernetesCluster(Cluster):
         while not self._stopping.is_set():
             try:
                 if version is None:
-                    listing = self.api.call(
-                        f"list Pod ({self.worker_selector})", self.api.core.list_namespaced_pod,
-                        NAMESPACE, label_selector=self.worker_selector) or {}
-                    for pod in listing.get("items") or []:
-                        self._on_pod("ADDED", pod)
-                    version = (listing.get("metadata") or {}).get("resourceVersion")
-                    with self._lock:
-                        self._synced = True
+                    version = self._relist()
                 w = watch.Watch()
                 for event in w.stream(self.api.core.list_namespaced_pod, NAMESPACE,
                                       label_selector=self.worker_selector,
                                       resource_version=version,
+                                      allow_watch_bookmarks=True,
                                       timeout_seconds=self.watch_timeout_s,
                                       _request_timeout=self.watch_timeout_s + 10):
                     if self._stopping.is_set():
@@ -417,7 +516,8 @@ class KubernetesCluster(Cluster):
                         version = None  # e.g. 410 Gone: list again
                         break
                     version = (raw.get("metadata") or {}).get("resourceVersion") or version
-                    self._on_pod(event["type"], raw)
+                    if event.get("type") != "BOOKMARK":  # a bookmark only moves the version
+                        self._on_pod(event["type"], raw)
             except ApiException as exc:
                 if exc.status == 410:
                     version = None
@@ -428,6 +528,24 @@ class KubernetesCluster(Cluster):
                     self._synced = False
                 version = None
                 self._stopping.wait(self.poll_s)
+
+    def _relist(self) -> str | None:
+        """List the run's pods and make the cache exactly that list: a pod deleted while the
+        watch was away (410, dropped connection) gets its DELETED event here, once."""
+        listing = self.api.call(
+            f"list Pod ({self.worker_selector})", self.api.core.list_namespaced_pod,
+            NAMESPACE, label_selector=self.worker_selector) or {}
+        items = listing.get("items") or []
+        listed = {p["metadata"]["name"] for p in items}
+        with self._lock:
+            missing = [pod for name, pod in self._cache.items() if name not in listed]
+        for pod in missing:
+            self._on_pod("DELETED", pod)
+        for pod in items:
+            self._on_pod("ADDED", pod)
+        with self._lock:
+            self._synced = True
+        return (listing.get("metadata") or {}).get("resourceVersion")
 
     def _on_pod(self, etype: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
