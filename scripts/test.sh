@@ -3,7 +3,9 @@
 # Extra arguments go to pytest (e.g. -k redis, -x).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$ROOT/scripts/setup.sh" --brokers --browser
+# The bench extra (Dask, Ray; ~20 s to install) lets tests/test_peers_bench.py run the peers
+# benchmark's smoke instead of failing for want of it.
+"$ROOT/scripts/setup.sh" --brokers --browser --extras dev,notebooks,k8s,bench
 cd "$ROOT"
 echo "== ruff"
 .venv/bin/ruff check .
