@@ -272,13 +272,35 @@ def run_peer(name: str, items: list[Workload], scratch: Path,
 # -- TTG ---------------------------------------------------------------------------------------
 
 def run_ttg(backend: str, items: list[Workload], scratch: Path, settings: dict[str, str],
-            say: Any = print) -> dict[str, Any]:
+            say: Any = print, private_broker: bool = False) -> dict[str, Any]:
     """Each workload is one run through the library (``execute(RunConfig.build(...))``): it
-    starts its own three workers; start-up is the time from the call to the first task."""
+    starts its own three workers; start-up is the time from the call to the first task.
+
+    ``private_broker``: a broker started here for the benchmark, as Dask and Ray start their
+    schedulers: it runs at the driver's priority (under ``nice``, as the peers' processes do)
+    and shares no CPU with other users of the configured one."""
+    from ttg_lib.cluster.brokers import start_private_rabbitmq, start_private_redis
+
+    out: dict[str, Any] = {"startup_s": None, "broker": "configured", "workloads": {}}
+    if not private_broker:
+        _run_ttg(backend, items, scratch, settings, say, out)
+        return out
+    t0 = time.perf_counter()
+    broker = start_private_redis() if backend == "redis" else start_private_rabbitmq()
+    out.update(broker="private", broker_start_s=round(time.perf_counter() - t0, 3))
+    say(f"ttg-{backend}: private {backend} ready in {out['broker_start_s']:.2f} s")
+    try:
+        _run_ttg(backend, items, scratch, {f"{backend}_url": broker.url, **settings}, say, out)
+    finally:
+        broker.stop()
+    return out
+
+
+def _run_ttg(backend: str, items: list[Workload], scratch: Path, settings: dict[str, str],
+             say: Any, out: dict[str, Any]) -> None:
     from ttg_lib.config import RunConfig
     from ttg_lib.run import execute
 
-    out: dict[str, Any] = {"startup_s": None, "workloads": {}}
     for w in items:
         config = RunConfig.build(**ttg_settings(backend, w, scratch, settings))
         first: list[float] = []
@@ -309,14 +331,14 @@ def run_ttg(backend: str, items: list[Workload], scratch: Path, settings: dict[s
         say(f"ttg-{backend} {w.name}: {row}")
     starts = [r["startup_s"] for r in out["workloads"].values() if r.get("startup_s")]
     out["startup_s"] = round(sorted(starts)[len(starts) // 2], 3) if starts else None
-    return out
 
 
 def ttg_settings(backend: str, w: Workload, scratch: Path,
                  settings: dict[str, str]) -> dict[str, Any]:
     """The RunConfig for one workload; ``settings`` (``--ttg-set key=value``) come last, so
     they can turn on options such as result files or verification modes."""
-    return {"backend": backend, "scale": "small", "total_params": w.params,
+    scale = {"small": "small", "small-fault": "small", "medium": "medium"}.get(w.name, "large")
+    return {"backend": backend, "scale": scale, "total_params": w.params,
             "chunk_size": w.chunk, "work_ms": w.work_ms, "workers": WORKERS,
             "compute": w.compute, "fault_demo": bool(w.kill_at), "kill_at": w.kill_at or 0.3,
             "monitor": "none", "output_dir": str(scratch / "ttg"), **settings}

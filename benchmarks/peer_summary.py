@@ -57,6 +57,8 @@ def markdown(results: dict[str, Any]) -> str:
         return out
 
     startup = [("—" if r.get("startup_s") is None else f"{r['startup_s']:.1f} s")
+               + (f" (+ {r['broker_start_s']:.1f} s private broker)"
+                  if r.get("broker_start_s") is not None else "")
                for r in results["systems"].values()]
     load = m.get("loadavg_at_start")
     lines = [
@@ -65,12 +67,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"`{results['command']}` — {m['when']}, {m['cores']} cores, Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
         + (f"; load average {load[0]:.2f} at start" if load else "")
+        + (f"; under nice {results['nice']}" if results.get("nice") else "")
+        + ("; TTG on private brokers started by the benchmark"
+           if results.get("private_brokers") else "")
         + (f"; TTG settings {results['ttg_settings']}" if results["ttg_settings"] else ""),
         "",
         "Time from the first chunk submitted to the last result in hand (3 workers):",
         "",
         head, rule,
-        "| start-up: cluster and 3 workers ready | " + " | ".join(startup) + " |",
+        "| start-up: cluster and 3 workers ready (TTG: per run, median) | "
+        + " | ".join(startup) + " |",
         *rows(_cell),
         "",
         "Driver's peak RSS while the workload ran, MiB (TTG: the orchestrator; Dask: client "
