@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import signal
 import threading
 import time
@@ -119,6 +120,9 @@ class Peer:
 
     name = ""
 
+    def __init__(self, packed: bool = False):
+        self.packed = packed  # tasks return their values pickled, unpickled here (timed)
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -149,7 +153,8 @@ def measure_peer(peer: Peer, w: Workload, scratch: Path) -> dict[str, Any]:
         peer.submit(w, str(exec_log) if exec_log else None)
         while len(results) < w.chunks:
             for cid, values in peer.poll():
-                results.setdefault(cid, values)
+                if cid not in results:
+                    results[cid] = pickle.loads(values) if peer.packed else values
             if exec_log and killed is None and len(results) >= (kill_due or 0):
                 killed = kill_mid_chunk(exec_log, results)
                 if killed:
@@ -195,7 +200,8 @@ class DaskPeer(Peer):
         futures = self.client.map(
             chunk_task, [w.compute] * len(ranges), [r[0] for r in ranges],
             [r[1] for r in ranges], [r[2] for r in ranges], [w.work_ms] * len(ranges),
-            [exec_log] * len(ranges), key=[f"{w.name}-{r[0]}" for r in ranges])
+            [exec_log] * len(ranges), [self.packed] * len(ranges),
+            key=[f"{w.name}-{r[0]}" for r in ranges])
         self._chunk = {f.key: r[0] for f, r in zip(futures, ranges, strict=True)}
         # Only as_completed holds the futures: a result in hand is released at once (the
         # scheduler may then forget it), the best case for Dask when a worker dies.
@@ -232,7 +238,8 @@ class RayPeer(Peer):
                       for _ in range(WORKERS)])
 
     def submit(self, w: Workload, exec_log: str | None) -> None:
-        refs = {self.task.remote(w.compute, cid, start, count, w.work_ms, exec_log): cid
+        refs = {self.task.remote(w.compute, cid, start, count, w.work_ms, exec_log,
+                                 self.packed): cid
                 for cid, start, count in w.ranges()}
         self._chunk = refs
         self._pending = list(refs)
@@ -250,12 +257,13 @@ class RayPeer(Peer):
 PEERS: dict[str, type[Peer]] = {"dask": DaskPeer, "ray": RayPeer}
 
 
-def run_peer(name: str, items: list[Workload], scratch: Path,
-             say: Any = print) -> dict[str, Any]:
-    peer = PEERS[name]()
+def run_peer(name: str, items: list[Workload], scratch: Path, say: Any = print,
+             packed: bool = False) -> dict[str, Any]:
+    peer = PEERS[name](packed)
     t0 = time.perf_counter()
     peer.start()
-    out: dict[str, Any] = {"startup_s": round(time.perf_counter() - t0, 3), "workloads": {}}
+    out: dict[str, Any] = {"startup_s": round(time.perf_counter() - t0, 3), "packed": packed,
+                           "workloads": {}}
     say(f"{name}: cluster and {WORKERS} workers ready in {out['startup_s']:.2f} s")
     try:
         for w in items:

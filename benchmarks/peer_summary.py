@@ -70,6 +70,8 @@ def markdown(results: dict[str, Any]) -> str:
         + (f"; under nice {results['nice']}" if results.get("nice") else "")
         + ("; TTG on private brokers started by the benchmark"
            if results.get("private_brokers") else "")
+        + ("; Dask and Ray tasks return their values pickled (--packed-results)"
+           if results.get("packed_results") else "")
         + (f"; TTG settings {results['ttg_settings']}" if results["ttg_settings"] else ""),
         "",
         "Time from the first chunk submitted to the last result in hand (3 workers):",

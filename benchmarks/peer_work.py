@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,14 @@ def workloads(quick: bool) -> dict[str, Workload]:
 
 
 def chunk_task(compute: str, chunk_id: int, start: int, count: int, work_ms: float,
-               exec_log: str | None = None) -> list[Any]:
+               exec_log: str | None = None, packed: bool = False) -> list[Any] | bytes:
     """One chunk on a Dask or Ray worker: the same loop as a TTG worker's. With ``exec_log``,
     each execution first appends "chunk_id pid" to it, so the driver can kill a process that
-    is surely mid-chunk and count how many chunks were run more than once."""
+    is surely mid-chunk and count how many chunks were run more than once. ``packed``
+    returns the values pickled as one bytes object (Dask serializes a list result value by
+    value, a frame each; TTG packs a batch's values into one frame too)."""
     if exec_log:
         with open(exec_log, "a") as log:  # one short line, O_APPEND: no interleaving
             log.write(f"{chunk_id} {os.getpid()}\n")
-    return run_chunk(load(compute), start, count, work_ms)
+    values = run_chunk(load(compute), start, count, work_ms)
+    return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL) if packed else values

@@ -88,7 +88,8 @@ def run_driver(system: str, args: argparse.Namespace, out: Path) -> dict[str, An
     cmd = [sys.executable, str(Path(__file__).resolve()), "--driver", system,
            "--workloads", ",".join(args.workload_names), "--result-file", str(result_file),
            "--output-dir", str(out)] + (["--quick"] if args.quick else []) + (
-           ["--private-brokers"] if args.private_brokers else [])
+           ["--private-brokers"] if args.private_brokers else []) + (
+           ["--packed-results"] if args.packed_results else [])
     for key, value in args.settings.items():
         cmd += ["--ttg-set", f"{key}={value}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1",  # workers of every system import benchmarks
@@ -143,7 +144,7 @@ def driver_main(args: argparse.Namespace) -> int:
         result = run_ttg(args.driver.removeprefix("ttg-"), items, scratch, args.settings, say,
                          private_broker=args.private_brokers)
     else:
-        result = run_peer(args.driver, items, scratch, say)
+        result = run_peer(args.driver, items, scratch, say, packed=args.packed_results)
     Path(args.result_file).write_text(json.dumps(result, indent=2))
     return 0
 
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="TTG on a Redis/RabbitMQ started for the benchmark (at its own "
                         "priority, e.g. under nice, like the peers' schedulers) instead of "
                         "TTG_REDIS_URL / TTG_RABBITMQ_URL")
+    parser.add_argument("--packed-results", action="store_true",
+                        help="Dask and Ray tasks return their chunk's values pickled as one "
+                        "bytes object, unpickled by the driver inside the timing (Dask "
+                        "otherwise serializes a list result value by value)")
     parser.add_argument("--output-dir", default=str(ROOT / "outputs" / "bench"))
     parser.add_argument("--driver", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "machine": machine(), "quick": args.quick, "ttg_settings": args.settings,
-        "private_brokers": args.private_brokers, "nice": os.nice(0),
+        "private_brokers": args.private_brokers, "packed_results": args.packed_results,
+        "nice": os.nice(0),
         "command": " ".join(["python", "benchmarks/peers.py", *(argv or sys.argv[1:])]),
         "workloads": {n: describe(workloads(args.quick)[n]) for n in args.workload_names},
         "systems": {}}

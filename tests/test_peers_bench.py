@@ -69,6 +69,21 @@ def test_quick_peers_benchmark_measures_every_system(tmp_path):
     assert "Peers: Dask, Ray and TTG" in proc.stdout  # the printed table
 
 
+def test_packed_results_reach_the_driver_whole(tmp_path):
+    """--packed-results: a Dask task returns its chunk pickled, the driver unpickles it and
+    checks every value as before."""
+    _need_bench_extra()
+    proc = _peers("--quick", "--packed-results", "--systems", "dask", "--workloads", "million",
+                  "--output-dir", str(tmp_path), timeout=200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (out,) = tmp_path.iterdir()
+    results = json.loads((out / "bench.json").read_text())
+    assert results["packed_results"] is True and results["systems"]["dask"]["packed"] is True
+    row = results["systems"]["dask"]["workloads"]["million"]
+    assert row["checked"] and row["missing_chunks"] == 0 and row["wrong_values"] == 0
+    assert "--packed-results" in (out / "summary.md").read_text()
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (("--ttg-set", "no_such=1"), "invalid --ttg-set: invalid no_such='1': unknown setting"),
     (("--ttg-set", "workers"), "invalid --ttg-set 'workers': KEY=VALUE"),
