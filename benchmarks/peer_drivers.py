@@ -129,7 +129,7 @@ class Peer:
     def submit(self, w: Workload, exec_log: str | None) -> None:
         raise NotImplementedError
 
-    def poll(self) -> list[tuple[int, list[Any]]]:
+    def poll(self) -> list[tuple[int, Any]]:
         raise NotImplementedError
 
     def ready(self) -> None:
@@ -207,7 +207,7 @@ class DaskPeer(Peer):
         # scheduler may then forget it), the best case for Dask when a worker dies.
         self._pending = as_completed(futures, with_results=True)
 
-    def poll(self) -> list[tuple[int, list[Any]]]:
+    def poll(self) -> list[tuple[int, Any]]:
         batch = self._pending.next_batch(block=True)
         out = [(self._chunk[future.key], values) for future, values in batch]
         for future, _ in batch:
@@ -244,7 +244,7 @@ class RayPeer(Peer):
         self._chunk = refs
         self._pending = list(refs)
 
-    def poll(self) -> list[tuple[int, list[Any]]]:
+    def poll(self) -> list[tuple[int, Any]]:
         ready, self._pending = self.ray.wait(self._pending, num_returns=len(self._pending),
                                             timeout=0.05)
         return [(self._chunk.pop(ref), values)
