@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by scripts/demo.sh and scripts/test.sh:
 #   .venv with TTG and its extras, Redis and RabbitMQ answering on loopback.
-# Usage: scripts/setup.sh [--extras dev,notebooks,k8s] [--brokers] [--browser]
+# Usage: scripts/setup.sh [--extras dev,notebooks,k8s[,bench]] [--brokers] [--browser]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -4,7 +4,9 @@
 # run (tests/conftest.py); set-up that cannot install what the tests need fails first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$ROOT/scripts/setup.sh" --brokers --browser || {
+# The bench extra (Dask, Ray; ~20 s to install) lets tests/test_peers_bench.py run the peers
+# benchmark's smoke instead of failing for want of it.
+"$ROOT/scripts/setup.sh" --brokers --browser --extras dev,notebooks,k8s,bench || {
   echo "test.sh: set-up failed (above); no tests were run" >&2; exit 1; }
 cd "$ROOT"
 echo "== ruff"
