@@ -303,3 +303,17 @@ def test_results_are_still_read_after_a_purge(broker: Broker):
     p.publish_tasks([task(1)])
     complete(c, fetch(c))
     assert [r.chunk_id for r in read_all_results(p, 1)] == [1]
+
+
+def test_a_task_retried_without_delay_is_back_at_once(broker: Broker):
+    """A worker hands a task to another (a recomputation of its own result): no retry wait."""
+    c, other = broker.consumer(), broker.consumer()
+    broker.producer.publish_tasks([task(5)])
+    d = fetch(c)
+    handed = time.monotonic()
+    c.retry(d, Task.decode(d.body), delay_s=0)
+    c.close()  # it takes no more work: a broker may have pushed the task back to it already
+    again = fetch(other, "other", timeout=2)
+    assert again is not None and Task.decode(again.body).chunk_id == 5
+    assert time.monotonic() - handed < 0.6, "a hand-over must not wait for a retry sweep"
+    complete(other, again)

@@ -105,6 +105,7 @@ class Run:
         self.state = RunState.CREATED
         self.t0: float | None = None
         self.t_last: float | None = None
+        self.t_complete: float | None = None  # every result and recomputation in, on disk
         self._cpu0 = self._cpu_last = 0.0  # process CPU at t0 and at the last new result
         self.faults = Faults(config.kill_at if config.fault_demo else None,
                              config.chunks_total)
@@ -342,7 +343,9 @@ class Run:
     def _check_end(self) -> None:
         cfg = self.config
         if self.collector.all_done:
+            self.writer.flush()  # on disk before the run counts as complete
             self.state = RunState.DONE
+            self.t_complete = time.monotonic()
         elif self.elapsed_s > cfg.effective_timeout_s:
             self.state = RunState.TIMED_OUT
         elif self.cluster.live_workers():
@@ -415,7 +418,8 @@ class Run:
             verify_mode=self.plan.mode.value,
             results_rows=self.writer.rows_written if self.writer else 0,
             results_file=str(self.writer.path) if self.writer else None,
-            resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0)
+            resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0,
+            complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None)
 
     def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
                       events: list[dict[str, Any]], workers: list[Any],

@@ -72,6 +72,8 @@ class RunSummary:
     values_recomputed: int = 0  # by a worker other than the one that computed them
     results_rows: int = 0  # rows in results.parquet
     results_file: str | None = None
+    complete_s: float | None = None  # first task published -> every result and recomputation
+    # in and on disk: runtime_s plus the verification's tail
     resumed: bool = False  # continued a run whose orchestrator died (ttg run --resume)
     chunks_redone: int = 0  # chunks a resumed run published again
 
@@ -90,7 +92,7 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                   outages: list[dict[str, Any]], peak_rss_mib: float,
                   verify_s: float, verify_mode: str, results_rows: int,
                   results_file: str | None, resumed: bool = False,
-                  chunks_redone: int = 0) -> RunSummary:
+                  chunks_redone: int = 0, complete_s: float | None = None) -> RunSummary:
     runtime = timing.runtime_s
     ideal = config.ideal_runtime_s
     done = state == "done"
@@ -124,7 +126,8 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"]),
         verify_mode=verify_mode, values_recomputed=verdict.values_recomputed,
         results_rows=results_rows, results_file=results_file, resumed=resumed,
-        chunks_redone=chunks_redone)
+        chunks_redone=chunks_redone,
+        complete_s=round(complete_s, 3) if complete_s is not None else None)
 
 
 def cpu_budget(workers: list[WorkerStatus], orchestrator: float | None

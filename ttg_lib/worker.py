@@ -45,7 +45,6 @@ from .messages import MessageError, Result, Task
 from .procs import peak_rss_mib
 
 MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
-BOUNCE_DELAY_S = 0.05
 
 
 @dataclass
@@ -185,6 +184,7 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
         self.chunks_done = 0
         self.batch = BatchSizer()
+        self._handing_back: list[tuple[Delivery, Task]] = []
         self.cpu = CpuMeter()
         self._parent = os.getppid()
         # stored after a reconnect, so maybe redelivered: (chunk id, recomputation) -> result
@@ -280,6 +280,9 @@ class Worker:
             result = self.handle(delivery, held=deliveries[index:])
             if result is not None:
                 done.append((delivery, result))
+        if self._handing_back:  # recomputations of our own results: for other workers
+            handed, self._handing_back = self._handing_back, []
+            self.backend.hand_back(handed)
         self._store(done)
         self.chunks_done += len(done)
         self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None,
@@ -303,7 +306,7 @@ class Worker:
             return self._stored_late.pop(late_key)  # stored already: ack, recompute nothing
         if task.verify_of == self.settings.name and task.bounces < MAX_BOUNCES:
             # a recomputation of our own result proves nothing: hand it to another worker
-            self.backend.retry(delivery, task.bounced(), BOUNCE_DELAY_S)
+            self._handing_back.append((delivery, task.bounced()))
             return None
         started = time.time()
         self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,

@@ -188,7 +188,13 @@ class Consumer(Connection):
 
     @abc.abstractmethod
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
-        """Park ``task`` (already at its next attempt) for ``delay_s``, then ack the original."""
+        """Park ``task`` (already at its next attempt) for ``delay_s``, then ack the original;
+        ``delay_s`` 0 puts it straight back on the tasks queue (a hand-over, no wait)."""
+
+    @abc.abstractmethod
+    def hand_back(self, items: list[tuple[Delivery, Task]]) -> None:
+        """Put these tasks back on the tasks queue for other workers and ack the originals,
+        in one round trip (a worker's recomputations of its own results)."""
 
     @abc.abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,

@@ -228,9 +228,17 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
 
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
         with self._check().cond:
-            heapq.heappush(self.b.retries,
-                           (time.monotonic() + delay_s, next(self.b.ids), task.encode()))
+            if delay_s <= 0:  # due at once: straight back to the tasks
+                self.b.ready.append((next(self.b.ids), task.encode(), False))
+            else:
+                heapq.heappush(self.b.retries,
+                               (time.monotonic() + delay_s, next(self.b.ids), task.encode()))
             self._ack([delivery])
+
+    def hand_back(self, items: list[tuple[Delivery, Task]]) -> None:
+        with self._check().cond:
+            self.b.ready.extend((next(self.b.ids), task.encode(), False) for _d, task in items)
+            self._ack(d for d, _t in items)
 
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     failure: Result | None = None) -> None:

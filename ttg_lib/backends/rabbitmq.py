@@ -403,12 +403,23 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
 
     @_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
-        props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
-                                     content_type="application/json",
-                                     expiration=str(max(1, int(delay_s * 1000))))
-        self._publish(RETRY, task.encode(), props)
+        """Through the retry queue's TTL; a task due at once goes straight to the tasks."""
+        if delay_s <= 0:
+            self._publish(TASKS, task.encode(), PERSISTENT)
+        else:
+            props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                         content_type="application/json",
+                                         expiration=str(max(1, int(delay_s * 1000))))
+            self._publish(RETRY, task.encode(), props)
         self._ack(delivery)
         self._commit()
+
+    @_errors
+    def hand_back(self, items: list[tuple[Delivery, Task]]) -> None:
+        for delivery, task in items:
+            self._publish(TASKS, task.encode(), PERSISTENT)
+            self._ack(delivery)
+        self._commit()  # one transaction for the lot
 
     @_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,

@@ -343,6 +343,14 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
                                args=[GROUP, delivery.handle, int(delay_s * 1000), task.encode()])
 
     @_errors
+    def hand_back(self, items: list[tuple[Delivery, Task]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for delivery, task in items:  # a retry due at once: straight back to the stream
+            self._scripts["retry"](keys=[TASKS, RETRY],
+                                   args=[GROUP, delivery.handle, 0, task.encode()], client=pipe)
+        pipe.execute()
+
+    @_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     failure: Result | None = None) -> None:
         record = dead_letter_record(delivery.body, reason, attempts, time.time())
