@@ -105,7 +105,8 @@ def _run_with_progress(config: RunConfig, quiet: bool) -> dict[str, Any]:
     # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
     # workers stopped, the broker released
     signal.signal(signal.SIGTERM, _interrupt)
-    with Run(config, say=lambda line: console.print(f"ttg: {line}", highlight=False)) as run:
+    with Run(config, say=lambda line: console.print(f"ttg: {line}", highlight=False,
+                                                   soft_wrap=True)) as run:
         if not quiet:
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "

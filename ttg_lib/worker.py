@@ -188,6 +188,8 @@ class Worker:
                             and time.monotonic() - idle_since > self.settings.idle_exit_s):
                         break
                     continue
+                if self._orphaned():  # its run is gone: these may be a new run's tasks,
+                    break  # left unacked for the new run's workers (RabbitMQ requeues now)
                 self.handle_batch(deliveries)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
