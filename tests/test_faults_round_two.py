@@ -250,7 +250,8 @@ def rabbitmqctl_queues(broker) -> dict[str, dict[str, int]]:
     rows = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 5 and parts[0].startswith("ttg."):
+        if len(parts) == 5 and parts[0] in ("ttg.tasks", "ttg.tasks.retry", "ttg.tasks.dlq",
+                                            "ttg.results"):
             rows[parts[0]] = dict(zip(("messages", "ready", "unacked", "consumers"),
                                       map(int, parts[1:]), strict=True))
     return rows
@@ -268,6 +269,22 @@ def monitor_queues(url: str, management_url: str) -> tuple[dict[str, dict], str]
     return {q["name"]: q for q in snap["queues"].values()}, snap.get("hint", "")
 
 
+def api_caught_up(url: str, management_url: str, truth: dict, timeout: float = 12) -> None:
+    """The management API's unacked counts are the broker's statistics sample, refreshed
+    every ~5 s: wait for the one taken after the pause."""
+    from ttg_lib.backends import make_backend
+
+    os.environ["TTG_RABBITMQ_MANAGEMENT_URL"] = management_url
+    deadline = time.monotonic() + timeout
+    with make_backend("rabbitmq", url) as backend:
+        while time.monotonic() < deadline:
+            stats = {q.name: q.unacked for q in backend.stats().rows()}
+            if all(stats[name] == row["unacked"] for name, row in truth.items()):
+                return
+            time.sleep(0.2)  # the broker samples on its own timer
+    raise AssertionError(f"the management API never caught up: {stats} vs {truth}")
+
+
 @pytest.mark.slow
 def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
     """Mid-run, with the workers paused so the figures hold still: with the management API
@@ -278,7 +295,7 @@ def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
     port = free_port()
     broker = start_private_rabbitmq(
         plugins=("rabbitmq_management",),
-        config=f"management.tcp.port = {port}\ncollect_statistics_interval = 200\n")
+        config=f"management.tcp.port = {port}\n")
     api, no_api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{free_port()}"
     checked: dict = {}
 
@@ -287,8 +304,9 @@ def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
         for proc in procs:
             proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(1.0)  # let the broker's statistics catch up with the pause
+            time.sleep(0.5)  # deliveries already on their way arrive
             truth = rabbitmqctl_queues(broker)
+            api_caught_up(broker.url, api, truth)
             with_api, _ = monitor_queues(broker.url, api)
             without_api, hint = monitor_queues(broker.url, no_api)
             assert rabbitmqctl_queues(broker) == truth, "figures moved during the comparison"
@@ -309,7 +327,7 @@ def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
     try:
         os.environ["TTG_RABBITMQ_MANAGEMENT_URL"] = api  # the run's own samples use the API
         cfg = make_config(backend="rabbitmq", **SHORT, rabbitmq_url=broker.url,
-                          lease_s=10.0, liveness_s=0)
+                          lease_s=30.0, liveness_s=0)  # paused workers keep their connections
         summary = drive(Run(cfg), at=0.4, action=compare, timeout=180)
     finally:
         os.environ.pop("TTG_RABBITMQ_MANAGEMENT_URL", None)

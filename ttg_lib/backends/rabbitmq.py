@@ -277,8 +277,8 @@ class RabbitMQBackend(Backend):
     @_translate_errors
     def stats(self) -> QueueStats:
         """Ready and consumers from AMQP (live); unacked from the management API (the
-        broker's last statistics sample, every collect_statistics_interval, 5 s by
-        default), unknown without it."""
+        broker's statistics sample, the management UI's figure, refreshed every ~5 s),
+        unknown without it: then messages is unknown too, and ``hint`` says why."""
         unacked = self._management_unacked()
         stats = {}
         for role, queue in zip(("tasks", "retry", "dlq", "results"), TTG_QUEUES, strict=True):
