@@ -308,6 +308,9 @@ class Worker:
         if not done:
             return
         chunks = [r.chunk_id for _d, r in done]
+        if self._orphaned():  # nobody collects its run's results now, and a new run may
+            self.log("store_skipped", chunks=chunks, reason="the run is gone")  # own the
+            return  # queues: storing them there would be another run's foreign results
         for attempt in range(1, 4):
             try:
                 self.backend.complete(done)
