@@ -1,5 +1,5 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
-.PHONY: demo test report bench bench-quick lint cleanup
+.PHONY: demo test report bench bench-quick bench-faults lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -18,6 +18,10 @@ bench:           ## the full benchmark suite (about 40 minutes), outputs/bench/
 bench-quick:     ## a one-minute smoke of every benchmark
 	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/bench.py --quick
+
+bench-faults:    ## the README's fault table, both brokers (about 15 minutes)
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/faults.py
 
 lint:
 	.venv/bin/ruff check .

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -46,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from ttg_lib.backends import make_backend  # noqa: E402
 from ttg_lib.cluster.brokers import answers, free_port, start_private_rabbitmq  # noqa: E402
 from ttg_lib.config import RunConfig, env_broker_urls  # noqa: E402
+from ttg_lib.faults import freeze_busy_workers  # noqa: E402
 from ttg_lib.monitor import snapshot  # noqa: E402
 from ttg_lib.run import Run  # noqa: E402
 
@@ -234,9 +234,7 @@ def monitor_check(bench: Bench, backend: str) -> dict[str, Any]:
         overrides["rabbitmq_url"] = broker.url
 
     def compare(run: Run) -> None:
-        procs = [run.cluster._procs[w.name] for w in run.cluster.live_workers()]  # type: ignore
-        for proc in procs:
-            proc.send_signal(signal.SIGSTOP)
+        frozen = freeze_busy_workers(run.cluster)
         try:
             time.sleep(0.5)
             if broker is None:
@@ -244,8 +242,8 @@ def monitor_check(bench: Bench, backend: str) -> dict[str, Any]:
             else:
                 result.update(compare_rabbitmq(broker, f"http://127.0.0.1:{api_port}"))
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGCONT)
+            for name in frozen:
+                run.cluster.thaw_worker(name)  # type: ignore[union-attr]
 
     try:
         bench.run(backend, at=0.4, action=compare, **overrides)

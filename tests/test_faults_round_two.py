@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_faults import assert_verified, drive
 
+from ttg_lib.faults import freeze_busy_workers
 from ttg_lib.run import Run
 
 # 30 chunks of 1 s (the small preset's chunk) on 3 workers: ~10 s a run
@@ -300,9 +300,7 @@ def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
     checked: dict = {}
 
     def compare(run: Run) -> None:
-        procs = [run.cluster._procs[w.name] for w in run.cluster.live_workers()]
-        for proc in procs:
-            proc.send_signal(signal.SIGSTOP)
+        frozen = freeze_busy_workers(run.cluster)
         try:
             time.sleep(0.5)  # deliveries already on their way arrive
             truth = rabbitmqctl_queues(broker)
@@ -311,8 +309,8 @@ def test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown(make_config):
             without_api, hint = monitor_queues(broker.url, no_api)
             assert rabbitmqctl_queues(broker) == truth, "figures moved during the comparison"
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGCONT)
+            for name in frozen:
+                run.cluster.thaw_worker(name)
         assert truth["ttg.tasks"]["unacked"] > 0 and truth["ttg.results"]["unacked"] > 0
         for name, row in truth.items():
             got = with_api[name]
@@ -348,9 +346,7 @@ def test_redis_monitor_matches_xinfo(make_config):
     checked: dict = {}
 
     def compare(run: Run) -> None:
-        procs = [run.cluster._procs[w.name] for w in run.cluster.live_workers()]
-        for proc in procs:
-            proc.send_signal(signal.SIGSTOP)
+        frozen = freeze_busy_workers(run.cluster)
         try:
             client = redis.Redis.from_url(REDIS_URL)
             length, pending = client.xlen("ttg:tasks"), client.xpending("ttg:tasks",
@@ -359,8 +355,8 @@ def test_redis_monitor_matches_xinfo(make_config):
             with make_backend("redis", REDIS_URL) as backend:
                 tasks = snapshot(backend)["queues"]["tasks"]
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGCONT)
+            for name in frozen:
+                run.cluster.thaw_worker(name)
         assert pending["pending"] > 0
         assert (tasks["messages"], tasks["unacked"], tasks["ready"]) == (
             length, pending["pending"], length - pending["pending"])

@@ -76,6 +76,22 @@ class Faults:
         return {k: v for k, v in self.first.items() if k != "killed_wall"}
 
 
+def freeze_busy_workers(cluster: Any, timeout_s: float = 5.0) -> list[str]:
+    """SIGSTOP every live worker of a local cluster once each holds a chunk (workers in
+    step finish together: frozen between chunks they would hold nothing), so the queues
+    hold still, e.g. to compare a monitor with the broker; returns the names to thaw."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = [w for w in cluster.worker_status() if w["state"] == "running"]
+        if rows and all(w["activity"] == "busy" for w in rows):
+            break
+        time.sleep(0.02)  # heartbeat files change without notification
+    names = [w.name for w in cluster.live_workers()]
+    for name in names:
+        cluster.freeze_worker(name)
+    return names
+
+
 def _mid_chunk_worker(rows: list[dict[str, Any]], collector: ResultCollector) -> str | None:
     """The worker that started an unfinished chunk last, by the heartbeats."""
     busy = [w for w in rows

@@ -53,6 +53,8 @@ TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500
 NO_MANAGEMENT_HINT = ("messages and unacked are unknown without RabbitMQ's management API: "
                       "rabbitmq-plugins enable rabbitmq_management")
+NOT_SAMPLED_HINT = ("unknown: the management API has no statistics for that queue yet (the "
+                    "broker samples every ~5 s)")
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -293,7 +295,9 @@ class RabbitMQBackend(Backend):
             extra = unacked.get(queue)
             total = None if extra is None else ready + extra
             stats[role] = QueueStat(queue, total, ready, extra, consumers)
-        return QueueStats(**stats, hint="" if unacked else NO_MANAGEMENT_HINT)
+        hint = NO_MANAGEMENT_HINT if not unacked else (
+            NOT_SAMPLED_HINT if any(q.unacked is None for q in stats.values()) else "")
+        return QueueStats(**stats, hint=hint)
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""

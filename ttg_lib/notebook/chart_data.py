@@ -44,7 +44,7 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     fault_worker = (fault or {}).get("killed_worker")
     for e in events:
         kind = e["event"]
-        if kind not in ("killed", "died", "replaced", "frozen"):
+        if kind not in ("killed", "died", "replaced", "frozen", "hung"):
             continue
         t = round(e["t"] - t0_wall, 3)
         if kind == "killed" and e["worker"] == fault_worker:
@@ -58,7 +58,7 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     return marks
 
 
-READY_ONLY = " ready (unacked unknown: no management API)"
+READY_ONLY = " ready (total unknown)"
 
 
 def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:

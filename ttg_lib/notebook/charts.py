@@ -32,7 +32,7 @@ COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "
 
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
-              "frozen": ("#9467bd", "dash")}
+              "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
 
 
 def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:
