@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_faults import assert_verified, drive
 
+from ttg_lib.backends import make_backend
 from ttg_lib.faults import freeze_busy_workers
 from ttg_lib.run import Run
 
@@ -392,3 +393,72 @@ def test_charts_draw_ready_counts_when_totals_are_unknown():
     known = [{"t": 0.0, "tasks": 12, "tasks_ready": 9}]
     assert _series(known, "tasks") == ([0.0], [12])
     assert series_label(known, "tasks", "ttg.tasks") == "ttg.tasks"
+
+
+# -- the backend methods this issue added, as a contract (real brokers) -----------------
+
+def test_release_pending_of_hands_a_dead_consumers_task_on_now(backend_name, broker_url,
+                                                               backend):
+    """Redis: a consumer known dead has its entries moved at once, long before a 30 s lease
+    would free them; RabbitMQ: nothing to do (its connection drop requeues them)."""
+    from test_backends import fetch, task
+
+    slow = make_backend(backend_name, broker_url, lease_s=30.0)
+    other = make_backend(backend_name, broker_url, lease_s=30.0)
+    slow.connect()
+    other.connect()
+    try:
+        backend.publish_tasks([task(0)])
+        assert fetch(slow, "dead") is not None
+        freed = backend.release_pending_of("dead")
+        if backend_name == "rabbitmq":
+            assert freed == 0
+            slow.close()  # the dead consumer's connection drops: the broker requeues
+        else:
+            assert freed == 1
+            assert "dead" not in [c["name"] for c in backend.workers()]
+            assert backend.stats().tasks.consumers == 0  # ttg-freed is no worker
+        again = fetch(other, "alive", timeout=3.0)
+        assert again is not None and again.redelivered
+    finally:
+        slow.close()
+        other.close()
+
+
+def test_lock_owner_and_take_over(backend_name, broker_url, backend):
+    from conftest import TEST_LOCK
+
+    from ttg_lib.backends import RunLocked
+    from ttg_lib.runlock import LockOwner
+
+    dead = LockOwner("dead-run", "this-host", 123, 456).encode()
+    new = LockOwner("new-run", "this-host", 789, 1011).encode()
+    holder = make_backend(backend_name, broker_url)
+    other = make_backend(backend_name, broker_url)
+    holder.connect()
+    other.connect()
+    try:
+        backend.release_run(TEST_LOCK)
+        assert other.lock_owner() is None
+        holder.acquire_run("dead-run", dead)
+        with pytest.raises(RunLocked, match="in use by"):
+            other.acquire_run("new-run", new)
+        owner = other.lock_owner()
+        if backend_name == "redis":
+            assert owner == dead
+            assert not other.take_over_run(new, new)  # not the owner on record: refused
+            assert other.take_over_run(dead, new)
+            assert other.lock_owner() == new
+            holder.renew_run("dead-run")  # the old owner can no longer touch it
+            holder.release_run("dead-run")
+            assert other.lock_owner() == new
+            other.release_run("new-run")
+        else:  # an exclusive queue: its owner record needs the management API
+            assert owner in (dead, "")
+            assert not other.take_over_run(owner, new)
+            holder.release_run("dead-run")
+        assert other.lock_owner() is None
+    finally:
+        holder.close()
+        other.close()
+        backend.acquire_run(TEST_LOCK)
