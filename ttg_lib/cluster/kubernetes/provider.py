@@ -325,6 +325,7 @@ class KubernetesCluster(Cluster):
             self._cache.pop(victim_name, None)
             self.book.add("killed", victim_name,
                           f"pod deleted with grace period 0 on node {info.node}")
+            self.note_exit(victim_name)  # the run frees its tasks (consumer = pod name)
         return info
 
     def stream_logs(self, name: str, *, follow: bool = False,
@@ -447,6 +448,7 @@ class KubernetesCluster(Cluster):
                     info.state = "dead"
                     self._pending_replacement.append(name)
                     self.book.add("died", name, "pod deleted (not by TTG)")
+                    self.note_exit(name)
                 self._gone[name] = info
                 return
             if name in self._killed:
