@@ -111,9 +111,9 @@ def stop_leftover_workers(holder: LockOwner) -> int:
 
 def broker_progress(backend: Backend) -> str:
     """The holder's progress as the broker shows it: tasks left and results stored."""
-    stats = backend.stats()
-    left = stats.tasks.messages if stats.tasks.messages is not None else stats.tasks.ready
-    parts = [f"{left:,} tasks left" if left is not None else "tasks left unknown"]
+    tasks = backend.stats().tasks
+    parts = [f"{tasks.messages:,} tasks left" if tasks.messages is not None else
+             f"{tasks.ready:,} tasks left waiting (in flight: unknown)"]
     stored = backend.stored_chunks()
     if stored is not None:
         parts.append(f"{stored:,} chunks stored")
