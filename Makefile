@@ -1,5 +1,5 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
-.PHONY: demo test report bench bench-quick bench-peers bench-peers-quick lint cleanup
+.PHONY: demo test report bench bench-quick bench-peers bench-peers-quick bench-faults lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -26,6 +26,10 @@ bench-peers:     ## Dask and Ray beside TTG on the same chunks (about 10 minutes
 bench-peers-quick: ## the same in seconds a workload (a smoke, not figures)
 	scripts/setup.sh --brokers --extras bench
 	.venv/bin/python benchmarks/peers.py --quick
+
+bench-faults:    ## the README's fault table, both brokers (about 15 minutes)
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/faults.py
 
 lint:
 	.venv/bin/ruff check .

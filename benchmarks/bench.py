@@ -19,6 +19,9 @@ scaling     20,000 params x 5 ms, chunk 100, 1/2/4/8/16 workers     goal >= 0.9 
 latency     one chunk in flight: publish -> result read, p50/p99; broker ops per chunk
 memory      peak RSS of workers and orchestrator, 10k -> 1M params  goal < 100 / 250 MiB
 monitor     the large run with queue sampling on vs off             goal: no measurable cost
+
+The fault table (hung, killed, broker outages, a killed orchestrator, the monitor against
+the broker's own figures) is benchmarks/faults.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ from conftest import TEST_LOCK, URLS, _require, hold_run_lock
 from ttg_lib.backends import (
     Consumer,
     ExpiringLock,
+    FreesDeadConsumers,
     HoldsResults,
+    ListsConsumers,
     Producer,
     ResultsIndex,
     RunLocked,
@@ -317,3 +319,59 @@ def test_a_task_retried_without_delay_is_back_at_once(broker: Broker):
     assert again is not None and Task.decode(again.body).chunk_id == 5
     assert time.monotonic() - handed < 0.6, "a hand-over must not wait for a retry sweep"
     complete(other, again)
+
+
+def test_a_dead_consumers_task_is_handed_on_now_where_the_broker_can(broker: Broker):
+    """FreesDeadConsumers (Redis): a consumer known dead has its entries moved at once, long
+    before a 30 s lease would free them. Elsewhere its dropped connection requeues them."""
+    p = broker.producer
+    slow = open_consumer(broker.name, broker.url, lease_s=30.0)
+    alive = open_consumer(broker.name, broker.url, lease_s=30.0)
+    slow.connect()
+    alive.connect()
+    broker.consumers += [slow, alive]
+    p.publish_tasks([task(0)])
+    assert fetch(slow, "dead") is not None
+    if isinstance(p, FreesDeadConsumers):
+        assert p.release_pending_of("dead") == 1
+        if isinstance(p, ListsConsumers):
+            assert "dead" not in [c.name for c in p.consumers()]
+    else:
+        slow.close()  # the dead consumer's connection drops
+    again = fetch(alive, "alive", timeout=3.0)
+    assert again is not None and again.redelivered
+
+
+def test_the_lock_names_its_owner_and_an_expiring_one_can_be_taken_over(broker: Broker):
+    from ttg_lib.runlock import LockOwner
+
+    dead = LockOwner("dead-run", "this-host", 123, 456).encode()
+    new = LockOwner("new-run", "this-host", 789, 1011).encode()
+    holder = open_producer(broker.name, broker.url)
+    other = open_producer(broker.name, broker.url)
+    holder.connect()
+    other.connect()
+    try:
+        broker.producer.release_run(TEST_LOCK)
+        assert other.lock_owner() is None
+        holder.acquire_run("dead-run", dead)
+        with pytest.raises(RunLocked, match="in use by"):
+            other.acquire_run("new-run", new)
+        assert other.lock_owner() in (dead, "")  # "": a broker that cannot read it back
+        if isinstance(other, ExpiringLock):
+            assert not other.take_over_run(new, new)  # not the owner on record: refused
+            assert other.take_over_run(dead, new) and other.lock_owner() == new
+            holder.renew_run("dead-run")  # the old owner can no longer touch it
+            holder.release_run("dead-run")
+            assert other.lock_owner() == new
+            other.release_run("new-run")
+        else:  # a lock tied to its holder's connection: it goes with it
+            holder.close()
+            deadline = time.monotonic() + 5
+            while other.lock_owner() is not None and time.monotonic() < deadline:
+                time.sleep(0.05)  # the broker drops the lock on its own schedule
+        assert other.lock_owner() is None
+    finally:
+        holder.close()
+        other.close()
+        broker.producer.acquire_run(TEST_LOCK)

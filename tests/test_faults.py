@@ -80,8 +80,9 @@ def test_killed_worker_is_replaced(make_config, backend_name, broker_url):
 
 
 def test_frozen_worker_loses_its_chunk_within_seconds(make_config, backend_name, broker_url):
-    """SIGSTOP: alive to the OS, dead to the run. Its chunk must be back in play in < 3 s."""
-    cfg = make_config(backend=backend_name, **SHAPE, restart="never")
+    """SIGSTOP: alive to the OS, dead to the run. Its chunk must be back in play in < 3 s
+    by its lease alone (the liveness kill is off here; test_faults_round_two covers it)."""
+    cfg = make_config(backend=backend_name, **SHAPE, restart="never", liveness_s=0)
     frozen: dict = {}
 
     def freeze(run: Run) -> None:

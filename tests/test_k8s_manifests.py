@@ -696,17 +696,22 @@ def test_readiness_rejects_a_reconnecting_worker(tmp_path: Path, monkeypatch) ->
     import json
     import time
 
-    from ttg_lib import health
+    from click.testing import CliRunner
+
+    from ttg_lib.commands.health import health
+
+    def probe(*args: str) -> int:
+        return CliRunner().invoke(health, list(args)).exit_code
 
     beat = tmp_path / "heartbeat"
     beat.write_text(json.dumps({"state": "reconnecting", "last_heartbeat": time.time()}))
-    assert health.main(["--file", str(beat)]) == 0  # liveness
-    assert health.main(["--file", str(beat), "--max-age", "5", "--ready"]) == 1
+    assert probe("--file", str(beat)) == 0  # liveness
+    assert probe("--file", str(beat), "--max-age", "5", "--ready") == 1
     beat.write_text(json.dumps({"state": "idle", "last_heartbeat": time.time() - 20}))
     monkeypatch.setenv("TTG_LIVENESS_S", "30")  # the ConfigMap's limit, read by the probe
-    assert health.main(["--file", str(beat)]) == 0
+    assert probe("--file", str(beat)) == 0
     monkeypatch.setenv("TTG_LIVENESS_S", "10")
-    assert health.main(["--file", str(beat)]) == 1
+    assert probe("--file", str(beat)) == 1
 
 
 def test_rbac_is_least_privilege() -> None:

@@ -10,7 +10,7 @@ import math
 import time
 from typing import Any
 
-from .cluster import Cluster, WorkerStatus
+from .cluster import Cluster, WorkerState, WorkerStatus
 from .messages import Result
 from .verify import ResultCollector
 
@@ -75,6 +75,22 @@ class Faults:
         if self.first is None:
             return None
         return {k: v for k, v in self.first.items() if k != "killed_wall"}
+
+
+def freeze_busy_workers(cluster: Any, timeout_s: float = 5.0) -> list[str]:
+    """SIGSTOP every live worker of a local cluster once each holds a chunk (workers in
+    step finish together: frozen between chunks they would hold nothing), so the queues
+    hold still, e.g. to compare a monitor with the broker; returns the names to thaw."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = [w for w in cluster.worker_status() if w.state == WorkerState.RUNNING]
+        if rows and all(w.activity == "busy" for w in rows):
+            break
+        time.sleep(0.02)  # heartbeat files change without notification
+    names = [w.name for w in cluster.live_workers()]
+    for name in names:
+        cluster.freeze_worker(name)
+    return names
 
 
 def _mid_chunk_worker(rows: list[WorkerStatus], collector: ResultCollector) -> str | None:

@@ -113,9 +113,9 @@ def stop_leftover_workers(holder: LockOwner) -> int:
 
 def broker_progress(backend: Producer) -> str:
     """The holder's progress as the broker shows it: tasks left and results stored."""
-    stats = backend.stats()
-    left = stats.tasks.messages if stats.tasks.messages is not None else stats.tasks.ready
-    parts = [f"{left:,} tasks left" if left is not None else "tasks left unknown"]
+    tasks = backend.stats().tasks
+    parts = [f"{tasks.messages:,} tasks left" if tasks.messages is not None else
+             f"{tasks.ready:,} tasks left waiting (in flight: unknown)"]
     if isinstance(backend, ResultsIndex):
         parts.append(f"{backend.stored_chunks():,} chunks stored")
     return ", ".join(parts)

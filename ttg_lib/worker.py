@@ -225,6 +225,8 @@ class Worker:
                             and time.monotonic() - idle_since > self.settings.idle_exit_s):
                         break
                     continue
+                if self._orphaned():  # its run is gone: these may be a new run's tasks,
+                    break  # left unacked for the new run's workers (RabbitMQ requeues now)
                 self.handle_batch(deliveries)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
@@ -354,6 +356,9 @@ class Worker:
         if not done:
             return
         chunks = [r.chunk_id for _d, r in done]
+        if self._orphaned():  # nobody collects its run's results now, and a new run may
+            self.log("store_skipped", chunks=chunks, reason="the run is gone")  # own the
+            return  # queues: storing them there would be another run's foreign results
         for attempt in range(1, 4):
             try:
                 self.backend.complete(done)

@@ -120,15 +120,25 @@ class MemoryProducer(MemoryInspector, base.Producer):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self.cursor = 0
+        self._holds: str | None = None  # the run lock this connection took
 
     def declare(self) -> None:
         self._check()
 
     def acquire_run(self, run_id: str, owner: str = "") -> None:
+        """The lock dies with the connection that took it, as RabbitMQ's does."""
         with self._check().cond:
             if self.b.lock not in (None, run_id):
                 raise base.RunLocked(f"in-memory broker is in use by TTG run {self.b.lock!r}")
             self.b.lock, self.b.lock_owner = run_id, owner or run_id
+            self._holds = run_id
+
+    def close(self) -> None:
+        with self.b.cond:
+            if self._holds is not None and self.b.lock == self._holds:
+                self.b.lock = None
+            self._holds = None
+        super().close()
 
     def lock_owner(self) -> str | None:
         with self._check().cond:
@@ -137,7 +147,7 @@ class MemoryProducer(MemoryInspector, base.Producer):
     def release_run(self, run_id: str) -> None:
         with self._check().cond:
             if self.b.lock == run_id:
-                self.b.lock = None
+                self.b.lock = self._holds = None
 
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
         bodies = [task.encode() for task in tasks]

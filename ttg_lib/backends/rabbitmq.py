@@ -63,6 +63,8 @@ TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
 PUBLISH_BATCH = 500
 NO_MANAGEMENT_HINT = ("messages and unacked are unknown without RabbitMQ's management API: "
                       "rabbitmq-plugins enable rabbitmq_management")
+NOT_SAMPLED_HINT = ("unknown: the management API has no statistics for that queue yet (the "
+                    "broker samples every ~5 s)")
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
                                   content_type="application/json")
 
@@ -151,8 +153,8 @@ class RabbitInspector(RabbitConnection, base.Inspector):
     @_errors
     def stats(self) -> QueueStats:
         """Ready and consumers from AMQP (live); unacked from the management API (the
-        broker's last statistics sample, every collect_statistics_interval, 5 s by
-        default), unknown without it."""
+        broker's statistics sample, the management UI's figure, refreshed every ~5 s),
+        unknown without it: then messages is unknown too, and ``hint`` says why."""
         unacked = self._management_unacked()
         stats = {}
         for role, queue in zip(("tasks", "retry", "dlq", "results"), TTG_QUEUES, strict=True):
@@ -167,7 +169,9 @@ class RabbitInspector(RabbitConnection, base.Inspector):
             extra = unacked.get(queue)
             total = None if extra is None else ready + extra
             stats[role] = QueueStat(queue, total, ready, extra, consumers)
-        return QueueStats(**stats, hint="" if unacked else NO_MANAGEMENT_HINT)
+        hint = NO_MANAGEMENT_HINT if not unacked else (
+            NOT_SAMPLED_HINT if any(q.unacked is None for q in stats.values()) else "")
+        return QueueStats(**stats, hint=hint)
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""

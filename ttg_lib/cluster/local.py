@@ -243,6 +243,14 @@ class LocalCluster(Cluster):
             self.book.add("frozen", name, f"SIGSTOP pid {info.ident}")
             return info
 
+    def thaw_worker(self, name: str) -> WorkerInfo:
+        """SIGCONT: a frozen worker carries on."""
+        with self._lock:
+            info = self._info[name]
+            self._procs[name].send_signal(signal.SIGCONT)
+            self.book.add("thawed", name, f"SIGCONT pid {info.ident}")
+            return info
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
             self._stopping.set()

@@ -63,7 +63,7 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     fault_worker = (fault or {}).get("killed_worker")
     for e in events:
         kind = e["event"]
-        if kind not in ("killed", "died", "replaced", "frozen"):
+        if kind not in ("killed", "died", "replaced", "frozen", "hung"):
             continue
         t = round(e["t"] - t0_wall, 3)
         if kind == "killed" and e["worker"] == fault_worker:
@@ -77,7 +77,7 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     return marks
 
 
-READY_ONLY = " ready (unacked unknown: no management API)"
+READY_ONLY = " ready (total unknown)"
 
 
 def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
@@ -134,7 +134,7 @@ COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "
 
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
-              "frozen": ("#9467bd", "dash")}
+              "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
 
 
 def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:

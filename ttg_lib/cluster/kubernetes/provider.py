@@ -428,6 +428,7 @@ class KubernetesCluster(Cluster):
             self.book.add("killed", victim_name,
                           f"pod deleted with grace period 0 on node {info.node}: the worker "
                           f"ends at the kubelet's SIGTERM (TTG_KILL_ON_SIGTERM){what}")
+            self.note_exit(victim_name)  # the run frees its tasks (consumer = pod name)
         return info
 
     def stream_logs(self, name: str, *, follow: bool = False,
@@ -566,6 +567,7 @@ class KubernetesCluster(Cluster):
                     info.state = WorkerState.DEAD
                     self._pending_replacement.append(name)
                     self.book.add("died", name, "pod deleted (not by TTG)")
+                    self.note_exit(name)
                 self._gone[name] = info
                 return
             if name in self._killed:
