@@ -10,6 +10,8 @@ Layout of ``outputs/runs/<run_id>/``::
     queue_stats.json   the four TTG queues after completion
     dlq.json           dead-lettered messages with their reasons
     summary.json       :class:`ttg_lib.summary.RunSummary` as JSON
+    results.parquet    one row per point (:mod:`ttg_lib.results`); results.parts/ while the
+                       run goes, so a resumed run finds what was on disk
 """
 
 from __future__ import annotations
