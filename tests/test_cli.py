@@ -84,6 +84,7 @@ def test_worker_rejects_a_lease_of_zero():
     assert proc.returncode == 2 and "--lease-s" in proc.stderr
 
 
+@pytest.mark.slow  # a real Redis
 def test_worker_flags_reach_the_worker(tmp_path: Path):
     """--idle-exit-s, --name and --heartbeat-file through `python -m ttg_lib.worker`, on the
     real Redis: the worker connects, idles, exits 0 and leaves its final heartbeat."""

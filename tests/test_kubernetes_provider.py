@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real processes
+
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 from k8s_standin import FakeKube, Request  # noqa: E402

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ttg_lib.cluster.local import LocalCluster
+
+pytestmark = pytest.mark.slow  # starts worker processes
 
 
 def test_a_crash_loop_backs_off_exponentially(tmp_path):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs Dask, Ray and TTG worker processes
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "benchmarks" / "peers.py"
 SYSTEMS = ("dask", "ray", "ttg-redis", "ttg-rabbitmq")

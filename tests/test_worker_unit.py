@@ -32,9 +32,9 @@ def memory():
     producer.close()
 
 
-def run_worker(url: str, until, timeout: float = 5.0, **settings) -> Worker:
+def run_worker(url: str, until, timeout: float = 5.0, name: str = "u1", **settings) -> Worker:
     """A worker thread until ``until()`` holds (polled), then stopped."""
-    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name="u1",
+    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name=name,
                                    lease_s=0.5, **settings),
                     open_consumer("memory", url, lease_s=0.5))
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -144,22 +144,15 @@ def test_heartbeat_is_throttled_but_forced_beats_and_the_final_state_are_written
     assert beat["state"] == "stopped" and beat["name"] == "w9" and beat["last_heartbeat"] > 0
 
 
-def test_a_recomputation_goes_to_another_worker_and_to_the_same_only_when_alone(memory):
+def test_a_recomputation_is_handed_back_by_its_producer_and_done_by_another(memory):
     url, producer = memory
     producer.publish_tasks([task(1).verification("u1")])
     got: list = []
-    run_worker(url, lambda: got.extend(results(producer)) or got)  # u1 alone: it must do it
-    assert [(r.worker, r.verify) for r in got] == [("u1", True)]
+    worker = run_worker(url, lambda: got.extend(results(producer)) or got)  # u1 alone
+    assert [(r.worker, r.verify) for r in got] == [("u1", True)]  # after every hand-back
+    assert worker.chunks_done == 1
 
     producer.publish_tasks([task(2).verification("u1")])
-    other = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name="u2",
-                                  lease_s=0.5), open_consumer("memory", url, lease_s=0.5))
-    helper = threading.Thread(target=other.run, daemon=True)
-    helper.start()
     got = []
-    try:
-        run_worker(url, lambda: got.extend(results(producer)) or got)
-    finally:
-        other.stopping.set()
-        helper.join(5)
+    run_worker(url, lambda: got.extend(results(producer)) or got, name="u2")
     assert [(r.chunk_id, r.worker, r.verify) for r in got] == [(2, "u2", True)]
