@@ -177,7 +177,8 @@ def results_figure(run: Run) -> Any:
         fig = _points_coloured(results, _sample(rows))
     else:
         fig = _parallel(results, _sample(rows))
-    fig.update_layout(margin={"t": 70, "r": 20})
+    top = 110 if len(axes) > 2 else 70  # parallel coordinates write axis names above the plot
+    fig.update_layout(margin={"t": top, "r": 20})
     return fig
 
 
@@ -295,7 +296,7 @@ def _parallel(results: RunResults, rows: pd.DataFrame) -> Any:
               "colorbar": {"title": {"text": value}}}))
     fig.update_layout(title={"text": _title(results, f"{value} over "
                                                      f"{' × '.join(results.axes)}")},
-                      height=520, margin={"l": 60})
+                      height=520)
     return fig
 
 
