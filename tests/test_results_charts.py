@@ -101,11 +101,36 @@ def test_without_a_space_values_are_drawn_against_param_id_sampled_down(
     fig = nb.results_figure(path)
     (trace,) = fig.data
     assert trace.mode == "markers" and fig.layout.xaxis.title.text == "param_id"
-    assert 4_000 <= len(trace.x) <= nb.results.MAX_POINTS
-    assert list(trace.x[:3]) == [0, 3, 6]  # every third point, the same ones every time
-    assert nb.results_note(path) == (f"<p><i>{len(trace.x):,} of 12,000 points drawn; an "
-                                     f"evenly spaced sample of the 12,000 with values.</i></p>")
+    xs = list(trace.x)
+    assert len(xs) == nb.results.MAX_POINTS and xs == sorted(set(xs))
+    assert list(trace.y) == [(i * 7919) % 1000 for i in xs]
+    assert list(nb.results_figure(path).data[0].x) == xs  # the same sample every time
+    assert nb.results_note(path) == ("<p><i>5,000 of 12,000 points drawn; a random sample "
+                                     "(seed 0) of the 12,000 with values.</i></p>")
     assert "first 10 of 12,000 points" in nb.results_table(path)
+
+
+def test_a_sample_of_a_grid_covers_every_axis_value(tmp_path: Path) -> None:
+    space = {"axes": {"a": {"range": [0, 20]}, "b": {"range": [0, 20]}, "c": {"range": [0, 20]}}}
+    path = record(tmp_path, space, lambda a, b, c: a + b + c, chunk=500)  # 8,000 points
+    (par,) = nb.results_figure(path).data
+    assert all(len(d["values"]) == 5_000 for d in par.dimensions)
+    for dim in par.dimensions[:3]:  # every 2nd point would keep c even: a biased chart
+        assert set(dim["values"]) == set(range(20))
+    assert [a + b + c for a, b, c in zip(*(d["values"] for d in par.dimensions[:3]),
+                                         strict=True)] == list(par.dimensions[3]["values"])
+
+
+def test_a_big_grid_of_two_axes_is_a_coarser_heatmap_of_true_points(tmp_path: Path) -> None:
+    space = {"axes": {"x": {"range": [0, 300]}, "y": {"range": [0, 300]}}}
+    path = record(tmp_path, space, lambda x, y: x * 1000 + y, chunk=5_000)
+    (heat,) = nb.results_figure(path).data
+    assert heat.type == "heatmap" and len(heat.x) * len(heat.y) <= nb.results.MAX_CELLS
+    assert list(heat.x) == [str(x) for x in range(0, 300, 2)]
+    assert list(heat.y) == [str(y) for y in range(0, 300, 2)]
+    assert heat.z[3][5] == 10 * 1000 + 6  # the point itself (x = 10, y = 6), not an average
+    assert nb.results_note(path) == ("<p><i>22,500 of 90,000 points drawn; a coarser grid: one "
+                                     "x value in 2 and one y value in 2.</i></p>")
 
 
 def test_values_that_are_not_numbers_get_a_table_and_no_chart(tmp_path: Path) -> None:

@@ -6,14 +6,16 @@ The chart follows the number of axes, since that is what a person sweeping wants
 * no space (``fn(param_id, work_ms)``): each value column against ``param_id``;
 * one axis: each value column against it (a line for a grid, points for zip/random);
 * two axes: a heatmap of the first value column over them (a grid has one point per cell,
-  so nothing is averaged); zip/random points, or a grid too big for a heatmap, are drawn as
-  points coloured by the value;
+  so nothing is averaged); the points of a zip or random space, coloured by the value;
 * three or more: parallel coordinates with every axis and the first value column.
 
 Failed points (``error`` set) are listed with their error in the table and left out of the
 chart; :func:`results_note` says how many points the chart holds and why any are missing.
-Charts of large runs draw an evenly spaced sample of at most :data:`MAX_POINTS` points, so a
-saved notebook or report stays small; the note says so.
+A saved notebook or report stays small whatever the run's size: a chart of points draws a
+random sample (seed 0: the same every time, and unbiased across the axes of a grid, where
+every k-th point would not be) of at most :data:`MAX_POINTS`; a heatmap of more than
+:data:`MAX_CELLS` cells keeps one axis value in k (a coarser grid of true points). The note
+says so.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_POINTS = 5_000  # points drawn at most (scatter, lines, parallel coordinates)
-MAX_CELLS = 100_000  # a bigger grid of two axes is drawn as sampled points, not a heatmap
+MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
 _FIXED = ("param_id", "worker", "attempt", "error")
@@ -163,22 +165,23 @@ def results_figure(run: Run) -> Any:
     """The chart of a run's results chosen by its space (see the module doc), or None when
     there is nothing to draw (no results table, no numeric values, every point failed)."""
     results = load_run_results(run)
-    if results is None or not results.values:
+    plan = _plan(results) if results is not None else None
+    if plan is None:
         return None
-    rows = results.drawable
-    if rows.empty:
-        return None
-    axes = results.axes
-    if len(axes) <= 1:
-        fig = _against_one(results, _sample(rows), axes[0] if axes else "param_id")
-    elif len(axes) == 2 and _heatmap_fits(results, rows):
-        fig = _heatmap(results, rows)
-    elif len(axes) == 2:
-        fig = _points_coloured(results, _sample(rows))
+    assert results is not None
+    if plan.kind == "lines":
+        fig = _against_one(results, plan.rows, results.axes[0] if results.axes else "param_id")
+    elif plan.kind == "heatmap":
+        assert plan.grid is not None
+        fig = _heatmap(results, plan.rows, *plan.grid)
+    elif plan.kind == "points":
+        fig = _points_coloured(results, plan.rows)
     else:
-        fig = _parallel(results, _sample(rows))
-    top = 110 if len(axes) > 2 else 70  # parallel coordinates write axis names above the plot
-    fig.update_layout(margin={"t": top, "r": 20})
+        fig = _parallel(results, plan.rows)
+    if plan.kind == "parallel":  # room for the axis names above and beside the plot
+        fig.update_layout(margin={"t": 110, "l": 80, "r": 20})
+    else:
+        fig.update_layout(margin={"t": 70, "r": 20})
     return fig
 
 
@@ -189,17 +192,19 @@ def results_note(run: Run) -> str:
         return ""
     total = len(results.frame)
     failed = len(results.failed)
-    drawable = len(results.drawable) if results.values else 0
-    if not results.values:
-        why = "every point failed" if failed == total else \
-            "the values are not numbers (see the table)"
+    plan = _plan(results)
+    if plan is None:
+        if failed == total:
+            why = "every point failed"
+        elif not results.values:
+            why = "the values are not numbers (see the table)"
+        else:
+            why = f"no point has a number in {results.values[0]}"
         return f"<p><i>No chart: {why}.</i></p>"
-    if drawable == 0:
-        return "<p><i>No chart: no point has a value to draw (every point failed).</i></p>"
-    drawn = drawable if _drawn_whole(results) else len(_sample(results.drawable))
-    parts = [f"{drawn:,} of {total:,} points drawn"]
-    if drawn < drawable:
-        parts.append(f"an evenly spaced sample of the {drawable:,} with values")
+    drawable = len(results.drawable)
+    parts = [f"{len(plan.rows):,} of {total:,} points drawn"]
+    if plan.sampled:
+        parts.append(plan.sampled)
     if failed:
         parts.append(f"{failed:,} failed point{'s' if failed != 1 else ''} left out "
                      f"(their errors are in the table above)")
@@ -209,19 +214,47 @@ def results_note(run: Run) -> str:
     return f"<p><i>{'; '.join(parts)}.</i></p>"
 
 
-def _drawn_whole(results: RunResults) -> bool:
-    return len(results.axes) == 2 and _heatmap_fits(results, results.drawable)
+@dataclass(frozen=True)
+class _Plan:
+    """What the chart draws: its kind, its rows, and how they were chosen when not all."""
+
+    kind: str  # lines | heatmap | points | parallel
+    rows: pd.DataFrame
+    sampled: str = ""  # how the rows were chosen ("" when every drawable row is drawn)
+    grid: tuple[list[Any], list[Any]] | None = None  # heatmap: the x and y values drawn
 
 
-def _sample(rows: pd.DataFrame, limit: int = MAX_POINTS) -> pd.DataFrame:
-    """At most ``limit`` rows, evenly spaced by param_id (the same rows every time)."""
-    step = max(1, math.ceil(len(rows) / limit))
-    return rows.iloc[::step]
+def _plan(results: RunResults) -> _Plan | None:
+    rows = results.drawable
+    if not results.values or rows.empty:
+        return None
+    axes = results.axes
+    if len(axes) == 2 and results.mode == "grid":
+        return _heatmap_plan(results, rows)
+    kind = "lines" if len(axes) <= 1 else "points" if len(axes) == 2 else "parallel"
+    if len(rows) <= MAX_POINTS:
+        return _Plan(kind, rows)
+    return _Plan(kind, rows.sample(n=MAX_POINTS, random_state=0).sort_index(),
+                 f"a random sample (seed 0) of the {len(rows):,} with values")
 
 
-def _heatmap_fits(results: RunResults, rows: pd.DataFrame) -> bool:
+def _heatmap_plan(results: RunResults, rows: pd.DataFrame) -> _Plan:
+    """Every value of both axes, or one value in k along an axis when the grid has more
+    than MAX_CELLS cells: a coarser grid of true points, never an average."""
     x, y = results.axes
-    return results.mode == "grid" and rows[x].nunique() * rows[y].nunique() <= MAX_CELLS
+    xs, ys = sorted(results.frame[x].unique()), sorted(results.frame[y].unique())
+    kx = ky = 1
+    while math.ceil(len(xs) / kx) * math.ceil(len(ys) / ky) > MAX_CELLS:
+        if math.ceil(len(xs) / kx) >= math.ceil(len(ys) / ky):
+            kx += 1
+        else:
+            ky += 1
+    if kx == ky == 1:
+        return _Plan("heatmap", rows, grid=(xs, ys))
+    xs, ys = xs[::kx], ys[::ky]
+    kept = rows[rows[x].isin(xs) & rows[y].isin(ys)]
+    every = " and ".join(f"one {name} value in {k}" for name, k in ((x, kx), (y, ky)) if k > 1)
+    return _Plan("heatmap", kept, f"a coarser grid: {every}", (xs, ys))
 
 
 def _against_one(results: RunResults, rows: pd.DataFrame, axis: str) -> Any:
@@ -246,15 +279,15 @@ def _against_one(results: RunResults, rows: pd.DataFrame, axis: str) -> Any:
     return fig
 
 
-def _heatmap(results: RunResults, rows: pd.DataFrame) -> Any:
-    """The first value column over two axes of a grid: one cell per point (failed: blank)."""
+def _heatmap(results: RunResults, rows: pd.DataFrame, xs: list[Any], ys: list[Any]) -> Any:
+    """The first value column over the two axes of a grid: one cell per point (a failed
+    point's cell stays blank)."""
     import plotly.graph_objects as go
 
     x, y = results.axes
     value = results.values[0]
-    frame = results.frame  # every grid value gets its row/column, failed ones stay blank
-    grid = rows.pivot_table(index=y, columns=x, values=value, aggfunc="mean") \
-        .reindex(index=sorted(frame[y].unique()), columns=sorted(frame[x].unique()))
+    grid = rows.pivot_table(index=y, columns=x, values=value, aggfunc="first") \
+        .reindex(index=ys, columns=xs)
     fig = go.Figure(go.Heatmap(
         z=[[None if math.isnan(v) else v for v in row] for row in grid.to_numpy(float)],
         x=_labels(grid.columns), y=_labels(grid.index), colorscale="Viridis",
