@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..paths import record_dir
 from ..record import load_json
-from ..results import MISFIT, ResultsError, result_files
+from ..results import ResultsError, load_results, result_files
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -91,29 +91,18 @@ def load_run_results(run: Run) -> RunResults | None:
 
 @lru_cache(maxsize=2)  # the table, the chart and the note of one run read it once
 def _load(path: str, _stamp: tuple[tuple[str, int, int], ...]) -> RunResults:
-    from ..results import load_results
+    import pandas as pd
 
-    frame = load_results(path)
-    if MISFIT in frame.columns and frame[MISFIT].isna().all():
-        frame = frame.drop(columns=[MISFIT])
+    frame = load_results(path)  # value_json only when some batch did not fit the columns
     space = (load_json(Path(path) / "config.json", {}) or {}).get("space") or {}
     specs = space.get("axes") or {}
     columns = [c for c in frame.columns if c not in _FIXED and not c.startswith("value")]
     axes = tuple(name for name in specs if name in frame.columns) or tuple(columns)
     logs = frozenset(name for name, spec in specs.items()
                      if isinstance(spec, dict) and set(spec) & set(LOG_FORMS))
-    values = tuple(c for c in frame.columns if _is_value(c) and _numeric(frame[c]))
+    values = tuple(c for c in frame.columns if (c == "value" or c.startswith("value."))
+                   and pd.api.types.is_numeric_dtype(frame[c]))  # booleans count as numbers
     return RunResults(frame, axes, space.get("mode", "grid") if axes else "", logs, values)
-
-
-def _is_value(column: str) -> bool:
-    return column == "value" or column.startswith("value.")
-
-
-def _numeric(series: pd.Series) -> bool:
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(series)  # booleans too (drawn as 0/1)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -146,14 +135,10 @@ def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[list[str]]:
 
 
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    import pandas as pd
+
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
-    try:
-        import pandas as pd
-        if value is pd.NA:
-            return ""
-    except ImportError:  # pragma: no cover - the frame came from pandas
-        pass
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
