@@ -27,6 +27,8 @@ The package, one module per concept:
   figures and the live FigureWidget chart;
 * :mod:`.live`: driving a run from a cell (``run_live``, ``run_quiet``);
 * :mod:`.tables`: HTML tables and verdicts;
+* :mod:`.results`: the Results section, the first rows of ``results.parquet`` and a chart
+  chosen by the run's parameter space;
 * :mod:`.milestone`: the milestone matrix and rendering chosen runs;
 * :mod:`.panel`: the ipywidgets supervisor panel.
 
@@ -61,6 +63,7 @@ from .milestone import MATRIX, render_run, run_matrix, select_runs
 from .panel import SupervisorPanel
 from .params import SCALE_ENV, build_config, describe, notebook_scale
 from .records import check_verified, load_run, queue_stats
+from .results import RunResults, load_run_results, results_figure, results_note, results_table
 from .tables import (
     TABLE_CSS,
     comparison_table,
@@ -80,4 +83,5 @@ __all__ = [
     "queue_stats_table", "record_dir", "render_run", "repo_root", "resolve_output_dir", "run_live",
     "run_matrix", "run_quiet", "run_title", "sample_from_progress", "select_runs", "setup", "show",
     "show_html", "throughput", "timeline_figure", "verdict_html",
+    "RunResults", "load_run_results", "results_figure", "results_note", "results_table",
 ]

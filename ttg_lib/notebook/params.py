@@ -29,7 +29,12 @@ def build_config(**params: Any) -> RunConfig:
 def describe(config: RunConfig) -> str:
     """One line about the run about to start (the notebooks print it; tests read the id)."""
     fault = f", fault at {config.kill_at:.0%}" if config.fault_demo else ""
+    space = ""
+    if config.space is not None:  # the space decides the points: say which, and what computes
+        space = (f"space: {config.space.get('mode', 'grid')} over "
+                 f"{' × '.join(config.space['axes'])}, computed by {config.compute} "
+                 f"(verify: {config.verify_mode})\n")
     return (f"run {config.run_id}: {config.backend}, {config.scale} ({config.total_params:,} "
             f"params in {config.chunks_total} chunks of {config.chunk_size}, "
             f"{config.work_ms:g} ms each), {config.workers} workers{fault}\n"
-            f"record: {config.record_dir}")
+            f"{space}record: {config.record_dir}")
