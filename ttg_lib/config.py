@@ -65,6 +65,7 @@ class RunConfig:
     space: dict[str, Any] | None = None  # named axes (space.py): fn(**point) for every point
     verify: str = ""  # full | sample | none; "" = full for TTG's own functions, else sample
     verify_rtol: float = 0.0  # floats recomputed must agree within this (0: exactly)
+    keep_results: bool = True  # write results.parquet (false only to measure what it costs)
     fault_demo: bool = False
     kill_at: float = 0.3
     restart: str = "always"

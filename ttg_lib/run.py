@@ -147,7 +147,8 @@ class Run:
         self.record.write_json("config.json", cfg.to_dict())
         from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
 
-        self.writer = ResultsWriter(cfg.record_dir, self.space)
+        self.writer = (ResultsWriter(cfg.record_dir, self.space) if cfg.keep_results
+                       else _NoResults())
         if self.resume:
             self._restore_from_record()
         if self._cluster is None:
@@ -417,7 +418,7 @@ class Run:
             outages=outages, peak_rss_mib=peak_rss_mib(), verify_s=self._verify_s,
             verify_mode=self.plan.mode.value,
             results_rows=self.writer.rows_written if self.writer else 0,
-            results_file=str(self.writer.path) if self.writer else None,
+            results_file=str(self.writer.path) if self.writer and self.writer.path else None,
             resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0,
             complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None)
 
@@ -457,6 +458,23 @@ class Run:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._summary is None:
             self.abort()
+
+
+class _NoResults:
+    """keep_results=false: the run's results are checked and dropped (as before there was a
+    results table), to measure what keeping them costs."""
+
+    rows_written = 0
+    path = None
+
+    def add(self, result: Result) -> list[int]:
+        return []
+
+    def flush(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        return None
 
 
 def _chunks_received(record_dir: Any) -> set[int]:

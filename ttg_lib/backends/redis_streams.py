@@ -271,6 +271,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         present = [key for key in TTG_KEYS if self.r.exists(key)]
         if not dry_run and present:
             self.r.delete(*present)
+            self._results_cursor = "0-0"  # a new stream: its first entry may reuse an old id
         return [f"redis key {key}" for key in present]
 
 
