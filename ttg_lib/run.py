@@ -11,7 +11,6 @@ final state) is :class:`ttg_lib.session.BrokerSession`; the summary it ends in i
 
 from __future__ import annotations
 
-import enum
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from .record import RunRecord, environment
 from .runlock import LockOwner, stop_leftover_workers
 from .session import BrokerSession
 from .summary import RunSummary, Timing, build_summary
+from .textenum import TextEnum
 from .verify import ResultCollector, VerifyMode, VerifyPlan
 
 READY_TIMEOUT_S = 60.0
@@ -39,8 +39,8 @@ CLUSTER_READY_TIMEOUT_S = 180.0  # pods: image pulls and scheduling
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 
 
-class RunState(str, enum.Enum):
-    """Where a run is; a str, so records and tables read it as is."""
+class RunState(TextEnum):
+    """Where a run is."""
 
     CREATED = "created"
     WAITING = "waiting"  # for another live run to let go of the broker (--wait)
@@ -51,9 +51,6 @@ class RunState(str, enum.Enum):
     TIMED_OUT = "timed-out"
     STALLED = "stalled"
     STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def ended(self) -> bool:

@@ -18,7 +18,6 @@ for chunks awaiting a tolerant (``rtol``) comparison.
 
 from __future__ import annotations
 
-import enum
 import math
 import zlib
 from array import array
@@ -27,19 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .messages import Result, ValueColumns, pack_chunk, pack_values
+from .textenum import TextEnum
 
 MAX_EXAMPLES = 20
 OPEN, DONE, FAILED = 0, 1, 2  # a chunk's state
 NOT_ASKED, AWAITED, AGREED, DISAGREED = 0, 1, 2, 3  # its verification's
 
 
-class VerifyMode(str, enum.Enum):
+class VerifyMode(TextEnum):
     FULL = "full"
     SAMPLE = "sample"
     NONE = "none"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class VerifyPlan:

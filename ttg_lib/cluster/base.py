@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import abc
-import enum
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ClusterError  # noqa: F401 (re-exported)
+from ..textenum import TextEnum
 
 
-class WorkerState(str, enum.Enum):
-    """A worker's life as the cluster sees it (a str, so records and tables read it as is)."""
+class WorkerState(TextEnum):
+    """A worker's life as the cluster sees it."""
 
     STARTING = "starting"
     RUNNING = "running"
     DEAD = "dead"
     STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def live(self) -> bool:
