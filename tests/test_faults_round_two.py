@@ -76,7 +76,7 @@ def test_hung_worker_is_killed_and_replaced(make_config, backend_name, broker_ur
     hung = [e for e in read_events(cfg) if e["event"] == "hung"]
     assert len(hung) == 1 and hung[0]["worker"] == frozen["name"], hung
     assert "no heartbeat for" in hung[0]["detail"]
-    assert gone(int(frozen["pid"])), "the frozen worker outlived the run"
+    assert gone(int(frozen["ident"])), "the frozen worker outlived the run"  # its pid
     replaced = [e for e in read_events(cfg) if e["event"] == "replaced"]
     assert any(f"replaces {frozen['name']}" in e["detail"] for e in replaced)
 
