@@ -94,6 +94,7 @@ def suite_results(out: Path, quick: bool, repeats: int) -> dict[str, Any]:
 
 
 def _config(out: Path, keep: bool) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"keep-{keep}.json"
     path.write_text(json.dumps({"keep_results": keep}))
     return path

@@ -149,12 +149,12 @@ def test_cleanup_refuses_to_purge_a_live_run_unless_forced(tmp_path, backend):
     --force removes them anyway."""
     backend.publish_tasks([Task("live", 0, 0, 1, 0, "ttg_lib.compute:placeholder")])
     present = backend.purge(dry_run=True)
-    assert any(backend.queue_names[0] in item for item in present)
+    assert any(backend.queue_names.tasks in item for item in present)
     result = _cli("--queues", "--backend", backend.name, out=tmp_path)
     assert result.returncode == 0
     assert "a TTG run is live" in result.stdout and "removed:" not in result.stdout
     assert backend.purge(dry_run=True) == present, "a live run's queues were touched"
-    assert backend.stats().tasks.messages == 1
+    assert backend.stats().tasks.ready == 1  # still there (the total may be unknown)
 
     forced = _cli("--queues", "--backend", backend.name, "--force", out=tmp_path)
     assert forced.returncode == 0, forced.stderr

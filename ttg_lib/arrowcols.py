@@ -67,11 +67,13 @@ def _ascii(values: np.ndarray, valid: np.ndarray | None) -> pa.Array | None:
         _validity(valid), pa.py_buffer(offsets), pa.py_buffer(chars[used].astype(np.uint8))])
 
 
-def repeat(texts: Sequence[str | None], counts: np.ndarray) -> pa.Array:
-    """Each text ``counts[i]`` times (a worker name per row), without a string per row."""
+def repeat(texts: Sequence[str | None], counts: np.ndarray, decode: bool = True) -> pa.Array:
+    """Each text ``counts[i]`` times (a worker name per row), without a string per row;
+    ``decode=False`` keeps it a dictionary column (the texts once, an index per row)."""
     codes = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
     indices = pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)])
-    return pa.DictionaryArray.from_arrays(indices, strings(texts)).dictionary_decode()
+    column = pa.DictionaryArray.from_arrays(indices, strings(texts))
+    return column.dictionary_decode() if decode else column
 
 
 def nulls(length: int, arrow_type: pa.DataType) -> pa.Array:

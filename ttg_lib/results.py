@@ -272,7 +272,8 @@ class ResultsWriter:
         fields += [pa.field(name, _ARROW[kind]) for name, kind in self._layout.columns]
         if self._layout.mode != "json":
             fields.append(pa.field(MISFIT, pa.string()))
-        fields += [pa.field("worker", pa.string()), pa.field("attempt", pa.int64()),
+        # a handful of workers for a million rows: their names as a dictionary column
+        fields += [pa.field("worker", WORKER_TYPE), pa.field("attempt", pa.int64()),
                    pa.field("error", pa.string())]
         self._schema = pa.schema(fields, metadata={_META_KEY: self._layout.to_json()})
 
@@ -316,14 +317,16 @@ class ResultsWriter:
                                                  for m, r in zip(misfits, batch, strict=True)])
                                if any_misfit else arrowcols.nulls(int(counts.sum()),
                                                                   pa.string()))
-        columns["worker"] = arrowcols.repeat([r.worker for r in batch], counts)
+        columns["worker"] = arrowcols.repeat([r.worker for r in batch], counts, decode=False)
         columns["attempt"] = arrowcols.from_numpy(np.repeat(
             np.fromiter((r.attempt for r in batch), dtype=np.int64, count=len(batch)), counts))
-        columns["error"] = arrowcols.repeat(errors, counts)
+        columns["error"] = (arrowcols.repeat(errors, counts) if any(errors)
+                            else arrowcols.nulls(int(counts.sum()), pa.string()))
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
 _FIXED = ("param_id", "worker", "attempt", "error")
+WORKER_TYPE = pa.dictionary(pa.int32(), pa.string())
 _NO_TEXT = pa.nulls(0, pa.string())  # a marker: this chunk's rows fitted the typed columns
 
 
