@@ -159,7 +159,9 @@ class BrokerSession:
         if stored >= chunks_read:
             return
         missing = list(unfinished())
-        self.outages[-1]["republished_chunks"] = len(missing)
+        checks = sum(1 for task in missing if task.verify_of)
+        self.outages[-1]["republished_chunks"] = len(missing) - checks
+        self.outages[-1]["republished_checks"] = checks  # recomputations asked for again
         self.outages[-1]["broker_kept_chunks"] = stored
         self.producer.rewind_results()
         self.producer.publish_tasks(missing)
