@@ -30,6 +30,7 @@ class ThreadCluster(Cluster):
         settings = WorkerSettings(backend="memory", url=self.url, run_id=self.run_id,
                                   name=name, lease_s=self.lease_s)
         worker = Worker(settings, open_consumer("memory", self.url, lease_s=self.lease_s))
+        worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
         thread = threading.Thread(target=worker.run, name=f"worker-{name}", daemon=True)
         info = WorkerInfo(name=name, ident=name, state=WorkerState.RUNNING,
                           started_at=time.time())

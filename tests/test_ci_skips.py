@@ -49,6 +49,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+@pytest.mark.slow  # pytest in a subprocess
 def test_in_ci_every_skip_but_kind_without_docker_fails(suite, monkeypatch):
     monkeypatch.setenv("CI", "true")
     result = suite.runpytest_subprocess("-rs", "--continue-on-collection-errors")
@@ -63,6 +64,7 @@ def test_in_ci_every_skip_but_kind_without_docker_fails(suite, monkeypatch):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.mark.slow  # pytest in a subprocess
 def test_outside_ci_a_skip_is_a_skip(suite, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     result = suite.runpytest_subprocess()

@@ -102,6 +102,7 @@ def test_a_page_without_figures_loads_no_script(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / PLOTLY_JS).exists()
 
 
+@pytest.mark.slow  # a browser
 def test_page_draws_its_charts_offline_in_chromium(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent (scripts/setup.sh --browser installs it)")

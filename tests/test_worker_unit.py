@@ -37,6 +37,7 @@ def run_worker(url: str, until, timeout: float = 5.0, name: str = "u1", **settin
     worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name=name,
                                    lease_s=0.5, **settings),
                     open_consumer("memory", url, lease_s=0.5))
+    worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -218,7 +218,8 @@ class Worker:
         idle_since = time.monotonic()
         while not self.stopping.is_set() and not self._orphaned():
             try:
-                deliveries = self.backend.fetch(self.settings.name, 0.5, self.batch.size)
+                deliveries = self.backend.fetch(self.settings.name, self.FETCH_WAIT_S,
+                                                self.batch.size)
                 if not deliveries:
                     self.heartbeat.beat(state="idle", current_chunk=None)
                     if (self.settings.idle_exit_s
@@ -254,6 +255,7 @@ class Worker:
             return True
         return False
 
+    FETCH_WAIT_S = 0.5  # how long one fetch waits for work (so also: how soon a stop is seen)
     RECONNECT_EVERY_S = (0.03, 0.09)  # jittered: reconnect within ~0.1 s of the broker
 
     def _connect_with_backoff(self) -> bool:
