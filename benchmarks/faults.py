@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ttg_lib.backends import env_urls, open_inspector  # noqa: E402
-from ttg_lib.cluster.brokers import answers, free_port, start_private  # noqa: E402
+from ttg_lib.backends.private import RefusalWatch  # noqa: E402
+from ttg_lib.cluster.brokers import free_port, start_private  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
 from ttg_lib.faults import freeze_busy_workers  # noqa: E402
 from ttg_lib.monitor import snapshot  # noqa: E402
@@ -125,14 +126,9 @@ def outage_rabbitmq(bench: Bench) -> dict[str, Any]:
     broker = start_private("rabbitmq")
     try:
         base = bench.run("rabbitmq", broker_url=broker.url)["runtime_s"]
-        watch = PortWatch(broker.url)
+        watch = RefusalWatch(broker.url)
 
-        def stop_for_3_s() -> None:
-            broker.rabbitmqctl("stop_app")
-            time.sleep(3.0)  # the outage being simulated
-            broker.rabbitmqctl("start_app")
-
-        restarter = threading.Thread(target=stop_for_3_s)
+        restarter = threading.Thread(target=broker.stop_app_for, args=(3.0,))
         try:
             summary = bench.run("rabbitmq", at=0.5, broker_url=broker.url,
                                 action=lambda run: (watch.start(), restarter.start()))
@@ -144,28 +140,6 @@ def outage_rabbitmq(bench: Bench) -> dict[str, Any]:
         broker.stop()
     return {**figures(summary, base), "fault": "stop_app, 3 s, start_app",
             "no_fault_runtime_s": base, "refused_connections_s": round(watch.down_s, 2)}
-
-
-class PortWatch(threading.Thread):
-    """How long the broker refused connections (its port polled every 20 ms)."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.down_s, self._halt = url, 0.0, threading.Event()
-
-    def run(self) -> None:
-        since = None
-        while not self._halt.wait(0.02):
-            up = answers(self.url, timeout=0.2)
-            if not up and since is None:
-                since = time.monotonic()
-            elif up and since is not None:
-                self.down_s, since = self.down_s + time.monotonic() - since, None
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.ident:
-            self.join(5)
 
 
 def ttg_run(bench: Bench, run_id: str, backend: str, *extra: str) -> subprocess.Popen:

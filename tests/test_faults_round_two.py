@@ -17,6 +17,7 @@ import pytest
 from test_faults import assert_verified, drive
 
 from ttg_lib.backends import open_inspector
+from ttg_lib.backends.private import RefusalWatch
 from ttg_lib.faults import freeze_busy_workers
 from ttg_lib.run import Run
 
@@ -127,14 +128,9 @@ def test_rabbitmq_app_stopped_for_3_s_costs_the_outage(make_config):
     try:
         baseline = no_fault_runtime(make_config, "rabbitmq", SHORT, broker_url=broker.url)
         cfg = make_config(backend="rabbitmq", **SHORT, broker_url=broker.url)
-        outage = OutageWatch(broker.url)
+        outage = RefusalWatch(broker.url)
 
-        def stop_for_3_s() -> None:
-            broker.rabbitmqctl("stop_app")
-            time.sleep(3.0)  # the outage being simulated
-            broker.rabbitmqctl("start_app")
-
-        restarter = threading.Thread(target=stop_for_3_s)
+        restarter = threading.Thread(target=broker.stop_app_for, args=(3.0,))
         try:
             summary = drive(Run(cfg), at=0.5, timeout=180,
                             action=lambda run: (outage.start(), restarter.start()))
@@ -149,33 +145,6 @@ def test_rabbitmq_app_stopped_for_3_s_costs_the_outage(make_config):
     assert 3.0 <= outage.down_s < 10, outage.down_s
     assert summary["runtime_s"] <= baseline + outage.down_s + 1.0, (
         summary["runtime_s"], baseline, outage.down_s)
-
-
-class OutageWatch(threading.Thread):
-    """How long the broker refused connections: its port polled every 20 ms."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url = url
-        self.down_s = 0.0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        from ttg_lib.cluster.brokers import answers
-
-        down_since = None
-        while not self._halt.wait(0.02):
-            up = answers(self.url, timeout=0.2)
-            if not up and down_since is None:
-                down_since = time.monotonic()
-            elif up and down_since is not None:
-                self.down_s += time.monotonic() - down_since
-                down_since = None
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.ident:
-            self.join(5)
 
 
 def ttg_run(out: Path, run_id: str, backend: str, *extra: str) -> subprocess.Popen:

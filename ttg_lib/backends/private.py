@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -92,8 +93,40 @@ class PrivateBroker:
             raise ClusterError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
+    def stop_app_for(self, seconds: float) -> None:
+        """A RabbitMQ outage that keeps the node: ``stop_app``, wait, ``start_app``."""
+        self.rabbitmqctl("stop_app")
+        time.sleep(seconds)  # the outage being simulated
+        self.rabbitmqctl("start_app")
+
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "pid": self.pid, "data_dir": self.data_dir}
+
+
+class RefusalWatch(threading.Thread):
+    """How long a broker refused connections during a fault: its port polled every 20 ms
+    (the outage a run saw, which includes the broker's own start-up)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.down_s = 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        down_since = None
+        while not self._halt.wait(0.02):
+            up = answers(self.url, timeout=0.2)
+            if not up and down_since is None:
+                down_since = time.monotonic()
+            elif up and down_since is not None:
+                self.down_s += time.monotonic() - down_since
+                down_since = None
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.ident:
+            self.join(5)
 
 
 def _binary(kind: str, name: str, install: str) -> str:
