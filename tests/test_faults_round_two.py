@@ -314,17 +314,21 @@ def test_redis_monitor_matches_xinfo(make_config):
     checked: dict = {}
 
     def compare(run: Run) -> None:
-        frozen = freeze_busy_workers(run.cluster)
-        try:
-            client = redis.Redis.from_url(REDIS_URL)
-            length, pending = client.xlen("ttg:tasks"), client.xpending("ttg:tasks",
-                                                                        "ttg-workers")
-            client.close()
-            with open_inspector("redis", REDIS_URL) as backend:
-                tasks = snapshot(backend)["queues"]["tasks"]
-        finally:
-            for name in frozen:
-                run.cluster.thaw_worker(name)
+        for _ in range(5):  # workers frozen between two chunks hold nothing: freeze again
+            frozen = freeze_busy_workers(run.cluster)
+            try:
+                client = redis.Redis.from_url(REDIS_URL)
+                length, pending = client.xlen("ttg:tasks"), client.xpending("ttg:tasks",
+                                                                            "ttg-workers")
+                client.close()
+                with open_inspector("redis", REDIS_URL) as backend:
+                    tasks = snapshot(backend)["queues"]["tasks"]
+            finally:
+                for name in frozen:
+                    run.cluster.thaw_worker(name)
+            if pending["pending"] > 0:
+                break
+            time.sleep(0.05)  # let the workers take their next chunks
         assert pending["pending"] > 0
         assert (tasks["messages"], tasks["unacked"], tasks["ready"]) == (
             length, pending["pending"], length - pending["pending"])
