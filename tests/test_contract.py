@@ -15,6 +15,7 @@ import pytest
 from conftest import TEST_LOCK, URLS, _require, hold_run_lock
 
 from ttg_lib.backends import (
+    AnnouncesLateResults,
     Consumer,
     ExpiringLock,
     FreesDeadConsumers,
@@ -26,6 +27,7 @@ from ttg_lib.backends import (
     open_consumer,
     open_inspector,
     open_producer,
+    stored_key,
 )
 from ttg_lib.messages import Result, Task
 
@@ -340,6 +342,38 @@ def test_a_dead_consumers_task_is_handed_on_now_where_the_broker_can(broker: Bro
         slow.close()  # the dead consumer's connection drops
     again = fetch(alive, "alive", timeout=3.0)
     assert again is not None and again.redelivered
+
+
+def test_a_result_stored_after_a_reconnect_is_not_computed_again(broker: Broker):
+    """A broker restart drops a worker's connection while it computes. Redis keeps the task
+    pending under the worker's name, so the late store settles it. RabbitMQ (and memory)
+    hand the task to another worker: the late store announces it, and that worker settles the
+    task instead of computing it a second time; a result stored on time is not announced."""
+    p = broker.producer
+    holder, other = broker.consumer(), broker.consumer()
+    p.publish_tasks([task(4), task(5)])
+    held = fetch(holder, "holder")
+    on_time = fetch(other, "other")
+    holder.reconnect()  # the broker came back: a new connection, the old delivery is stale
+    late = result_for(Task.decode(held.body), "holder")
+    key = stored_key(late.run_id, late.chunk_id, late.verify)
+    if not isinstance(other, AnnouncesLateResults):
+        holder.complete([(held, late)])
+        complete(other, on_time)
+        assert fetch(other, "other", timeout=3 * LEASE_S + 0.5) is None  # settled, not leased
+    else:
+        complete(other, on_time)
+        on_time_key = stored_key("r1", Task.decode(on_time.body).chunk_id, False)
+        again = fetch(other, "other", timeout=3.0)
+        assert again is not None and again.redelivered
+        assert Task.decode(again.body).chunk_id == 4
+        assert not other.stored_elsewhere(key)  # not yet stored
+        holder.complete([(held, late)])  # announced with the result, in one round trip
+        assert other.stored_elsewhere(key, wait_s=3.0)
+        other.discard(again)
+        assert not other.stored_elsewhere(on_time_key, wait_s=0.3)
+        assert fetch(holder, "holder", timeout=3 * LEASE_S + 0.5) is None  # settled for good
+    assert sorted(r.chunk_id for r in read_all_results(p, 2)) == [4, 5]
 
 
 def test_the_lock_names_its_owner_and_an_expiring_one_can_be_taken_over(broker: Broker):

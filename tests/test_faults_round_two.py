@@ -118,10 +118,11 @@ def test_redis_connections_cut_cost_little(make_config):
 
 @pytest.mark.slow
 def test_rabbitmq_app_stopped_for_3_s_costs_the_outage(make_config):
-    """``rabbitmqctl stop_app``, 3 s, ``start_app`` at 50 % on a private RabbitMQ: workers
-    and the orchestrator reconnect as soon as it answers, nothing is lost, and the run
-    costs the time the broker refused connections (3 s plus its own start, ~2 s here) and
-    at most 1 s more."""
+    """RabbitMQ's app stopped for 3 s at 50 % on a private broker: workers and the
+    orchestrator reconnect as soon as it answers, nothing is lost, the chunks computed
+    during the outage are not computed again, and the run costs at most 4 s (the issue's
+    line) and at most the time the broker refused connections (3 s plus its own start)
+    plus 1 s."""
     from ttg_lib.cluster.brokers import start_private
 
     broker = start_private("rabbitmq")
@@ -143,8 +144,16 @@ def test_rabbitmq_app_stopped_for_3_s_costs_the_outage(make_config):
     assert_verified(summary)
     assert summary["broker_outages"] and summary["broker_outages"][0]["end_s"] is not None
     assert 3.0 <= outage.down_s < 10, outage.down_s
-    assert summary["runtime_s"] <= baseline + outage.down_s + 1.0, (
-        summary["runtime_s"], baseline, outage.down_s)
+    figures = (summary["runtime_s"], baseline, outage.down_s, summary["duplicate_deliveries"])
+    extra = summary["runtime_s"] - baseline
+    assert extra <= outage.down_s + 1.0, figures  # the issue's goal: outage + 1 s
+    # its acceptance line, +4 s, takes the broker back ~0.5 s after its 3 s; a loaded
+    # machine's RabbitMQ can take longer to start, and then the run may cost that outage
+    # and 0.5 s more, no more
+    assert extra <= max(4.0, outage.down_s + 0.5), figures
+    # the 3 chunks in flight: stored after the outage, their handed-back tasks settled
+    # (one may still be recomputed if its holder reconnects over 0.5 s after the others)
+    assert summary["duplicate_deliveries"] <= 1, figures
 
 
 def ttg_run(out: Path, run_id: str, backend: str, *extra: str) -> subprocess.Popen:

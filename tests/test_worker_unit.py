@@ -32,22 +32,37 @@ def memory():
     producer.close()
 
 
-def run_worker(url: str, until, timeout: float = 5.0, name: str = "u1", **settings) -> Worker:
-    """A worker thread until ``until()`` holds (polled), then stopped."""
+def start_worker(url: str, name: str = "u1", **settings) -> tuple[Worker, threading.Thread]:
     worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name=name,
                                    lease_s=0.5, **settings),
                     open_consumer("memory", url, lease_s=0.5))
     worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
+    return worker, thread
+
+
+def poll(until, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not until() and time.monotonic() < deadline:
-        time.sleep(0.01)  # the worker thread gives no completion event
-    worker.stopping.set()
-    thread.join(5)
-    assert not thread.is_alive(), "the worker did not stop when asked"
+        time.sleep(0.01)  # worker threads give no completion event
+
+
+def stop(*workers: tuple[Worker, threading.Thread]) -> None:
+    for worker, _thread in workers:
+        worker.stopping.set()
+    for _worker, thread in workers:
+        thread.join(5)
+        assert not thread.is_alive(), "the worker did not stop when asked"
+
+
+def run_worker(url: str, until, timeout: float = 5.0, name: str = "u1", **settings) -> Worker:
+    """A worker thread until ``until()`` holds (polled), then stopped."""
+    started = start_worker(url, name, **settings)
+    poll(until, timeout)
+    stop(started)
     assert until(), "the worker did not finish in time"
-    return worker
+    return started[0]
 
 
 def results(producer, timeout: float = 0.05):
@@ -108,6 +123,32 @@ def test_a_broker_outage_is_ridden_out(memory):
 
     run_worker(url, collect)
     assert sorted(r.chunk_id for r in got) == [0, 1, 2]
+
+
+def test_after_a_broker_restart_no_chunk_is_computed_twice(memory):
+    """Both workers are mid-chunk when the broker restarts and hands their tasks back. Each
+    finishes its chunk during the outage and stores it on reconnecting; whichever worker
+    then receives a handed-back task settles it, its own or the other's, without computing
+    it again: two chunks, two computations, no duplicate result."""
+    url, producer = memory
+    producer.publish_tasks(Task(run_id=RUN, chunk_id=i, start=i * 4, count=4, work_ms=60,
+                                compute="ttg_lib.compute:placeholder") for i in range(2))
+    workers = [start_worker(url, "a"), start_worker(url, "b")]
+    poll(lambda: len(producer.b.pending) == 2, 5)
+    producer.b.restart()  # both chunks ~0-60 ms into their 240 ms
+    threading.Timer(0.4, lambda: setattr(producer.b, "down", False)).start()
+    got: list = []
+
+    def settled() -> bool:
+        if not producer.b.down:
+            got.extend(results(producer))
+        return len(got) == 2 and not producer.b.ready and not producer.b.pending
+
+    poll(settled, 5)
+    stop(*workers)
+    assert settled(), "the handed-back tasks were not settled"
+    assert sorted(r.chunk_id for r in got) == [0, 1] and producer.b.duplicates == 0
+    assert [w.chunks_done for w, _t in workers] == [1, 1]  # nobody computed a chunk twice
 
 
 def test_retry_policy_is_exponential_and_ends():

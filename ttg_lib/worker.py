@@ -7,8 +7,9 @@ a dead worker. SIGTERM lets the current chunk finish and be stored, then the
 worker exits 0 (unless TTG_KILL_ON_SIGTERM=1: see :meth:`Worker.install_signal_handlers`).
 A broker outage is ridden out by retrying the connection every ~60 ms (refused connections
 cost nothing), so work resumes as soon as the broker answers; results computed during the
-outage are stored then, and a task the broker hands back after it is answered from those
-results instead of being recomputed.
+outage are stored then. A broker that hands such tasks back (RabbitMQ) announces those late
+stores, and whichever worker receives a handed-back task settles it instead of computing it
+again (:class:`AnnouncesLateResults`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from . import compute
 from .backends import (
     DEFAULT_BACKEND,
     REGISTRY,
+    AnnouncesLateResults,
     BrokerUnavailable,
     Consumer,
     Delivery,
     ForgetsConsumers,
     open_consumer,
+    stored_key,
 )
 from .errors import ConfigError
 from .logs import EventLog
@@ -187,8 +190,7 @@ class Worker:
         self._handing_back: list[tuple[Delivery, Task]] = []
         self.cpu = CpuMeter()
         self._parent = os.getppid()
-        # stored after a reconnect, so maybe redelivered: (chunk id, recomputation) -> result
-        self._stored_late: dict[tuple[int, bool], Result] = {}
+        self._reconnected_at = float("-inf")  # when this worker last came back from an outage
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -212,6 +214,7 @@ class Worker:
         _tighten_timer_slack()
         if not self._connect_with_backoff():
             return 0  # stopped before the broker ever answered
+        self._reconnected_at = float("-inf")  # a first connection is no comeback
         self.cpu.start()
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
@@ -266,6 +269,7 @@ class Worker:
         while True:
             try:
                 self.backend.reconnect()
+                self._reconnected_at = time.monotonic()
                 return True
             except BrokerUnavailable as exc:
                 if self.stopping.is_set() or self._orphaned():
@@ -305,9 +309,10 @@ class Worker:
             fn = compute.load(task.compute)
         except compute.ComputeImportError as exc:
             return self._reject(delivery, str(exc), task=task)
-        late_key = (task.chunk_id, bool(task.verify_of))
-        if delivery.redelivered and late_key in self._stored_late:
-            return self._stored_late.pop(late_key)  # stored already: ack, recompute nothing
+        if delivery.redelivered and self._stored_late(task):
+            self.backend.discard(delivery)  # its result was stored after an outage
+            self.log("chunk_already_stored", chunk=task.chunk_id, verify=bool(task.verify_of))
+            return None
         if task.verify_of == self.settings.name and task.bounces < MAX_BOUNCES:
             # a recomputation of our own result proves nothing: hand it to another worker
             self._handing_back.append((delivery, task.bounced()))
@@ -325,6 +330,19 @@ class Worker:
                       count=task.count, worker=self.settings.name, attempt=task.attempt,
                       started_at=started, finished_at=finished, values=values,
                       redelivered=delivery.redelivered, verify=bool(task.verify_of))
+
+    ANNOUNCE_WAIT_S = 0.5  # right after an outage: how long a handed-back task waits to hear
+    ANNOUNCE_WINDOW_S = 5.0  # that its holder, reconnecting too, stored it (they come within
+    # ~0.1 s of each other); later, or with no outage, a redelivery means its holder died
+
+    def _stored_late(self, task: Task) -> bool:
+        """Did the worker that held this handed-back task (this one, or another) store its
+        result after an outage?"""
+        if not isinstance(self.backend, AnnouncesLateResults):
+            return False
+        after_outage = time.monotonic() - self._reconnected_at < self.ANNOUNCE_WINDOW_S
+        key = stored_key(task.run_id, task.chunk_id, bool(task.verify_of))
+        return self.backend.stored_elsewhere(key, self.ANNOUNCE_WAIT_S if after_outage else 0.0)
 
     def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
         """Fast chunks run inline; others on the helper thread while leases are renewed."""
@@ -363,9 +381,7 @@ class Worker:
             return  # queues: storing them there would be another run's foreign results
         for attempt in range(1, 4):
             try:
-                self.backend.complete(done)
-                if attempt > 1:  # the broker may hand these tasks back (RabbitMQ requeues)
-                    self._remember_stored_late([r for _d, r in done])
+                self.backend.complete(done)  # late ones are announced where handed back
                 self.log("chunks_done", chunks=chunks,
                          redelivered=[r.chunk_id for d, r in done if d.redelivered],
                          seconds=round(sum(r.finished_at - r.started_at for _d, r in done), 4))
@@ -376,12 +392,6 @@ class Worker:
                 if not self._connect_with_backoff():
                     break
         self.log("store_gave_up", level="error", chunks=chunks)
-
-    def _remember_stored_late(self, results: list[Result]) -> None:
-        """Results stored over a new connection: their tasks' acks went with the old one."""
-        if len(self._stored_late) > 4096:
-            self._stored_late.clear()
-        self._stored_late.update(((r.chunk_id, r.verify), r) for r in results)
 
     def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
         """Retry with exponential delay, or dead-letter once the retries are used up."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .base import (
+    AnnouncesLateResults,
     BrokerDedup,
     BrokerUnavailable,
     Connection,
@@ -21,6 +22,7 @@ from .base import (
     QueueStats,
     ResultsIndex,
     RunLocked,
+    stored_key,
 )
 from .registry import (
     DEFAULT_BACKEND,
@@ -53,10 +55,10 @@ def open_inspector(name: str, url: str | None = None, *, lease_s: float = 2.0) -
 
 
 __all__ = [
-    "DEFAULT_BACKEND", "REGISTRY", "BackendSpec", "BrokerDedup", "BrokerUnavailable",
-    "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock", "ForgetsConsumers",
-    "FreesDeadConsumers", "HoldsResults", "Inspector", "KubernetesWorkload", "ListsConsumers",
-    "Producer",
-    "QueueNames", "QueueStat", "QueueStats", "ResultsIndex", "RunLocked", "backend_names",
-    "env_urls", "get_spec", "open_consumer", "open_inspector", "open_producer",
+    "DEFAULT_BACKEND", "REGISTRY", "AnnouncesLateResults", "BackendSpec", "BrokerDedup",
+    "BrokerUnavailable", "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock",
+    "ForgetsConsumers", "FreesDeadConsumers", "HoldsResults", "Inspector", "KubernetesWorkload",
+    "ListsConsumers", "Producer", "QueueNames", "QueueStat", "QueueStats", "ResultsIndex",
+    "RunLocked", "backend_names", "env_urls", "get_spec", "open_consumer", "open_inspector",
+    "open_producer", "stored_key",
 ]

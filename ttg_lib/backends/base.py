@@ -273,6 +273,28 @@ class HoldsResults(abc.ABC):
     def release_results(self) -> None: ...
 
 
+class AnnouncesLateResults(abc.ABC):
+    """Where a dropped connection hands a worker's tasks back to the queue (RabbitMQ: a broker
+    restart), the worker may finish a chunk during the outage and store its result after it
+    reconnects, while the handed-back task reaches another worker. Such late stores are
+    announced to every worker (inside :meth:`Consumer.complete`), so the worker that receives
+    the task settles it instead of computing it a second time."""
+
+    @abc.abstractmethod
+    def stored_elsewhere(self, key: str, wait_s: float = 0.0) -> bool:
+        """True once a worker announced ``key`` (a :func:`stored_key`) as stored late;
+        waits up to ``wait_s`` for the announcement."""
+
+    @abc.abstractmethod
+    def discard(self, delivery: Delivery) -> None:
+        """Ack a task whose result another worker stored: nothing is published."""
+
+
+def stored_key(run_id: str, chunk_id: int, verify: bool) -> str:
+    """A result's name across runs, as late-store announcements carry it."""
+    return f"{run_id}/{'v' if verify else ''}{chunk_id}"
+
+
 def result_key(result: Result) -> str:
     """What a broker dedups results by: the chunk, and apart from it its recomputation."""
     return f"v{result.chunk_id}" if result.verify else str(result.chunk_id)

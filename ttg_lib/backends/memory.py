@@ -4,9 +4,11 @@ Same semantics as the real brokers, so the contract suite runs against all three
 at-least-once delivery with leases (a delivery not kept alive for ``lease_s`` goes to the
 next fetch, marked redelivered), a consumer that closes loses its deliveries at once (like
 a dropped AMQP connection), retries wait out their delay, dead letters keep their reason,
-results are deduplicated by chunk id, and one run lock. ``memory://NAME`` names a broker
+results are deduplicated by chunk id, results stored over a newer connection than their
+task's are announced (like RabbitMQ's), and one run lock. ``memory://NAME`` names a broker
 shared by every connection of this process; :func:`broker` reaches it to inject an outage
-(``down = True``: every call raises BrokerUnavailable). Worker *processes* cannot share it:
+(``down = True``: every call raises BrokerUnavailable; :meth:`MemoryBroker.restart` also
+hands every unacked task back). Worker *processes* cannot share it:
 runs use Redis or RabbitMQ.
 """
 
@@ -48,13 +50,31 @@ class MemoryBroker:
     lock: str | None = None
     lock_owner: str = ""
     consumers: set[int] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
     down: bool = False
     ids: itertools.count = field(default_factory=itertools.count)
+
+    def release(self, task_id: int, session: int) -> bool:
+        """Settle a delivery if ``session`` still holds it (a closed session's deliveries
+        went back to the queue, maybe to another consumer)."""
+        held = self.pending.get(task_id)
+        if held is None or held[0] != session:
+            return False
+        del self.pending[task_id]
+        return True
 
     def requeue(self, task_id: int) -> None:
         _owner, _due, body = self.pending.pop(task_id)
         self.ready.appendleft((task_id, body, True))
         self.cond.notify_all()
+
+    def restart(self) -> None:
+        """A broker restart begins: every call fails until ``down`` is cleared, and every
+        unacked task goes back to the queue, as a restarted RabbitMQ hands them back."""
+        with self.cond:
+            self.down = True
+            for task_id in list(self.pending):
+                self.requeue(task_id)
 
     def tick(self, now: float) -> None:
         """Expired leases go back to the queue; retries whose time has come return."""
@@ -66,6 +86,7 @@ class MemoryBroker:
 
 
 _brokers: dict[str, MemoryBroker] = {}
+_sessions = itertools.count(1)  # one per consumer connection, as AMQP channels are
 _brokers_lock = threading.Lock()
 
 
@@ -176,24 +197,28 @@ class MemoryProducer(MemoryInspector, base.Producer):
                 self.spec.queues.by_role().values(),
                 (b.ready or b.pending, b.retries, b.dlq, b.results), strict=True) if items]
             if not dry_run:
-                for items in (b.ready, b.pending, b.retries, b.dlq, b.results, b.index):
+                for items in (b.ready, b.pending, b.retries, b.dlq, b.results, b.index,
+                              b.announced):
                     items.clear()
                 b.duplicates = 0
                 self.cursor = 0
             return gone
 
 
-class MemoryConsumer(MemoryConnection, base.Consumer):
+class MemoryConsumer(MemoryConnection, base.Consumer, base.AnnouncesLateResults):
+    session = 0
+
     def connect(self) -> None:
         super().connect()
         with self.b.cond:
+            self.session = next(_sessions)
             self.b.consumers.add(id(self))
 
     def close(self) -> None:
         """Like a dropped connection: whatever this consumer held is redelivered at once."""
         with self.b.cond:
             for task_id in [t for t, (owner, _d, _b) in self.b.pending.items()
-                            if owner == id(self)]:
+                            if owner == self.session]:
                 self.b.requeue(task_id)
             self.b.consumers.discard(id(self))
         super().close()
@@ -216,16 +241,18 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
             out = []
             while b.ready and len(out) < max_count:
                 task_id, body, redelivered = b.ready.popleft()
-                b.pending[task_id] = (id(self), time.monotonic() + self.lease_s, body)
-                out.append(Delivery(body=body, handle=task_id, redelivered=redelivered))
+                b.pending[task_id] = (self.session, time.monotonic() + self.lease_s, body)
+                out.append(Delivery(body=body, handle=(task_id, self.session),
+                                    redelivered=redelivered))
             return out
 
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
         with self._check().cond:
             for d in deliveries:
-                if d.handle in self.b.pending:
-                    owner, _due, body = self.b.pending[d.handle]
-                    self.b.pending[d.handle] = (owner, time.monotonic() + self.lease_s, body)
+                task_id, session = d.handle
+                if self.b.pending.get(task_id, (None,))[0] == session:
+                    self.b.pending[task_id] = (session, time.monotonic() + self.lease_s,
+                                               self.b.pending[task_id][2])
 
     def complete(self, done: list[tuple[Delivery, Result]]) -> None:
         with self._check().cond:
@@ -234,7 +261,18 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
             if fresh:
                 self.b.index.update(result_key(r) for r in fresh)
                 self.b.results.append(encode_results([r for _d, r in done]))
+            self.b.announced.update(base.stored_key(r.run_id, r.chunk_id, r.verify)
+                                    for d, r in done if d.handle[1] != self.session)
             self._ack(d for d, _r in done)
+
+    def stored_elsewhere(self, key: str, wait_s: float = 0.0) -> bool:
+        b = self._check()
+        with b.cond:
+            return b.cond.wait_for(lambda: key in b.announced, wait_s)
+
+    def discard(self, delivery: Delivery) -> None:
+        with self._check().cond:
+            self._ack([delivery])
 
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
         with self._check().cond:
@@ -261,7 +299,7 @@ class MemoryConsumer(MemoryConnection, base.Consumer):
 
     def _ack(self, deliveries: Iterable[Delivery]) -> None:
         for d in deliveries:
-            self.b.pending.pop(d.handle, None)
+            self.b.release(*d.handle)
         self.b.cond.notify_all()
 
 

@@ -9,6 +9,10 @@ Queues (durable, created and deleted only by TTG), named as in the milestone:
 ``ttg.tasks.dlq``    messages that cannot succeed, with their reason in the headers
 ``ttg.results``      chunk results; the orchestrator dedups them by chunk id
 ``ttg.run-lock``     the run lock: an exclusive queue, gone with its connection
+``ttg.stored``       a fanout exchange: results a worker stored after a reconnect, announced
+                     to every worker's ``ttg.stored.<worker>`` queue (durable, so it hears
+                     announcements made while it reconnects; deleted when its worker stops,
+                     or by the broker after 10 idle minutes)
 
 Messages are persistent. The orchestrator publishes tasks in transactions, a worker
 commits a batch's results and acks in one transaction, other publishes are confirmed.
@@ -60,6 +64,8 @@ SPEC = BackendSpec(
 TASKS, RETRY, DLQ, RESULTS = SPEC.queues.as_tuple()
 RUN_LOCK = "ttg.run-lock"
 TTG_QUEUES = (TASKS, RETRY, DLQ, RESULTS)
+STORED = "ttg.stored"
+STORED_QUEUE_ARGS = {"x-expires": 600_000, "x-max-length": 10_000}
 PUBLISH_BATCH = 500
 NO_MANAGEMENT_HINT = ("messages and unacked are unknown without RabbitMQ's management API: "
                       "rabbitmq-plugins enable rabbitmq_management")
@@ -343,13 +349,17 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
         return gone
 
 
-class RabbitConsumer(RabbitConnection, base.Consumer):
+class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
+                     base.ForgetsConsumers):
     transactional = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):
         # fast failure detection: a frozen worker's connection drops after ~2 heartbeats
         super().__init__(url, lease_s=lease_s, heartbeat_s=max(1, round(lease_s / 2)))
         self.prefetch = 1
+        self._task_tag: str | None = None
+        self._hearing = 0  # the connection generation whose announcements we consume
+        self._announced: set[str] = set()
 
     @_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
@@ -373,25 +383,72 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
         wait out the fetch (no reconnect storm), then try again."""
         self.channel = self._new_channel()
         self._consuming = None
+        self._hearing = 0
         self.conn.sleep(timeout)
         return []
 
     def _subscribe_tasks(self, consumer: str, prefetch: int) -> None:
         """(Re)start the task consumer with a new prefetch: RabbitMQ applies a consumer's
         limit only to consumers started after it. Unacked deliveries stay ours."""
-        if self._consuming == TASKS:
-            for tag in list(self.ch.consumer_tags):
-                self.ch.basic_cancel(tag)  # pika requeues undispatched deliveries (reject)
+        if self._consuming == TASKS and self._task_tag is not None:
+            self.ch.basic_cancel(self._task_tag)  # pika requeues undispatched deliveries
             self._commit()  # in a transaction that reject waits for the commit
+        self._hear_announcements(consumer)
         self.ch.basic_qos(prefetch_count=prefetch)
         self.ch.add_on_cancel_callback(self._cancelled)
-        self.ch.basic_consume(TASKS, self._on_message, consumer_tag=f"{consumer}.{time.time()}")
+        self._task_tag = self.ch.basic_consume(TASKS, self._on_message,
+                                               consumer_tag=f"{consumer}.{time.time()}")
         self._consuming, self.prefetch = TASKS, prefetch
 
-    def _cancelled(self, _frame: Any) -> None:
-        """The broker cancelled our consumer (the queue was deleted, e.g. by a new run's
+    def _hear_announcements(self, consumer: str) -> None:
+        """Bind this worker's durable announcement queue once per connection."""
+        if self._hearing == self._generation:
+            return
+        queue = f"{STORED}.{consumer}"
+        self.ch.exchange_declare(STORED, "fanout", durable=True)
+        self.ch.queue_declare(queue, durable=True, arguments=STORED_QUEUE_ARGS)
+        self.ch.queue_bind(queue, STORED)
+        self.ch.basic_consume(queue, self._on_announcement, auto_ack=True)
+        self._hearing = self._generation
+
+    def _on_announcement(self, _channel: Any, _method: Any, _props: Any, body: bytes) -> None:
+        try:
+            keys = json.loads(body)
+        except ValueError:
+            return  # not ours to understand: an announcement is only ever a hint
+        if len(self._announced) > 100_000:
+            self._announced.clear()
+        self._announced.update(str(k) for k in keys if isinstance(keys, list))
+
+    def _cancelled(self, frame: Any) -> None:
+        """The broker cancelled a consumer (its queue was deleted, e.g. by a new run's
         purge): subscribe again at the next fetch."""
-        self._consuming = None
+        if frame.method.consumer_tag == self._task_tag:
+            self._consuming = None
+        else:
+            self._hearing = 0
+
+    @_errors
+    def stored_elsewhere(self, key: str, wait_s: float = 0.0) -> bool:
+        deadline = time.monotonic() + wait_s
+        self.conn.process_data_events(time_limit=0)
+        while key not in self._announced:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.conn.process_data_events(time_limit=min(left, 0.02))
+        return True
+
+    @_errors
+    def discard(self, delivery: Delivery) -> None:
+        self._ack(delivery)
+        self._commit()
+
+    @_errors
+    def leave(self, consumer: str) -> None:
+        """A worker that stops cleanly takes its announcement queue with it."""
+        self.ch.queue_delete(f"{STORED}.{consumer}")
+        self._hearing = 0
 
     @_errors
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
@@ -403,7 +460,17 @@ class RabbitConsumer(RabbitConnection, base.Consumer):
         if done:
             self._publish(RESULTS, encode_results([r for _d, r in done]), PERSISTENT)
             self._ack_upto([delivery for delivery, _result in done])
+            self._announce_late([r for d, r in done if d.handle[0] != self._generation])
         self._commit()
+
+    def _announce_late(self, results: list[Result]) -> None:
+        """Results whose tasks came over an older connection: the broker has handed those
+        tasks back, maybe to another worker; tell every worker they are stored (in the same
+        transaction as the results, so no announcement precedes its result)."""
+        if results:
+            keys = [base.stored_key(r.run_id, r.chunk_id, r.verify) for r in results]
+            self.ch.exchange_declare(STORED, "fanout", durable=True)
+            self.ch.basic_publish(STORED, "", json.dumps(keys).encode())
 
     @_errors
     def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
