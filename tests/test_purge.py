@@ -3,6 +3,7 @@ brokers."""
 
 from __future__ import annotations
 
+from ttg_lib.backends import open_consumer
 from ttg_lib.messages import Task
 
 
@@ -20,12 +21,23 @@ PURGED = {"redis": {"redis key ttg:tasks"},
 DECOYS = ("ttg-user.orders", "ttg:user-owned", "decoy.ttg.tasks")  # look like TTG's, are not
 
 
+# Where workers declare objects of their own when they subscribe (RabbitMQ's exchange for
+# late-store announcements), purge removes those too.
+BY_WORKERS = {"redis": set(),
+              "rabbitmq": {"rabbitmq exchange ttg.stored (announcements; it holds no messages)"}}
+
+
 def test_purge_removes_only_ttg_objects(backend_name, broker_url, backend):
     backend.publish_tasks([task(0)])
     _make_decoys(backend_name, broker_url)
+    if BY_WORKERS[backend_name]:
+        with open_consumer(backend_name, broker_url) as worker:
+            worker.fetch("purge-test-worker", 0.1)  # subscribes (its task goes back on close)
+            worker.leave("purge-test-worker")  # its own queue goes with it
+    expected = PURGED[backend_name] | BY_WORKERS[backend_name]
     try:
-        assert set(backend.purge(dry_run=True)) == PURGED[backend_name]
-        assert set(backend.purge()) == PURGED[backend_name]
+        assert set(backend.purge(dry_run=True)) == expected
+        assert set(backend.purge()) == expected
         assert backend.purge(dry_run=True) == []
         assert _decoys_left(backend_name, broker_url) == len(DECOYS)
     finally:

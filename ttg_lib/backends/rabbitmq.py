@@ -12,7 +12,7 @@ Queues (durable, created and deleted only by TTG), named as in the milestone:
 ``ttg.stored``       a fanout exchange: results a worker stored after a reconnect, announced
                      to every worker's ``ttg.stored.<worker>`` queue (durable, so it hears
                      announcements made while it reconnects; deleted when its worker stops,
-                     or by the broker after 10 idle minutes)
+                     or by the broker after 10 idle minutes; purge deletes the exchange)
 
 Messages are persistent. The orchestrator publishes tasks in transactions, a worker
 commits a batch's results and acks in one transaction, other publishes are confirmed.
@@ -346,7 +346,15 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
                 channel.queue_delete(queue)
             channel.close()
             gone.append(f"rabbitmq queue {queue} ({count} messages)")
-        return gone
+        channel = self.conn.channel()
+        try:
+            channel.exchange_declare(STORED, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            return gone  # absent: no worker has subscribed since the last purge
+        if not dry_run:
+            channel.exchange_delete(STORED)
+        channel.close()
+        return [*gone, f"rabbitmq exchange {STORED} (announcements; it holds no messages)"]
 
 
 class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
