@@ -121,5 +121,9 @@ def test_resume_after_the_orchestrator_was_killed(tmp_path, backend_name, broker
     assert summary["ok"] and summary["resumed"] and summary["params_verified"] == 1000
     assert summary["chunks_redone"] <= 10, summary["chunks_redone"]  # ≤ 10 % of 100
     assert "resuming run" in resumed.stderr
+    # --verify full (the default for TTG's own functions) covers the chunks restored from
+    # disk too: each recomputed by another worker and compared with its stored rows
+    assert summary["values_recomputed"] == 1000, summary["values_recomputed"]
+    assert "to recompute and compare with the rows on disk (--verify full)" in resumed.stderr
     df = load_results(summary["record_dir"])
     assert df["param_id"].tolist() == list(range(1000))  # every point once

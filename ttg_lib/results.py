@@ -99,6 +99,13 @@ class ValueLayout:
         return cls(data["mode"], tuple((name, kind) for name, kind in data["columns"]))
 
 
+def value_column_names(schema: pa.Schema) -> list[str]:
+    """The columns that hold a chunk's values: what verification compares."""
+    layout = ValueLayout.from_schema(schema)
+    return [name for name, _kind in layout.columns] + ([MISFIT] if MISFIT in schema.names
+                                                       else [])
+
+
 def _kind_of(values: Sequence[Any]) -> str:
     typecode = getattr(values, "typecode", None)
     if typecode == "q":
@@ -239,6 +246,12 @@ class ResultsWriter:
             _merge(parts, self.path, self._schema, self.row_group_rows)
         shutil.rmtree(self.parts, ignore_errors=True)
         return self.path
+
+    def value_columns(self, result: Result) -> list[pa.Array]:
+        """A result's value columns exactly as this table would store them: what the
+        recomputation of a chunk restored from disk is compared with."""
+        table = self._table([result])
+        return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
 
     # -- internals --
 

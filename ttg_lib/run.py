@@ -186,11 +186,31 @@ class Run:
         done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
         failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
         self.collector.restore(done, failed & done)
+        rechecked = self._recheck_restored(done - failed)
         self._received_before = _chunks_received(cfg.record_dir) - done
         stopped = stop_leftover_workers(self.owner)  # the dead run's, by its process ledger
         self.say(f"resuming run {cfg.run_id}: {len(done):,} of {cfg.chunks_total:,} chunks "
-                 f"already in its results" + (f"; stopped {stopped} of its old workers"
-                                              if stopped else ""))
+                 f"already in its results"
+                 + (f"; {rechecked:,} of them to recompute and compare with the rows on disk "
+                    f"(--verify {self.plan.mode})" if rechecked else "")
+                 + (f"; stopped {stopped} of its old workers" if stopped else ""))
+
+    def _recheck_restored(self, chunks: set[int]) -> int:
+        """Restored chunks are verified like fresh ones: those the verify mode picks are
+        recomputed by the workers and compared with their rows on disk."""
+        from .restored import DiskComparison, stored_values
+        from .results import ResultsWriter
+
+        if self.plan.mode is VerifyMode.NONE or not chunks:
+            return 0
+        if not isinstance(self.writer, ResultsWriter):
+            return 0  # nothing on disk to compare with (results not kept)
+        cfg = self.config
+        stored = stored_values(cfg.record_dir, cfg.chunk_size, cfg.total_params, chunks,
+                               self.plan.wants, keep_columns=bool(cfg.verify_rtol))
+        self.collector.recheck(DiskComparison(stored, self.writer, cfg.verify_rtol),
+                               {cid: chunk.worker for cid, chunk in stored.items()})
+        return len(stored)
 
     def _drain_leftovers(self) -> None:
         """Results the dead orchestrator left in the broker (read, not yet on disk) count too:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .messages import Result, ValueColumns, pack_chunk, pack_values
 from .textenum import TextEnum
@@ -93,6 +93,15 @@ def fingerprint(values: Sequence[Any]) -> int:
     return zlib.crc32(pack_chunk(values)[1])
 
 
+class StoredValues(Protocol):
+    """Chunks restored from disk whose recomputation is compared with the rows stored there
+    (:class:`ttg_lib.restored.DiskComparison`)."""
+
+    def __contains__(self, chunk_id: int) -> bool: ...
+
+    def agrees(self, chunk_id: int, result: Result) -> bool: ...
+
+
 class ResultCollector:
     """Deduplicates results by chunk id, checks their structure on arrival, and matches each
     recomputation with the result it recomputes."""
@@ -108,6 +117,7 @@ class ResultCollector:
         self._prints = array("I", bytes(4 * self.chunks_total))
         self._kept: dict[int, Sequence[Any]] = {}  # values awaiting a tolerant comparison
         self._delivery_key: dict[int, tuple[str, float]] = {}
+        self._on_disk: StoredValues | None = None
         self.completed = self.failed = self.params_done = 0
         self.duplicates = self.wrong = self.foreign = 0
         self.recomputed = 0  # values recomputed by another worker and compared
@@ -152,7 +162,7 @@ class ResultCollector:
 
     def restore(self, done: set[int], failed: set[int]) -> None:
         """Chunks a resumed run finds on disk: counted as they were, structure checked when
-        they were written; their values are not recomputed again."""
+        they were written (:meth:`recheck` has some of them recomputed)."""
         for cid in done | failed:
             if self.chunk_state[cid]:
                 continue
@@ -163,6 +173,14 @@ class ResultCollector:
                 self.completed += 1
                 self.params_done += self._size(cid)
             self._delivery_key[cid] = ("record", 0.0)
+
+    def recheck(self, stored: StoredValues, workers: Mapping[int, str]) -> None:
+        """Restored chunks to recompute (``workers``: who computed each): their
+        recomputations are compared with the rows on disk."""
+        self._on_disk = stored
+        for cid, worker in workers.items():
+            self._delivery_key[cid] = (worker, 0.0)
+            self.expect_verification(cid)
 
     def awaits(self, chunk_id: int) -> bool:
         """A recomputation of this chunk was asked for and not answered yet."""
@@ -202,6 +220,8 @@ class ResultCollector:
     def _agrees(self, cid: int, result: Result) -> bool:
         if not self._structure_ok(result, quiet=True):
             return False
+        if self._on_disk is not None and cid in self._on_disk:
+            return self._on_disk.agrees(cid, result)
         if fingerprint(result.values) == self._prints[cid]:
             return True
         original = self._kept.get(cid)
