@@ -272,6 +272,29 @@ def test_capabilities_do_what_they_claim(broker: Broker):
         assert count(wait_stats(p, lambda s: count(s.results) == 2).results) == 2
 
 
+def test_listed_consumers_name_the_worker_holding_a_task(broker: Broker):
+    """ListsConsumers (Redis' group; RabbitMQ's management API, a sample ~5 s old): who
+    holds work, as Kubernetes' kill needs it to pick a busy pod."""
+    p = broker.producer
+    if not isinstance(p, ListsConsumers):
+        return  # memory: a broker inside this process has no consumers to list
+    holder, idle = broker.consumer(), broker.consumer()
+    p.publish_tasks([task(1)])
+    held = fetch(holder, "holder")
+    assert idle.fetch("idle", 0.2) == []
+    deadline = time.monotonic() + 15
+    while True:
+        rows = {c.name: c.pending for c in p.consumers()}
+        if rows.get("holder") == 1:
+            break
+        assert time.monotonic() < deadline, f"the broker lists {rows}"
+        holder.keepalive("holder", [held])
+        idle.keepalive("idle", [])
+        time.sleep(0.2)  # the management API's sample has no change notification
+    assert rows.get("idle", 0) == 0  # listed with nothing, or not listed
+    complete(holder, held)
+
+
 def test_a_worker_started_before_the_queues_exist_idles_without_spinning(broker: Broker):
     broker.producer.purge()  # as before a run: no TTG queue on the broker
     early = broker.consumer()

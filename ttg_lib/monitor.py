@@ -37,7 +37,7 @@ def stats_table(stats: QueueStats | dict[str, Any], title: str = "TTG queues") -
 
 
 def workers_table(workers: list[dict[str, Any]]) -> Table:
-    table = Table(title="Consumers (stream group)")
+    table = Table(title="Consumers, as the broker reports them")
     for col in ("name", "pending", "idle ms"):
         table.add_column(col)
     for w in workers:

@@ -68,7 +68,8 @@ class Delivery:
 
 @dataclass(frozen=True)
 class ConsumerInfo:
-    """A worker as the broker sees it (Redis: a stream-group consumer)."""
+    """A worker as the broker sees it (Redis: a stream-group consumer; RabbitMQ: the task
+    queue's consumers whose tags name the worker)."""
 
     name: str
     pending: int
@@ -252,7 +253,8 @@ class BrokerDedup(abc.ABC):
 
 
 class ListsConsumers(abc.ABC):
-    """The broker names its consumers with pending work and idle time (Redis' group)."""
+    """The broker names its consumers with pending work and idle time (Redis' group; RabbitMQ
+    through its management API, whose figures are a sample a few seconds old)."""
 
     @abc.abstractmethod
     def consumers(self) -> list[ConsumerInfo]: ...

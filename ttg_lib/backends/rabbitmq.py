@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
@@ -39,7 +41,7 @@ import pika.exceptions
 
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
-from .base import Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
 from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
 
 K8S_USER = "ttg"
@@ -155,7 +157,7 @@ class RabbitConnection(base.Connection):
         self.ch.basic_publish("", queue, body, props, mandatory=not self.transactional)
 
 
-class RabbitInspector(RabbitConnection, base.Inspector):
+class RabbitInspector(RabbitConnection, base.Inspector, base.ListsConsumers):
     @_errors
     def stats(self) -> QueueStats:
         """Ready and consumers from AMQP (live); unacked from the management API (the
@@ -178,6 +180,27 @@ class RabbitInspector(RabbitConnection, base.Inspector):
         hint = NO_MANAGEMENT_HINT if not unacked else (
             NOT_SAMPLED_HINT if any(q.unacked is None for q in stats.values()) else "")
         return QueueStats(**stats, hint=hint)
+
+    def consumers(self) -> list[ConsumerInfo]:
+        """The task queue's consumers by worker name, with their unacked tasks, from the
+        management API's statistics (the broker samples them every ~5 s); none without it."""
+        vhost = _vhost(self.url)
+        consumers = management_get(self.url, f"/api/consumers/{vhost}", timeout=0.5)
+        channels = management_get(self.url, f"/api/vhosts/{vhost}/channels", timeout=0.5)
+        if not isinstance(consumers, list) or not isinstance(channels, list):
+            return []
+        by_channel = {c.get("name"): c for c in channels if isinstance(c, dict)}
+        workers: dict[str, ConsumerInfo] = {}
+        for consumer in consumers:
+            if (consumer.get("queue") or {}).get("name") != TASKS:
+                continue
+            channel = by_channel.get((consumer.get("channel_details") or {}).get("name"), {})
+            name = _worker_of(str(consumer.get("consumer_tag", "")))
+            held = int(channel.get("messages_unacknowledged") or 0)
+            seen = workers.get(name)
+            workers[name] = ConsumerInfo(name, held + (seen.pending if seen else 0),
+                                         _idle_ms(channel.get("idle_since")))
+        return sorted(workers.values(), key=lambda c: c.name)
 
     def _management_unacked(self) -> dict[str, int | None]:
         """Unacked counts come only from the management API; None where it is off."""
@@ -533,6 +556,27 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
 
 
 Inspector, Producer, Consumer = RabbitInspector, RabbitProducer, RabbitConsumer
+
+
+_TAG = re.compile(r"^(.*)\.\d+\.\d+$")  # a worker's consumer tag: <worker>.<time.time()>
+
+
+def _worker_of(consumer_tag: str) -> str:
+    match = _TAG.match(consumer_tag)
+    return match.group(1) if match else consumer_tag
+
+
+def _idle_ms(idle_since: Any) -> int:
+    """Milliseconds since the channel's last activity (0 when active or unknown)."""
+    if not isinstance(idle_since, str):
+        return 0
+    try:
+        since = datetime.fromisoformat(idle_since)
+    except ValueError:
+        return 0
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return max(0, int((datetime.now(timezone.utc) - since).total_seconds() * 1000))
 
 
 def _vhost(url: str) -> str:
