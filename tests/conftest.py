@@ -128,22 +128,33 @@ def pytest_make_collect_report(collector: pytest.Collector):
 # Under xdist, what may run beside what. CPU_HEAVY tests (a benchmark, Ray and Dask,
 # chromium, JupyterLab, notebook kernels) take both cores, so they run alone: no other
 # CPU_HEAVY or TIMING test beside them (an exclusive lock). TIMING tests assert run times,
-# lease or recovery delays, or ratios to a baseline run; they are light (their workers
-# sleep), so two may share the machine (a shared lock), as may any untimed test, which takes
-# no lock. A test that acts on a whole broker server (CLIENT KILL) is CPU_HEAVY too.
+# lease, expiry or recovery delays, or ratios to a baseline run; they are light (their
+# workers sleep), so two may share the machine (a shared lock). Any other test - a fault test
+# that asserts no duration, or only lower bounds - takes no lock and may run beside anything.
+# A test that acts on a whole broker server (CLIENT KILL) is CPU_HEAVY too. Entries are node
+# id prefixes ("module.py::" is the whole module).
 CPU_HEAVY = ("test_bench_smoke.py::test_quick_benchmark_suite", "test_peers_bench.py::",
              "test_browser_demo.py::", "test_notebooks.py::", "test_notebooks_results.py::",
              "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium",
              "test_faults_round_two.py::test_redis_connections_cut_cost_little")
-TIMING = ("test_faults.py::", "test_faults_round_two.py::", "test_contract.py::",
-          "test_kubernetes_provider.py::", "test_local_cluster.py::", "test_run_lock.py::",
-          "test_sweeps.py::", "test_worker_unit.py::", "test_run_unit.py::",
-          "test_run_figures.py::", "test_bench_smoke.py::")
+TIMING = ("test_faults_round_two.py::test_hung_worker_is_killed_and_replaced",
+          "test_faults_round_two.py::test_dead_worker_chunk_moves_on_within_half_a_second",
+          "test_faults_round_two.py::test_rabbitmq_app_stopped_for_3_s_costs_the_outage",
+          "test_faults_round_two.py::test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown",
+          "test_faults_round_two.py::test_redis_monitor_matches_xinfo",
+          "test_faults.py::test_one_worker_killed",
+          "test_faults.py::test_frozen_worker_loses_its_chunk_within_seconds",
+          "test_faults.py::test_redis_restarted_without_its_data",
+          "test_contract.py::", "test_kubernetes_provider.py::", "test_local_cluster.py::",
+          "test_run_lock.py::", "test_sweeps.py::test_resume_after_the_orchestrator_was_killed",
+          "test_worker_unit.py::", "test_run_unit.py::", "test_run_figures.py::",
+          "test_bench_smoke.py::")
 
 
 def _load_class(item: pytest.Item) -> int:
     """0 CPU_HEAVY, 1 untimed, 2 TIMING: the order xdist hands them out in (see above)."""
-    name = item.nodeid.rsplit("/", 1)[-1]
+    path, _, rest = item.nodeid.partition("::")
+    name = f"{Path(path).name}::{rest}"
     if name.startswith(CPU_HEAVY):
         return 0
     return 2 if name.startswith(TIMING) else 1
