@@ -13,7 +13,10 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== pytest (library, brokers, faults, k8s, notebooks)"
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider "$@"
+# Two test processes (pytest-xdist), each with a Redis database and a RabbitMQ vhost of its own;
+# tests that time runs never share the machine with CPU-heavy ones (tests/conftest.py).
+# TTG_TEST_PROCS=0 runs everything in one process.
+.venv/bin/python -m pytest -p no:cacheprovider -n "${TTG_TEST_PROCS:-2}" "$@"
 status=$?
 set -e
 if [[ $status -eq 5 ]]; then echo "no tests ran: that is a failure" >&2; exit 1; fi

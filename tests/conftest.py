@@ -11,16 +11,67 @@ with no Docker engine (ALLOWED_SKIPS), which still show their reason.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import shutil
 import socket
+import subprocess
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pytest
 
 from ttg_lib.backends import backend_names, env_urls, open_producer
 from ttg_lib.config import RunConfig
+
+# --- pytest-xdist (scripts/test.sh: -n 2) ----------------------------------------------------
+# Each xdist worker gets brokers of its own on the same servers, before any URL is read (its
+# subprocesses - `ttg run`, workers, notebook kernels - inherit them): Redis database N+1+k for
+# worker gwk (N: the database of TTG_REDIS_URL) and a RabbitMQ vhost of its own, created here
+# and deleted when the worker ends. Tests that purge queues or take the run lock thus never
+# meet the other worker's runs.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+XDIST_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+_OWN_VHOST: str | None = None
+
+
+def _rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    proc = subprocess.run([ctl, "-q", *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {proc.stderr or proc.stdout}")
+
+
+def _isolate_xdist_worker() -> None:
+    global _OWN_VHOST
+    index = int(XDIST_WORKER.removeprefix("gw"))
+    urls = env_urls()
+    redis_url = urlparse(urls["redis"])
+    db = int(redis_url.path.strip("/") or 0) + 1 + index
+    if db > 15:
+        raise RuntimeError(f"{XDIST_WORKER}: no Redis database {db} (use fewer xdist workers)")
+    os.environ["TTG_REDIS_URL"] = redis_url._replace(path=f"/{db}").geturl()
+    amqp = urlparse(urls["rabbitmq"])
+    base = unquote(amqp.path[1:]) or "/"
+    vhost = f"{base.strip('/') or 'ttg'}-{XDIST_RUN}-{XDIST_WORKER}"
+    if amqp.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise RuntimeError(f"{XDIST_WORKER}: a vhost of its own needs the local rabbitmqctl; "
+                           f"{amqp.hostname} is not this machine (run without -n)")
+    _rabbitmqctl("add_vhost", vhost)
+    _OWN_VHOST = vhost
+    _rabbitmqctl("set_permissions", "-p", vhost, unquote(amqp.username or "guest"),
+                 ".*", ".*", ".*")
+    os.environ["TTG_RABBITMQ_URL"] = amqp._replace(path="/" + quote(vhost, safe="")).geturl()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_VHOST:
+        _rabbitmqctl("delete_vhost", _OWN_VHOST)
+
+
+if XDIST_WORKER:
+    _isolate_xdist_worker()
 
 URLS = env_urls()
 REDIS_URL, RABBITMQ_URL = URLS["redis"], URLS["rabbitmq"]
@@ -74,11 +125,67 @@ def pytest_make_collect_report(collector: pytest.Collector):
         _fail_in_ci(report, _skip_reason(report.longrepr))
 
 
+# Under xdist, what may run beside what. CPU_HEAVY tests (a benchmark, Ray and Dask,
+# chromium, JupyterLab, notebook kernels) take both cores, so they run alone: no other
+# CPU_HEAVY or TIMING test beside them (an exclusive lock). TIMING tests assert run times,
+# lease, expiry or recovery delays, or ratios to a baseline run; they are light (their
+# workers sleep), so two may share the machine (a shared lock). Any other test - a fault test
+# that asserts no duration, or only lower bounds - takes no lock and may run beside anything.
+# A test that acts on a whole broker server (CLIENT KILL) is CPU_HEAVY too. Entries are node
+# id prefixes ("module.py::" is the whole module).
+CPU_HEAVY = ("test_bench_smoke.py::test_quick_benchmark_suite", "test_peers_bench.py::",
+             "test_browser_demo.py::", "test_notebooks.py::", "test_notebooks_results.py::",
+             "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium",
+             "test_faults_round_two.py::test_redis_connections_cut_cost_little")
+TIMING = ("test_faults_round_two.py::test_hung_worker_is_killed_and_replaced",
+          "test_faults_round_two.py::test_dead_worker_chunk_moves_on_within_half_a_second",
+          "test_faults_round_two.py::test_rabbitmq_app_stopped_for_3_s_costs_the_outage",
+          "test_faults_round_two.py::test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown",
+          "test_faults_round_two.py::test_redis_monitor_matches_xinfo",
+          "test_faults.py::test_one_worker_killed",
+          "test_faults.py::test_frozen_worker_loses_its_chunk_within_seconds",
+          "test_faults.py::test_redis_restarted_without_its_data",
+          "test_contract.py::", "test_kubernetes_provider.py::", "test_local_cluster.py::",
+          "test_run_lock.py::", "test_sweeps.py::test_resume_after_the_orchestrator_was_killed",
+          "test_worker_unit.py::", "test_run_unit.py::", "test_run_figures.py::",
+          "test_bench_smoke.py::")
+
+
+def _load_class(item: pytest.Item) -> int:
+    """0 CPU_HEAVY, 1 untimed, 2 TIMING: the order xdist hands them out in (see above)."""
+    path, _, rest = item.nodeid.partition("::")
+    name = f"{Path(path).name}::{rest}"
+    if name.startswith(CPU_HEAVY):
+        return 0
+    return 2 if name.startswith(TIMING) else 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs a real broker is slow by definition: not in the unit layer."""
+    """A test that needs a real broker is slow by definition: not in the unit layer. Under
+    xdist the CPU_HEAVY tests come first, so that untimed ones fill the other core while they
+    run, and the TIMING ones last, in pairs (a stable sort: modules stay in one piece)."""
     for item in items:
         if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    if XDIST_WORKER:
+        items.sort(key=_load_class)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Under xdist: the lock of the test's class (above) around its set-up, call and
+    teardown, module fixtures included (a notebook run is set up by its first test)."""
+    kind = _load_class(item)
+    if not XDIST_WORKER or kind == 1:
+        yield
+        return
+    shared = item.config._tmp_path_factory.getbasetemp().parent  # one per xdist run
+    with open(shared / "ttg-load.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if kind == 0 else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _require(url: str) -> None:

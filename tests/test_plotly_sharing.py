@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from ttg_lib.notebook import display
 from ttg_lib.report.html import PLOTLY_JS, PLOTLY_MIME, export_html
@@ -20,9 +21,6 @@ go = pytest.importorskip("plotly.graph_objects", reason="pip install -e '.[noteb
 nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[notebooks]'")
 pytest.importorskip("nbconvert", reason="pip install -e '.[notebooks]'")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 def _plotly_bundle() -> bytes:
@@ -105,7 +103,7 @@ def test_a_page_without_figures_loads_no_script(tmp_path: Path) -> None:
 @pytest.mark.slow  # a browser
 def test_page_draws_its_charts_offline_in_chromium(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (scripts/setup.sh --browser installs it)")
+        pytest.skip(f"{CHROMIUM} is absent (scripts/setup.sh --browser installs it)")
     playwright = pytest.importorskip("playwright.sync_api")
     page_path = export_html(_saved_notebook(tmp_path / "c.ipynb", ["first", "second"]),
                             tmp_path / "reports" / "c.html")
