@@ -131,13 +131,13 @@ def pytest_make_collect_report(collector: pytest.Collector):
 # lease, expiry or recovery delays, or ratios to a baseline run; they are light (their
 # workers sleep), so two may share the machine (a shared lock). Any other test - a fault test
 # that asserts no duration, or only lower bounds - takes no lock and may run beside anything.
-# A test that acts on a whole broker server (CLIENT KILL) is CPU_HEAVY too. Entries are node
-# id prefixes ("module.py::" is the whole module).
+# No test acts on a whole broker server (the Redis connection cut kills its own database's
+# clients only). Entries are node id prefixes ("module.py::" is the whole module).
 CPU_HEAVY = ("test_bench_smoke.py::test_quick_benchmark_suite", "test_peers_bench.py::",
              "test_browser_demo.py::", "test_notebooks.py::", "test_notebooks_results.py::",
-             "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium",
-             "test_faults_round_two.py::test_redis_connections_cut_cost_little")
-TIMING = ("test_faults_round_two.py::test_hung_worker_is_killed_and_replaced",
+             "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium")
+TIMING = ("test_faults_round_two.py::test_redis_connections_cut_cost_little",
+          "test_faults_round_two.py::test_hung_worker_is_killed_and_replaced",
           "test_faults_round_two.py::test_dead_worker_chunk_moves_on_within_half_a_second",
           "test_faults_round_two.py::test_rabbitmq_app_stopped_for_3_s_costs_the_outage",
           "test_faults_round_two.py::test_rabbitmq_monitor_matches_rabbitmqctl_or_says_unknown",
