@@ -60,6 +60,7 @@ class PrivateBroker:
     def restart(self, down_s: float = 0.0, timeout: float = 90.0) -> None:
         """Stop gracefully, stay down ``down_s``, start again on the same port and data."""
         self._terminate(20.0)
+        self._wait_released(20.0)
         time.sleep(down_s)  # the outage itself is what is being simulated
         self.process = _launch(self.args, self.extra_env)
         _wait_for_port(self, timeout, self.data_dir)
@@ -67,6 +68,18 @@ class PrivateBroker:
     def stop(self, timeout: float = 20.0) -> None:
         self._terminate(timeout)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _wait_released(self, timeout: float) -> None:
+        """The old server may outlive its launcher by a moment (RabbitMQ's Erlang VM): until
+        its ports close, a new one on the same name and ports would refuse to start."""
+        ports = [urlparse(self.url).port, self.extra_env.get("RABBITMQ_DIST_PORT")]
+        deadline = time.monotonic() + timeout
+        for port in (int(p) for p in ports if p):
+            while answers(f"tcp://127.0.0.1:{port}", timeout=0.2):
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"private {self.kind} still listens on port {port} "
+                                       f"{timeout:.0f} s after it was stopped")
+                time.sleep(0.05)  # a closing port has no notification
 
     def _terminate(self, timeout: float) -> None:
         if self.process.poll() is None:
