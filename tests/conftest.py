@@ -132,7 +132,9 @@ def pytest_make_collect_report(collector: pytest.Collector):
 # workers sleep), so two may share the machine (a shared lock). Any other test - a fault test
 # that asserts no duration, or only lower bounds - takes no lock and may run beside anything.
 # No test acts on a whole broker server (the Redis connection cut kills its own database's
-# clients only). Entries are node id prefixes ("module.py::" is the whole module).
+# clients only). Tests that stop and restart a private broker are TIMING: their runs' time
+# limits include the broker's restart. Entries are node id prefixes ("module.py::" is the
+# whole module).
 CPU_HEAVY = ("test_bench_smoke.py::test_quick_benchmark_suite", "test_peers_bench.py::",
              "test_browser_demo.py::", "test_notebooks.py::", "test_notebooks_results.py::",
              "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium")
@@ -145,6 +147,7 @@ TIMING = ("test_faults_round_two.py::test_redis_connections_cut_cost_little",
           "test_faults.py::test_one_worker_killed",
           "test_faults.py::test_frozen_worker_loses_its_chunk_within_seconds",
           "test_faults.py::test_redis_restarted_without_its_data",
+          "test_faults.py::test_broker_restarted_mid_run",
           "test_contract.py::", "test_kubernetes_provider.py::", "test_local_cluster.py::",
           "test_run_lock.py::", "test_sweeps.py::test_resume_after_the_orchestrator_was_killed",
           "test_worker_unit.py::", "test_run_unit.py::", "test_run_figures.py::",
