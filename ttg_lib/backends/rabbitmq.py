@@ -447,9 +447,11 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
             keys = json.loads(body)
         except ValueError:
             return  # not ours to understand: an announcement is only ever a hint
+        if not isinstance(keys, list):
+            return
         if len(self._announced) > 100_000:
             self._announced.clear()
-        self._announced.update(str(k) for k in keys if isinstance(keys, list))
+        self._announced.update(str(k) for k in keys)
 
     def _cancelled(self, frame: Any) -> None:
         """The broker cancelled a consumer (its queue was deleted, e.g. by a new run's
