@@ -217,13 +217,65 @@ def test_dict_values_give_one_column_per_key_and_a_failing_point_its_error(tmp_p
 def test_a_later_batch_of_another_shape_goes_to_json_text(tmp_path):
     with ResultsWriter(tmp_path, row_group_rows=4) as writer:
         writer.add(result(0, [1, 2]))               # settles value as int64
-        writer.add(result(2, [0.5, 1.5]))           # floats do not fit int64
-        writer.add(result(4, [{"a": 1}, {"a": 2}]))  # nor do dicts
+        writer.add(result(2, [0.5, 1.5]))           # floats: the column widens to float64
+        writer.add(result(4, [{"a": 1}, {"a": 2}]))  # dicts do not fit a number
         writer.add(result(6, [3, 4]))
     frame = load_results(tmp_path)
-    assert frame["value"].tolist()[:2] == [1, 2] and frame["value"].tolist()[6:] == [3, 4]
-    assert frame["value"].isna().tolist() == [False] * 2 + [True] * 4 + [False] * 2
-    assert frame["value_json"].tolist()[2:6] == ["0.5", "1.5", '{"a":1}', '{"a":2}']
+    assert str(frame["value"].dtype) == "float64"
+    assert frame["value"].tolist()[:4] == [1.0, 2.0, 0.5, 1.5]
+    assert frame["value"].tolist()[6:] == [3.0, 4.0]
+    assert frame["value"].isna().tolist() == [False] * 4 + [True] * 2 + [False] * 2
+    assert frame["value_json"].tolist()[4:6] == ['{"a":1}', '{"a":2}']
+
+
+def test_ints_then_floats_in_separate_parts_widen_the_whole_table(tmp_path):
+    """Finding 8(b): the first flush fixes no type; the table is laid out from all parts."""
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(result(0, [1, 2]))
+        writer.flush()                              # a part of int64 values
+        writer.add(result(2, [0.5, 1.5]))
+        writer.flush()                              # a part of float64 values
+        assert load_results(tmp_path)["value"].tolist() == [1.0, 2.0, 0.5, 1.5]  # parts
+    frame = load_results(tmp_path)
+    assert str(frame["value"].dtype) == "float64" and "value_json" not in frame.columns
+    assert frame["value"].tolist() == [1.0, 2.0, 0.5, 1.5]
+
+
+def test_an_error_only_first_flush_does_not_make_every_value_text(tmp_path):
+    """Finding 8(a): dead-lettered chunks first, floats later: the values stay float64."""
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(result(0, [], count=4, error="failed after 1 attempts"))
+        writer.flush()
+        writer.add(result(4, [2.5, 3.0]))
+        writer.flush()
+    frame = load_results(tmp_path)
+    assert str(frame["value"].dtype) == "float64"
+    assert frame["value"].mean() == 2.75
+
+
+def test_a_lone_surrogate_is_kept_as_json_text_and_stops_nothing(tmp_path):
+    """Finding 3: a string from os.listdir with a lone surrogate never stops the writer; it
+    is kept exactly, as JSON text (its escape holds the surrogate)."""
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(result(0, ["a", "name-\udcff", "c"]))
+        writer.flush()
+        writer.add(result(3, ["d", "e"]))
+    frame = load_results(tmp_path)
+    assert len(frame) == 5 and frame["error"].isna().all()
+    assert json.loads(frame["value_json"][1]) == "name-\udcff"
+    assert frame["value"].tolist()[3:] == ["d", "e"]
+
+
+def test_a_value_that_cannot_be_stored_is_that_points_error(tmp_path):
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(result(0, [0.5, 1.0]))
+        writer.add(result(2, [1.5, {1, 2}, 2.5]))  # a set: neither a column nor JSON
+        writer.add(result(5, [3.5, 4.5]))
+    frame = load_results(tmp_path)
+    assert frame["error"].notna().tolist() == [False, False, False, True, False, False, False]
+    assert "cannot be stored" in frame["error"][3]
+    assert frame["value_json"][2] == "1.5" and frame["value_json"][4] == "2.5"
+    assert frame["value"].tolist()[5:] == [3.5, 4.5]
 
 
 def test_error_batches_first_then_values_settle_the_columns(tmp_path):

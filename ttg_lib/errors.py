@@ -8,6 +8,7 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -54,3 +55,23 @@ class ClusterError(TTGError):
 
 class ReportError(TTGError):
     """A report could not be built; the message says which notebook and why."""
+
+
+class DiskError(TTGError, OSError):
+    """The run record cannot be written (disk full, permission denied, read-only)."""
+
+
+_DISK_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                 errno.EROFS: "the file system is read-only"}
+
+
+def disk_error(exc: OSError, path: object) -> DiskError:
+    """One line naming the path and the reason, for an OSError met writing the record."""
+    where = exc.filename or path
+    reason = _DISK_REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+    return DiskError(f"cannot write {where}: {reason}")
+
+
+class ResultsError(ConfigError):
+    """The results of a run cannot be found or written as asked; one line for the CLI."""

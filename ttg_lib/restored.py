@@ -30,6 +30,7 @@ class StoredChunk:
     worker: str  # who computed it: its recomputation goes to another worker
     digest: int
     columns: list[pa.Array] | None = None  # kept for a tolerant comparison only
+    types: tuple[pa.DataType, ...] = ()  # as stored (a part may predate a widened column)
 
 
 def values_digest(columns: Sequence[pa.Array]) -> int:
@@ -67,11 +68,11 @@ def stored_values(record_dir: str | Path, chunk_size: int, total_params: int,
     values digested; a chunk whose rows are not all there is left out."""
     candidates = set(chunks)
     files = result_files(record_dir)
-    names = value_column_names(pq.read_schema(files[0]))
     pieces: dict[int, list[pa.Table]] = {}
     out: dict[int, StoredChunk] = {}
     for file in files:
         parquet = pq.ParquetFile(file)
+        names = value_column_names(parquet.schema_arrow)  # a part's own: from its metadata
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group, columns=["param_id", "worker", *names],
                                            use_threads=False)
@@ -87,7 +88,8 @@ def stored_values(record_dir: str | Path, chunk_size: int, total_params: int,
                 if want(cid, worker):
                     columns = [whole.column(n).combine_chunks() for n in names]
                     out[cid] = StoredChunk(worker, values_digest(columns),
-                                           columns if keep_columns else None)
+                                           columns if keep_columns else None,
+                                           tuple(c.type for c in columns))
     return out
 
 
@@ -118,7 +120,20 @@ class DiskComparison:
     def agrees(self, chunk_id: int, result: Result) -> bool:
         stored = self.stored.pop(chunk_id)
         mine = self.writer.value_columns(result)
+        if len(stored.types) == len(mine):  # a part written before its column widened
+            mine = [_as_stored(m, t) for m, t in zip(mine, stored.types, strict=True)]
         if values_digest(mine) == stored.digest:
             return True
         return bool(self.rtol) and stored.columns is not None and columns_close(
             stored.columns, mine, self.rtol)
+
+
+def _as_stored(column: pa.Array, stored: pa.DataType) -> pa.Array:
+    """A recomputed column in the type its chunk was stored as, when that changes no value
+    (ints stored before the table widened to floats); else as it is (then they differ)."""
+    if column.type == stored:
+        return column
+    try:
+        return column.cast(stored)  # a safe cast: 2.5 never becomes 2
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column

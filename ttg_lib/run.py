@@ -27,7 +27,7 @@ from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
-from .runlock import LockOwner, stop_leftover_workers
+from .runlock import LockOwner, RecordLock, stop_leftover_workers
 from .session import BrokerSession
 from .summary import RunSummary, Timing, build_summary
 from .textenum import TextEnum
@@ -88,6 +88,7 @@ class Run:
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
         self.record = RunRecord(config.record_dir)
+        self.lock = RecordLock(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol)
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
@@ -142,13 +143,13 @@ class Run:
     def _start(self) -> None:
         cfg = self.config
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.record.write_json("config.json", cfg.to_dict())
-        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
-
-        self.writer = (ResultsWriter(cfg.record_dir, self.space) if cfg.keep_results
-                       else _NoResults())
-        if self.resume:
-            self._restore_from_record()
+        # one orchestrator per record: nothing in it is touched before both locks are ours
+        self.lock.take(self.owner, wait=cfg.wait, say=self.say)
+        if not self.resume and (cfg.record_dir / "config.json").exists():
+            raise RunError(f"run {cfg.run_id} already has a record in {cfg.record_dir}: "
+                           f"continue it with --resume {cfg.run_id}, or give another --run-id")
+        # the record's lock proves its last orchestrator gone: its workers may be stopped
+        stopped = stop_leftover_workers(self.owner) if self.resume else 0
         if self._cluster is None:
             self._cluster = make_cluster(cfg, self.broker_url)
         try:
@@ -159,8 +160,16 @@ class Run:
                                                                     lease_s=cfg.lease_s)
         self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s)
         self.state = RunState.WAITING
-        self.session.open(wait=cfg.wait, say=self.say,
-                          before_purge=self._drain_leftovers if self.resume else None)
+        self.session.open(wait=cfg.wait, say=self.say)
+        self.record.write_json("config.json", cfg.to_dict())
+        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
+
+        self.writer = (ResultsWriter(cfg.record_dir, self.space) if cfg.keep_results
+                       else _NoResults())
+        if self.resume:
+            self._restore_from_record(stopped)
+            self._drain_leftovers()
+        self.session.clear()
         self.record.write_json("environment.json",
                                environment(producer.server_version(), cfg.backend))
         self.cluster.start_workers(cfg.workers)
@@ -178,7 +187,7 @@ class Run:
                      f"been computed before")
         self.state = RunState.RUNNING
 
-    def _restore_from_record(self) -> None:
+    def _restore_from_record(self, stopped: int) -> None:
         """A resumed run counts what its record holds already."""
         from .results import failed_chunks, stored_chunks
 
@@ -188,7 +197,6 @@ class Run:
         self.collector.restore(done, failed & done)
         rechecked = self._recheck_restored(done - failed)
         self._received_before = _chunks_received(cfg.record_dir) - done
-        stopped = stop_leftover_workers(self.owner)  # the dead run's, by its process ledger
         self.say(f"resuming run {cfg.run_id}: {len(done):,} of {cfg.chunks_total:,} chunks "
                  f"already in its results"
                  + (f"; {rechecked:,} of them to recompute and compare with the rows on disk "
@@ -464,6 +472,7 @@ class Run:
         if self._cluster is not None:
             self._cluster.release_brokers()
         self.record.close()
+        self.lock.release()  # last: the record is whole for whoever takes it next
 
     def abort(self) -> None:
         """Undo a half-started run: stop what was started, release the broker."""

@@ -9,6 +9,8 @@ until the lock expires; a live holder is waited for (``wait``) or named in the e
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -22,6 +24,7 @@ from .procs import start_ticks
 
 WAIT_POLL_S = 0.5
 WAIT_REPORT_EVERY_S = 10.0
+RECORD_LOCK = "orchestrator.lock"
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,53 @@ def broker_progress(backend: Producer) -> str:
     if isinstance(backend, ResultsIndex):
         parts.append(f"{backend.stored_chunks():,} chunks stored")
     return ", ".join(parts)
+
+
+class RecordLock:
+    """One orchestrator per run record: an ``flock`` on ``<record>/orchestrator.lock``, held
+    for the run's life. The kernel drops it when its process dies (SIGKILL included), so
+    taking it proves that no other orchestrator of this record is alive on this machine: only
+    then may the record be changed, or the old run's workers be stopped."""
+
+    def __init__(self, record_dir: Path):
+        self.path = Path(record_dir) / RECORD_LOCK
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def take(self, owner: LockOwner, *, wait: bool = False,
+             say: Callable[[str], None] = print) -> None:
+        """Take the lock, or raise RunLocked naming the live holder (``wait``: poll until it
+        lets go, a line every WAIT_REPORT_EVERY_S)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        next_report = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            holder = LockOwner.decode(os.pread(fd, 4096, 0).decode(errors="replace"))
+            if not wait:
+                os.close(fd)
+                raise RunLocked(f"the record of run {owner.run_id} ({self.path.parent}) is in "
+                                f"use by {holder.describe()}: one orchestrator per run record "
+                                f"(wait for it, or pass --wait)")
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + WAIT_REPORT_EVERY_S
+                say(f"waiting for {holder.describe()} to let go of the record "
+                    f"{self.path.parent}")
+            time.sleep(WAIT_POLL_S)  # the holder is another process: nothing to wait on
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode().encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None

@@ -46,19 +46,19 @@ class BrokerSession:
     def down(self) -> bool:
         return self._down_since is not None
 
-    def open(self, *, wait: bool = False, say: Callable[[str], None] = print,
-             before_purge: Callable[[], None] | None = None) -> None:
-        """Connect, take the broker for this run (taking over a dead holder's lock, or waiting
-        for a live one when ``wait``), and start from empty TTG queues. ``before_purge``
-        reads what a resumed run's broker still holds before the queues are emptied."""
+    def open(self, *, wait: bool = False, say: Callable[[str], None] = print) -> None:
+        """Connect and take the broker for this run (taking over a dead holder's lock, or
+        waiting for a live one when ``wait``). Nothing is emptied yet: a resumed run reads
+        what the broker still holds first, then calls :meth:`clear`."""
         try:
             self.producer.connect()
         except BrokerUnavailable as exc:
             raise RunError(str(exc)) from None
         acquire(self.producer, self.owner, wait=wait, say=say,
                 progress=lambda: broker_progress(self.producer))
-        if before_purge is not None:
-            before_purge()
+
+    def clear(self) -> None:
+        """Start from empty TTG queues (the lock is ours)."""
         self.producer.purge()
         self.producer.declare()
 

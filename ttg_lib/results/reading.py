@@ -1,0 +1,196 @@
+"""Reading a run's results back: the files, what a resume may skip, pandas, exports.
+
+A finished run has ``results.parquet``; a run whose orchestrator died has its parts. Parts
+written before the table's layout settled or widened are read in the layout of the last
+part, as the finished table would be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ResultsError
+from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
+from .writer import ROW_GROUP_ROWS, batches, merge, part_files
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+def result_files(run: str | Path, output_dir: str | Path = "outputs") -> list[Path]:
+    """The Parquet file(s) holding a run's results: ``results.parquet``, or the parts of a
+    run whose orchestrator died before merging them. ``run`` is a run id, a record
+    directory or a Parquet file."""
+    given = Path(run)
+    if given.is_file():
+        return [given]
+    record = given if given.is_dir() else Path(output_dir) / "runs" / str(run)
+    if (record / RESULTS_FILE).is_file():
+        return [record / RESULTS_FILE]
+    parts = part_files(record / PARTS_DIR) or part_files(record / MERGED_DIR)
+    if parts:
+        return parts
+    where = record if record.exists() else f"{record} (no such run record)"
+    raise ResultsError("run", str(run), f"no {RESULTS_FILE} in {where}; give a run id "
+                                        f"under {output_dir}/runs, a record directory or a "
+                                        f"Parquet file")
+
+
+def table_schema(files: Sequence[Path]) -> pa.Schema:
+    """The schema the files' rows are read in: the last one with values (the widest)."""
+    schemas = [pq.read_schema(f) for f in files]
+    return next((s for s in reversed(schemas)
+                 if ValueLayout.from_schema(s).mode != "none"), schemas[-1])
+
+
+def _chunk_counts(files: Sequence[Path], column: str, chunk_size: int
+                  ) -> Any:
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(group, columns=["param_id", column] if column
+                                         else ["param_id"], use_threads=False)
+
+
+def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) -> set[int]:
+    """The chunks whose every row is already on disk (``results.parquet`` or its parts): what
+    a resumed run need not publish again. Reads only ``param_id``, a row group at a time."""
+    try:
+        files = result_files(record_dir)
+    except ResultsError:
+        return set()
+    chunks = -(-total_params // chunk_size)
+    rows = np.zeros(chunks, dtype=np.int64)
+    for table in _chunk_counts(files, "", chunk_size):
+        ids = table.column(0).to_numpy()
+        ids = ids[(ids >= 0) & (ids < total_params)]
+        rows += np.bincount(ids // chunk_size, minlength=chunks)
+    expected = np.full(chunks, chunk_size, dtype=np.int64)
+    expected[-1] = total_params - chunk_size * (chunks - 1)
+    return set(np.flatnonzero(rows >= expected).tolist())
+
+
+def failed_chunks(record_dir: str | Path, chunk_size: int) -> set[int]:
+    """The chunks on disk as dead-lettered (their rows carry an error): a resumed run keeps
+    them as failed, it does not count them done."""
+    try:
+        files = result_files(record_dir)
+    except ResultsError:
+        return set()
+    failed: set[int] = set()
+    for table in _chunk_counts(files, "error", chunk_size):
+        ids = table.column("param_id").to_numpy()
+        errors = table.column("error").is_valid().to_numpy(zero_copy_only=False)
+        failed.update((ids[errors] // chunk_size).tolist())
+    return failed
+
+
+def read_table(files: Sequence[Path]) -> pa.Table:
+    """Every row of the files in one table, each part in the table's final layout."""
+    schema = table_schema(files)
+    return pa.Table.from_batches([conform(b, schema) for b in batches(files)], schema)
+
+
+def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.DataFrame:
+    """A run's results as a pandas DataFrame, one row per point, sorted by ``param_id``
+    (``value_json`` only when some batch did not fit the typed columns)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ResultsError("pandas", None, "load_results needs pandas: pip install pandas "
+                                           "(or 'ttg[notebooks]')") from None
+    files = result_files(run, output_dir)
+    table = (pq.read_table(files[0]) if len(files) == 1 else read_table(files)
+             ).sort_by("param_id")
+    if MISFIT in table.column_names and table.column(MISFIT).null_count == len(table):
+        table = table.drop_columns([MISFIT])
+    frame = table.to_pandas()
+    for name in table.column_names:  # int64 with nulls (failed points) stays integer
+        column = table.column(name)
+        if pa.types.is_integer(column.type) and column.null_count:
+            frame[name] = column.to_pandas(types_mapper={column.type: pd.Int64Dtype()}.get)
+    return frame
+
+
+def export_results(run: str | Path, format: str = "parquet", out: str | Path | None = None,
+                   output_dir: str | Path = "outputs") -> Path | None:
+    """Write a run's results as Parquet, CSV or JSON lines, streaming a row group at a time
+    (rows in the order they were written; sort by ``param_id`` to read them in order).
+    ``out`` defaults to ``results-<run>.<format>`` here; ``-`` means stdout (csv, jsonl).
+    JSON lines write NaN and infinities as ``null`` (strict JSON has neither).
+    Returns the path written (None for stdout)."""
+    if format not in FORMATS:
+        raise ResultsError("format", format, f"one of {', '.join(FORMATS)}")
+    files = result_files(run, output_dir)
+    if out is None:
+        out = Path(f"results-{_run_name(files[0])}.{format}")
+    if str(out) == "-":
+        if format == "parquet":
+            raise ResultsError("out", "-", "Parquet is binary: give a file with --out")
+        _write_text(files, format, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return None
+    out = Path(out)
+    if format == "parquet":
+        merge(files, out, table_schema(files), ROW_GROUP_ROWS)
+    else:
+        with open(out, "wb") as handle:
+            _write_text(files, format, handle)
+    return out
+
+
+def _run_name(file: Path) -> str:
+    if file.parent.name in (PARTS_DIR, MERGED_DIR):
+        return file.parent.parent.name
+    return file.parent.name if file.name == RESULTS_FILE else file.stem
+
+
+def _write_text(files: Sequence[Path], format: str, handle: Any) -> None:
+    drop = [MISFIT] if _never_set(files, MISFIT) else []
+    schema = table_schema(files)
+    if format == "csv":
+        import pyarrow.csv as pacsv
+        first = True
+        for batch in batches(files):
+            table = pa.Table.from_batches([conform(batch, schema)]).drop_columns(drop)
+            buffer = pa.BufferOutputStream()
+            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=first))
+            handle.write(buffer.getvalue().to_pybytes())
+            first = False
+        return
+    for batch in batches(files):
+        lines = (json.dumps({k: _finite(v) for k, v in row.items()}, separators=(",", ":"),
+                            allow_nan=False)
+                 for row in conform(batch, schema).drop_columns(drop).to_pylist())
+        handle.write(("\n".join(lines) + "\n").encode())
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _never_set(files: Sequence[Path], column: str) -> bool:
+    """True when ``column`` is null in every row: read from the footers, not the data."""
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        if column not in names:
+            continue
+        index = names.index(column)
+        for g in range(meta.num_row_groups):
+            col = meta.row_group(g).column(index)
+            stats = col.statistics
+            if stats is None or stats.null_count != meta.row_group(g).num_rows:
+                return False
+    return True

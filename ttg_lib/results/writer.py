@@ -1,0 +1,259 @@
+"""The results writer: a run's rows on disk while it goes, one table at its end.
+
+Durability: every :meth:`ResultsWriter.flush` writes its rows as one complete Parquet file
+under ``results.parts/`` (written aside, fsynced, renamed, the directory fsynced), so rows it
+reported are on disk, name included, before the broker drops its copies.
+:meth:`ResultsWriter.close` merges the parts into ``results.parquet`` a row group at a time,
+laid out once more from every part (a column widened late is widened in all of them).
+
+The table is only ever built from complete information: the parts are moved aside
+(``results.parts.merged``, one atomic rename) before the finished table takes their place,
+so a death at any moment leaves either the parts or the whole table, never a table beside
+a subset of the parts it holds. :meth:`_reopen` finishes or undoes whatever step a dead
+writer was in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ResultsError
+from ..messages import Result
+from ..space import Space
+from .layout import (
+    MERGED_DIR,
+    MISFIT,
+    NO_VALUES,
+    PARTS_DIR,
+    RESULTS_FILE,
+    ValueLayout,
+    axis_names,
+    conform,
+    schema_for,
+    value_column_names,
+)
+from .rows import rows_table
+
+ROW_GROUP_ROWS = 65_536
+
+
+class ResultsWriter:
+    """Streams results into ``results.parquet`` in ``record_dir`` (a run's record).
+
+    ``add`` buffers a chunk's rows; every ``row_group_rows`` rows (or on ``flush``) they go
+    to disk as a durable part, and ``add``/``flush`` return the chunk ids that made it there
+    (the broker's copies of those may be released). ``close`` writes ``results.parquet``.
+    Opening a record that already has parts (or a finished table) continues it: resume.
+    """
+
+    def __init__(self, record_dir: str | Path, space: Space | None = None, *,
+                 row_group_rows: int = ROW_GROUP_ROWS):
+        self.dir = Path(record_dir)
+        self.path = self.dir / RESULTS_FILE
+        self.parts = self.dir / PARTS_DIR
+        self.space = space
+        self.row_group_rows = row_group_rows
+        self.rows_written = 0  # rows in this record's table, those before a resume included
+        self._buffer: list[Result] = []
+        self._buffered_rows = 0
+        self._layout: ValueLayout = NO_VALUES
+        self._next_part = 0
+        self._closed = False
+        self._reopen()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, result: Result) -> list[int]:
+        """Buffer one chunk's rows; returns the chunk ids written to disk by this call.
+
+        A result outside the space raises ResultsError here, before it is buffered: the
+        collector refuses such results first, and a bad one never costs the good ones."""
+        if result.start < 0 or result.count < 0 or (
+                self.space is not None and result.start + result.count > self.space.size):
+            raise ResultsError("result", f"chunk {result.chunk_id}",
+                               f"params {result.start}..{result.start + result.count - 1} "
+                               f"are outside the space")
+        self._buffer.append(result)
+        self._buffered_rows += result.count
+        return self.flush() if self._buffered_rows >= self.row_group_rows else []
+
+    def add_many(self, results: Iterable[Result]) -> list[int]:
+        durable: list[int] = []
+        for result in results:
+            durable += self.add(result)
+        return durable
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def flush(self) -> list[int]:
+        """Write the buffered rows as one durable part; returns their chunk ids."""
+        if not self._buffer:
+            return []
+        batch = self._buffer
+        table, layout = rows_table(batch, self.space, self._layout)
+        if not self.parts.exists():
+            self.parts.mkdir(parents=True)
+            fsync_dir(self.dir)
+        part = self.parts / f"part-{self._next_part:06d}.parquet"
+        write_durably(part, lambda handle: pq.write_table(
+            table, handle, row_group_size=max(1, len(table)),
+            **write_options(table.schema)))
+        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
+        self._layout = layout
+        self._next_part += 1
+        self.rows_written += len(table)
+        return [r.chunk_id for r in batch]
+
+    def close(self) -> Path:
+        """Flush, then merge the parts into ``results.parquet`` (one row group at a time);
+        closing again changes nothing. A failed flush leaves the writer open (retry)."""
+        if self._closed:
+            return self.path
+        self.flush()
+        final = self._layout if self._layout.mode != "none" else ValueLayout.infer(None)
+        schema = schema_for(self.space, final)
+        parts = part_files(self.parts)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        if len(parts) == 1 and pq.read_schema(parts[0]).equals(schema, check_metadata=True):
+            shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
+            _fsync_file(tmp)
+        else:
+            merge(parts, tmp, schema, self.row_group_rows, durable=True)
+        merged = self.dir / MERGED_DIR
+        if self.parts.exists():
+            os.replace(self.parts, merged)  # the parts aside, in one step
+        fsync_dir(self.dir)
+        os.replace(tmp, self.path)
+        fsync_dir(self.dir)
+        shutil.rmtree(merged, ignore_errors=True)
+        self._closed = True
+        return self.path
+
+    def value_columns(self, result: Result) -> list[pa.Array]:
+        """A result's value columns exactly as this table would store them: what the
+        recomputation of a chunk restored from disk is compared with."""
+        table, _layout = rows_table([result], self.space, self._layout, widen=False)
+        return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
+
+    # -- internals --
+
+    def _reopen(self) -> None:
+        """Continue a record: finish or undo a dead writer's close, drop half-written files,
+        keep the parts, adopt their layout."""
+        merged = self.dir / MERGED_DIR
+        if merged.exists():
+            if self.path.exists():  # the table holds every part: they are redundant
+                shutil.rmtree(merged)
+            elif not self.parts.exists():  # died before the table was in place: undo
+                os.replace(merged, self.parts)
+        if self.path.exists() and self.parts.exists():  # a close by an older TTG, cut short
+            os.replace(self.parts, merged)
+            shutil.rmtree(merged)
+        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+        for tmp in self.parts.glob("*.tmp"):
+            tmp.unlink()
+        existing = part_files(self.parts) or ([self.path] if self.path.exists() else [])
+        if not existing:
+            return
+        schemas = [pq.read_schema(f) for f in existing]
+        axes = list(self.space.axis_names) if self.space is not None else []
+        stored = axis_names(schemas[0])
+        if axes != stored:
+            raise ResultsError("resume", str(self.dir),
+                               f"it holds results of axes {stored}, not {axes}")
+        if existing == [self.path]:  # a finished table: it becomes the first part again
+            self.parts.mkdir(parents=True, exist_ok=True)
+            existing = [self.parts / "part-000000.parquet"]
+            os.replace(self.path, existing[0])
+            fsync_dir(self.parts)
+            fsync_dir(self.dir)
+        layouts = [ValueLayout.from_schema(s) for s in schemas]
+        self._layout = next((lay for lay in reversed(layouts) if lay.mode != "none"),
+                            NO_VALUES)
+        self.rows_written = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
+        self._next_part = int(existing[-1].stem.split("-")[1]) + 1
+
+
+def fsync_dir(path: Path) -> None:
+    """A rename or a new file is durable only once its directory is."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_durably(path: Path, write: Any) -> None:
+    """Write aside, fsync, rename, fsync the directory: whole on disk or absent."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary pages for text (worker names, errors, categories), not for numbers (a
+    value column rarely repeats; trying costs more than the bytes it saves); statistics
+    where they are read (param_id ranges for resume, value_json's null count for exports)."""
+    return {"use_dictionary": [f.name for f in schema if f.type == pa.string()],
+            "write_statistics": [name for name in ("param_id", MISFIT) if name in schema.names],
+            "compression": os.environ.get("TTG_RESULTS_COMPRESSION", "snappy")}
+
+
+def part_files(parts_dir: Path) -> list[Path]:
+    return sorted(parts_dir.glob("part-*.parquet")) if parts_dir.exists() else []
+
+
+def batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
+    """Every row group of every file, one at a time (a part is one row group)."""
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):  # threads only contend on a busy host
+            yield from parquet.read_row_group(group, use_threads=False).to_batches()
+
+
+def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
+          durable: bool = False) -> None:
+    """Parts into one file of ``schema``, rows coalesced into row groups of about ``rows``;
+    ``durable``: ``out`` is written in place and fsynced (the caller renames it)."""
+    def write(handle: Any) -> None:
+        with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
+            pending: list[pa.RecordBatch] = []
+            size = 0
+            for batch in batches(files):
+                pending.append(conform(batch, schema))
+                size += batch.num_rows
+                if size >= rows:
+                    writer.write_table(pa.Table.from_batches(pending, schema),
+                                       row_group_size=size)
+                    pending, size = [], 0
+            if pending or not files:
+                writer.write_table(pa.Table.from_batches(pending, schema))
+    if durable:
+        with open(out, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    else:
+        write_durably(out, write)
