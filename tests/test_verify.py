@@ -201,7 +201,8 @@ def test_a_result_of_the_wrong_size_is_wrong_not_verified():
     shifted = good(2)
     shifted.start += 1  # the right count, the wrong range
     for r in (good(0), short, shifted, good(3)):
-        assert c.add(r)
+        assert c.add(r) is (r not in (short, shifted))  # refused: not written, stays open
+    assert c.take_republish() == [1, 2]  # published again
     v = c.verdict()
     assert not v.ok and v.wrong_results == 10 and v.params_verified == 10
     assert v.lost_params == 0
@@ -220,3 +221,66 @@ def _with_chunk(chunk_id: int) -> Result:
     r = good(0)
     r.chunk_id = chunk_id
     return r
+
+
+def test_a_corrupt_delivery_is_not_written_and_its_chunk_is_published_again():
+    """Finding 7: a frame that fails the checksum leaves its chunk open; the next good
+    delivery finishes it and the run verifies."""
+    c = collector()
+    bad = good(1)
+    bad.corrupt = True
+    assert not c.add(bad) and c.take_republish() == [1]
+    assert not c.all_done and c.chunk_state[1] == 0
+    for cid in range(4):
+        assert c.add(good(cid))
+    v = c.verdict()
+    assert v.ok and v.params_verified == 20 and v.wrong_results == 0
+
+
+def test_a_chunk_refused_again_and_again_fails_with_its_reason():
+    c = collector()
+    for _ in range(3):
+        bad = good(1)
+        bad.corrupt = True
+        c.add(bad)
+    assert c.chunk_state[1] == 2 and "structural check" in c.gave_up[1]
+    assert c.take_republish() == []
+
+
+def test_dict_keys_count_in_a_recomputation():
+    """Finding 16: {"loss": 0.5} and {"acc": 0.5} are not the same result."""
+    from ttg_lib.messages import ValueColumns
+    from ttg_lib.verify import fingerprint
+
+    def cols(rows):
+        return ValueColumns({key: [row[key] for row in rows] for key in rows[0]})
+
+    assert fingerprint(cols([{"loss": 0.5}])) != fingerprint(cols([{"acc": 0.5}]))
+    assert fingerprint(cols([{"a": 1, "b": 2}])) != fingerprint(cols([{"b": 1, "a": 2}]))
+    assert fingerprint(cols([{"a": 1, "b": 2}])) == fingerprint(cols([{"b": 2, "a": 1}]))
+
+
+def test_a_duplicate_delivery_is_compared_under_every_mode():
+    """Finding 9: a chunk delivered twice with other values is reported, not dropped."""
+    c = collector()
+    for cid in range(4):
+        c.add(good(cid))
+    other = good(2)
+    other.worker, other.values = "w9", [v + 1 for v in other.values]
+    assert not c.add(other)
+    v = c.verdict()
+    assert v.duplicate_deliveries == 1 and not v.ok
+    assert "delivered twice with different values" in v.problems[0]
+    same = good(3)
+    same.worker = "w8"
+    c.add(same)
+    assert c.verdict().duplicate_deliveries == 2 and c.disagreeing_duplicates == 1
+
+
+def test_a_torn_last_line_of_a_record_file_is_skipped(tmp_path):
+    """Finding 12: chunks.jsonl cut mid-line must not block a resume."""
+    from ttg_lib.record import read_jsonl
+
+    path = tmp_path / "chunks.jsonl"
+    path.write_text('{"chunk_id": 0}\n{"chunk_id": 1}\n{"chunk_id": 2, "work')
+    assert read_jsonl(path) == [{"chunk_id": 0}, {"chunk_id": 1}]

@@ -71,10 +71,20 @@ def load_json(path: Path, default: Any) -> Any:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines record file; a torn line (a short write on a full disk, a
+    power loss) is skipped, as the process ledger skips one."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def list_runs(output_dir: str | Path = "outputs") -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ final state) is :class:`ttg_lib.session.BrokerSession`; the summary it ends in i
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -286,13 +287,25 @@ class Run:
             self._verify_s += time.perf_counter() - checked
             if new and isinstance(result, Result):
                 fresh = True
-                self._on_new_result(result)
+                self._on_new_result(self._as_written(result))
             elif isinstance(result, Result):
                 self._timeline(result, duplicate=True)
         if fresh:  # once per read, not per result: a read is one moment
             self.t_last, self._cpu_last = time.monotonic(), time.process_time()
+        # a delivery the structural check refused: its chunk stays open, computed again
+        self._to_verify += [self._task(cid) for cid in self.collector.take_republish()]
         self._ask_verifications()
         self._keep_results(idle=not results)
+
+    def _as_written(self, result: Result) -> Result:
+        """A chunk the structural check refused too often is written as failed, at its own
+        rows (a wrong start must not file values under other points)."""
+        reason = self.collector.gave_up.get(result.chunk_id)
+        if reason is None:
+            return result
+        task = self._task(result.chunk_id)
+        return dataclasses.replace(result, start=task.start, count=task.count, values=[],
+                                   error=reason)
 
     def _on_new_result(self, result: Result) -> None:
         self._retries += max(0, result.attempt - 1)
@@ -304,7 +317,8 @@ class Run:
             self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
 
     def _ask_verifications(self) -> None:
-        """Publish the recomputations asked for since the last read, in one batch."""
+        """Publish the recomputations (and the chunks refused by the structural check) asked
+        for since the last read, in one batch."""
         if self._to_verify and self.state == RunState.RUNNING and not self.broker.down:
             asked, self._to_verify = self._to_verify, []
             if not self.broker.publish(asked):

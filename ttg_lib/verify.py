@@ -29,6 +29,7 @@ from .messages import Result, ValueColumns, pack_chunk, pack_values
 from .textenum import TextEnum
 
 MAX_EXAMPLES = 20
+MAX_REJECTS = 3  # deliveries of one chunk that fail the structural check before it fails
 OPEN, DONE, FAILED = 0, 1, 2  # a chunk's state
 NOT_ASKED, AWAITED, AGREED, DISAGREED = 0, 1, 2, 3  # its verification's
 
@@ -87,9 +88,14 @@ class Verdict:
 
 
 def fingerprint(values: Sequence[Any]) -> int:
-    """CRC32 of the values as the wire packs them: two results agree exactly when these do."""
+    """CRC32 of the values as the wire packs them, dict keys included (in sorted order, so
+    the same mapping in another order agrees): two results agree exactly when these do."""
     if isinstance(values, ValueColumns):
-        return zlib.crc32(b"".join(pack_values(c)[1] for c in values.columns.values()))
+        crc = 0
+        for key in sorted(values.columns):
+            crc = zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0", crc)
+            crc = zlib.crc32(pack_values(values.columns[key])[1], crc)
+        return crc
     return zlib.crc32(pack_chunk(values)[1])
 
 
@@ -123,6 +129,10 @@ class ResultCollector:
         self.recomputed = 0  # values recomputed by another worker and compared
         self.awaited = 0  # verifications asked for and not yet answered
         self.problems: list[str] = []
+        self._rejects: dict[int, int] = {}  # deliveries refused by the structural check
+        self._republish: list[int] = []  # chunks to publish again (a delivery was refused)
+        self.gave_up: dict[int, str] = {}  # chunks failed after MAX_REJECTS refusals: why
+        self.disagreeing_duplicates = 0
 
     @property
     def finished(self) -> int:
@@ -135,7 +145,10 @@ class ResultCollector:
 
     # -- results ------------------------------------------------------------------------
     def add(self, result: Result | bytes) -> bool:
-        """Record one result message; True when it finished a chunk for the first time."""
+        """Record one result message; True when it finished a chunk for the first time (its
+        rows are to be written). A result that fails the structural check (checksum, range,
+        size) finishes nothing: its chunk stays open and is published again
+        (:meth:`take_republish`); after MAX_REJECTS such deliveries the chunk fails."""
         cid = self._chunk_of(result)
         if cid is None:
             return False
@@ -144,21 +157,53 @@ class ResultCollector:
         if self.chunk_state[cid]:
             if self._delivery_key.get(cid) != key:  # the same message read twice is no duplicate
                 self.duplicates += 1
+                self._compare_duplicate(cid, result)
             return False
+        if result.error is None and not self._structure_ok(result):
+            self._rejects[cid] = self._rejects.get(cid, 0) + 1
+            if self._rejects[cid] < MAX_REJECTS:
+                self._republish.append(cid)
+                return False
+            self.gave_up[cid] = (f"failed the structural check {MAX_REJECTS} times "
+                                 f"(checksum, range or size)")
+            self.wrong += self._size(cid)
         self._delivery_key[cid] = key
-        if result.error is not None:
+        if result.error is not None or cid in self.gave_up:
             self.chunk_state[cid] = FAILED
             self.failed += 1
-            self._note(f"chunk {cid} dead-lettered: {result.error}")
+            self._note(f"chunk {cid} dead-lettered: {result.error or self.gave_up[cid]}")
             return True
         self.chunk_state[cid] = DONE
         self.completed += 1
-        if self._structure_ok(result):
-            self.params_done += result.count
-            self._prints[cid] = fingerprint(result.values)
-            if self.rtol:
-                self._kept[cid] = result.values
+        self.params_done += result.count
+        self._prints[cid] = fingerprint(result.values)
+        if self.rtol:
+            self._kept[cid] = result.values
         return True
+
+    def take_republish(self) -> list[int]:
+        """Chunks whose delivery the structural check refused and that are still open."""
+        chunks = [c for c in dict.fromkeys(self._republish) if not self.chunk_state[c]]
+        self._republish = []
+        return chunks
+
+    def _compare_duplicate(self, cid: int, result: Result) -> None:
+        """A chunk computed twice is a free check, under every verify mode: the second
+        delivery must agree with the result kept."""
+        if (self.chunk_state[cid] != DONE or result.error is not None
+                or self._delivery_key.get(cid, ("", 0.0))[0] == "record"
+                or not self._structure_ok(result, quiet=True)):
+            return
+        if fingerprint(result.values) == self._prints[cid]:
+            return
+        original = self._kept.get(cid)
+        if self.rtol and original is not None and len(original) == len(result.values) and all(
+                _close(a, b, self.rtol) for a, b in zip(original, result.values, strict=True)):
+            return
+        self.disagreeing_duplicates += 1
+        self.wrong += result.count  # which of the two is right is unknown: not verified
+        self._note(f"chunk {cid}: a second delivery (by {result.worker}) differs from the "
+                   f"result kept")
 
     def restore(self, done: set[int], failed: set[int]) -> None:
         """Chunks a resumed run finds on disk: counted as they were, structure checked when
@@ -167,6 +212,7 @@ class ResultCollector:
             if self.chunk_state[cid]:
                 continue
             self.chunk_state[cid] = FAILED if cid in failed else DONE
+            self._prints[cid] = 0
             if cid in failed:
                 self.failed += 1
             else:
@@ -244,14 +290,12 @@ class ResultCollector:
         count = min(self.chunk_size, self.total_params - start)
         if (result.start, result.count, len(result.values)) != (start, count, count):
             if not quiet:
-                self.wrong += count
                 self._note(f"chunk {result.chunk_id}: range/size mismatch (start "
                            f"{result.start}, count {result.count}, {len(result.values)} "
                            f"values; expected {start}, {count})")
             return False
         if result.corrupt:
             if not quiet:
-                self.wrong += count
                 self._note(f"chunk {result.chunk_id}: checksum mismatch (corrupted in transit)")
             return False
         return True
@@ -267,14 +311,21 @@ class ResultCollector:
 
     def verdict(self) -> Verdict:
         present = self.params_done  # a dead-lettered chunk's params have no value: lost
-        lost = self.total_params - present - self._mismatched_params()
+        refused = self._refused_params()  # wrong, not lost
+        lost = self.total_params - present - refused
+        wrong = self.wrong + sum(self._size(c) for c in self._refused_open())
+        problems = list(self.problems)
+        if self.disagreeing_duplicates:
+            problems.insert(0, f"{self.disagreeing_duplicates} chunk(s) delivered twice with "
+                               f"different values (a non-deterministic function, or a bad "
+                               f"node)")
         return Verdict(
             total_params=self.total_params, chunks_total=self.chunks_total,
             chunks_completed=self.completed, chunks_failed=self.failed,
             params_verified=present - self._disagreed_params(), lost_params=max(0, lost),
-            wrong_results=self.wrong, duplicate_deliveries=self.duplicates,
+            wrong_results=wrong, duplicate_deliveries=self.duplicates,
             foreign_results=self.foreign, values_recomputed=self.recomputed,
-            verifications_missing=self.awaited, problems=list(self.problems))
+            verifications_missing=self.awaited, problems=problems[:MAX_EXAMPLES])
 
     def _size(self, chunk_id: int) -> int:
         return min(self.chunk_size, self.total_params - chunk_id * self.chunk_size)
@@ -283,11 +334,13 @@ class ResultCollector:
         return sum(self._size(c) for c in range(self.chunks_total)
                    if self.check_state[c] == DISAGREED and self.chunk_state[c] == DONE)
 
-    def _mismatched_params(self) -> int:
-        """Params of chunks that arrived but failed the structural check: wrong, not lost."""
-        done = sum(self._size(c) for c in range(self.chunks_total)
-                   if self.chunk_state[c] == DONE)
-        return done - self.params_done
+    def _refused_open(self) -> list[int]:
+        """Chunks whose every delivery so far was refused by the structural check."""
+        return [c for c in self._rejects if not self.chunk_state[c]]
+
+    def _refused_params(self) -> int:
+        """Params of chunks refused by the structural check (still open, or given up)."""
+        return sum(self._size(c) for c in (*self._refused_open(), *self.gave_up))
 
 
 def _close(a: Any, b: Any, rtol: float) -> bool:
