@@ -234,12 +234,19 @@ class Run:
 
     def _tasks(self, only_unfinished: bool = False) -> Iterator[Task]:
         """Every chunk's task; ``only_unfinished``: those still owed (chunks without a result,
-        recomputations without an answer), e.g. after the broker lost its data."""
+        recomputations without an answer), e.g. after the broker lost its data. Chunks come
+        before recomputations: a recomputation skips the simulated work, and a worker that
+        met those first would size its batches for them and hoard the real chunks (which
+        the others then take over as stale: each computed twice)."""
+        state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            if not only_unfinished or not self.collector.chunk_state[chunk_id]:
+            if not only_unfinished or not state[chunk_id]:
                 yield self._task(chunk_id)
-            elif self.collector.awaits(chunk_id):
-                yield self._task(chunk_id).verification(self.collector.worker_of(chunk_id))
+        if only_unfinished:
+            for chunk_id in range(self.config.chunks_total):
+                if state[chunk_id] and self.collector.awaits(chunk_id):
+                    yield self._task(chunk_id).verification(
+                        self.collector.worker_of(chunk_id))
 
     def _task(self, chunk_id: int) -> Task:
         cfg = self.config
