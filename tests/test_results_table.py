@@ -409,3 +409,42 @@ def test_closing_twice_keeps_the_table(tmp_path):
                       started_at=0, finished_at=0, values=[1, 2, 3]))
     assert writer.close() == writer.close()
     assert pq.read_table(tmp_path / RESULTS_FILE).num_rows == 3
+
+
+def test_jsonl_export_writes_null_for_nan_and_infinities(tmp_path):
+    """Finding 15: strict JSON has no NaN or Infinity."""
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(result(0, [float("nan"), float("inf"), -float("inf"), 1.5]))
+    out = export_results(tmp_path, "jsonl", tmp_path / "out.jsonl")
+    rows = [json.loads(line, parse_constant=lambda name: pytest.fail(name))
+            for line in out.read_text().splitlines()]
+    assert [row["value"] for row in rows] == [None, None, None, 1.5]
+
+
+def test_an_axis_named_like_a_value_column_does_not_block_a_resume(tmp_path):
+    """Finding 11: value columns come from the table's metadata, not a name prefix."""
+    space = load_space({"axes": {"value_scale": [1.0, 2.0], "x": {"range": [0, 3]}}})
+    with ResultsWriter(tmp_path, space) as writer:
+        writer.add(result(0, [0.5] * 6, count=6))
+    with ResultsWriter(tmp_path, space) as resumed:  # reopened: the axes check passes
+        assert resumed.rows_written == 6
+    assert load_results(tmp_path)["value_scale"].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_table_beside_leftover_parts_is_never_rebuilt_from_them(tmp_path):
+    """Finding 2: a close cut between the table and the parts' removal; the reopened writer
+    keeps the whole table, not the parts that survived."""
+    import shutil
+
+    with ResultsWriter(tmp_path, row_group_rows=2) as writer:
+        for start in range(0, 10, 2):
+            writer.add(result(start, [start, start + 1]))
+    with ResultsWriter(tmp_path / "one") as writer:
+        writer.add(result(0, [0, 1]))
+    parts = tmp_path / PARTS_DIR
+    parts.mkdir()
+    shutil.copy(tmp_path / "one" / RESULTS_FILE, parts / "part-000000.parquet")  # a survivor
+    (tmp_path / (RESULTS_FILE + ".tmp")).write_bytes(b"half a file")
+    ResultsWriter(tmp_path).close()
+    assert load_results(tmp_path)["param_id"].tolist() == list(range(10))
+    assert not (tmp_path / (RESULTS_FILE + ".tmp")).exists()

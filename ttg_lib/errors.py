@@ -66,6 +66,11 @@ _DISK_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota
                  errno.EROFS: "the file system is read-only"}
 
 
+def is_disk_error(exc: OSError) -> bool:
+    """Disk full, quota, permission denied, read-only: the user's to fix, not a bug."""
+    return exc.errno in _DISK_REASONS
+
+
 def disk_error(exc: OSError, path: object) -> DiskError:
     """One line naming the path and the reason, for an OSError met writing the record."""
     where = exc.filename or path

@@ -15,6 +15,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -23,7 +24,7 @@ from . import compute
 from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
-from .errors import RunError
+from .errors import RunError, TTGError, disk_error, is_disk_error
 from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
@@ -39,6 +40,8 @@ SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released
 IDLE_SETTLE_S = 0.2  # sooner when the run is idle, but not at every empty read (a part each)
 CLUSTER_READY_TIMEOUT_S = 180.0  # pods: image pulls and scheduling
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
+CLOSE_ATTEMPTS = 3
+CLOSE_RETRY_S = 1.0
 
 
 class RunState(TextEnum):
@@ -88,7 +91,10 @@ class Run:
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
-        self.record = RunRecord(config.record_dir)
+        try:
+            self.record = RunRecord(config.record_dir)
+        except OSError as exc:
+            raise disk_error(exc, config.record_dir) from None
         self.lock = RecordLock(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol)
@@ -115,6 +121,7 @@ class Run:
         self._stalled_since: float | None = None
         self._workers_started = 0
         self._summary: dict[str, Any] | None = None
+        self._disk_said = False
 
     @property
     def cluster(self) -> Cluster:
@@ -136,10 +143,21 @@ class Run:
     def start(self) -> None:
         """Everything up to the first task published; on failure nothing stays running."""
         try:
-            self._start()
+            with self._disk_errors():
+                self._start()
         except BaseException:
             self.abort()
             raise
+
+    @contextmanager
+    def _disk_errors(self) -> Iterator[None]:
+        """Disk full, permission denied, a read-only record: one line naming the path."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, TTGError) or not is_disk_error(exc):
+                raise
+            raise disk_error(exc, self.config.record_dir) from None
 
     def _start(self) -> None:
         cfg = self.config
@@ -269,6 +287,12 @@ class Run:
         """Read results for up to ``timeout`` seconds, sample, inject the fault; never raises
         for a broker outage (it is recorded and ridden out)."""
         if self.state == RunState.RUNNING:
+            with self._disk_errors():
+                self._step(timeout)
+        return self.progress()
+
+    def _step(self, timeout: float) -> None:
+        if self.state == RunState.RUNNING:
             self._read(timeout)
             self._maybe_sample()
             self.broker.keep_lock()
@@ -278,7 +302,6 @@ class Run:
             if self.done:
                 self._maybe_sample(force=True)  # the chart's last point is the end state
             self.record.flush()  # a step is a moment: readers of the record see it
-        return self.progress()
 
     def _read(self, timeout: float) -> None:
         results = self.broker.read(timeout, lambda: self._tasks(only_unfinished=True),
@@ -339,8 +362,24 @@ class Run:
         if now < due:
             return
         self._next_settle = now + SETTLE_EVERY_S
-        self.writer.flush()
-        self.broker.settle()
+        if self._flush():
+            self.broker.settle()
+
+    def _flush(self) -> bool:
+        """Results to disk; a write the disk refuses is said once and tried again later (the
+        broker keeps its copies meanwhile: nothing is settled that is not on disk)."""
+        try:
+            self.writer.flush()
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            if not self._disk_said:
+                self._disk_said = True
+                self.say(f"{disk_error(exc, self.config.record_dir)}; the broker keeps the "
+                         f"results meanwhile, trying again")
+            return False
+        self._disk_said = False
+        return True
 
     def _timeline(self, result: Result, duplicate: bool) -> None:
         self.record.append("chunks.jsonl", {
@@ -392,7 +431,8 @@ class Run:
     def _check_end(self) -> None:
         cfg = self.config
         if self.collector.all_done:
-            self.writer.flush()  # on disk before the run counts as complete
+            if not self._flush():
+                return  # on disk before the run counts as complete (or it times out)
             self.state = RunState.DONE
             self.t_complete = time.monotonic()
         elif self.elapsed_s > cfg.effective_timeout_s:
@@ -429,13 +469,26 @@ class Run:
             self.cluster.stop()
             stats, dead, dropped = self.broker.final_state(self._drain_late_results)
             self.collector.duplicates += dropped
-            self.writer.close()
+            self._close_results()
             summary = self._summarise(stats, dead).to_dict()
             self.record.write_json("summary.json", summary)
             self._summary = summary
             return summary
         finally:
             self._release()
+
+    def _close_results(self) -> None:
+        """The final flush and merge, tried again when the disk refuses (space may be freed
+        meanwhile); then one line naming the path. What is not on disk stays in the broker:
+        nothing was settled past the last part written, so a --resume finds it."""
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                self.writer.close()
+                return
+            except OSError as exc:
+                if not is_disk_error(exc) or attempt == CLOSE_ATTEMPTS - 1:
+                    raise disk_error(exc, self.config.record_dir) from None
+                time.sleep(CLOSE_RETRY_S)
 
     def _drain_late_results(self) -> None:
         """Results stored after the last chunk finished (a frozen worker woken by the stop)
