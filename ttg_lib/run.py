@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import compute
+from . import compute, crashpoints
 from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
@@ -363,7 +363,9 @@ class Run:
             return
         self._next_settle = now + SETTLE_EVERY_S
         if self._flush():
+            crashpoints.reach("flushed")
             self.broker.settle()
+            crashpoints.reach("settled")
 
     def _flush(self) -> bool:
         """Results to disk; a write the disk refuses is said once and tried again later (the

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import crashpoints
 from ..errors import ResultsError
 from ..messages import Result
 from ..space import Space
@@ -132,12 +133,15 @@ class ResultsWriter:
             _fsync_file(tmp)
         else:
             merge(parts, tmp, schema, self.row_group_rows, durable=True)
+        crashpoints.reach("table-written")
         merged = self.dir / MERGED_DIR
         if self.parts.exists():
             os.replace(self.parts, merged)  # the parts aside, in one step
         fsync_dir(self.dir)
+        crashpoints.reach("parts-aside")
         os.replace(tmp, self.path)
         fsync_dir(self.dir)
+        crashpoints.reach("table-in-place")
         shutil.rmtree(merged, ignore_errors=True)
         self._closed = True
         return self.path
@@ -208,7 +212,9 @@ def write_durably(path: Path, write: Any) -> None:
         write(handle)
         handle.flush()
         os.fsync(handle.fileno())
+    crashpoints.reach("part-written")
     os.replace(tmp, path)
+    crashpoints.reach("part-renamed")
     fsync_dir(path.parent)
 
 
