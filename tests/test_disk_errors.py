@@ -52,7 +52,7 @@ def test_a_final_flush_refused_for_good_is_one_line_naming_the_path(tmp_path, mo
         return []
 
     monkeypatch.setattr(ResultsWriter, "flush", full)
-    monkeypatch.setattr("ttg_lib.run.CLOSE_RETRY_S", 0.01)
+    monkeypatch.setattr("ttg_lib.ledger.CLOSE_RETRY_S", 0.01)
     run = memory_run(tmp_path)
     run.say = lambda line: None
     with pytest.raises(DiskError) as caught:

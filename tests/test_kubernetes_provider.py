@@ -434,7 +434,7 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
 
 
 def test_make_cluster_builds_the_kind_provider_without_api_calls(tmp_path):
-    from ttg_lib.run import make_cluster as run_make_cluster
+    from ttg_lib.run import make_cluster as run_make_cluster  # = cluster.registry
 
     config = RunConfig.build(cluster="kind", run_id="mk-1", output_dir=str(tmp_path))
     c = run_make_cluster(config, config.broker_url)

@@ -42,9 +42,9 @@ def test_a_second_orchestrator_on_a_live_record_is_refused_and_changes_nothing(t
     cfg = first.config
     with first:
         first.start()
-        while first.writer.rows_written < 10 and not first.done:
+        while first.ledger.rows < 10 and not first.done:
             first.step(0.02)
-        first.writer.flush()
+        first.ledger.flush()
         before = _snapshot(cfg.record_dir)
         assert before, "nothing on disk yet"
         second_cluster = ThreadCluster(cfg.broker_url, "second")

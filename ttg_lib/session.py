@@ -33,11 +33,15 @@ RETRY_PAUSE_S = 0.05  # refused at once while down: retry soon, resume within ~0
 
 
 class BrokerSession:
-    def __init__(self, producer: Producer, owner: LockOwner, clock: Callable[[], float]):
+    def __init__(self, producer: Producer, owner: LockOwner, clock: Callable[[], float],
+                 unfinished: Callable[[], Iterable[Task]],
+                 chunks_read: Callable[[], int]):
         self.producer = producer
         self.owner = owner
         self.run_id = owner.run_id
         self.clock = clock  # the run's elapsed seconds, for the outage record
+        self.unfinished = unfinished  # the ledger's: what to publish again after data loss
+        self.chunks_read = chunks_read
         self.outages: list[dict[str, Any]] = []
         self._down_since: float | None = None
         self._next_renew = 0.0
@@ -63,8 +67,7 @@ class BrokerSession:
         self.producer.declare()
 
     # -- during the run ----------------------------------------------------------------
-    def read(self, timeout: float, unfinished: Callable[[], Iterable[Task]],
-             chunks_read: int) -> list[Result | bytes]:
+    def read(self, timeout: float) -> list[Result | bytes]:
         """New results; [] while the broker is down (the outage is recorded, not raised)."""
         try:
             results = self.producer.read_results(timeout)
@@ -72,7 +75,7 @@ class BrokerSession:
             self.went_down(exc)
             return []
         if self.down:
-            self._came_back(unfinished, chunks_read)
+            self._came_back()
         return results
 
     def stats(self) -> QueueStats | None:
@@ -144,21 +147,20 @@ class BrokerSession:
         except BrokerUnavailable:
             time.sleep(RETRY_PAUSE_S)
 
-    def _came_back(self, unfinished: Callable[[], Iterable[Task]], chunks_read: int) -> None:
+    def _came_back(self) -> None:
         self.outages[-1]["end_s"] = round(self.clock(), 3)
         self._down_since = None
-        self._republish_if_data_lost(unfinished, chunks_read)
+        self._republish_if_data_lost()
 
-    def _republish_if_data_lost(self, unfinished: Callable[[], Iterable[Task]],
-                                chunks_read: int) -> None:
+    def _republish_if_data_lost(self) -> None:
         """A broker that came back without its data (no persistence) lost our tasks: publish
         every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
         if not isinstance(self.producer, ResultsIndex):
             return
         stored = self.producer.stored_chunks()
-        if stored >= chunks_read:
+        if stored >= self.chunks_read():
             return
-        missing = list(unfinished())
+        missing = list(self.unfinished())
         checks = sum(1 for task in missing if task.verify_of)
         self.outages[-1]["republished_chunks"] = len(missing) - checks
         self.outages[-1]["republished_checks"] = checks  # recomputations asked for again
@@ -167,15 +169,13 @@ class BrokerSession:
         self.producer.publish_tasks(missing)
 
     # -- at the end --------------------------------------------------------------------
-    def final_state(self, drain: Callable[[], None]
-                    ) -> tuple[QueueStats | None, list[dict[str, Any]], int]:
-        """Queue stats, dead letters and the duplicates the broker dropped, after ``drain``
-        has read the late results; reconnecting as needed (None, [], 0 if it never comes)."""
+    def final_state(self) -> tuple[QueueStats | None, list[dict[str, Any]], int]:
+        """Queue stats, dead letters and the duplicates the broker dropped, once the run has
+        read the late results; reconnecting as needed (None, [], 0 if it never comes)."""
         for _ in range(50):
             try:
                 if self.down:
                     self.went_down(RuntimeError("reconnecting for final stats"))
-                drain()
                 if isinstance(self.producer, HoldsResults):
                     self.producer.release_results()
                 stats = settled(self.producer.stats())

@@ -114,35 +114,37 @@ def _interrupt(signum: int, _frame: Any) -> None:
 
 def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
                        ) -> dict[str, Any]:
-    from ..run import Run
+    from ..run import Progress as RunProgress
+    from ..run import execute
 
     # SIGTERM (and SIGINT, which a background shell job ignores) stop the run the same way:
     # workers stopped, the broker released
     signal.signal(signal.SIGTERM, _interrupt)
-    with Run(config, say=lambda line: console.print(f"ttg: {line}", highlight=False,
-                                                   soft_wrap=True), resume=resume) as run:
-        if not quiet:
-            console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
-                          f"{config.scale} ({config.total_params:,} params in "
-                          f"{config.chunks_total:,} chunks), {config.workers} workers"
-                          + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
-        run.start()
-        bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                       console=console, disable=quiet, transient=False)
-        with bar:
-            task = bar.add_task("run", total=config.chunks_total, info="")
-            seen_events = 0
-            while not run.done:
-                p = run.step(0.1)
-                rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
-                bar.update(task, completed=p.chunks_completed + p.chunks_failed,
-                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
-                for event in p.events[seen_events:]:
-                    bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
-                                      f"{event['detail']}", highlight=False)
-                seen_events = len(p.events)
-        return run.finish()
+    if not quiet:
+        console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
+                      f"{config.scale} ({config.total_params:,} params in "
+                      f"{config.chunks_total:,} chunks), {config.workers} workers"
+                      + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
+    bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                   console=console, disable=quiet, transient=False)
+    task = bar.add_task("run", total=config.chunks_total, info="")
+    seen_events = 0
+
+    def show(p: RunProgress) -> None:
+        nonlocal seen_events
+        rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
+        bar.update(task, completed=p.chunks_completed + p.chunks_failed,
+                   info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
+        for event in p.events[seen_events:]:
+            bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
+                              f"{event['detail']}", highlight=False)
+        seen_events = len(p.events)
+
+    with bar:
+        return execute(config, show, resume=resume,
+                       say=lambda line: console.print(f"ttg: {line}", highlight=False,
+                                                      soft_wrap=True))
 
 
 def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:

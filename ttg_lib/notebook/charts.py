@@ -20,6 +20,7 @@ from typing import Any
 from .. import report
 from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
 from ..record import load_json, read_jsonl
+from ..sampling import sample_row
 from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
 
 # -- chart data: samples, throughput, event markers ------------------------------------
@@ -28,16 +29,8 @@ THROUGHPUT_WINDOW_S = 2.0
 
 def sample_from_progress(progress: Any) -> dict[str, Any]:
     """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
-    row: dict[str, Any] = {"t": round(progress.elapsed_s, 3), "completed":
-                           progress.chunks_completed, "failed": progress.chunks_failed,
-                           "params_done": progress.params_done,
-                           "live_workers": progress.live_workers}
-    if progress.stats:
-        for role in ("tasks", "results", "retry", "dlq"):
-            row[role] = progress.stats[role]["messages"]
-            row[f"{role}_ready"] = progress.stats[role]["ready"]
-        row["consumers"] = progress.stats["tasks"]["consumers"]
-    return row
+    return sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
+                      progress.params_done, progress.live_workers, progress.stats)
 
 
 def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
@@ -328,7 +321,7 @@ class LiveChart:
         return self
 
     def observe(self, progress: Any, run: Any = None, force: bool = False) -> None:
-        if run is not None and self.t0_wall is None and getattr(run, "t0", None) is not None:
+        if run is not None and self.t0_wall is None and run.times.t0 is not None:
             self.t0_wall = time.time() - run.elapsed_s
         if run is not None and getattr(run, "fault", None) and self._fault is None:
             self._fault = run.fault

@@ -26,7 +26,7 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
     under every ipykernel; Kernel > Interrupt stops the run cleanly and still writes
     its record. Returns the run summary.
     """
-    from ..run import Run
+    from ..run import Run, execute
 
     live = LiveChart(config.backend, title=f"TTG queues, live: {config.run_id}") if chart \
         else None
@@ -34,24 +34,20 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
                           f"workers on {config.backend}…")
     if live is not None:
         live.display()
+    started: list[Run] = []
+    last = 0.0
+
+    def show(p: Any) -> None:
+        nonlocal last
+        if live is not None:
+            live.observe(p, started[0])
+        if status is not None and (time.monotonic() - last >= REDRAW_S or p.state.ended):
+            status.update({"text/html": status_line(p, config)}, raw=True)
+            last = time.monotonic()
+
     try:
-        with Run(config) as run:
-            run.start()
-            last = 0.0
-            try:
-                while not run.done:
-                    p = run.step(step_s)
-                    if live is not None:
-                        live.observe(p, run)
-                    if status is not None and time.monotonic() - last >= REDRAW_S:
-                        status.update({"text/html": status_line(p, config)}, raw=True)
-                        last = time.monotonic()
-            except KeyboardInterrupt:
-                run.stop()
-            final = run.progress()
-            summary = run.finish()
-            if status is not None:
-                status.update({"text/html": status_line(final, config)}, raw=True)
+        summary = execute(config, show, step_s=step_s, on_start=started.append,
+                          stop_on_interrupt=True)
     except BaseException:
         if live is not None:  # a failed run too leaves a static chart, not the live widget
             live.finish()
@@ -63,19 +59,19 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
 
 def run_quiet(config: RunConfig, label: str = "") -> dict[str, Any]:
     """A run with one updating status line (the milestone matrix)."""
-    from ..run import Run
+    from ..run import execute
 
     status = html_handle(f"{html.escape(label)} starting…")
     last = 0.0
-    with Run(config) as run:
-        run.start()
-        while not run.done:
-            p = run.step(0.1)
-            if status is not None and time.monotonic() - last > 0.5:
-                status.update({"text/html": f"{html.escape(label)} " + status_line(p, config)},
-                              raw=True)
-                last = time.monotonic()
-        summary = run.finish()
+
+    def show(p: Any) -> None:
+        nonlocal last
+        if status is not None and time.monotonic() - last > 0.5:
+            status.update({"text/html": f"{html.escape(label)} " + status_line(p, config)},
+                          raw=True)
+            last = time.monotonic()
+
+    summary = execute(config, show)
     line = (f"{html.escape(label)} <b>{summary['run_id']}</b>: {summary['chunks_completed']}/"
             f"{summary['chunks_total']} chunks in {summary.get('runtime_s')}s — "
             f"{'verified' if summary['ok'] else 'FAILED'}")

@@ -1,0 +1,255 @@
+"""The data plane of a run: every result frame, from the broker's read to results.parquet.
+
+:class:`Ledger` owns the collector (structure, duplicates), the verification plan, the
+results writer and the timeline rows (``chunks.jsonl``), and on resume the restore from the
+record and the recheck of restored chunks. It never talks to the broker: :class:`Run`
+hands it the frames read (:meth:`Ledger.ingest`), publishes the tasks it asks for, and
+settles the broker when :meth:`Ledger.flush_due` says the rows are on disk. It takes a
+clock (the run's elapsed seconds), so it is unit-tested on frames alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import RunConfig
+from .errors import disk_error, is_disk_error
+from .messages import Result, Task
+from .record import RunRecord, read_jsonl
+from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
+
+SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released then
+IDLE_SETTLE_S = 0.2  # sooner when the run is idle, but not at every empty read (a part each)
+CLOSE_ATTEMPTS = 3
+CLOSE_RETRY_S = 1.0
+
+
+@dataclass
+class Ingested:
+    """What one read brought: chunks finished for the first time (written), and the tasks
+    to publish (recomputations, chunks whose delivery the structural check refused)."""
+
+    new: list[Result] = field(default_factory=list)
+    asks: list[Task] = field(default_factory=list)
+
+
+class Ledger:
+    def __init__(self, config: RunConfig, space: Any, record: RunRecord,
+                 clock: Callable[[], float], say: Callable[[str], None] = print):
+        self.config = config
+        self.space = space
+        self.record = record
+        self.clock = clock
+        self.say = say
+        self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
+                                         chunk_size=config.chunk_size, rtol=config.verify_rtol)
+        self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
+        self.writer: Any = None  # opened by open(), once the record is this run's
+        self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
+        self.retries = 0
+        self.received_before: set[int] = set()  # read by a dead orchestrator, not on disk
+        self._next_flush = 0.0
+        self._disk_said = False
+
+    # -- opening and restoring ----------------------------------------------------------
+    def open(self) -> None:
+        """Open the results writer (continuing any parts on disk): the record is ours."""
+        if not self.config.keep_results:
+            self.writer = NoResults()
+            return
+        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
+
+        self.writer = ResultsWriter(self.config.record_dir, self.space)
+
+    def restore(self) -> str:
+        """A resumed run counts what its record holds already; restored chunks the verify
+        mode picks are recomputed and compared with their rows on disk. Returns the line to
+        say."""
+        from .results import failed_chunks, stored_chunks
+
+        cfg = self.config
+        done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
+        failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
+        self.collector.restore(done, failed & done)
+        rechecked = self._recheck(done - failed)
+        self.received_before = {row["chunk_id"] for row in
+                                read_jsonl(cfg.record_dir / "chunks.jsonl")
+                                if not row.get("duplicate") and "chunk_id" in row} - done
+        return (f"resuming run {cfg.run_id}: {len(done):,} of {cfg.chunks_total:,} chunks "
+                f"already in its results"
+                + (f"; {rechecked:,} of them to recompute and compare with the rows on disk "
+                   f"(--verify {self.plan.mode})" if rechecked else ""))
+
+    def _recheck(self, chunks: set[int]) -> int:
+        from .restored import DiskComparison, stored_values
+        from .results import ResultsWriter
+
+        if self.plan.mode is VerifyMode.NONE or not chunks:
+            return 0
+        if not isinstance(self.writer, ResultsWriter):
+            return 0  # nothing on disk to compare with (results not kept)
+        cfg = self.config
+        stored = stored_values(cfg.record_dir, cfg.chunk_size, cfg.total_params, chunks,
+                               self.plan.wants, keep_columns=bool(cfg.verify_rtol))
+        self.collector.recheck(DiskComparison(stored, self.writer, cfg.verify_rtol),
+                               {cid: chunk.worker for cid, chunk in stored.items()})
+        return len(stored)
+
+    @property
+    def chunks_redone(self) -> int:
+        """Chunks a dead orchestrator had read that are owed again (lost with its memory)."""
+        return sum(1 for c in self.received_before if not self.collector.chunk_state[c])
+
+    # -- the run ------------------------------------------------------------------------
+    def ingest(self, frames: Iterable[Result | bytes]) -> Ingested:
+        """Check, count and buffer the frames of one read; a read is one moment."""
+        out = Ingested()
+        collector = self.collector
+        for frame in frames:
+            checked = time.perf_counter()
+            if isinstance(frame, Result) and frame.verify:
+                collector.add_verification(frame)
+                self.verify_s += time.perf_counter() - checked
+                continue
+            new = collector.add(frame)
+            self.verify_s += time.perf_counter() - checked
+            if not isinstance(frame, Result):
+                continue
+            if not new:
+                self._timeline(frame, duplicate=True)
+                continue
+            result = self._as_written(frame)
+            self.retries += max(0, result.attempt - 1)
+            self._timeline(result, duplicate=False)
+            self.writer.add(result)
+            out.new.append(result)
+            if result.error is None and self.plan.wants(result.chunk_id, result.worker):
+                collector.expect_verification(result.chunk_id)
+                out.asks.append(self.task(result.chunk_id).verification(result.worker))
+        out.asks += [self.task(cid) for cid in collector.take_republish()]
+        return out
+
+    def _as_written(self, result: Result) -> Result:
+        """A chunk the structural check refused too often is written as failed, at its own
+        rows (a wrong start must not file values under other points)."""
+        reason = self.collector.gave_up.get(result.chunk_id)
+        if reason is None:
+            return result
+        task = self.task(result.chunk_id)
+        return dataclasses.replace(result, start=task.start, count=task.count, values=[],
+                                   error=reason)
+
+    def _timeline(self, result: Result, duplicate: bool) -> None:
+        self.record.append("chunks.jsonl", {
+            "chunk_id": result.chunk_id, "worker": result.worker, "attempt": result.attempt,
+            "started_at": result.started_at, "finished_at": result.finished_at,
+            "received_s": round(self.clock(), 4), "redelivered": result.redelivered,
+            "duplicate": duplicate, "error": result.error})
+
+    def flush_due(self, idle: bool) -> bool:
+        """Time to put results on disk (every SETTLE_EVERY_S, sooner when idle), and they
+        went there: the broker may now drop its copies of every result read."""
+        now = time.monotonic()
+        if now < self._next_flush - (SETTLE_EVERY_S - IDLE_SETTLE_S if idle else 0.0):
+            return False
+        self._next_flush = now + SETTLE_EVERY_S
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Results to disk; a write the disk refuses is said once and tried again later (the
+        broker keeps its copies meanwhile: nothing is settled that is not on disk)."""
+        try:
+            self.writer.flush()
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            if not self._disk_said:
+                self._disk_said = True
+                self.say(f"{disk_error(exc, self.config.record_dir)}; the broker keeps the "
+                         f"results meanwhile, trying again")
+            return False
+        self._disk_said = False
+        return True
+
+    def close(self) -> None:
+        """The final flush and merge, tried again when the disk refuses (space may be freed
+        meanwhile); then one line naming the path. What is not on disk stays in the broker:
+        nothing was settled past the last part written, so a --resume finds it."""
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                self.writer.close()
+                return
+            except OSError as exc:
+                if not is_disk_error(exc) or attempt == CLOSE_ATTEMPTS - 1:
+                    raise disk_error(exc, self.config.record_dir) from None
+                time.sleep(CLOSE_RETRY_S)
+
+    # -- tasks ----------------------------------------------------------------------------
+    def task(self, chunk_id: int) -> Task:
+        cfg = self.config
+        start = chunk_id * cfg.chunk_size
+        return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
+                    count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
+                    compute=cfg.compute, max_retries=cfg.max_retries,
+                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space)
+
+    def tasks(self) -> Iterator[Task]:
+        """Every chunk's task (a fresh run)."""
+        for chunk_id in range(self.config.chunks_total):
+            yield self.task(chunk_id)
+
+    def unfinished(self) -> Iterator[Task]:
+        """The tasks still owed: chunks without a result, then recomputations without an
+        answer. Chunks come first: a recomputation skips the simulated work, and a worker
+        that met those first would size its batches for them and hoard the real chunks
+        (which the others then take over as stale: each computed twice)."""
+        state = self.collector.chunk_state
+        for chunk_id in range(self.config.chunks_total):
+            if not state[chunk_id]:
+                yield self.task(chunk_id)
+        for chunk_id in range(self.config.chunks_total):
+            if state[chunk_id] and self.collector.awaits(chunk_id):
+                yield self.task(chunk_id).verification(self.collector.worker_of(chunk_id))
+
+    # -- what it knows ------------------------------------------------------------------
+    @property
+    def all_done(self) -> bool:
+        return self.collector.all_done
+
+    @property
+    def seen(self) -> int:
+        """Frames that changed the books: a drain reads until this stops moving."""
+        return self.collector.finished + self.collector.duplicates
+
+    @property
+    def rows(self) -> int:
+        return self.writer.rows_written if self.writer is not None else 0
+
+    @property
+    def results_file(self) -> str | None:
+        path = getattr(self.writer, "path", None)
+        return str(path) if path else None
+
+    def verdict(self) -> Verdict:
+        return self.collector.verdict()
+
+
+class NoResults:
+    """keep_results=false: the run's results are checked and dropped (as before there was a
+    results table), to measure what keeping them costs."""
+
+    rows_written = 0
+    path = None
+
+    def add(self, result: Result) -> list[int]:
+        return []
+
+    def flush(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        return None
