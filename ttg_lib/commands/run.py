@@ -137,7 +137,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
                 p = run.step(0.1)
                 rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
                 bar.update(task, completed=p.chunks_completed + p.chunks_failed,
-                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
+                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live"
+                           + (f", {p.eta.label()}" if p.eta else ""))
                 for event in p.events[seen_events:]:
                     bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
                                       f"{event['detail']}", highlight=False)
