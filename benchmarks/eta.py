@@ -39,7 +39,7 @@ AT = 0.25  # compare the ETAs when this fraction of the chunks is done
 TOLERANCE = 0.20
 
 
-def sleepy(x: int, rep: int, base_ms: float = 1.0, slope_ms: float = 0.1) -> int:
+def sleepy(x: int, rep: int, base_ms: float, slope_ms: float) -> int:
     """The real run's function: ``base_ms + slope_ms * x`` of sleep, then x (workers import
     it as ``eta:sleepy`` with benchmarks/ on their path)."""
     time.sleep((base_ms + slope_ms * x) / 1000)
@@ -95,9 +95,10 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
     from ttg_lib.run import Run
 
     space = space_dict(xs, reps)
+    space["axes"].update(base_ms=[base_ms], slope_ms=[slope_ms])  # what sleepy sleeps
     config = RunConfig.build(backend=backend, workers=workers, chunk_size=chunk,
                              space=json.dumps(space), compute="eta:sleepy",
-                             verify_mode="none", monitor="none", output_dir=str(out),
+                             verify="none", monitor="none", output_dir=str(out),
                              run_id=f"eta-{int(time.time())}")
     snapshot: dict[str, Any] = {}
     with Run(config) as run:
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="outputs/bench")
     args = parser.parse_args(argv)
     xs, reps, chunk = (20, 50, 50) if args.quick else (100, 200, 100)
-    base_ms, slope_ms = (1.0, 0.1) if args.real else (1.0, 0.5)
+    base_ms, slope_ms = (0.2, 0.1) if args.real else (1.0, 0.5)
     out = Path(args.output_dir) / f"eta-{time.strftime('%Y-%m-%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     if args.real:

@@ -153,6 +153,9 @@ class EtaModel:
                     row += [float(np.sum(cols[name], dtype=np.float64)) for name in self.axes]
                 rows.append(row)
             table = np.asarray(rows, dtype=np.float64)
+            means = table[:, 1:] / table[:, :1]  # an axis whose chunk mean never changes
+            varies = np.ptp(means, axis=0) > 1e-9 * (np.abs(means).max(axis=0) + 1e-300)
+            table = table[:, [True, *varies]]  # only adds a column collinear with the count
             norm = np.sqrt(np.mean(table**2, axis=0))
             self._features = table / np.where(norm > 0, norm, 1.0)
         return self._features

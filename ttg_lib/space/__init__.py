@@ -27,7 +27,7 @@ language), :mod:`.load` (loading and validation).
 from .axes import Axis
 from .base import MAX_POINTS, RESERVED, Scalar, Space, SpaceError
 from .constrained import ConstrainedSpace, DerivedAxis
-from .describe import describe_space, preview
+from .describe import describe_space, format_preview, preview, run_preview
 from .forms import ALL_FORMS, DISCRETE_FORMS
 from .load import build_space, check_signature, load_space
 from .product import MODES, ProductSpace
@@ -35,5 +35,5 @@ from .union import UnionSpace
 
 __all__ = ["ALL_FORMS", "DISCRETE_FORMS", "MAX_POINTS", "MODES", "RESERVED", "Axis",
            "ConstrainedSpace", "DerivedAxis", "ProductSpace", "Scalar", "Space", "SpaceError",
-           "UnionSpace", "build_space", "check_signature", "describe_space", "load_space",
-           "preview"]
+           "UnionSpace", "build_space", "check_signature", "describe_space", "format_preview",
+           "load_space", "preview", "run_preview"]
