@@ -205,3 +205,34 @@ def test_the_function_must_take_derived_axes_too():
 
     with pytest.raises(SpaceError, match="does not take axis 'y'"):
         check_signature(space, takes_x)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_sweep_over_a_constrained_union_computes_exactly_the_filtered_points(
+        make_config, backend_name, broker_url):
+    """The acceptance run: 10^6 candidates in the first part, a filter, derived axes and a
+    union; the table's rows are the points a direct Python filter gives, each equal to a
+    direct call."""
+    from ttg_lib import load_results
+    from ttg_lib.examples import train
+    from ttg_lib.run import execute
+
+    lrs = load_space({"axes": {"lr": {"logspace": [-3, -1, 1000]}}}).columns(0, 1000)["lr"]
+    space = {"union": [
+        {"axes": {"lr": {"logspace": [-3, -1, 1000]}, "depth": {"range": [0, 1000]}},
+         "derived": {"seed": "depth % 3"}, "where": "depth % 100 == 7 and lr < 0.00105"},
+        {"mode": "zip", "axes": {"depth": [1, 2, 3], "lr": [0.5, 0.25, 0.125]},
+         "derived": {"seed": "depth * 2"}}]}
+    expected = [(lr, depth, depth % 3) for lr, depth in itertools.product(lrs.tolist(),
+                                                                          range(1000))
+                if depth % 100 == 7 and lr < 0.00105]
+    expected += [(0.5, 1, 2), (0.25, 2, 4), (0.125, 3, 6)]
+    summary = execute(make_config(backend=backend_name, space=space, workers=2, chunk_size=7,
+                                  compute="ttg_lib.examples:train"))
+    assert summary["ok"], summary["problems"]
+    df = load_results(summary["record_dir"]).sort_values("param_id")
+    assert list(df.columns[:4]) == ["param_id", "lr", "depth", "seed"]
+    assert list(zip(df["lr"], df["depth"], df["seed"], strict=True)) == expected
+    for row in df.itertuples():
+        assert row._5 == train(row.lr, row.depth, row.seed)["loss"]

@@ -99,7 +99,8 @@ def build_space(data: Mapping[str, Any]) -> Space:
 
 
 def _union(data: Mapping[str, Any]) -> Space:
-    extra = [key for key in _PRODUCT_KEYS if key in data]
+    extra = [key for key in _PRODUCT_KEYS if key in data
+             and not (key == "mode" and data[key] == "union")]  # as to_dict writes it
     if extra:
         raise SpaceError(extra[0], data[extra[0]], "a union takes its axes from its parts: "
                                                    "give mode, samples, seed and axes in each "
@@ -189,7 +190,9 @@ _SpaceLoader = _LazyLoader()
 def _product(data: Mapping[str, Any]) -> ProductSpace:
     mode = data.get("mode", "grid")
     if mode not in MODES:
-        raise SpaceError("mode", mode, f"one of {', '.join(MODES)}")
+        more = "a union lists its parts: union: [space, ...]" if mode == "union" else \
+            "or union: [space, ...] instead of axes"
+        raise SpaceError("mode", mode, f"one of {', '.join(MODES)} ({more})")
     samples, seed = data.get("samples"), data.get("seed")
     if mode != "random":
         for key in ("samples", "seed"):

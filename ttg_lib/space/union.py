@@ -61,4 +61,4 @@ class UnionSpace(Space):
         return {name: np.concatenate([p[name] for p in pieces]) for name in wanted}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"union": [part.to_dict() for part in self.parts]}
+        return {"mode": "union", "union": [part.to_dict() for part in self.parts]}
