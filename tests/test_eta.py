@@ -30,7 +30,7 @@ def feed(model: EtaModel, durations: list[float],
         model.observe(chunk, start, free[w])
         estimate = model.estimate(free[w])
         if estimate is not None:
-            out.append((len(model.done), free[w], estimate))
+            out.append((model.chunks_done, free[w], estimate))
     return out
 
 
@@ -124,3 +124,15 @@ def test_a_real_run_shows_the_modelled_eta_in_its_progress(make_config, backend_
     assert all(e.remaining_s >= 0 for e in seen)
     assert any(e.model == "axes" for e in seen)
     assert summary["ok"] and summary["results_rows"] == 60
+
+
+def test_the_live_chart_sample_carries_the_eta():
+    from ttg_lib.notebook import sample_from_progress
+    from ttg_lib.run import Progress, RunState
+
+    progress = Progress(elapsed_s=3.0, chunks_total=10, chunks_completed=4, chunks_failed=0,
+                        params_done=40, live_workers=2, stats=None, state=RunState.RUNNING,
+                        eta=Eta(12.34, 1.26, 4.5, "axes"))
+    row = sample_from_progress(progress)
+    assert (row["eta_s"], row["eta_spread_s"]) == (12.3, 1.3)
+    assert "eta_s" not in sample_from_progress(Progress(**{**progress.__dict__, "eta": None}))

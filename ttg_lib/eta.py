@@ -62,7 +62,8 @@ class EtaModel:
     def __init__(self, space: Space | None, chunk_size: int, total_points: int):
         self.space, self.chunk_size, self.total = space, chunk_size, total_points
         self.chunks_total = max(1, math.ceil(total_points / max(1, chunk_size)))
-        self.done: set[int] = set()
+        self.done = bytearray(self.chunks_total)  # 1 byte a chunk: 1 MB at 10^6 chunks
+        self.chunks_done = 0
         self.work_s = 0.0  # worker seconds spent on finished chunks
         self.points_done = 0
         self.first_start: float | None = None
@@ -86,9 +87,10 @@ class EtaModel:
 
     def observe(self, chunk_id: int, started_at: float, finished_at: float) -> None:
         """One finished chunk (its first result; recomputations are not new work done)."""
-        if chunk_id in self.done:
+        if not 0 <= chunk_id < self.chunks_total or self.done[chunk_id]:
             return
-        self.done.add(chunk_id)
+        self.done[chunk_id] = 1
+        self.chunks_done += 1
         seconds = max(0.0, finished_at - started_at)
         self.work_s += seconds
         self.first_start = started_at if self.first_start is None else min(self.first_start,
@@ -111,7 +113,7 @@ class EtaModel:
 
     def estimate(self, elapsed_s: float) -> Eta | None:
         """The ETA now; None before the first chunk or after the last."""
-        done = len(self.done)
+        done = self.chunks_done
         left = self.chunks_total - done
         if not done or left <= 0 or self.work_s <= 0:
             return None
@@ -119,7 +121,7 @@ class EtaModel:
         rate = self._rate(elapsed_s)  # worker seconds per wall second (~ busy workers)
         features = self.features()
         p = features.shape[1]
-        pending = [i for i, chunk in enumerate(self.sample) if chunk not in self.done]
+        pending = [i for i, chunk in enumerate(self.sample) if not self.done[chunk]]
         rows = features[pending] if pending else features
         scale = left / len(rows)
         if self._fitted < p + 2 or self._xtx is None or self._xty is None:
