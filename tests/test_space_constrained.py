@@ -167,6 +167,8 @@ BAD = [
     ("derived", {"w": "log(a)"}, "must be a finite number"),
     ("derived", {"w": "2 ** -a"}, "negative power"),
     ("derived", {"w": "a // (a - 1)"}, "divided by zero"),
+    ("derived", {"w": "(a + 1) * 9_000_000_000_000_000_000"}, "beyond 64 bits"),
+    ("derived", {"w": "(a + 7) ** 30"}, "beyond 64 bits"),
     ("derived", ["w"], "a mapping of new axis names"),
 ]
 

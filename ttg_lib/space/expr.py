@@ -279,9 +279,14 @@ def _binop(op: type, left: Any, right: Any) -> Any:
         if np.asarray(left).dtype.kind in "iu" and np.asarray(right).dtype.kind in "iu" \
                 and np.any(zero):
             raise ValueError("an integer divided by zero (// or %)")
-    return {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
-            ast.Div: np.true_divide, ast.FloorDiv: np.floor_divide, ast.Mod: np.mod}[op](
-        left, right)
+    fn = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
+          ast.Div: np.true_divide, ast.FloorDiv: np.floor_divide, ast.Mod: np.mod}[op]
+    if op in (ast.Add, ast.Sub, ast.Mult) and np.asarray(left).dtype.kind in "iu" \
+            and np.asarray(right).dtype.kind in "iu":  # int64 wraps silently; Python's does not
+        wide = fn(np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64))
+        if np.any(np.abs(wide) >= 2.0**63):
+            raise ValueError("an integer result beyond 64 bits: write a float (1.0 * x)")
+    return fn(left, right)
 
 
 def _compare(node: ast.Compare, cols: Mapping[str, Any]) -> Any:
