@@ -136,3 +136,15 @@ def test_the_live_chart_sample_carries_the_eta():
     row = sample_from_progress(progress)
     assert (row["eta_s"], row["eta_spread_s"]) == (12.3, 1.3)
     assert "eta_s" not in sample_from_progress(Progress(**{**progress.__dict__, "eta": None}))
+
+
+def test_a_failed_chunk_is_no_work_left_and_fits_nothing():
+    model = EtaModel(None, chunk_size=10, total_points=40)
+    model.observe(0, 0.0, 1.0)
+    model.observe(1, 1.0, 30.0, failed=True)  # retries and an error: no duration to learn
+    model.observe(2, 30.0, 31.0)
+    estimate = model.estimate(31.0)
+    assert estimate is not None and model.work_s == 2.0
+    assert estimate.model == "rate" and estimate.remaining_s == pytest.approx(1.0 / (2 / 31))
+    model.observe(3, 31.0, 32.0, failed=True)
+    assert model.estimate(32.0) is None  # every chunk finished, one way or the other

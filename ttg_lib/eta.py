@@ -66,6 +66,7 @@ class EtaModel:
         self.chunks_done = 0
         self.work_s = 0.0  # worker seconds spent on finished chunks
         self.points_done = 0
+        self.points_failed = 0  # no work left in them, no time to fit
         self.first_start: float | None = None
         self.last_finish: float | None = None
         wanted = max(16, min(SAMPLE_CHUNKS, POINT_BUDGET // max(1, chunk_size)))
@@ -85,19 +86,24 @@ class EtaModel:
             return ()
         return tuple(a.name for a in self.space.axes if a.kind in NUMERIC)
 
-    def observe(self, chunk_id: int, started_at: float, finished_at: float) -> None:
-        """One finished chunk (its first result; recomputations are not new work done)."""
+    def observe(self, chunk_id: int, started_at: float, finished_at: float,
+                failed: bool = False) -> None:
+        """One finished chunk (its first result; recomputations are not new work done). A
+        failed chunk is no work left, but its time (retries, an error) fits nothing."""
         if not 0 <= chunk_id < self.chunks_total or self.done[chunk_id]:
             return
         self.done[chunk_id] = 1
         self.chunks_done += 1
+        if failed:
+            self.points_failed += self._points(chunk_id)
+            return
         seconds = max(0.0, finished_at - started_at)
         self.work_s += seconds
         self.first_start = started_at if self.first_start is None else min(self.first_start,
                                                                            started_at)
         self.last_finish = finished_at if self.last_finish is None else max(self.last_finish,
                                                                             finished_at)
-        self.points_done += min(self.chunk_size, self.total - chunk_id * self.chunk_size)
+        self.points_done += self._points(chunk_id)
         slot = self._slot.get(chunk_id)
         if slot is not None:
             import numpy as np
@@ -169,4 +175,8 @@ class EtaModel:
 
     def _per_point_work(self) -> float:
         """Remaining work as a plain rate: seconds per point so far, times points left."""
-        return self.work_s / max(1, self.points_done) * (self.total - self.points_done)
+        left = self.total - self.points_done - self.points_failed
+        return self.work_s / max(1, self.points_done) * left
+
+    def _points(self, chunk_id: int) -> int:
+        return min(self.chunk_size, self.total - chunk_id * self.chunk_size)

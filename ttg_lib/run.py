@@ -294,8 +294,8 @@ class Run:
         self._timeline(result, duplicate=False)
         self.faults.on_result(result)
         self.writer.add(result)
-        if result.error is None:
-            self.eta.observe(result.chunk_id, result.started_at, result.finished_at)
+        self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                         failed=result.error is not None)
         if result.error is None and self.plan.wants(result.chunk_id, result.worker):
             self.collector.expect_verification(result.chunk_id)
             self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
