@@ -4,6 +4,7 @@ simulated clock of benchmarks/eta.py; one real run per broker reads it from the 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -105,13 +106,16 @@ def test_memory_and_cost_stay_flat_on_a_large_space():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_real_run_shows_the_modelled_eta_in_its_progress(make_config, backend_name,
-                                                           broker_url, tmp_path):
+                                                           broker_url, tmp_path, monkeypatch):
     from ttg_lib.run import Run
 
-    config = make_config(backend=backend_name,
-                         space={"axes": {"depth": {"range": [0, 60]}, "lr": [0.01]}},
-                         compute="ttg_lib.examples:train", chunk_size=2, workers=2,
-                         verify="none", output_dir=str(tmp_path))
+    # benchmarks/eta.py's sleepy: 0.5 + 0.5 x ms a point, so the run lasts about 2 s
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "benchmarks"),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    space = {"axes": {"x": {"range": [0, 30]}, "rep": {"range": [0, 4]}, "base_ms": [0.5],
+                      "slope_ms": [0.5]}}
+    config = make_config(backend=backend_name, space=space, compute="eta:sleepy",
+                         chunk_size=4, workers=2, verify="none", output_dir=str(tmp_path))
     seen = []
     with Run(config) as run:
         run.start()
@@ -120,10 +124,10 @@ def test_a_real_run_shows_the_modelled_eta_in_its_progress(make_config, backend_
             if progress.eta is not None:
                 seen.append(progress.eta)
         summary = run.finish()
+    assert summary["ok"] and summary["results_rows"] == 120
     assert seen, "no ETA in the progress of a 30-chunk run"
-    assert all(e.remaining_s >= 0 for e in seen)
+    assert all(e.remaining_s >= 0 and e.spread_s >= 0 for e in seen)
     assert any(e.model == "axes" for e in seen)
-    assert summary["ok"] and summary["results_rows"] == 60
 
 
 def test_the_live_chart_sample_carries_the_eta():
