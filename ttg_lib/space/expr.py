@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_LENGTH = 1000
+MAX_DEPTH = 100  # nodes from the root: far beyond a written condition
 FLOAT_FUNCS = ("sqrt", "log", "log2", "log10", "exp", "sin", "cos", "tan")
 INT_FUNCS = ("floor", "ceil", "round", "int")
 SAME_FUNCS = ("abs", "min", "max", "float")
@@ -70,12 +71,26 @@ def compile_expr(field: str, text: Any, kinds: Mapping[str, str]) -> Expr:
         raise SpaceError(field, text, f"an expression of at most {MAX_LENGTH} characters")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise SpaceError(field, text, f"not a valid expression ({exc.msg}); allowed: "
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        why = exc.msg if isinstance(exc, SyntaxError) else str(exc) or type(exc).__name__
+        raise SpaceError(field, text, f"not a valid expression ({why}); allowed: "
                                       f"{ALLOWED}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise SpaceError(field, text, f"nested more than {MAX_DEPTH} levels deep")
     checker = _Checker(field, text, kinds)
     kind = checker.kind(tree)
     return Expr(text=text, tree=tree, names=frozenset(checker.names), kind=kind)
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep the tree is, walked without recursion (the checker and the evaluator
+    recurse, so a deep tree is refused before they see it)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Checker:
