@@ -151,7 +151,7 @@ def _parse_text(text: str, origin: str, json_only: bool = False) -> Any:
                                           f" ({first})") from None
     if not isinstance(data, Mapping):
         raise SpaceError("space", origin, "must hold a mapping with 'axes' or 'union' (and "
-                                          f"optionally {', '.join(TOP_KEYS[:3] + TOP_KEYS[4:6])})")
+                                          "optionally mode, samples, seed, derived, where)")
     return data
 
 
@@ -214,7 +214,7 @@ def _product(data: Mapping[str, Any]) -> ProductSpace:
     axes = tuple(make_axis(name, spec, mode) for name, spec in raw_axes.items())
     size = samples if mode == "random" else _size(mode, axes)
     return ProductSpace(mode=mode, axes=axes, size=size, samples=samples,
-                 seed=seed if mode == "random" else None)
+                        seed=seed if mode == "random" else None)
 
 
 def _size(mode: str, axes: tuple[Axis, ...]) -> int:
