@@ -24,6 +24,7 @@ from .cluster import Cluster, ClusterError, WorkerState
 from .cluster.registry import make_cluster, provider
 from .config import RunConfig
 from .errors import RunError, TTGError, disk_error, is_disk_error
+from .eta import EtaModel
 from .faults import Faults
 from .ledger import Ledger
 from .messages import Task
@@ -49,6 +50,7 @@ class Run:
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         space = _space(config, fn)  # a SpaceError (a ConfigError) starts nothing
+        self.eta = EtaModel(space, config.chunk_size, config.total_params)
         try:
             self.record = RunRecord(config.record_dir)
         except OSError as exc:
@@ -191,6 +193,8 @@ class Run:
             self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
             for result in ingested.new:
                 self.faults.on_result(result)
+                self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                                 failed=result.error is not None)
         self._asks += ingested.asks
         if self._asks and self.state == RunState.RUNNING and not self.broker.down:
             asked, self._asks = self._asks, []
@@ -263,7 +267,8 @@ class Run:
             live_workers=len(self._cluster.live_workers()) if self._cluster else 0,
             stats=stats.to_dict() if stats else None,
             state=RunState.BROKER_DOWN if down else self.state,
-            events=self._cluster.events() if self._cluster else [])
+            events=self._cluster.events() if self._cluster else [],
+            eta=self.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING else None)
 
     def stop(self) -> None:
         """Ask the run to end at the next step (the demo's Stop button)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .eta import Eta
 from .textenum import TextEnum
 
 
@@ -38,6 +39,7 @@ class Progress:
     stats: dict[str, Any] | None
     state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
+    eta: Eta | None = None  # time left, modelled on the axes (ttg_lib.eta)
 
     @property
     def fraction(self) -> float:

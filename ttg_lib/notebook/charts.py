@@ -29,8 +29,12 @@ THROUGHPUT_WINDOW_S = 2.0
 
 def sample_from_progress(progress: Any) -> dict[str, Any]:
     """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
-    return sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
-                      progress.params_done, progress.live_workers, progress.stats)
+    row = sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
+                     progress.params_done, progress.live_workers, progress.stats)
+    eta = getattr(progress, "eta", None)  # modelled on the axes (ttg_lib.eta)
+    if eta is not None:
+        row["eta_s"], row["eta_spread_s"] = round(eta.remaining_s, 1), round(eta.spread_s, 1)
+    return row
 
 
 def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
