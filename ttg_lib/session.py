@@ -14,16 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from .backends import (
-    BrokerDedup,
-    BrokerUnavailable,
-    ExpiringLock,
-    FreesDeadConsumers,
-    HoldsResults,
-    Producer,
-    QueueStats,
-    ResultsIndex,
-)
+from .backends import BrokerUnavailable, Producer, QueueStats, ResultsIndex
 from .errors import RunError
 from .messages import Result, Task
 from .runlock import LockOwner, acquire, broker_progress
@@ -108,14 +99,14 @@ class BrokerSession:
             self.went_down(exc)
 
     def keep_lock(self) -> None:
-        """Renew an expiring lock every RENEW_EVERY_S (a lock tied to the connection needs
-        nothing)."""
+        """Keep the run's lease on the broker: every RENEW_EVERY_S (an expiring lock lives
+        15 s; a lock tied to the connection needs nothing, which the broker's verb says)."""
         now = time.monotonic()
-        if not isinstance(self.producer, ExpiringLock) or self.down or now < self._next_renew:
+        if self.down or now < self._next_renew:
             return
         self._next_renew = now + RENEW_EVERY_S
         try:
-            self.producer.renew_run(self.run_id)
+            self.producer.keep_run(self.run_id)
         except BrokerUnavailable as exc:
             self.went_down(exc)
 
@@ -123,12 +114,12 @@ class BrokerSession:
         """Workers the cluster saw end held tasks the broker frees only when their lease runs
         out: hand them to the other workers now, where the broker can (the lease stays the
         fallback for what nobody saw die). Returns the tasks freed per worker."""
-        if not isinstance(self.producer, FreesDeadConsumers) or self.down:
+        if self.down:
             return {}
         freed = {}
         for name in names:
             try:
-                freed[name] = self.producer.release_pending_of(name)
+                freed[name] = self.producer.free(name)
             except BrokerUnavailable as exc:
                 self.went_down(exc)
                 break  # the lease frees them
@@ -176,13 +167,8 @@ class BrokerSession:
             try:
                 if self.down:
                     self.went_down(RuntimeError("reconnecting for final stats"))
-                if isinstance(self.producer, HoldsResults):
-                    self.producer.release_results()
-                stats = settled(self.producer.stats())
-                dead = self.producer.read_dead_letters()
-                dropped = (self.producer.duplicate_count()
-                           if isinstance(self.producer, BrokerDedup) else 0)
-                return stats, dead, dropped
+                counts = self.producer.final_counts()
+                return settled(counts.stats), counts.dead_letters, counts.duplicates_dropped
             except BrokerUnavailable as exc:
                 self.went_down(exc)
         return None, [], 0

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from .base import (
     AnnouncesLateResults,
-    BrokerDedup,
     BrokerUnavailable,
     Connection,
     Consumer,
     ConsumerInfo,
     Delivery,
     ExpiringLock,
+    FinalCounts,
     ForgetsConsumers,
-    FreesDeadConsumers,
-    HoldsResults,
     Inspector,
     ListsConsumers,
     Producer,
@@ -55,9 +53,9 @@ def open_inspector(name: str, url: str | None = None, *, lease_s: float = 2.0) -
 
 
 __all__ = [
-    "DEFAULT_BACKEND", "REGISTRY", "AnnouncesLateResults", "BackendSpec", "BrokerDedup",
+    "DEFAULT_BACKEND", "REGISTRY", "AnnouncesLateResults", "BackendSpec",
     "BrokerUnavailable", "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock",
-    "ForgetsConsumers", "FreesDeadConsumers", "HoldsResults", "Inspector", "KubernetesWorkload",
+    "FinalCounts", "ForgetsConsumers", "Inspector", "KubernetesWorkload",
     "ListsConsumers", "Producer", "QueueNames", "QueueStat", "QueueStats", "ResultsIndex",
     "RunLocked", "backend_names", "env_urls", "get_spec", "open_consumer", "open_inspector",
     "open_producer", "stored_key",

@@ -170,6 +170,30 @@ class Producer(Inspector):
     def purge(self, dry_run: bool = False) -> list[str]:
         """Empty or delete only the TTG objects this backend creates; return what went."""
 
+    # -- neutral verbs: each default is what a broker does by itself ---------------------
+    def keep_run(self, run_id: str) -> None:
+        """Keep the run lock alive. Default: nothing to do, the lock dies with the
+        connection (RabbitMQ's exclusive queue); an expiring lock is renewed (Redis)."""
+
+    def free(self, consumer: str) -> int:
+        """``consumer`` is known dead (its process or pod ended): make the tasks it held
+        available now, as if its lease had run out; returns how many. Default 0: the broker
+        requeues a dead connection's tasks itself (RabbitMQ)."""
+        return 0
+
+    def final_counts(self) -> FinalCounts:
+        """At the end of a run (every client gone): queue stats, dead letters, and the
+        duplicate results the broker dropped itself (default: none; Redis' index drops and
+        counts them)."""
+        return FinalCounts(self.stats(), self.read_dead_letters(), 0)
+
+
+@dataclass(frozen=True)
+class FinalCounts:
+    stats: QueueStats
+    dead_letters: list[dict[str, Any]]
+    duplicates_dropped: int
+
 
 class Consumer(Connection):
     """A worker's side: at-least-once delivery with leases."""
@@ -205,11 +229,9 @@ class Consumer(Connection):
 
 # -- capabilities: what only some brokers can do ---------------------------------------
 class ExpiringLock(abc.ABC):
-    """The run lock lapses unless renewed (Redis), so it can outlive a crashed holder; a
-    lock that dies with its connection (RabbitMQ's exclusive queue) needs none of this."""
-
-    @abc.abstractmethod
-    def renew_run(self, run_id: str) -> None: ...
+    """The run lock lapses unless renewed (Redis: :meth:`Producer.keep_run`), so it can
+    outlive a crashed holder, whom a new run takes over from; a lock that dies with its
+    connection (RabbitMQ's exclusive queue) needs none of this."""
 
     @abc.abstractmethod
     def take_over_run(self, stale_owner: str, owner: str) -> bool:
@@ -224,15 +246,6 @@ class ExpiringLock(abc.ABC):
         """Remove the lock whoever holds it (cleanup of a run that is gone)."""
 
 
-class FreesDeadConsumers(abc.ABC):
-    """The orchestrator can hand a dead worker's tasks to others at once (Redis: its pending
-    entries); a broker that requeues them when the connection drops (RabbitMQ) needs not."""
-
-    @abc.abstractmethod
-    def release_pending_of(self, consumer: str) -> int:
-        """``consumer`` is known dead (its process or pod ended): make the tasks it held
-        available now, as if its lease had run out; returns how many."""
-
 
 class ResultsIndex(abc.ABC):
     """The broker counts the chunks whose results it holds, so a restart that lost its data
@@ -244,12 +257,6 @@ class ResultsIndex(abc.ABC):
     @abc.abstractmethod
     def rewind_results(self) -> None: ...
 
-
-class BrokerDedup(abc.ABC):
-    """The broker drops a duplicate result itself and counts it (Redis' index)."""
-
-    @abc.abstractmethod
-    def duplicate_count(self) -> int: ...
 
 
 class ListsConsumers(abc.ABC):
@@ -266,13 +273,6 @@ class ForgetsConsumers(abc.ABC):
     @abc.abstractmethod
     def leave(self, consumer: str) -> None: ...
 
-
-class HoldsResults(abc.ABC):
-    """Reading results holds them unacked (RabbitMQ); release hands them back, so the results
-    queue keeps the run's output as the milestone document shows it."""
-
-    @abc.abstractmethod
-    def release_results(self) -> None: ...
 
 
 class AnnouncesLateResults(abc.ABC):

@@ -190,6 +190,12 @@ class MemoryProducer(MemoryInspector, base.Producer):
             del self.b.results[:self.cursor]
             self.cursor = 0
 
+    def final_counts(self) -> base.FinalCounts:
+        """Like Redis' index, this broker drops a duplicate result and counts it."""
+        counts = super().final_counts()
+        with self._check().cond:
+            return base.FinalCounts(counts.stats, counts.dead_letters, self.b.duplicates)
+
     def purge(self, dry_run: bool = False) -> list[str]:
         b = self._check()
         with b.cond:

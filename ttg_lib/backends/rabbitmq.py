@@ -233,7 +233,7 @@ class RabbitInspector(RabbitConnection, base.Inspector, base.ListsConsumers):
         return records
 
 
-class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
+class RabbitProducer(RabbitInspector, base.Producer):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._lock_channel: Any = None
@@ -336,6 +336,12 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
         if self._results_tag:
             self.ch.basic_ack(self._results_tag, multiple=True)
             self._results_tag = 0
+
+    def final_counts(self) -> base.FinalCounts:
+        """Read results are held unacked: handed back first, they stay in the queue as the
+        run's output (the milestone document's ``ttg.results``), and the stats count them."""
+        self.release_results()
+        return super().final_counts()
 
     @_errors
     def release_results(self) -> None:

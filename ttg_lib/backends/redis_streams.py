@@ -162,8 +162,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
         return self._consumers()
 
 
-class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
-                    base.BrokerDedup, base.FreesDeadConsumers):
+class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
@@ -192,7 +191,8 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
                                                     args=[stale_owner, owner, RUN_LOCK_TTL_MS]))
 
     @_errors
-    def renew_run(self, run_id: str) -> None:
+    def keep_run(self, run_id: str) -> None:
+        """The lock expires unless renewed: it outlives a crashed holder, not a live one."""
         self._scripts["renew_lock"](keys=[RUN_LOCK],
                                     args=[self._lock_values.get(run_id, run_id), RUN_LOCK_TTL_MS])
 
@@ -207,7 +207,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         return _lock_run_id(holder.decode()) if holder else None
 
     @_errors
-    def release_pending_of(self, consumer: str) -> int:
+    def free(self, consumer: str) -> int:
         """Move the dead consumer's pending entries to ``ttg-freed`` with an idle time far
         past any lease, and delete the consumer (the monitor stops counting it)."""
         idle_ms = 1000 * 1000 * max(1, int(self.lease_s))
@@ -263,8 +263,11 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         self._results_cursor = "0-0"
 
     @_errors
-    def duplicate_count(self) -> int:
-        return int(self.r.hget(STATS, "duplicates") or 0)
+    def final_counts(self) -> base.FinalCounts:
+        """The index drops a duplicate result before it is stored, and counts it."""
+        counts = super().final_counts()
+        return base.FinalCounts(counts.stats, counts.dead_letters,
+                                int(self.r.hget(STATS, "duplicates") or 0))
 
     @_errors
     def purge(self, dry_run: bool = False) -> list[str]:
