@@ -10,7 +10,7 @@ import os
 
 import redis
 
-from ttg_lib.backends.rabbitmq import management_get
+from ttg_lib.backends.rabbitmq_management import management_get
 
 
 def broker_pid(backend: str, url: str) -> int | None:

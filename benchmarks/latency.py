@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 from ttg_lib.backends import open_producer
-from ttg_lib.backends.rabbitmq import management_get
+from ttg_lib.backends.rabbitmq_management import management_get
 from ttg_lib.cluster.local import LocalCluster
 from ttg_lib.messages import Result, Task
 

@@ -27,22 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from typing import Any
 
 import redis
 
-from ..messages import Result, Task, decode_results, encode_results
+from ..messages import Result, Task, decode_results
 from . import base
 from .base import (
     ConsumerInfo,
-    Delivery,
     QueueStat,
     QueueStats,
-    dead_letter_record,
-    result_key,
     text,
 )
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
@@ -59,6 +55,7 @@ SPEC = BackendSpec(
     url_schemes=("redis", "rediss", "unix"), default_port=6379,
     queues=QueueNames.joined(":"), recovery="XAUTOCLAIM after a {lease_s:g} s lease",
     private_broker="ttg_lib.backends.private:start_redis",
+    consumer_module="ttg_lib.backends.redis_consumer",
     kubernetes=KubernetesWorkload("Deployment", "ttg-redis", "redis", port=6379,
                                   node_port=30379, secret_key="TTG_REDIS_URL",
                                   secret_entries=_k8s_secret))
@@ -74,7 +71,7 @@ PUBLISH_BATCH = 500
 SCRIPTS = ("complete", "dead_letter", "retry", "promote", "renew_lock", "release_lock",
            "take_over_lock", "release_pending")
 
-_errors = base.translate_errors(redis.ConnectionError, redis.TimeoutError, OSError)
+redis_errors = base.translate_errors(redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _lua(name: str) -> str:
@@ -89,7 +86,7 @@ class RedisConnection(base.Connection):
         self.client: redis.Redis | None = None
         self._scripts: dict[str, Any] = {}
 
-    @_errors
+    @redis_errors
     def connect(self) -> None:
         self.client = redis.Redis.from_url(
             self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
@@ -108,7 +105,7 @@ class RedisConnection(base.Connection):
             raise base.BrokerUnavailable(f"Redis at {self.display_url}: not connected")
         return self.client
 
-    @_errors
+    @redis_errors
     def server_version(self) -> str:
         return str(self.r.info("server").get("redis_version", "unknown"))
 
@@ -119,7 +116,7 @@ class RedisConnection(base.Connection):
             return []
         return [ConsumerInfo(text(c["name"]), int(c["pending"]), int(c["idle"])) for c in raw]
 
-    @_errors
+    @redis_errors
     def declare(self) -> None:
         try:
             self.r.xgroup_create(TASKS, GROUP, id="0", mkstream=True)
@@ -129,7 +126,7 @@ class RedisConnection(base.Connection):
 
 
 class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
-    @_errors
+    @redis_errors
     def stats(self) -> QueueStats:
         pipe = self.r.pipeline(transaction=False)
         pipe.xlen(TASKS)
@@ -147,7 +144,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
             results=QueueStat(RESULTS, results_len, results_len, 0, 0),
         )
 
-    @_errors
+    @redis_errors
     def read_dead_letters(self) -> list[dict[str, Any]]:
         records = []
         for _id, fields in self.r.xrange(DLQ, "-", "+"):
@@ -157,7 +154,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
                 records.append({"reason": "unreadable DLQ entry", "body": repr(fields)})
         return records
 
-    @_errors
+    @redis_errors
     def consumers(self) -> list[ConsumerInfo]:
         return self._consumers()
 
@@ -168,7 +165,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         self._results_cursor = "0-0"
         self._lock_values: dict[str, str] = {}  # run id -> the value this process locked with
 
-    @_errors
+    @redis_errors
     def acquire_run(self, run_id: str, owner: str = "") -> None:
         value = self._lock_values.setdefault(run_id, owner or run_id)
         if not self.r.set(RUN_LOCK, value, nx=True, px=RUN_LOCK_TTL_MS):
@@ -179,44 +176,44 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
                                      f"run --wait) or run 'ttg cleanup --queues' if that run "
                                      f"is gone")
 
-    @_errors
+    @redis_errors
     def lock_owner(self) -> str | None:
         holder = self.r.get(RUN_LOCK)
         return holder.decode() if holder is not None else None
 
-    @_errors
+    @redis_errors
     def take_over_run(self, stale_owner: str, owner: str) -> bool:
         self._lock_values[_lock_run_id(owner)] = owner
         return bool(self._scripts["take_over_lock"](keys=[RUN_LOCK],
                                                     args=[stale_owner, owner, RUN_LOCK_TTL_MS]))
 
-    @_errors
+    @redis_errors
     def keep_run(self, run_id: str) -> None:
         """The lock expires unless renewed: it outlives a crashed holder, not a live one."""
         self._scripts["renew_lock"](keys=[RUN_LOCK],
                                     args=[self._lock_values.get(run_id, run_id), RUN_LOCK_TTL_MS])
 
-    @_errors
+    @redis_errors
     def release_run(self, run_id: str) -> None:
         self._scripts["release_lock"](keys=[RUN_LOCK],
                                       args=[self._lock_values.get(run_id, run_id)])
 
-    @_errors
+    @redis_errors
     def lock_holder(self) -> str | None:
         holder = self.r.get(RUN_LOCK)
         return _lock_run_id(holder.decode()) if holder else None
 
-    @_errors
+    @redis_errors
     def free(self, consumer: str) -> int:
         """Move the dead consumer's pending entries to ``ttg-freed`` with an idle time far
         past any lease, and delete the consumer (the monitor stops counting it)."""
         idle_ms = 1000 * 1000 * max(1, int(self.lease_s))
-        with _group_lost():
+        with group_lost():
             return int(self._scripts["release_pending"](
                 keys=[TASKS], args=[GROUP, consumer, FREED, idle_ms]))
         return 0
 
-    @_errors
+    @redis_errors
     def drop_lock(self, dry_run: bool = False) -> list[str]:
         holder = self.lock_holder()
         if holder is None:
@@ -225,7 +222,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
             self.r.delete(RUN_LOCK)
         return [f"redis key {RUN_LOCK} (run {holder})"]
 
-    @_errors
+    @redis_errors
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
         sent = 0
         pipe = self.r.pipeline(transaction=False)
@@ -237,7 +234,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         pipe.execute()
         return sent
 
-    @_errors
+    @redis_errors
     def read_results(self, timeout: float) -> list[Result | bytes]:
         block = max(1, int(timeout * 1000))
         reply = self.r.xread({RESULTS: self._results_cursor}, count=1000, block=block)
@@ -248,28 +245,28 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
                 out.extend(decode_results(fields.get(b"r", b"")))
         return out
 
-    @_errors
+    @redis_errors
     def settle_results(self) -> None:
         """XTRIM MINID just past the last entry read: what was read goes, unread entries stay."""
         if self._results_cursor != "0-0":
             ms, seq = self._results_cursor.split("-")
             self.r.xtrim(RESULTS, minid=f"{ms}-{int(seq) + 1}", approximate=False)
 
-    @_errors
+    @redis_errors
     def stored_chunks(self) -> int:
         return int(self.r.hlen(INDEX))
 
     def rewind_results(self) -> None:
         self._results_cursor = "0-0"
 
-    @_errors
+    @redis_errors
     def final_counts(self) -> base.FinalCounts:
         """The index drops a duplicate result before it is stored, and counts it."""
         counts = super().final_counts()
         return base.FinalCounts(counts.stats, counts.dead_letters,
                                 int(self.r.hget(STATS, "duplicates") or 0))
 
-    @_errors
+    @redis_errors
     def purge(self, dry_run: bool = False) -> list[str]:
         present = [key for key in TTG_KEYS if self.r.exists(key)]
         if not dry_run and present:
@@ -278,99 +275,11 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         return [f"redis key {key}" for key in present]
 
 
-class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
-    def __init__(self, url: str, *, lease_s: float = 2.0):
-        super().__init__(url, lease_s=lease_s)
-        self._last_sweep = 0.0
-
-    @_errors
-    def leave(self, consumer: str) -> None:
-        """Deleting a consumer drops its pending entries, so only one that holds none goes."""
-        mine = [c for c in self._consumers() if c.name == consumer]
-        if mine and mine[0].pending == 0:
-            self.r.xgroup_delconsumer(TASKS, GROUP, consumer)
-
-    @_errors
-    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
-        with _group_lost(self.declare):  # the orchestrator refills the tasks
-            return self._fetch(consumer, timeout, max_count)
-        return []
-
-    def _fetch(self, consumer: str, timeout: float, max_count: int) -> list[Delivery]:
-        now = time.monotonic()
-        if now - self._last_sweep >= min(0.5, self.lease_s / 4):
-            self._last_sweep = now
-            self._scripts["promote"](keys=[RETRY, TASKS])
-            stale = self._claim_stale(consumer)
-            if stale is not None:
-                return [stale]
-        reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
-                                  block=max(1, int(timeout * 1000)))
-        out = [Delivery(body=_task_body(fields), handle=entry_id)
-               for _stream, entries in reply or [] for entry_id, fields in entries]
-        if not out:
-            self._last_sweep = 0.0  # idle: look for stale work again on the next call
-        return out
-
-    def _claim_stale(self, consumer: str) -> Delivery | None:
-        cursor = "0-0"
-        min_idle = int(self.lease_s * 1000)
-        for _ in range(100):  # XAUTOCLAIM scans at most 10 x COUNT entries per call
-            reply = self.r.xautoclaim(TASKS, GROUP, consumer, min_idle, cursor, count=1)
-            cursor, entries = text(reply[0]), reply[1]
-            for entry in entries:
-                if entry and entry[1] is not None:
-                    return Delivery(body=_task_body(entry[1]), handle=entry[0], redelivered=True)
-            if cursor == "0-0":
-                return None
-        return None
-
-    @_errors
-    def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:
-        if deliveries:
-            with _group_lost():  # nothing left to keep: storing the result still counts
-                self.r.xclaim(TASKS, GROUP, consumer, 0, [d.handle for d in deliveries],
-                              justid=True)
-
-    @_errors
-    def complete(self, done: list[tuple[Delivery, Result]]) -> None:
-        if not done:
-            return
-        args: list[Any] = [GROUP, encode_results([result for _d, result in done])]
-        for delivery, result in done:
-            args += [delivery.handle, result_key(result)]
-        self._scripts["complete"](keys=[TASKS, RESULTS, INDEX, STATS], args=args)
-
-    @_errors
-    def retry(self, delivery: Delivery, task: Task, delay_s: float) -> None:
-        self._scripts["retry"](keys=[TASKS, RETRY],
-                               args=[GROUP, delivery.handle, int(delay_s * 1000), task.encode()])
-
-    @_errors
-    def hand_back(self, items: list[tuple[Delivery, Task]]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for delivery, task in items:  # a retry due at once: straight back to the stream
-            self._scripts["retry"](keys=[TASKS, RETRY],
-                                   args=[GROUP, delivery.handle, 0, task.encode()], client=pipe)
-        pipe.execute()
-
-    @_errors
-    def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
-                    failure: Result | None = None) -> None:
-        record = dead_letter_record(delivery.body, reason, attempts, time.time())
-        self._scripts["dead_letter"](
-            keys=[TASKS, RESULTS, INDEX, STATS, DLQ],
-            args=[GROUP, delivery.handle,
-                  "" if failure is None else result_key(failure),
-                  b"" if failure is None else failure.encode(),
-                  json.dumps(record)])
-
-
-Inspector, Producer, Consumer = RedisInspector, RedisProducer, RedisConsumer
+Inspector, Producer = RedisInspector, RedisProducer  # Consumer: redis_consumer.py
 
 
 @contextlib.contextmanager
-def _group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
+def group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
     """A Redis that restarted without its data has no consumer group (NOGROUP): a worker
     recreates it (``recreate``) or lets the operation go, instead of crashing."""
     try:
@@ -400,10 +309,3 @@ def _lock_run_id(value: str) -> str:
         return str(json.loads(value)["run_id"])
     except (ValueError, TypeError, KeyError):
         return value
-
-
-def _task_body(fields: dict[bytes, bytes]) -> bytes:
-    """The task JSON, or the whole entry re-encoded so a malformed one can be dead-lettered."""
-    if b"t" in fields:
-        return fields[b"t"]
-    return json.dumps({text(k): text(v) for k, v in fields.items()}).encode()

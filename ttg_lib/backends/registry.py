@@ -79,7 +79,7 @@ class KubernetesWorkload:
 class BackendSpec:
     name: str
     title: str
-    module: str  # holds the classes Producer, Consumer, Inspector
+    module: str  # holds the classes Producer, Inspector (and Consumer, unless below)
     url_env: str
     default_url: str
     url_schemes: tuple[str, ...]
@@ -88,6 +88,7 @@ class BackendSpec:
     recovery: str  # how a dead worker's chunk comes back; {lease_s} is filled in
     client_package: str | None  # the Python client, for the run record's versions
     private_broker: str | None = None  # "module:function" starting one on a free port
+    consumer_module: str | None = None  # the worker's side in a module of its own
     kubernetes: KubernetesWorkload | None = None
 
     @property
@@ -103,7 +104,9 @@ class BackendSpec:
         return self.recovery.format(lease_s=lease_s)
 
     def _load(self, role: str) -> Any:
-        return getattr(importlib.import_module(self.module), role)
+        module = self.consumer_module if role == "Consumer" and self.consumer_module \
+            else self.module
+        return getattr(importlib.import_module(module), role)
 
     def producer(self, url: str, *, lease_s: float = 2.0) -> Producer:
         """The orchestrator's connection: declare, lock, publish, read results, purge."""
