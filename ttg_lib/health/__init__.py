@@ -38,9 +38,3 @@ def check(path: Path, max_age: float, now: float | None = None,
     if beat.get("state") in (NOT_READY if ready else NOT_LIVE):
         return False, f"worker state is {beat.get('state')}"
     return True, f"ok: {beat.get('state')}, heartbeat {age:.1f}s ago"
-
-
-if __name__ == "__main__":
-    from ttg_lib.commands.health import health
-
-    health.main(prog_name="python -m ttg_lib.health")
