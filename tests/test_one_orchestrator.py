@@ -59,3 +59,17 @@ def test_a_second_orchestrator_on_a_live_record_is_refused_and_changes_nothing(t
         summary = first.finish()
     assert summary["ok"] and summary["results_rows"] == 60
     assert load_results(summary["record_dir"])["param_id"].tolist() == list(range(60))
+
+
+def test_a_summary_reads_back_typed_with_its_verdict_nested(tmp_path):
+    from ttg_lib.record import load_summary
+    from ttg_lib.summary import RunSummary
+
+    summary = drive(memory_run(tmp_path))
+    typed = load_summary(summary["record_dir"])
+    assert isinstance(typed, RunSummary) and typed.to_dict() == summary
+    assert typed.verdict.ok and typed.verdict.params_verified == 60
+    older = {k: v for k, v in summary.items() if k not in ("resumed", "chunks_redone",
+                                                           "runtime_s")}
+    back = RunSummary.from_dict({**older, "a_key_from_the_future": 1})
+    assert back.resumed is False and back.runtime_s is None

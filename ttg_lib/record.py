@@ -23,9 +23,12 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .messages import compact_json
+
+if TYPE_CHECKING:
+    from .summary import RunSummary
 
 
 class RunRecord:
@@ -58,7 +61,16 @@ class RunRecord:
         self._streams.clear()
 
 
-def load_summary(record_dir: str | Path) -> dict[str, Any]:
+def load_summary(record_dir: str | Path) -> RunSummary:
+    """A finished run's summary, typed (:class:`ttg_lib.summary.RunSummary`, its verdict
+    nested): ``summary.verdict.ok``, ``summary.runtime_s``."""
+    from .summary import RunSummary
+
+    return RunSummary.from_dict(load_summary_dict(record_dir))
+
+
+def load_summary_dict(record_dir: str | Path) -> dict[str, Any]:
+    """``summary.json`` as it is on disk (the readers not yet typed: notebooks, reports)."""
     return json.loads((Path(record_dir) / "summary.json").read_text())
 
 

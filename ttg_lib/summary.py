@@ -7,7 +7,7 @@ notebooks and the benchmarks read those keys).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .backends import QueueStats
@@ -79,6 +79,28 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """A summary read back (``summary.json``): typed again, as it was written. Keys an
+        older TTG did not write take their defaults; keys a newer one added are ignored."""
+        known = {f.name: f for f in fields(cls)}
+        values = {name: value for name, value in data.items() if name in known}
+        for name, f in known.items():
+            if name not in values and f.default is MISSING and f.default_factory is MISSING:
+                values[name] = None  # a field this record predates: unknown
+        return cls(**values)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The verification's verdict, nested as the collector gave it."""
+        return Verdict(total_params=self.total_params, chunks_total=self.chunks_total,
+                       chunks_completed=self.chunks_completed,
+                       chunks_failed=self.chunks_failed, params_verified=self.params_verified,
+                       lost_params=self.lost_params, wrong_results=self.wrong_results,
+                       duplicate_deliveries=self.duplicate_deliveries,
+                       foreign_results=self.foreign_results,
+                       values_recomputed=self.values_recomputed, problems=list(self.problems))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

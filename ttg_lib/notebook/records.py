@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import record_dir
-from ..record import load_json, load_summary
+from ..record import load_json, load_summary_dict
 
 
 def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> d
     if not (path / "summary.json").exists():
         raise FileNotFoundError(f"no finished run {run_id!r}: {path / 'summary.json'} is missing"
                                 f" (runs there: {', '.join(_run_ids(path.parent)) or 'none'})")
-    return load_summary(path)
+    return load_summary_dict(path)
 
 
 def _run_ids(runs_dir: Path) -> list[str]:
