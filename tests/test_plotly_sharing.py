@@ -134,7 +134,7 @@ def test_a_failed_live_run_releases_its_widget(monkeypatch: pytest.MonkeyPatch) 
     from ttg_lib.notebook import charts, live
 
     class BrokenRun:
-        def __init__(self, config: RunConfig) -> None:
+        def __init__(self, config: RunConfig, **_options: object) -> None:
             self.config = config
 
         def __enter__(self) -> BrokenRun:
