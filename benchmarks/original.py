@@ -25,7 +25,9 @@ brokers):
             time runs from launching the processes to the moment its result stream/queue
             holds one result per chunk (polled every 20 ms, not its 30-s idle timeout); then
             its workers are stopped (SIGTERM) and its queues deleted. Its check: one result
-            per chunk and the chunks' ``count`` summing to the points asked for.
+            per chunk and the chunks' ``count`` summing to the points asked for. Its start-up
+            is its own design and counts: workers 1 and 2 sleep 2 s when they find the queue
+            not yet seeded (``first_result_s``, launch to first result, shows it).
   ttg       ``ttg run --scale large --compute ttg_lib.examples:original_point --total-params
             N --chunk-size C --workers 3`` on the same broker; its time runs from launching
             the command to its exit: results written to results.parquet and verified. TTG's
@@ -180,9 +182,11 @@ def run_original(where: Path, backend: str, url: str, params: int, chunk: int, o
                 [sys.executable, str(where / "src" / "worker.py")], stdout=sink,
                 stderr=subprocess.STDOUT, cwd=where,
                 env=original_env(backend, url, params, chunk, worker_id, where / "src")))
-        done = 0
+        done, first = 0, None
         while done < chunks:
             done = queues.results()
+            if first is None and done:
+                first = time.perf_counter() - started
             if done >= chunks:
                 break
             if all(p.poll() is not None for p in procs):
@@ -208,8 +212,8 @@ def run_original(where: Path, backend: str, url: str, params: int, chunk: int, o
     counted = queues.points_counted()
     queues.reset()
     queues.close()
-    return {"wall_s": round(wall, 3), "chunks": chunks, "points_counted": counted,
-            "checked": counted == params}
+    return {"wall_s": round(wall, 3), "first_result_s": None if first is None else round(first, 3),
+            "chunks": chunks, "points_counted": counted, "checked": counted == params}
 
 
 def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
