@@ -38,7 +38,10 @@ keeps each chunk's dicts in memory and publishes a summary per chunk; TTG sends 
 point's value back and writes it: TTG does more per point, not less.
 
 The ratio reported is median(original time) / median(TTG time) per broker (the issue's
-acceptance: >= 2.0 on both). Repeats alternate which side goes first. Results go to
+acceptance: >= 2.0 on both). Beside the times, each side's CPU seconds: its processes' (wait4's
+rusage: the original's 3 workers; `ttg run` with the workers it reaped) plus the private
+broker's over that run. On a CPU-bound machine, wall time cannot fall below CPU / cores.
+Repeats alternate which side goes first. Results go to
 outputs/bench/original-<stamp>/original.json (or --output-dir) with the load at start and end.
 """
 
@@ -59,6 +62,9 @@ from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from procstat import cpu_s, session_pids  # noqa: E402
 
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
@@ -90,6 +96,30 @@ def original_rev(where: Path) -> str | None:
     proc = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
                           text=True)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie), without reaping it: wait4 must get its rusage later."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def reap(proc: subprocess.Popen, timeout: float) -> float:
+    """Wait for a child started here (SIGKILL after ``timeout``); its CPU seconds, with those
+    of the children it waited for (wait4's rusage: a ``ttg run`` and its workers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            os.kill(proc.pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.02)
 
 
 # -- the original's queues on the private broker ------------------------------------------
@@ -189,7 +219,7 @@ def run_original(where: Path, backend: str, url: str, params: int, chunk: int, o
                 first = time.perf_counter() - started
             if done >= chunks:
                 break
-            if all(p.poll() is not None for p in procs):
+            if not any(_alive(p.pid) for p in procs):
                 raise RuntimeError(f"the original's workers all exited with {done} of "
                                    f"{chunks} chunks done; see {logs}")
             if time.perf_counter() - started > timeout_s:
@@ -198,22 +228,18 @@ def run_original(where: Path, backend: str, url: str, params: int, chunk: int, o
             time.sleep(0.02)
         wall = time.perf_counter() - started
     finally:
-        for proc in procs:  # only the processes started here
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        for proc in procs:  # only the processes started here; os.kill, as Popen's own
+            if _alive(proc.pid):  # signalling reaps a dead child and its rusage with it
+                os.kill(proc.pid, signal.SIGTERM)
+        cpu = sum(reap(proc, 20.0) for proc in procs)  # it idles once done: CPU ~ the work's
         for sink in sinks:
             sink.close()
     counted = queues.points_counted()
     queues.reset()
     queues.close()
     return {"wall_s": round(wall, 3), "first_result_s": None if first is None else round(first, 3),
-            "chunks": chunks, "points_counted": counted, "checked": counted == params}
+            "cpu_s": round(cpu, 2), "chunks": chunks, "points_counted": counted,
+            "checked": counted == params}
 
 
 def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
@@ -225,13 +251,17 @@ def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
             "--backend", backend, "--scale", "large", "--compute", COMPUTE,
             "--total-params", str(params), "--chunk-size", str(chunk),
             "--workers", str(WORKERS), "--output-dir", str(out / "ttg"), *extra]
-    started = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
-    wall = time.perf_counter() - started
+    with (out / "ttg.log").open("a") as log, (out / "ttg-summary.json").open("w+") as sink:
+        started = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=sink, stderr=log, cwd=ROOT, env=env)
+        cpu = reap(proc, 3600.0)
+        wall = time.perf_counter() - started
+        sink.seek(0)
+        text = sink.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"ttg run failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-    summary = json.loads(proc.stdout)
-    return {"wall_s": round(wall, 3), "runtime_s": summary["runtime_s"],
+        raise RuntimeError(f"ttg run failed ({proc.returncode}); see {out / 'ttg.log'}")
+    summary = json.loads(text)
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 2), "runtime_s": summary["runtime_s"],
             "throughput_params_s": summary["throughput_params_s"],
             "verify_mode": summary.get("verify_mode"), "checked": bool(summary["ok"]),
             "run_id": summary["run_id"]}
@@ -246,14 +276,17 @@ def compare(where: Path, backend: str, args: argparse.Namespace, out: Path) -> d
         for repeat in range(args.repeats):
             order = ("original", "ttg") if repeat % 2 == 0 else ("ttg", "original")
             for side in order:
+                before = cpu_s(session_pids(broker.pid))
                 if side == "original":
                     row = run_original(where, backend, broker.url, args.params, args.chunk_size,
                                        out, repeat, timeout)
                 else:
                     row = run_ttg(backend, broker.url, args.params, args.chunk_size, out,
                                   args.ttg_flag)
+                row["broker_cpu_s"] = round(cpu_s(session_pids(broker.pid)) - before, 2)
                 sides[side].append(row)
-                print(f"[original] {backend} repeat {repeat + 1} {side}: {row['wall_s']:.2f} s"
+                print(f"[original] {backend} repeat {repeat + 1} {side}: {row['wall_s']:.2f} s,"
+                      f" CPU {row['cpu_s']:.2f} s + broker {row['broker_cpu_s']:.2f} s"
                       f" (checked: {row['checked']})", flush=True)
     finally:
         broker.stop()
@@ -265,6 +298,9 @@ def compare(where: Path, backend: str, args: argparse.Namespace, out: Path) -> d
             "ttg_runtime_s_median": ttg_runtime,
             "ratio": round(original / ttg, 3),
             "ratio_ttg_runtime": round(original / ttg_runtime, 3),
+            "cpu_s_median": {side: statistics.median(r["cpu_s"] + r["broker_cpu_s"]
+                                                     for r in rows)
+                             for side, rows in sides.items()},
             "all_checked": all(r["checked"] for rows in sides.values() for r in rows)}
 
 
@@ -313,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.params:,} points, chunks of {args.chunk_size:,}, {WORKERS} workers, "
           f"{args.repeats} repeats, load at start {result['load_at_start'][0]:.2f}")
     print(f"{'broker':<10}{'original s':>12}{'TTG s':>10}{'ratio':>8}{'TTG runtime_s':>15}"
-          f"{'ratio (runtime)':>17}")
+          f"{'ratio (runtime)':>17}{'CPU s: original':>17}{'TTG':>8}")
     for backend, row in result["backends"].items():
         print(f"{backend:<10}{row['original_wall_s_median']:>12.2f}"
               f"{row['ttg_wall_s_median']:>10.2f}{row['ratio']:>8.2f}"
-              f"{row['ttg_runtime_s_median']:>15.2f}{row['ratio_ttg_runtime']:>17.2f}")
+              f"{row['ttg_runtime_s_median']:>15.2f}{row['ratio_ttg_runtime']:>17.2f}"
+              f"{row['cpu_s_median']['original']:>17.2f}{row['cpu_s_median']['ttg']:>8.2f}")
     print(f"wrote {out / 'original.json'}")
     unchecked = [b for b, r in result["backends"].items() if not r["all_checked"]]
     if unchecked:
