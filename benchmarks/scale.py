@@ -27,6 +27,9 @@ process reading nothing, its imports alone, to subtract):
   export    ``ttg results FILE --format csv --out /dev/null`` (the streaming export)
 ``columns`` and ``filter`` use ``ttg_lib.load_results(run, columns=..., filters=...)`` when it
 takes those arguments, else pyarrow.dataset directly (the result says which: ``via``).
+Each row says which of issue 23's targets held (``holds``): every row kept, runtime under 15
+minutes, orchestrator under 300 MiB, broker under 200 MB; each read under 1 GiB. The exit
+code is 1 when one did not, or a run failed.
 Writes outputs/bench/scale-<stamp>/scale.json (or --output-dir) and prints a table.
 """
 
@@ -53,6 +56,9 @@ from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 
+# issue 23's targets: for every size here, and the 10^9 run's runtime (a 10^8 run meets it)
+GOALS = {"runtime_s": 900.0, "orchestrator_peak_rss_mib": 300.0, "broker_mb": 200.0,
+         "read_back_peak_rss_mib": 1024.0}
 BYTES_PER_POINT_BOUND = 16  # 10^8 points took 1.2 GB (12 B a point): a bound with margin
 READ_CASES = ("baseline", "columns", "filter", "scan", "export")
 
@@ -125,7 +131,7 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
     summary = json.loads(proc.stdout)
     record = Path(summary["record_dir"])
     results = record / "results.parquet"
-    return {
+    row = {
         "run_id": summary["run_id"], "ok": summary["ok"], "verify_mode": summary["verify_mode"],
         "values_recomputed": summary.get("values_recomputed"),
         "runtime_s": summary["runtime_s"], "wall_s": round(wall, 2),
@@ -137,6 +143,14 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         "results_parquet_bytes": results.stat().st_size if results.exists() else None,
         "record_bytes": dir_bytes(record), "results_file": str(results),
     }
+    # the broker's memory: what Redis says it used at peak, RabbitMQ's process RSS (in MB)
+    broker_mb = row.get("used_memory_peak_mb") or row["broker_peak_rss_mib"] * 2**20 / 1e6
+    row["holds"] = {"every_row_kept": row["results_rows"] == params and bool(row["ok"]),
+                    "runtime_under_15_min": row["runtime_s"] < GOALS["runtime_s"],
+                    "orchestrator_under_300_mib": row["orchestrator_peak_rss_mib"]
+                    < GOALS["orchestrator_peak_rss_mib"],
+                    "broker_under_200_mb": broker_mb < GOALS["broker_mb"]}
+    return row
 
 
 # -- reading back ------------------------------------------------------------------------
@@ -214,7 +228,8 @@ def read_back(table: Path) -> dict[str, Any]:
             code, text, peak = measured([sys.executable, str(Path(__file__).resolve()),
                                          "--read-case", case, "--table", str(table)])
             row = json.loads(text) if code == 0 else {}
-        row.update(peak_rss_mib=peak, **({} if code == 0 else {"error": text.strip()[-600:]}))
+        row.update(peak_rss_mib=peak, under_1_gib=peak < GOALS["read_back_peak_rss_mib"],
+                   **({} if code == 0 else {"error": text.strip()[-600:]}))
         rows[case] = row
         print(f"[scale] read {case}: {row.get('rows', '')} rows, {row.get('seconds')} s, "
               f"peak RSS {peak} MiB {row.get('error', '')}", flush=True)
@@ -299,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / 'scale.json'}")
     failed = [f"{b} {p}" for b, s in result["series"].items() for p, r in s.items()
               if "error" in r or r.get("ok") is False]
+    failed += [f"{b} {p}: {goal}" for b, s in result["series"].items() for p, r in s.items()
+               for goal, held in r.get("holds", {}).items() if not held]
     failed += [f"read {c}" for c, r in result.get("read_back", {}).get("cases", {}).items()
-               if "error" in r]
+               if "error" in r or not r["under_1_gib"]]
     if failed:
         print(f"scale.py: failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

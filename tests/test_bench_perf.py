@@ -68,7 +68,9 @@ def test_scale_series_and_read_back_smoke(tmp_path):
     cases = result["read_back"]["cases"]
     assert cases["columns"]["rows"] == 30_000 and cases["scan"]["rows"] == 30_000
     assert cases["filter"]["rows"] == 300  # the middle 1 % of the ids
-    assert all(c["peak_rss_mib"] > 10 and "error" not in c for c in cases.values())
+    assert all(c["peak_rss_mib"] > 10 and c["under_1_gib"] and "error" not in c
+               for c in cases.values())
+    assert all(all(r["holds"].values()) for s in result["series"].values() for r in s.values())
 
 
 @pytest.mark.slow
