@@ -101,3 +101,16 @@ def test_beside_the_original_smoke(tmp_path):
     (result_file,) = tmp_path.glob("original-*/original.json")
     for row in json.loads(result_file.read_text())["backends"].values():
         assert row["all_checked"] and row["ratio"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_rabbit_cost_per_message_smoke(tmp_path):
+    proc = _script("rabbitcost.py", "--messages", "40", "--size", "2000", "--repeats", "1",
+                   "--output-dir", str(tmp_path), timeout=280)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (result_file,) = tmp_path.glob("rabbitcost-*/rabbitcost.json")
+    medians = json.loads(result_file.read_text())["median"]
+    assert set(medians) == {"tx-persistent", "confirm-persistent", "tx-transient",
+                            "plain-transient"}
+    assert all(m["wall_us"] > 0 and m["client_us"] > 0 for m in medians.values())
