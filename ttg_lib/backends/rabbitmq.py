@@ -42,6 +42,7 @@ import pika.exceptions
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .rabbitmq_blobs import RabbitBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
 
 K8S_USER = "ttg"
@@ -233,7 +234,7 @@ class RabbitInspector(RabbitConnection, base.Inspector, base.ListsConsumers):
         return records
 
 
-class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
+class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults, RabbitBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._lock_channel: Any = None
@@ -369,6 +370,7 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
                 channel.queue_delete(queue)
             channel.close()
             gone.append(f"rabbitmq queue {queue} ({count} messages)")
+        gone += self.drop_blobs(dry_run)
         channel = self.conn.channel()
         try:
             channel.exchange_declare(STORED, passive=True)
@@ -381,7 +383,7 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
 
 
 class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
-                     base.ForgetsConsumers):
+                     base.ForgetsConsumers, RabbitBlobs):
     transactional = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):

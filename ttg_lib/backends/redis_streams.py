@@ -45,6 +45,7 @@ from .base import (
     result_key,
     text,
 )
+from .redis_blobs import RedisBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
 
 
@@ -163,7 +164,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
 
 
 class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
-                    base.BrokerDedup, base.FreesDeadConsumers):
+                    base.BrokerDedup, base.FreesDeadConsumers, RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
@@ -272,10 +273,10 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         if not dry_run and present:
             self.r.delete(*present)
             self._results_cursor = "0-0"  # a new stream: its first entry may reuse an old id
-        return [f"redis key {key}" for key in present]
+        return [f"redis key {key}" for key in present] + self.drop_blobs(dry_run)
 
 
-class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
+class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._last_sweep = 0.0
