@@ -39,6 +39,7 @@ from .backends import (
     Consumer,
     Delivery,
     ForgetsConsumers,
+    StoresBlobs,
     open_consumer,
     stored_key,
 )
@@ -303,10 +304,9 @@ class Worker:
         except MessageError as exc:
             return self._reject(delivery, str(exc))
         if self.settings.run_id and task.run_id != self.settings.run_id:
-            return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's run "
-                                          f"{self.settings.run_id!r}")
+            return self._leave_for_its_run(delivery, task)
         try:
-            fn = compute.load(task.compute)
+            fn = compute.resolve(task.compute, self._fetch_function)
         except compute.ComputeImportError as exc:
             return self._reject(delivery, str(exc), task=task)
         if delivery.redelivered and self._stored_late(task):
@@ -329,7 +329,21 @@ class Worker:
         return Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                       count=task.count, worker=self.settings.name, attempt=task.attempt,
                       started_at=started, finished_at=finished, values=values,
-                      redelivered=delivery.redelivered, verify=bool(task.verify_of))
+                      redelivered=delivery.redelivered, verify=bool(task.verify_of),
+                      compute_sha256=function_sha256(task.compute))
+
+    # issue 20 (several machines): a worker pinned to a run (--run-id) that receives another
+    # run's task leaves it for that run's workers, untouched, and stops: its own run is over
+    # (a new run empties the queues first), and a task of another run is never dead-lettered
+    def _leave_for_its_run(self, delivery: Delivery, task: Task) -> None:
+        self._handing_back.append((delivery, task))
+        self.log("run_over", level="warning", task_run=task.run_id)
+        self.stopping.set()
+        return None
+
+    def _fetch_function(self, key: str) -> bytes | None:
+        """A function shipped by value, from the broker (issue 20)."""
+        return self.backend.get_blob(key) if isinstance(self.backend, StoresBlobs) else None
 
     ANNOUNCE_WAIT_S = 0.5  # right after an outage: how long a handed-back task waits to hear
     ANNOUNCE_WINDOW_S = 5.0  # that its holder, reconnecting too, stored it (they come within
@@ -413,7 +427,7 @@ class Worker:
 
         Returns None so callers can ``return self._reject(...)`` from handle()."""
         failure = None
-        if task is not None and task.run_id == self.settings.run_id:
+        if task is not None:  # a task of another run is never rejected (_leave_for_its_run)
             now = time.time()
             failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                              count=task.count, worker=self.settings.name, attempt=task.attempt,
@@ -424,6 +438,11 @@ class Worker:
         self.log("dead_lettered", level="warning", reason=reason,
                  chunk=task.chunk_id if task else None)
         return None
+
+
+def function_sha256(ref: str) -> str:
+    """The fingerprint a result carries: its function's, when it was shipped by value."""
+    return ref.removeprefix("sha256:") if ref.startswith("sha256:") else ""
 
 
 def retry_delay(task: Task) -> float | None:
