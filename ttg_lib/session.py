@@ -25,6 +25,7 @@ from .backends import (
     ResultsIndex,
     StoresBlobs,
 )
+from .backends.blobs import CURRENT_RUN
 from .errors import RunError
 from .messages import Result, Task
 from .runlock import LockOwner, acquire, broker_progress
@@ -63,6 +64,8 @@ class BrokerSession:
             before_purge()
         self.producer.purge()
         self.producer.declare()
+        if isinstance(self.producer, StoresBlobs):  # workers that join ask which run is on
+            self.store_blob(CURRENT_RUN, self.run_id.encode())
 
     def store_blob(self, key: str, data: bytes) -> None:
         """Store the run's function shipped by value on the broker (after open's purge)."""

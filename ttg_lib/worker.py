@@ -43,6 +43,7 @@ from .backends import (
     open_consumer,
     stored_key,
 )
+from .backends.blobs import CURRENT_RUN
 from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
@@ -192,6 +193,7 @@ class Worker:
         self.cpu = CpuMeter()
         self._parent = os.getppid()
         self._reconnected_at = float("-inf")  # when this worker last came back from an outage
+        self._current_runs: set[str] = set()  # runs seen current on the broker (issue 20)
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -303,8 +305,13 @@ class Worker:
             task = Task.decode(delivery.body)
         except MessageError as exc:
             return self._reject(delivery, str(exc))
-        if self.settings.run_id and task.run_id != self.settings.run_id:
-            return self._leave_for_its_run(delivery, task)
+        if task.run_id != self.settings.run_id:  # issue 20: whose task is it?
+            current = self._is_current(task.run_id)
+            if self.settings.run_id and current:
+                return self._leave_for_its_run(delivery, task)
+            if self.settings.run_id or current is False:
+                return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's "
+                                              f"run {self.settings.run_id or '(the current)'}")
         try:
             fn = compute.resolve(task.compute, self._fetch_function)
         except compute.ComputeImportError as exc:
@@ -332,9 +339,22 @@ class Worker:
                       redelivered=delivery.redelivered, verify=bool(task.verify_of),
                       compute_sha256=function_sha256(task.compute))
 
-    # issue 20 (several machines): a worker pinned to a run (--run-id) that receives another
-    # run's task leaves it for that run's workers, untouched, and stops: its own run is over
-    # (a new run empties the queues first), and a task of another run is never dead-lettered
+    # issue 20 (several machines): a worker joins whichever run is current on the broker (the
+    # run id its orchestrator stored there). A worker pinned to a run (--run-id) that receives
+    # a task of the current run leaves it for that run's workers, untouched, and stops: its
+    # own run is over (a new run empties the queues first). A task of a run that is not
+    # current (a stray) is dead-lettered, as before.
+    def _is_current(self, run_id: str) -> bool | None:
+        """Is ``run_id`` the broker's current run? None: the broker does not say."""
+        if run_id in self._current_runs:
+            return True
+        raw = (self.backend.get_blob(CURRENT_RUN) if isinstance(self.backend, StoresBlobs)
+               else None)
+        if raw is not None and raw.decode() != run_id:
+            return False
+        self._current_runs.add(run_id)
+        return True if raw is not None else None
+
     def _leave_for_its_run(self, delivery: Delivery, task: Task) -> None:
         self._handing_back.append((delivery, task))
         self.log("run_over", level="warning", task_run=task.run_id)
@@ -427,7 +447,8 @@ class Worker:
 
         Returns None so callers can ``return self._reject(...)`` from handle()."""
         failure = None
-        if task is not None:  # a task of another run is never rejected (_leave_for_its_run)
+        if task is not None and (task.run_id == self.settings.run_id or (
+                not self.settings.run_id and task.run_id in self._current_runs)):
             now = time.time()
             failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                              count=task.count, worker=self.settings.name, attempt=task.attempt,

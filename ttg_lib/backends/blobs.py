@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 
+CURRENT_RUN = "current-run"  # the blob naming the run that holds the broker (its run id)
+
 
 class StoresBlobs(abc.ABC):
     """Put and get a run's blobs by key (the payload's sha256): immutable, read by many."""
