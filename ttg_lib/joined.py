@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .backends import BrokerUnavailable, Producer, QueueStats
+from .backends import BrokerUnavailable, ListsConsumers, Producer, QueueStats
 from .errors import RunError
 from .urls import redact_url
 
@@ -27,9 +27,14 @@ class JoinedWorkers:
         self.hint = hint  # the command that joins a worker, for the waiting line
 
     def count(self) -> int:
-        """Consumers on the tasks queue right now (0 while the broker does not answer)."""
+        """Workers on the tasks queue right now (0 while the broker does not answer): its
+        consumers, and where the broker lists them, every one listed (Redis counts a
+        waiting consumer as idle, not live; the run's purge left only those that joined)."""
         try:
-            return self.producer.stats().tasks.consumers
+            joined = self.producer.stats().tasks.consumers
+            if isinstance(self.producer, ListsConsumers):
+                joined = max(joined, len(self.producer.consumers()))
+            return joined
         except BrokerUnavailable:
             return 0
 

@@ -280,6 +280,7 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._last_sweep = 0.0
+        self._idle = True
 
     @_errors
     def leave(self, consumer: str) -> None:
@@ -302,10 +303,14 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
             stale = self._claim_stale(consumer)
             if stale is not None:
                 return [stale]
+        if self._idle:  # issue 20: a blocked XREADGROUP creates no consumer (Redis < 7.2),
+            # yet a run waiting for workers to join counts them: a waiting worker is one
+            self.r.xgroup_createconsumer(TASKS, GROUP, consumer)
         reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
                                   block=max(1, int(timeout * 1000)))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
+        self._idle = not out
         if not out:
             self._last_sweep = 0.0  # idle: look for stale work again on the next call
         return out
@@ -369,12 +374,14 @@ Inspector, Producer, Consumer = RedisInspector, RedisProducer, RedisConsumer
 
 @contextlib.contextmanager
 def _group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
-    """A Redis that restarted without its data has no consumer group (NOGROUP): a worker
-    recreates it (``recreate``) or lets the operation go, instead of crashing."""
+    """A Redis that restarted without its data has no consumer group (NOGROUP), and a new
+    run's purge deletes the stream under a worker blocked on it (UNBLOCKED: a worker that
+    joined from another host waits across runs): a worker recreates it (``recreate``) or
+    lets the operation go, instead of crashing."""
     try:
         yield
     except redis.ResponseError as exc:
-        if "NOGROUP" not in str(exc):
+        if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
             raise
         if recreate is not None:
             recreate()
