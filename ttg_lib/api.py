@@ -33,10 +33,13 @@ SET_BY_SWEEP = ("compute", "space", "compute_sha256")  # from fn and space, not 
 
 
 def sweep(fn: Callable[..., Any] | str, space: dict[str, Any] | str | None = None, *,
-          background: bool = False, live: bool | None = None, **options: Any) -> Sweep:
+          background: bool = False, live: bool | None = None, config: RunConfig | None = None,
+          **options: Any) -> Sweep:
     """Run ``fn`` over every point of ``space`` (``fn(**point)``; without a space,
     ``fn(param_id, work_ms)`` over ``total_params`` ids) and verify the results.
-    ``options``: any RunConfig field (backend, workers, verify, scale, chunk_size, ...)."""
+    ``options``: any RunConfig field (backend, workers, verify, scale, chunk_size, ...);
+    ``config``: settings to start from (a notebook's ``build_config``), options override
+    them, and its space is the space when none is given."""
     taken = sorted(set(options) & set(SET_BY_SWEEP))
     if taken:
         raise ConfigError(taken[0], options[taken[0]], "given by sweep's own arguments: "
@@ -51,8 +54,12 @@ def sweep(fn: Callable[..., Any] | str, space: dict[str, Any] | str | None = Non
             compute = byvalue.import_path(fn)
     else:
         raise ConfigError("fn", fn, "a callable or an import path 'module:function'")
-    config = RunConfig.build(compute=compute, space=space, **options)
-    return Sweep(config, function=function, background=background, live=live)
+    if config is not None:
+        space = config.space if space is None else space
+        options = {**{f.name: getattr(config, f.name) for f in fields(RunConfig)
+                      if f.name not in SET_BY_SWEEP}, **options}
+    built = RunConfig.build(compute=compute, space=space, **options)
+    return Sweep(built, function=function, background=background, live=live)
 
 
 def resume(run_id: str, *, output_dir: str | Path = "outputs", background: bool = False,
