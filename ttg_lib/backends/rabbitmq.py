@@ -40,7 +40,7 @@ import pika
 import pika.exceptions
 
 from ..messages import Result, Task, decode_results, encode_results
-from . import base
+from . import base, tls
 from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
 from .rabbitmq_blobs import RabbitBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
@@ -109,6 +109,8 @@ class RabbitConnection(base.Connection):
         params.blocked_connection_timeout = 30
         params.connection_attempts = 1
         params.socket_timeout = 3
+        if self.url.startswith("amqps:"):  # verified against TTG_TLS_CA, else the system's
+            params.ssl_options = pika.SSLOptions(tls.context(), params.host)
         self.connection = pika.BlockingConnection(params)
         self.channel = self._new_channel()
         self._inbox.clear()

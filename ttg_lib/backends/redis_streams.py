@@ -47,6 +47,7 @@ from .base import (
 )
 from .redis_blobs import RedisBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
+from .tls import ca_file as tls_ca_file  # rediss:// with a CA of your own (issue 20)
 
 
 def _k8s_secret(password: str, host: str, port: int) -> dict[str, str]:
@@ -92,9 +93,10 @@ class RedisConnection(base.Connection):
 
     @_errors
     def connect(self) -> None:
+        tls = {"ssl_ca_certs": tls_ca_file()} if self.url.startswith("rediss:") else {}
         self.client = redis.Redis.from_url(
             self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
-            **_zero_copy_packer())
+            **tls, **_zero_copy_packer())
         self.client.ping()
         self._scripts = {name: self.client.register_script(_lua(name)) for name in SCRIPTS}
 
