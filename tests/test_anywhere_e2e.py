@@ -188,3 +188,18 @@ def test_workers_from_another_directory_join_and_a_pinned_one_leaves_the_next_ru
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_the_by_value_benchmark_runs_and_writes_its_table(tmp_path):
+    """A smoke (--quick, one broker per side of the comparison): no figure is asserted."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "byvalue.py"), "--quick",
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "byvalue.json").read_text())
+    assert [row["backend"] for row in result["rows"]] == ["redis", "rabbitmq"]
+    for row in result["rows"]:
+        assert row["path_params_s"] > 0 and row["value_params_s"] > 0
+        (value_run,) = row["runs"]["value"]
+        config = json.loads((tmp_path / "runs" / value_run["run_id"] / "config.json").read_text())
+        assert config["compute"] == "__main__:by_value" and config["compute_sha256"]
