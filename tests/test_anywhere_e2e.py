@@ -190,6 +190,7 @@ def test_workers_from_another_directory_join_and_a_pinned_one_leaves_the_next_ru
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_the_by_value_benchmark_runs_and_writes_its_table(tmp_path):
     """A smoke (--quick, one broker per side of the comparison): no figure is asserted."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "byvalue.py"), "--quick",
