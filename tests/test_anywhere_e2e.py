@@ -204,3 +204,25 @@ def test_the_by_value_benchmark_runs_and_writes_its_table(tmp_path):
         (value_run,) = row["runs"]["value"]
         config = json.loads((tmp_path / "runs" / value_run["run_id"] / "config.json").read_text())
         assert config["compute"] == "__main__:by_value" and config["compute_sha256"]
+
+
+def test_a_background_sweep_shows_progress_stops_and_resumes_without_its_source(
+        tmp_path, backend_name, broker_url):
+    import ttg_lib
+
+    def slow_double(i: int) -> int:
+        time.sleep(0.02)
+        return i * 2
+
+    sweep = ttg_lib.sweep(slow_double, {"axes": {"i": {"range": [0, 200]}}},
+                          backend=backend_name, broker_url=broker_url, workers=2, chunk_size=5,
+                          output_dir=str(tmp_path), background=True, live=False)
+    deadline = time.monotonic() + 60
+    while sweep.progress().chunks_completed < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run goes on its own thread; progress() is the thing to poll
+    stopped = sweep.stop()
+    assert stopped is not None and stopped.state == "stopped" and not stopped.ok
+    assert sweep.done and stopped.chunks_completed < 40
+    resumed = ttg_lib.resume(sweep.run_id, output_dir=tmp_path, live=False)  # from its record
+    assert resumed.summary.ok and resumed.summary.resumed
+    assert resumed.results()["value"].tolist() == [i * 2 for i in range(200)]
