@@ -23,6 +23,7 @@ from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
+from .eta import Eta, EtaModel
 from .faults import Faults
 from .joined import JoinedWorkers, join_hint
 from .messages import Result, Task
@@ -71,6 +72,7 @@ class Progress:
     stats: dict[str, Any] | None
     state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
+    eta: Eta | None = None  # time left, modelled on the axes (ttg_lib.eta)
 
     @property
     def fraction(self) -> float:
@@ -93,6 +95,7 @@ class Run:
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
+        self.eta = EtaModel(self.space, config.chunk_size, config.total_params)
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol,
@@ -306,6 +309,8 @@ class Run:
         self._timeline(result, duplicate=False)
         self.faults.on_result(result)
         self.writer.add(result)
+        self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                         failed=result.error is not None)
         if result.error is None and self.plan.wants(result.chunk_id, result.worker):
             self.collector.expect_verification(result.chunk_id)
             self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
@@ -400,7 +405,8 @@ class Run:
             + self._joined_live(),
             stats=self._last_stats.to_dict() if self._last_stats else None,
             state=RunState.BROKER_DOWN if down else self.state,
-            events=self._cluster.events() if self._cluster else [])
+            events=self._cluster.events() if self._cluster else [],
+            eta=self.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING else None)
 
     def _joined_live(self) -> int:
         """Workers from other hosts, as the last queue sample counts them (a run with local
