@@ -15,6 +15,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from ..errors import RunError
 from . import base
 from .blobs import StoresBlobs
 
@@ -34,7 +35,12 @@ class RabbitBlobs(StoresBlobs):
     def put_blob(self, key: str, data: bytes) -> None:
         with self._channel() as channel:
             channel.confirm_delivery()
-            channel.queue_declare(BLOBS, durable=True, arguments=STREAM)
+            try:
+                channel.queue_declare(BLOBS, durable=True, arguments=STREAM)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                raise RunError(f"RabbitMQ refused the stream queue {BLOBS} ({exc.reply_text}): "
+                               f"a function shipped by value needs RabbitMQ >= 3.9 with "
+                               f"streams; or pass an installed 'module:function'") from None
             channel.basic_publish("", BLOBS, data, pika.BasicProperties(
                 delivery_mode=pika.DeliveryMode.Persistent, headers={_KEY: key}))
 
@@ -55,6 +61,8 @@ class RabbitBlobs(StoresBlobs):
                     channel.basic_ack(method.delivery_tag)
                     if (props.headers or {}).get(_KEY) == key:
                         return body
+            except pika.exceptions.ChannelClosedByBroker:
+                return None  # a new run's purge deleted the stream under us
             finally:
                 with contextlib.suppress(pika.exceptions.AMQPError):
                     channel.cancel()
