@@ -136,6 +136,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "
                           f"{config.chunks_total:,} chunks), {config.workers} workers"
+                          + (f", waiting for {config.expect_workers} to join"
+                             if config.expect_workers else "")
                           + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
         run.start()
         bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
