@@ -160,3 +160,32 @@ def test_a_joining_worker_takes_the_current_run_and_dead_letters_a_stray(memory)
     assert [(r.run_id, r.chunk_id) for r in got] == [("run-now", 1)]
     (dead,) = producer.read_dead_letters()
     assert "run-gone" in dead["body"] and dead["attempts"] == 1
+
+
+def test_amqps_is_verified(monkeypatch):
+    """No TLS RabbitMQ here: the connection parameters pika gets are checked instead."""
+    import ssl
+
+    import pika
+
+    from ttg_lib.backends import rabbitmq
+    from ttg_lib.backends.tls import TLS_CA_ENV
+
+    seen = {}
+
+    def capture(params):
+        seen["params"] = params
+        raise pika.exceptions.AMQPConnectionError("captured")
+
+    monkeypatch.setattr(rabbitmq.pika, "BlockingConnection", capture)
+    monkeypatch.delenv(TLS_CA_ENV, raising=False)
+    consumer = rabbitmq.RabbitConsumer("amqps://u:p@broker.example.org:5671/%2F")
+    with pytest.raises(Exception, match="captured"):
+        consumer.connect()
+    options = seen["params"].ssl_options
+    assert options is not None and options.server_hostname == "broker.example.org"
+    assert options.context.verify_mode == ssl.CERT_REQUIRED and options.context.check_hostname
+    seen.clear()
+    with pytest.raises(Exception, match="captured"):
+        rabbitmq.RabbitConsumer("amqp://u:p@127.0.0.1:5672/%2F").connect()
+    assert seen["params"].ssl_options is None  # plain AMQP stays plain
