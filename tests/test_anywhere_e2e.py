@@ -226,3 +226,31 @@ def test_a_background_sweep_shows_progress_stops_and_resumes_without_its_source(
     resumed = ttg_lib.resume(sweep.run_id, output_dir=tmp_path, live=False)  # from its record
     assert resumed.summary.ok and resumed.summary.resumed
     assert resumed.results()["value"].tolist() == [i * 2 for i in range(200)]
+
+
+def test_the_supervisor_panel_sweeps_a_function_of_the_notebook(tmp_path, backend_name,
+                                                                 broker_url):
+    """The panel's Start, driven on an asyncio loop as the kernel would, with a function."""
+    pytest.importorskip("ipywidgets")
+    import asyncio
+
+    from ttg_lib.notebook.panel import SupervisorPanel
+
+    def square(x: int) -> int:
+        return x * x
+
+    async def start_and_wait() -> dict:
+        panel = SupervisorPanel(output_dir=str(tmp_path), scale="tiny", function=square,
+                                space={"axes": {"x": {"range": [0, 12]}}})
+        panel.backend.value = backend_name
+        panel.workers.value = 2
+        task = panel.start()
+        assert task is not None, panel.status.value
+        await task
+        return panel.summary or {}
+
+    summary = asyncio.run(start_and_wait())
+    assert summary.get("ok"), summary
+    assert summary["compute"].endswith(".square") and summary["params_verified"] == 12
+    config = json.loads((Path(summary["record_dir"]) / "config.json").read_text())
+    assert config["compute_sha256"]
