@@ -94,7 +94,7 @@ def display_name(fn: Callable[..., Any]) -> str:
     qualname = getattr(inner, "__qualname__", None) or type(inner).__name__
     if isinstance(fn, partial):
         qualname = f"partial({qualname})"
-    return f"{module}:{qualname}".replace(":", "_", module.count(":"))[:200]
+    return f"{module}:{qualname.replace(':', '_')}"[:200]
 
 
 def pickle_by_value(fn: Callable[..., Any], name: str) -> bytes:
@@ -102,9 +102,11 @@ def pickle_by_value(fn: Callable[..., Any], name: str) -> bytes:
     import cloudpickle
 
     module = _module_of(fn)
-    by_value = module is not None and not importable_everywhere(module.__name__)
-    top = sys.modules.get(module.__name__.partition(".")[0]) if module is not None else None
-    if by_value and top is not None:
+    top = None  # the package to ship by value (cloudpickle ships __main__ by value itself)
+    if (module is not None and module.__name__ != "__main__"
+            and not importable_everywhere(module.__name__)):
+        top = sys.modules.get(module.__name__.partition(".")[0])
+    if top is not None:
         cloudpickle.register_pickle_by_value(top)
     try:
         return cloudpickle.dumps(fn)
@@ -112,7 +114,7 @@ def pickle_by_value(fn: Callable[..., Any], name: str) -> bytes:
         raise ConfigError("compute", name, f"a function that pickles, with what it captures "
                                            f"({type(exc).__name__}: {exc})") from None
     finally:
-        if by_value and top is not None:
+        if top is not None:
             cloudpickle.unregister_pickle_by_value(top)
 
 
