@@ -92,6 +92,7 @@ def test_cpu_profile_smoke(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.original
 @pytest.mark.skipif(not os.environ.get("TTG_ORIGINAL_DIR"),
                     reason="TTG_ORIGINAL_DIR: a checkout of the original system (not shipped)")
 def test_beside_the_original_smoke(tmp_path):
