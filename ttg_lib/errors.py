@@ -9,6 +9,8 @@ keeps its traceback.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -64,6 +66,17 @@ class DiskError(TTGError, OSError):
 _DISK_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                  errno.EACCES: "permission denied", errno.EPERM: "permission denied",
                  errno.EROFS: "the file system is read-only"}
+
+
+@contextmanager
+def disk_errors(path: object) -> Iterator[None]:
+    """Disk full, permission denied, a read-only record: one line naming the path."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, TTGError) or not is_disk_error(exc):
+            raise
+        raise disk_error(exc, path) from None
 
 
 def is_disk_error(exc: OSError) -> bool:

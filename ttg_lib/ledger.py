@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
+from .eta import EtaModel
 from .messages import Result, Task
 from .record import RunRecord, read_jsonl
 from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
@@ -39,14 +40,19 @@ class Ingested:
 
 class Ledger:
     def __init__(self, config: RunConfig, space: Any, record: RunRecord,
-                 clock: Callable[[], float], say: Callable[[str], None] = print):
+                 clock: Callable[[], float], say: Callable[[str], None] = print,
+                 shipped: Any = None):
         self.config = config
         self.space = space
         self.record = record
         self.clock = clock
         self.say = say
+        self.shipped = shipped  # the function, when it travels by value (byvalue.py)
+        self.compute_ref = shipped.ref if shipped is not None else config.compute
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
-                                         chunk_size=config.chunk_size, rtol=config.verify_rtol)
+                                         chunk_size=config.chunk_size, rtol=config.verify_rtol,
+                                         compute_sha256=config.compute_sha256)
+        self.eta = EtaModel(space, config.chunk_size, config.total_params)
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
         self.writer: Any = None  # opened by open(), once the record is this run's
         self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
@@ -126,6 +132,8 @@ class Ledger:
             self.retries += max(0, result.attempt - 1)
             self._timeline(result, duplicate=False)
             self.writer.add(result)
+            self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                             failed=result.error is not None)
             out.new.append(result)
             if result.error is None and self.plan.wants(result.chunk_id, result.worker):
                 collector.expect_verification(result.chunk_id)
@@ -194,7 +202,7 @@ class Ledger:
         start = chunk_id * cfg.chunk_size
         return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                     count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
-                    compute=cfg.compute, max_retries=cfg.max_retries,
+                    compute=self.compute_ref, max_retries=cfg.max_retries,
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space)
 
     def tasks(self) -> Iterator[Task]:
@@ -236,6 +244,17 @@ class Ledger:
 
     def verdict(self) -> Verdict:
         return self.collector.verdict()
+
+
+def run_space(config: RunConfig, fn: Callable[..., Any]) -> Any:
+    """The run's parameter space, its axes checked against the function's arguments."""
+    if config.space is None:
+        return None
+    from .space import check_signature, load_space
+
+    space = load_space(config.space)
+    check_signature(space, fn, config.compute)
+    return space
 
 
 class NoResults:

@@ -11,22 +11,22 @@ in is :class:`ttg_lib.summary.RunSummary`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import compute, crashpoints
+from . import byvalue, crashpoints
 from .backends import Producer, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .cluster.registry import make_cluster, provider
 from .config import RunConfig
-from .errors import RunError, TTGError, disk_error, is_disk_error
-from .eta import EtaModel
+from .errors import RunError, disk_error, disk_errors
 from .faults import Faults
-from .ledger import Ledger
+from .joined import JoinedWorkers, join_hint
+from .ledger import Ledger, run_space
 from .messages import Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
@@ -37,27 +37,31 @@ from .session import BrokerSession
 from .summary import Timing, build_summary
 
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
+JOIN_TIMEOUT_S = 3600.0  # --expect-workers: how long workers from other hosts may take
 __all__ = ["Progress", "Run", "RunState", "Times", "execute", "make_cluster"]
 
 
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
                  backend: Producer | None = None, say: Callable[[str], None] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, function: Callable[..., Any] | None = None):
+        # issue 20: the function, shipped by value when workers may not import it
+        fn, shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
+        if shipped is not None:
+            config = dataclasses.replace(config, compute_sha256=shipped.sha256)
         self.config = config
+        self.joined: JoinedWorkers | None = None  # workers from other hosts (expect_workers)
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
-        fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
-        space = _space(config, fn)  # a SpaceError (a ConfigError) starts nothing
-        self.eta = EtaModel(space, config.chunk_size, config.total_params)
+        space = run_space(config, fn)  # a SpaceError (a ConfigError) starts nothing
         try:
             self.record = RunRecord(config.record_dir)
         except OSError as exc:
             raise disk_error(exc, config.record_dir) from None
         self.lock = RecordLock(config.record_dir)
         self.ledger = Ledger(config, space, self.record, lambda: self.elapsed_s,
-                             lambda line: self.say(line))
+                             lambda line: self.say(line), shipped)
         self.broker_url = config.broker_url  # a private broker's, once started
         self._backend = backend
         self._cluster = cluster
@@ -93,21 +97,11 @@ class Run:
     def start(self) -> None:
         """Everything up to the first task published; on failure nothing stays running."""
         try:
-            with self._disk_errors():
+            with disk_errors(self.config.record_dir):
                 self._start()
         except BaseException:
             self.abort()
             raise
-
-    @contextmanager
-    def _disk_errors(self) -> Iterator[None]:
-        """Disk full, permission denied, a read-only record: one line naming the path."""
-        try:
-            yield
-        except OSError as exc:
-            if isinstance(exc, TTGError) or not is_disk_error(exc):
-                raise
-            raise disk_error(exc, self.config.record_dir) from None
 
     def _start(self) -> None:
         cfg = self.config
@@ -133,6 +127,9 @@ class Run:
         self.state = RunState.WAITING
         self.session.open(wait=cfg.wait, say=self.say)
         self.record.write_json("config.json", cfg.to_dict())
+        shipped = self.ledger.shipped
+        if shipped is not None:
+            shipped.save(cfg.record_dir)
         self.ledger.open()
         if self.resume:
             self.say(self.ledger.restore()
@@ -143,11 +140,16 @@ class Run:
         self.session.clear()
         self.record.write_json("environment.json",
                                environment(producer.server_version(), cfg.backend))
+        if shipped is not None:
+            self.session.store_blob(shipped.sha256, shipped.payload)
         self.cluster.start_workers(cfg.workers)
         self.state = RunState.STARTING
         self.cluster.wait_ready(cfg.workers, provider(cfg.cluster).ready_timeout_s)
         self._workers_started = sum(1 for w in self.cluster.workers()
                                     if w.state == WorkerState.RUNNING)
+        if cfg.expect_workers:
+            self.joined = JoinedWorkers(producer, cfg.expect_workers, join_hint(cfg))
+            self.joined.wait(cfg.timeout_s or JOIN_TIMEOUT_S, self.say, self.session.keep_lock)
         self.times.t0, self.times.cpu0 = time.monotonic(), time.process_time()
         published = producer.publish_tasks(self.ledger.unfinished() if self.resume
                                            else self.ledger.tasks())
@@ -169,7 +171,7 @@ class Run:
         """Read results for up to ``timeout`` seconds, sample, inject the fault; never raises
         for a broker outage (it is recorded and ridden out)."""
         if self.state == RunState.RUNNING:
-            with self._disk_errors():
+            with disk_errors(self.config.record_dir):
                 self._step(timeout)
         return self.progress()
 
@@ -193,8 +195,6 @@ class Run:
             self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
             for result in ingested.new:
                 self.faults.on_result(result)
-                self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
-                                 failed=result.error is not None)
         self._asks += ingested.asks
         if self._asks and self.state == RunState.RUNNING and not self.broker.down:
             asked, self._asks = self._asks, []
@@ -251,7 +251,7 @@ class Run:
             times.complete = time.monotonic()
         elif self.elapsed_s > cfg.effective_timeout_s:
             self.state = RunState.TIMED_OUT
-        elif self.cluster.live_workers():
+        elif self.cluster.live_workers() or self._joined_live():
             times.stalled_since = None
         elif times.stalled_since is None:
             times.stalled_since = time.monotonic()
@@ -264,11 +264,20 @@ class Run:
         return Progress(
             elapsed_s=self.elapsed_s, chunks_total=self.config.chunks_total,
             chunks_completed=c.completed, chunks_failed=c.failed, params_done=c.params_done,
-            live_workers=len(self._cluster.live_workers()) if self._cluster else 0,
+            live_workers=(len(self._cluster.live_workers()) if self._cluster else 0)
+            + self._joined_live(),
             stats=stats.to_dict() if stats else None,
             state=RunState.BROKER_DOWN if down else self.state,
             events=self._cluster.events() if self._cluster else [],
-            eta=self.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING else None)
+            eta=self.ledger.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING
+            else None)
+
+    def _joined_live(self) -> int:
+        """Workers from other hosts, as the last queue sample counts them (a run with local
+        workers counts those, which the broker counts too)."""
+        if self.joined is None or self.config.workers:
+            return 0
+        return self.joined.live(self.sampler.last_stats)
 
     def stop(self) -> None:
         """Ask the run to end at the next step (the demo's Stop button)."""
@@ -358,17 +367,6 @@ class Run:
             self.abort()
 
 
-def _space(config: RunConfig, fn: Callable[..., Any]) -> Any:
-    """The run's parameter space, its axes checked against the function's arguments."""
-    if config.space is None:
-        return None
-    from .space import check_signature, load_space
-
-    space = load_space(config.space)
-    check_signature(space, fn, config.compute)
-    return space
-
-
 def _say(line: str) -> None:
     print(f"ttg: {line}", file=sys.stderr, flush=True)
 
@@ -376,13 +374,13 @@ def _say(line: str) -> None:
 def execute(config: RunConfig, on_progress: Callable[[Progress], None] | None = None, *,
             resume: bool = False, say: Callable[[str], None] | None = None,
             step_s: float = 0.1, on_start: Callable[[Run], None] | None = None,
-            stop_on_interrupt: bool = False) -> dict[str, Any]:
+            stop_on_interrupt: bool = False, run: Run | None = None) -> dict[str, Any]:
     """Do a whole run and return its summary (also written to summary.json): the one loop
     the CLI and the notebooks drive. ``on_start`` gets the started run (a chart that reads
     it, buttons); ``stop_on_interrupt``: Ctrl-C / Kernel > Interrupt ends the run as
     stopped and still writes its record (else the run is aborted and the interrupt
-    raised)."""
-    with Run(config, say=say, resume=resume) as run:
+    raised). ``run``: one built already (the Python API's, with its function)."""
+    with run or Run(config, say=say, resume=resume) as run:
         run.start()
         if on_start is not None:
             on_start(run)

@@ -31,8 +31,9 @@ import pika
 import pika.exceptions
 
 from ..messages import Result, Task, decode_results
-from . import base
+from . import base, tls
 from .base import ConsumerInfo, QueueStat, QueueStats, dead_letter_record, text
+from .rabbitmq_blobs import RabbitBlobs  # functions shipped by value (issue 20)
 from .rabbitmq_management import idle_ms, management_get, vhost_path, worker_of
 from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
 
@@ -101,6 +102,8 @@ class RabbitConnection(base.Connection):
         params.blocked_connection_timeout = 30
         params.connection_attempts = 1
         params.socket_timeout = 3
+        if self.url.startswith("amqps:"):  # verified against TTG_TLS_CA, else the system's
+            params.ssl_options = pika.SSLOptions(tls.context(), params.host)
         self.connection = pika.BlockingConnection(params)
         self.channel = self._new_channel()
         self._inbox.clear()
@@ -226,7 +229,7 @@ class RabbitInspector(RabbitConnection, base.Inspector, base.ListsConsumers):
         return records
 
 
-class RabbitProducer(RabbitInspector, base.Producer):
+class RabbitProducer(RabbitInspector, base.Producer, RabbitBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._lock_channel: Any = None
@@ -368,6 +371,7 @@ class RabbitProducer(RabbitInspector, base.Producer):
                 channel.queue_delete(queue)
             channel.close()
             gone.append(f"rabbitmq queue {queue} ({count} messages)")
+        gone += self.drop_blobs(dry_run)
         channel = self.conn.channel()
         try:
             channel.exchange_declare(STORED, passive=True)

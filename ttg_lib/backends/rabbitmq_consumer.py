@@ -28,10 +28,11 @@ from .rabbitmq import (
     RabbitConnection,
     amqp_errors,
 )
+from .rabbitmq_blobs import RabbitBlobs
 
 
 class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
-                     base.ForgetsConsumers):
+                     base.ForgetsConsumers, RabbitBlobs):
     transactional = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):

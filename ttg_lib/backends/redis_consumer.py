@@ -14,6 +14,7 @@ from typing import Any
 from ..messages import Result, Task, encode_results
 from . import base
 from .base import Delivery, dead_letter_record, result_key, text
+from .redis_blobs import RedisBlobs
 from .redis_streams import (
     DLQ,
     GROUP,
@@ -28,10 +29,11 @@ from .redis_streams import (
 )
 
 
-class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
+class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._last_sweep = 0.0
+        self._idle = True
 
     @redis_errors
     def leave(self, consumer: str) -> None:
@@ -54,10 +56,14 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
             stale = self._claim_stale(consumer)
             if stale is not None:
                 return [stale]
+        if self._idle:  # issue 20: a blocked XREADGROUP creates no consumer (Redis < 7.2),
+            # yet a run waiting for workers to join counts them: a waiting worker is one
+            self.r.xgroup_createconsumer(TASKS, GROUP, consumer)
         reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
                                   block=max(1, int(timeout * 1000)))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
+        self._idle = not out
         if not out:
             self._last_sweep = 0.0  # idle: look for stale work again on the next call
         return out

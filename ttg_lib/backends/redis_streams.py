@@ -41,7 +41,9 @@ from .base import (
     QueueStats,
     text,
 )
+from .redis_blobs import RedisBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
+from .tls import ca_file as tls_ca_file  # rediss:// with a CA of your own (issue 20)
 
 
 def _k8s_secret(password: str, host: str, port: int) -> dict[str, str]:
@@ -88,9 +90,10 @@ class RedisConnection(base.Connection):
 
     @redis_errors
     def connect(self) -> None:
+        tls = {"ssl_ca_certs": tls_ca_file()} if self.url.startswith("rediss:") else {}
         self.client = redis.Redis.from_url(
             self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
-            **_zero_copy_packer())
+            **tls, **_zero_copy_packer())
         self.client.ping()
         self._scripts = {name: self.client.register_script(_lua(name)) for name in SCRIPTS}
 
@@ -159,7 +162,8 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
         return self._consumers()
 
 
-class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex):
+class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
+                    RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
@@ -272,7 +276,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         if not dry_run and present:
             self.r.delete(*present)
             self._results_cursor = "0-0"  # a new stream: its first entry may reuse an old id
-        return [f"redis key {key}" for key in present]
+        return [f"redis key {key}" for key in present] + self.drop_blobs(dry_run)
 
 
 Inspector, Producer = RedisInspector, RedisProducer  # Consumer: redis_consumer.py
@@ -280,12 +284,14 @@ Inspector, Producer = RedisInspector, RedisProducer  # Consumer: redis_consumer.
 
 @contextlib.contextmanager
 def group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
-    """A Redis that restarted without its data has no consumer group (NOGROUP): a worker
-    recreates it (``recreate``) or lets the operation go, instead of crashing."""
+    """A Redis that restarted without its data has no consumer group (NOGROUP), and a new
+    run's purge deletes the stream under a worker blocked on it (UNBLOCKED: a worker that
+    joined from another host waits across runs): a worker recreates it (``recreate``) or
+    lets the operation go, instead of crashing."""
     try:
         yield
     except redis.ResponseError as exc:
-        if "NOGROUP" not in str(exc):
+        if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
             raise
         if recreate is not None:
             recreate()

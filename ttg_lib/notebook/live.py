@@ -19,12 +19,14 @@ def status_line(p: Any, cfg: RunConfig) -> str:
             f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live")
 
 
-def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> dict[str, Any]:
+def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
+             run: Any = None) -> dict[str, Any]:
     """Do a whole run from a notebook cell, drawing the live chart as it goes.
 
     The loop runs in the cell (not a thread), so widget updates reach the front end
     under every ipykernel; Kernel > Interrupt stops the run cleanly and still writes
-    its record. Returns the run summary.
+    its record. Returns the run summary. ``run``: a Run built already (the Python API's,
+    with its function).
     """
     from ..run import Run, execute
 
@@ -47,7 +49,7 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
 
     try:
         summary = execute(config, show, step_s=step_s, on_start=started.append,
-                          stop_on_interrupt=True)
+                          stop_on_interrupt=True, run=run)
     except BaseException:
         if live is not None:  # a failed run too leaves a static chart, not the live widget
             live.finish()
