@@ -179,7 +179,7 @@ def test_amqps_is_verified(monkeypatch):
 
     monkeypatch.setattr(rabbitmq.pika, "BlockingConnection", capture)
     monkeypatch.delenv(TLS_CA_ENV, raising=False)
-    consumer = rabbitmq.RabbitConsumer("amqps://u:p@broker.example.org:5671/%2F")
+    consumer = rabbitmq.RabbitInspector("amqps://u:p@broker.example.org:5671/%2F")
     with pytest.raises(Exception, match="captured"):
         consumer.connect()
     options = seen["params"].ssl_options
@@ -187,5 +187,5 @@ def test_amqps_is_verified(monkeypatch):
     assert options.context.verify_mode == ssl.CERT_REQUIRED and options.context.check_hostname
     seen.clear()
     with pytest.raises(Exception, match="captured"):
-        rabbitmq.RabbitConsumer("amqp://u:p@127.0.0.1:5672/%2F").connect()
+        rabbitmq.RabbitInspector("amqp://u:p@127.0.0.1:5672/%2F").connect()
     assert seen["params"].ssl_options is None  # plain AMQP stays plain
