@@ -18,7 +18,6 @@ from ttg_lib.examples import pi_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {"axes": {"samples": [200], "seed": {"range": [0, 240]}}}
-FLUSH_POINTS = ("part-written", "part-renamed", "flushed", "settled")
 
 
 def _ttg(out: Path, *args: str, crash: str | None = None) -> subprocess.CompletedProcess:
@@ -38,7 +37,8 @@ def test_a_death_at_any_step_then_resume_keeps_every_point_once(tmp_path, backen
     first = _ttg(tmp_path, "--backend", backend_name, "--run-id", run_id, "--space",
                  json.dumps(SPACE), "--compute", "ttg_lib.examples:pi_estimate",
                  "--chunk-size", "10", "--workers", "2", "--work-ms", "15",
-                 "--verify", "none", crash=f"{point}:{2 if point in FLUSH_POINTS else 1}")
+                 "--verify", "none", crash=f"{point}:1")  # the first visit: a fast run
+    # may flush only once
     assert first.returncode == 137, (first.returncode, first.stderr[-2000:])
     resumed = _ttg(tmp_path, "--resume", run_id)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
