@@ -18,6 +18,11 @@ a kubelet whose behaviour TTG depends on:
   rules when :attr:`FakeKube.rbac` is set (the rules of k8s/rbac);
 * pods: Pending/Unschedulable, ContainerCreating, ErrImagePull/ImagePullBackOff, Running but
   not Ready, Ready, CrashLoopBackOff with restarts;
+* containers are PID 1: every container process runs as the init of a PID namespace of its
+  own (``unshare --pid --fork``; :data:`PID1` is False only where that is not allowed), gets
+  SIGTERM alone (the runtime signals PID 1), and SIGKILL with its whole namespace; a
+  ``tini --`` prefix is dropped, so the worker itself is PID 1 (the harder case: an image or a
+  command without an init);
 * with ``run_containers=True`` a kubelet that runs the containers it can as local processes:
   the TTG worker image as ``python -m ttg_lib.worker`` and the Redis image as ``redis-server``
   with their env (ConfigMap, Secret, fieldRef, ``$(VAR)`` expansion), the probes of
@@ -927,11 +932,16 @@ class FakeKube:
         if not self.run_containers:
             return c
         c.tmp = tempfile.mkdtemp(prefix=f"standin-{pod['metadata']['name']}-")
+        # The image's Python path: TTG (this checkout) and nothing else; the working
+        # directory is the container's own, so the orchestrator's modules are not on it.
         env = {"PATH": os.environ["PATH"], "PYTHONUNBUFFERED": "1", "HOME": c.tmp,
+               "PYTHONPATH": str(REPO),
                **{k: (v.replace("/tmp", c.tmp, 1) if v.startswith("/tmp/") else v)
                   for k, v in c.env.items()}}
         c.env = env
-        if image.startswith("ttg-worker"):
+        if command[:2] == ["tini", "--"]:
+            command = command[2:]  # no init: the main process is PID 1 (see PID1 below)
+        if "ttg-worker" in image.rsplit("/", 1)[-1]:
             argv = [sys.executable if command[0] == "python" else command[0], *command[1:]]
         elif image.startswith("redis"):
             c.port = _free_port()
@@ -940,8 +950,11 @@ class FakeKube:
         else:
             return c  # an image the stand-in cannot run: a virtual container
         log = open(Path(c.tmp) / "container.log", "wb")  # noqa: SIM115 - lives with the proc
-        c.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        if PID1:  # the container's process is PID 1 of a PID namespace of its own
+            argv = ["unshare", "--pid", "--fork", *argv]
+        c.proc = subprocess.Popen(argv, env=env, cwd=c.tmp, stdout=log,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
         return c
 
     @staticmethod
@@ -950,7 +963,10 @@ class FakeKube:
             c.crash_at = min(c.crash_at or time.monotonic(), time.monotonic())
         elif c.proc.poll() is None:
             try:
-                os.killpg(c.proc.pid, sig)
+                if sig == signal.SIGTERM:  # the runtime signals the container's PID 1 only
+                    os.kill(_init_pid(c.proc), sig)
+                else:  # SIGKILL: the whole container (its namespace dies with its init)
+                    os.killpg(c.proc.pid, sig)
             except ProcessLookupError:
                 pass
             if sig == signal.SIGKILL:
@@ -1054,6 +1070,42 @@ def _waiting_reason(status: dict[str, Any]) -> str | None:
     for cs in status.get("containerStatuses") or []:
         return ((cs.get("state") or {}).get("waiting") or {}).get("reason")
     return None
+
+
+def _pid_namespaces() -> bool:
+    """``unshare --pid --fork`` works here (root, as in CI): containers can be PID 1."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        done = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c",
+                               "import os; print(os.getpid())"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == "1"
+
+
+# Every container process runs as PID 1 of a PID namespace of its own, as in a real pod (the
+# kernel then drops a signal init sends itself, e.g. a self-SIGKILL; pid_namespaces(7)).
+# False only where unshare is not allowed; the tests that need it skip, saying so.
+PID1 = _pid_namespaces()
+
+
+def _init_pid(proc: subprocess.Popen) -> int:
+    """The host pid of the container's PID 1: the child ``unshare --fork`` made (the
+    process itself without PID namespaces)."""
+    if not PID1:
+        return proc.pid
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            return int(pids[0])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)  # unshare has not forked yet
+    return proc.pid
 
 
 def _free_port() -> int:
