@@ -221,6 +221,7 @@ class FakeKube:
     applied: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     rv: int = 100
     compacted: int = 0  # watches from a version at or below this get 410 Gone
+    watch_errors: int = 0  # the next this many watch requests get HTTP 500 (not 410)
     serial: int = 0
     readiness: bool = True  # virtual containers pass their readiness probe
     denied: list[str] = field(default_factory=list)  # requests answered 403
@@ -261,8 +262,14 @@ class FakeKube:
                 if denied:
                     status, payload = fake._status(403, "Forbidden", denied)
                 elif self.command == "GET" and query.get("watch") in ("true", "True", "1"):
-                    self._watch(req)
-                    return
+                    with fake.lock:
+                        failing = fake.watch_errors > 0
+                        fake.watch_errors -= failing
+                    if not failing:
+                        self._watch(req)
+                        return
+                    status, payload = fake._status(500, "InternalError",
+                                                   "etcdserver: request timed out")
                 else:
                     status, payload = fake.dispatch(req)
                 data = (payload if isinstance(payload, bytes) else

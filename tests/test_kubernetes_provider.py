@@ -576,7 +576,8 @@ def test_kind_credentials_action_shows_the_generated_secret(fake, api_client, mo
 # - pod logs are two fixed lines; log parameters are ignored; field selectors accept any path.
 # - probes run in-process (ttg_lib.health) or as a local redis-cli, every 0.2 s, not on the
 #   manifest's periods; liveness and startup probes are not run.
-# - no port-forward websocket, so the k8s flavour's port-forward is untested here.
+# - no port-forward websocket: the port-forward is tested with a socket in its place
+#   (tests/test_k8s_defects.py); a watch request can be made to fail with HTTP 500.
 @pytest.fixture
 def live():
     """The stand-in with a kubelet that runs the worker and Redis containers for real."""

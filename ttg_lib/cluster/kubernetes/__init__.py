@@ -38,7 +38,12 @@ Modules, one concept each:
 * :mod:`.pods` - pod and workload status as TTG reports it;
 * :mod:`.api` - kubeconfig context (or in-cluster config) and client construction, the
   :class:`Api` wrapper, create-or-apply;
-* :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind);
+* :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind), the pod
+  picked again when it was replaced;
+* :mod:`.brokers` - the brokers' side of the provider (apply, wait, host URLs);
+* :mod:`.brokerprobe` - the host's own broker connection (does it answer, who holds chunks);
+* :mod:`.watch` - the watch cache of the run's worker pods (re-list on 410 or repeated errors);
+* :mod:`.inventory` - nodes and TTG's pods, for the notebooks;
 * :mod:`.provider` - :class:`KubernetesCluster`, the :class:`~ttg_lib.cluster.base.Cluster`;
 * :mod:`.plan` - the dry-run plan (``ttg run --dry-run``);
 * :mod:`.cleanup` - deleting TTG-labelled objects (``ttg cleanup --kubernetes``).
