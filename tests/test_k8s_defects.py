@@ -156,3 +156,32 @@ def test_watch_errors_other_than_410_lead_to_a_new_list(fake, api_client):
         with fake.lock:
             fake.watch_errors = 0
         cluster.stop(timeout=1)
+
+
+# -- cleanup leaves an in-cluster orchestrator alone ----------------------------------------
+@pytest.mark.slow
+def test_cleanup_keeps_the_in_cluster_orchestrator(fake, api_client):
+    """k8s/rbac tells an in-cluster orchestrator to wear part-of=ttg (the brokers'
+    NetworkPolicies admit it) and component=orchestrator: `ttg cleanup --kubernetes` must not
+    delete the process that may be running it."""
+    from ttg_lib.cleanup import CleanupReport
+    from ttg_lib.cluster.kubernetes import cleanup_kubernetes
+
+    cluster = make_cluster(api_client)
+    try:
+        cluster.ensure_brokers(timeout=5)
+        cluster.start_workers(1)
+        cluster.wait_ready(1, timeout=5)
+    finally:
+        cluster.stop(timeout=1)
+    fake.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "ttg-orchestrator", "namespace": "ttg", "uid": "orch", "resourceVersion": "1",
+        "labels": {"app.kubernetes.io/part-of": "ttg",
+                   "app.kubernetes.io/component": "orchestrator"}},
+        "spec": {"containers": [{"name": "ttg", "image": "ttg-worker:dev"}]},
+        "status": {"phase": "Running"}})
+    report = CleanupReport(dry_run=False)
+    cleanup_kubernetes(report=report, api_client=api_client)
+    assert "ttg-orchestrator" in fake.names("pods", "ttg")
+    assert not [n for n in fake.names("pods", "ttg") if n.startswith("ttg-worker")]
+    assert not any("ttg-orchestrator" in line for line in report.removed)

@@ -442,11 +442,13 @@ def test_make_cluster_builds_the_kind_provider_without_api_calls(tmp_path):
     assert isinstance(c, KubernetesCluster)
     assert (c.flavor, c.context, c.worker_selector.split(",")[-1]) == (
         "kind", "kind-ttg", f"{RUN_LABEL}=mk-1")
-    k8s = KubernetesCluster.for_run(RunConfig.build(cluster="k8s", kube_context="prod",
-                                                    run_id="mk-2", output_dir=str(tmp_path)))
+    k8s = KubernetesCluster.for_run(RunConfig.build(
+        cluster="k8s", kube_context="prod", image="registry.example.com/ttg-worker:1.0",
+        run_id="mk-2", output_dir=str(tmp_path)))
     assert (k8s.flavor, k8s.context) == ("k8s", "prod")
-    image = k8s.objects()[-1]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "ttg-worker:latest"
+    container = k8s.objects()[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["imagePullPolicy"]) == (
+        "registry.example.com/ttg-worker:1.0", "Always")
 
 
 # -- kind / docker CLIs ------------------------------------------------------------------

@@ -18,13 +18,24 @@ MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "ttg"
 
 
-def resolve_context(context: str | None = None) -> str | None:
-    """An explicit context, else TTG_KUBE_CONTEXT, else kind-ttg when the kubeconfig has it,
-    else the current context (None)."""
+def resolve_context(context: str | None = None, flavor: str | None = None) -> str | None:
+    """The kubeconfig context TTG acts on; the one answer for `ttg run`, `ttg cleanup` and the
+    notebooks, so that they act on the same cluster:
+
+    1. an explicit context (``--kube-context``, ``kube_context=``);
+    2. else ``TTG_KUBE_CONTEXT``;
+    3. else, on Kind, ``kind-ttg``; on another cluster (k8s) the kubeconfig's current context
+       (None); when the flavour is not known (cleanup), ``kind-ttg`` if the kubeconfig has it,
+       else the current context.
+    """
     if context:
         return context
     if os.environ.get("TTG_KUBE_CONTEXT"):
         return os.environ["TTG_KUBE_CONTEXT"]
+    if flavor == "kind":
+        return KIND_CONTEXT
+    if flavor == "k8s":
+        return None
     try:
         from kubernetes import config as kconfig
 

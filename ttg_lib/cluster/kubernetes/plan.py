@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..podsettings import image_of
+from .api import resolve_context
 from .credentials import secret_metadata
 from .labels import (
     BROKER_SECRET,
     BROKERS,
-    KIND_CONTEXT,
     KINDS,
     MANAGEMENT,
     NAMESPACE,
@@ -20,7 +21,7 @@ from .labels import (
     selector_labels,
     worker_selector,
 )
-from .manifests import is_worker_object, manifests_dir, render_objects
+from .manifests import is_worker_object, manifests_dir, render_objects, worker_container
 
 if TYPE_CHECKING:
     from ...config import RunConfig
@@ -31,7 +32,8 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
     flavor = config.cluster if config.cluster in ("kind", "k8s") else "kind"
     objects = render_objects(flavor=flavor, backend=config.backend, run_id=config.run_id,
                              workers=config.workers, lease_s=config.lease_s,
-                             image=(config.extra or {}).get("image"))
+                             image=image_of(config) or None, cpu=config.worker_cpu,
+                             memory=config.worker_memory)
     broker = BROKERS[config.backend]
     wsel = worker_selector(config.run_id)
     ops: list[dict[str, Any]] = []
@@ -74,8 +76,7 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                 detail = ("random broker passwords generated when absent; kept across runs "
                           "(python -m ttg_lib.cluster.kind credentials)")
             elif kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
-                image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
-                detail = f"replicas={config.workers}, image {image}"
+                detail = f"replicas={config.workers}, {pod_line(worker_container(objects))}"
             elif kind == "ConfigMap" and meta["name"] == WORKER_CONFIGMAP:
                 detail = f"TTG_BACKEND={config.backend}, TTG_RUN_ID={config.run_id}"
             op(phase, verb, kind, meta["name"], meta.get("labels") or {}, detail=detail,
@@ -113,10 +114,16 @@ def rbac_objects() -> list[dict[str, Any]]:
 def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> str:
     lines = []
     if config is not None:
-        context = config.kube_context or (KIND_CONTEXT if config.cluster == "kind" else
-                                          "(current context)")
+        flavor = config.cluster if config.cluster in ("kind", "k8s") else "kind"
+        context = resolve_context(config.kube_context or None, flavor) or (
+            "the kubeconfig's current context")
+        container = worker_container(render_objects(
+            flavor=flavor, backend=config.backend, run_id=config.run_id, workers=1,
+            image=image_of(config) or None, cpu=config.worker_cpu,
+            memory=config.worker_memory))
         lines.append(f"TTG dry run: cluster {config.cluster} (context {context}), backend "
                      f"{config.backend}, {config.workers} workers, run {config.run_id}")
+        lines.append(f"Worker pods: {pod_line(container)}")
         lines.append("Nothing is sent to the cluster. Operations, in order:")
     for i, o in enumerate(plan, 1):
         where = f"{o['namespace']}/{o['name']}" if o["namespace"] else o["name"]
@@ -129,3 +136,15 @@ def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> 
         if o["detail"]:
             lines.append(f"       {o['detail']}")
     return "\n".join(lines)
+
+
+def pod_line(container: dict[str, Any]) -> str:
+    """Image, pull policy and resources of the worker container, in one line."""
+    resources = container.get("resources") or {}
+
+    def pair(kind: str) -> str:
+        values = resources.get(kind) or {}
+        return f"cpu {values.get('cpu', '-')}, memory {values.get('memory', '-')}"
+
+    return (f"image {container['image']} (imagePullPolicy {container['imagePullPolicy']}), "
+            f"requests {pair('requests')}, limits {pair('limits')}")

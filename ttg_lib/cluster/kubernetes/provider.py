@@ -12,13 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from ...backends import DEFAULT_BACKEND
 from ..base import Cluster, ClusterError, WorkerInfo, WorkerState, WorkerStatus
-from .api import MERGE_PATCH, Api, api_error, create_or_patch, make_api_client
+from ..podsettings import image_of
+from .api import (
+    MERGE_PATCH,
+    Api,
+    api_error,
+    create_or_patch,
+    make_api_client,
+    resolve_context,
+)
 from .brokerprobe import BrokerProbe
 from .brokers import BrokerSide
 from .inventory import Inventory
 from .labels import (
     BROKERS,
-    KIND_CONTEXT,
     MANAGEMENT,
     NAMESPACE,
     PART_OF,
@@ -35,9 +42,16 @@ from .watch import PodWatch
 if TYPE_CHECKING:
     from ...config import RunConfig
 
-IMAGE_PULL_HINT = ("; the image is missing on the nodes: build and load it "
-                   "(python -m ttg_lib.cluster.kind up, scripts/kind-e2e.sh, or "
-                   "notebooks/provision.ipynb with action='up')")
+IMAGE_PULL_HINT = {
+    "kind": ("; the image is missing on the nodes: build and load it (python -m "
+             "ttg_lib.cluster.kind up, scripts/kind-e2e.sh, or notebooks/provision.ipynb with "
+             "action='up'); an image of yours: python -m ttg_lib.cluster.kind up "
+             "--requirements FILE, then --image with the tag it prints"),
+    "k8s": ("; the nodes cannot pull the image: check the name, push it to a registry the "
+            "cluster reaches (docker push), and for a private registry give the pods a pull "
+            "secret: kubectl -n ttg patch serviceaccount default -p "
+            "'{\"imagePullSecrets\": [{\"name\": \"<secret>\"}]}'"),
+}
 
 
 class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
@@ -51,10 +65,14 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
                  k8s_dir: Path | None = None, poll_s: float = 1.0,
                  watch_timeout_s: int = 30, check_host_ports: bool = True,
                  request_timeout: float = 30.0, host_ports: dict[str, int] | None = None,
-                 liveness_s: float | None = None):
+                 liveness_s: float | None = None, cpu: str = "", memory: str = "",
+                 compute: str | None = None):
         """``host_ports``: where the host reaches each broker on Kind (default: the NodePorts
         kind/kind-config.yaml publishes on 127.0.0.1; tests point them at a stand-in).
-        ``liveness_s``: the workers' liveness limit (TTG_LIVENESS_S; None: the manifest's)."""
+        ``liveness_s``: the workers' liveness limit (TTG_LIVENESS_S; None: the manifest's).
+        ``cpu``, ``memory``: each worker pod's request and limit ("": the manifest's).
+        ``compute``: the run's function, loaded by one pod before any worker starts
+        (:mod:`.preflight`); None skips that check."""
         super().__init__()
         if flavor not in ("kind", "k8s"):
             raise ClusterError(f"unknown Kubernetes flavour {flavor!r}: kind or k8s")
@@ -64,8 +82,9 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         self.workers_wanted = workers
         self.lease_s = lease_s
         self.liveness_s = liveness_s
-        self.context = context or (KIND_CONTEXT if flavor == "kind" else None)
+        self.context = resolve_context(context, flavor)
         self.image = image
+        self.cpu, self.memory, self.compute = cpu, memory, compute
         self.k8s_dir = k8s_dir
         self.poll_s = poll_s
         self.watch_timeout_s = watch_timeout_s
@@ -100,8 +119,8 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
     def for_run(cls, config: RunConfig, **kwargs: Any) -> KubernetesCluster:
         return cls(flavor=config.cluster, backend=config.backend, run_id=config.run_id,
                    workers=config.workers, lease_s=config.lease_s,
-                   context=config.kube_context or None,
-                   image=(config.extra or {}).get("image"),
+                   context=config.kube_context or None, image=image_of(config) or None,
+                   cpu=config.worker_cpu, memory=config.worker_memory, compute=config.compute,
                    liveness_s=config.liveness_s or None,  # the local cluster's limit too
                    **kwargs)
 
@@ -118,7 +137,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         return render_objects(flavor=self.flavor, backend=self.backend, run_id=self.run_id,
                               workers=self.workers_wanted if workers is None else workers,
                               lease_s=self.lease_s, image=self.image, k8s_dir=self.k8s_dir,
-                              liveness_s=self.liveness_s)
+                              liveness_s=self.liveness_s, cpu=self.cpu, memory=self.memory)
 
     def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Create each object, or patch it when it exists and is TTG's; returns what was done."""
@@ -211,7 +230,8 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         else:
             detail = (f"no pods were created; see the Deployment's events "
                       f"(kubectl -n {NAMESPACE} describe deployment {WORKER_DEPLOYMENT})")
-        hint = IMAGE_PULL_HINT if re.search(r"ImagePull|ErrImageNeverPull", detail) else ""
+        hint = (IMAGE_PULL_HINT[self.flavor]
+                if re.search(r"ImagePull|ErrImageNeverPull", detail) else "")
         raise ClusterError(f"workers not ready after {timeout:g}s: {what} has "
                            f"{len(ready)}/{count} ready pods: {detail}{hint}")
 
