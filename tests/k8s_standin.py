@@ -566,6 +566,10 @@ class FakeKube:
                 return self._status(404, "NotFound", f'{plural} "{name}" not found')
             obj = self.objects[key]
             if req.method == "GET" and sub == "log":
+                logs = [Path(c.tmp) / "container.log" for c in self.containers.get(name, [])
+                        if c.tmp and (Path(c.tmp) / "container.log").exists()]
+                if logs:  # a container that ran as a process: its real output
+                    return 200, b"".join(path.read_bytes() for path in logs)
                 return 200, f"{name} started\n{name} chunk 0 done\n".encode()
             if req.method == "GET":
                 return 200, obj
@@ -765,7 +769,9 @@ class FakeKube:
                         self._signal(c, signal.SIGKILL)
                     self._remove_pod(ns, name)
                 continue
-            status = pod["status"]
+            status = pod.setdefault("status", self._pending())  # a pod created directly
+            if status.get("phase") in ("Succeeded", "Failed"):
+                continue  # restartPolicy Never: a finished pod stays as it ended
             if not self.pods_ready and not pod["spec"].get("nodeName"):
                 continue
             if not pod["spec"].get("nodeName"):
@@ -805,6 +811,8 @@ class FakeKube:
     def _probe(self, ns: str, pod: dict[str, Any]) -> None:
         """Container states and the readiness probe; exited containers restart in place."""
         name = pod["metadata"]["name"]
+        if pod["spec"].get("restartPolicy") == "Never" and self._finished(ns, pod):
+            return
         old = {cs["name"]: cs for cs in pod["status"].get("containerStatuses") or []}
         statuses = []
         for spec, c in zip(pod["spec"]["containers"], self.containers[name], strict=True):
@@ -837,6 +845,24 @@ class FakeKube:
             "conditions": [{"type": "PodScheduled", "status": "True"},
                            {"type": "Ready", "status": "True" if ready else "False"}],
             "containerStatuses": statuses})
+
+    def _finished(self, ns: str, pod: dict[str, Any]) -> bool:
+        """restartPolicy Never: once every container has exited, the pod is Succeeded (all
+        exit 0) or Failed, and stays so. A virtual container exits 0 at once."""
+        containers = self.containers[pod["metadata"]["name"]]
+        if any(c.proc is not None and c.proc.poll() is None for c in containers):
+            return False
+        codes = [c.proc.returncode if c.proc is not None else 0 for c in containers]
+        statuses = [{"name": spec["name"], "image": spec["image"], "imageID": "sha256:standin",
+                     "restartCount": 0, "ready": False, "state": {"terminated": {
+                         "exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}
+                    for spec, code in zip(pod["spec"]["containers"], codes, strict=True)]
+        self._set_status(ns, pod, {
+            "phase": "Succeeded" if not any(codes) else "Failed",
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+            "containerStatuses": statuses})
+        return True
 
     def _restart(self, pod: dict[str, Any], spec: dict[str, Any]) -> Container:
         """The kubelet's back-off (10 s, scaled) before the container runs again."""

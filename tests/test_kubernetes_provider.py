@@ -800,7 +800,7 @@ def test_rbac_of_k8s_rbac_covers_everything_the_provider_does(fake, api_client):
     from ttg_lib.cluster.kubernetes.manifests import manifests_dir
 
     fake.load_rbac(manifests_dir() / "rbac")
-    c = make_cluster(api_client)
+    c = make_cluster(api_client, compute="ttg_lib.compute:placeholder")  # with the preflight
     try:
         c.ensure_brokers(timeout=5)
         c.start_workers(2)

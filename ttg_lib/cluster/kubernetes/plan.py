@@ -22,6 +22,8 @@ from .labels import (
     worker_selector,
 )
 from .manifests import is_worker_object, manifests_dir, render_objects, worker_container
+from .preflight import preflight_pod, task_compute
+from .preflight import selector as preflight_selector
 
 if TYPE_CHECKING:
     from ...config import RunConfig
@@ -68,8 +70,12 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                    broker_selector(config.backend), "pick the pod to port-forward to")
                 op("brokers", "create", "Pod/portforward", f"{broker['name']} pod", {},
                    detail=f"port {broker['port']} -> 127.0.0.1:<free port>")
+        if phase == "workers":  # ConfigMap first: the preflight pod reads it
+            chosen = sorted(chosen, key=lambda o: o["kind"] != "ConfigMap")
         for obj in chosen:
             kind, meta = obj["kind"], obj["metadata"]
+            if kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
+                preflight_ops(op, config, objects)
             verb = "create-if-absent" if KINDS[kind][3] else "server-side-apply"
             detail = ""
             if kind == "Secret":
@@ -101,6 +107,22 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
            detail=(rules or "k8s/rbac: for an in-cluster orchestrator, applied by an admin"),
            namespace=meta.get("namespace", ""))
     return ops
+
+
+def preflight_ops(op: Any, config: RunConfig, objects: list[dict[str, Any]]) -> None:
+    """The preflight pod's operations: does the worker image load the run's function?"""
+    spec = task_compute(config)
+    pod = preflight_pod(objects, spec, config.run_id)
+    name, labels = pod["metadata"]["name"], pod["metadata"]["labels"]
+    sel = preflight_selector(config.run_id)
+    op("preflight", "create", "Pod", name, labels,
+       detail=f"python -m ttg_lib.cluster.check {spec} (restartPolicy Never): the worker "
+              f"image loads the function before any task is published, else the run stops "
+              f"with the pod's error")
+    op("preflight", "get", "Pod", name, {}, detail="poll until Succeeded or Failed")
+    op("preflight", "get", "Pod/log", name, {}, detail="the check's answer (one JSON line)")
+    op("preflight", "deletecollection", "Pod", name, selector_labels(sel), sel,
+       f"fieldSelector metadata.name={name}, gracePeriodSeconds=0")
 
 
 def rbac_objects() -> list[dict[str, Any]]:

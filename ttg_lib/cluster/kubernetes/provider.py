@@ -37,6 +37,7 @@ from .labels import (
 from .manifests import is_worker_object, render_objects
 from .pods import _timestamp, pod_reason, pod_state
 from .portforward import PortForwarder
+from .preflight import run_preflight, task_compute
 from .watch import PodWatch
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         self.context = resolve_context(context, flavor)
         self.image = image
         self.cpu, self.memory, self.compute = cpu, memory, compute
+        self.preflight_timeout_s = 180.0  # image pulls and scheduling, as for the workers
         self.k8s_dir = k8s_dir
         self.poll_s = poll_s
         self.watch_timeout_s = watch_timeout_s
@@ -120,7 +122,8 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         return cls(flavor=config.cluster, backend=config.backend, run_id=config.run_id,
                    workers=config.workers, lease_s=config.lease_s,
                    context=config.kube_context or None, image=image_of(config) or None,
-                   cpu=config.worker_cpu, memory=config.worker_memory, compute=config.compute,
+                   cpu=config.worker_cpu, memory=config.worker_memory,
+                   compute=task_compute(config),
                    liveness_s=config.liveness_s or None,  # the local cluster's limit too
                    **kwargs)
 
@@ -157,11 +160,21 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
 
     # -- workers -------------------------------------------------------------------
     def start_workers(self, count: int) -> list[WorkerInfo]:
-        """Apply the worker ConfigMap and Deployment (replicas=count) and watch its pods."""
+        """Apply the worker ConfigMap; check in one pod that the image loads the run's
+        function (:mod:`.preflight`; a ClusterError with the pod's error if not); apply the
+        Deployment (replicas=count) and watch its pods."""
         self.workers_wanted = count
         self._stopping.clear()
         self._stopped = False
-        self.apply([o for o in self.objects(count) if is_worker_object(o)])
+        objects = self.objects(count)
+        workers = [o for o in objects if is_worker_object(o)]
+        self.apply([o for o in workers if o["kind"] == "ConfigMap"])
+        if self.compute:
+            answer = run_preflight(self.api, objects, self.compute, self.run_id,
+                                   timeout=self.preflight_timeout_s, poll_s=self.poll_s)
+            self.book.add("checked", "preflight", f"the worker image loads {self.compute} "
+                                                  f"(Python {answer.get('python')})")
+        self.apply([o for o in workers if o["kind"] != "ConfigMap"])
         self._workers_applied = True
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=self._watch_pods, name="ttg-k8s-watch",

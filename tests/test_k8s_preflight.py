@@ -1,0 +1,115 @@
+"""The preflight (issue 21, item 2): before any task is published, one pod with the worker
+image and environment loads the run's function; if it cannot, the run stops with that pod's
+error and nothing is published or dead-lettered. On the stand-in, whose kubelet runs the pod
+as a real process with the image's Python path (TTG only) and a working directory of its own.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real processes
+
+pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+
+from k8s_standin import FakeKube  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from ttg_lib.backends import open_inspector  # noqa: E402
+from ttg_lib.cluster import check  # noqa: E402
+from ttg_lib.cluster.base import ClusterError  # noqa: E402
+from ttg_lib.cluster.kubernetes import KubernetesCluster  # noqa: E402
+from ttg_lib.config import RunConfig  # noqa: E402
+
+MYMODEL = "def simulate(alpha, beta):\n    return alpha * beta\n"
+
+
+@pytest.fixture
+def live():
+    server = FakeKube(run_containers=True, grace_scale=0.5)
+    server.host = server.start()
+    server.publish_node_ports([30379])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_api(live):
+    configuration = client.Configuration()
+    configuration.host = live.host
+    api = client.ApiClient(configuration)
+    yield api
+    api.close()
+
+
+def cluster_for(live, api, config: RunConfig, **kwargs) -> KubernetesCluster:
+    cluster = KubernetesCluster.for_run(config, api_client=api, poll_s=0.05, watch_timeout_s=1,
+                                        host_ports={"redis": live.node_ports[30379]}, **kwargs)
+    cluster.preflight_timeout_s = 60
+    return cluster
+
+
+def test_check_entry_answers_in_one_json_line(tmp_path, monkeypatch, capsys):
+    assert check.main(["ttg_lib.compute:placeholder"]) == 0
+    assert '"ok": true' in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # nothing named nosuchmodel here either
+    assert check.main(["nosuchmodel:simulate"]) == 1
+    answer = capsys.readouterr().out
+    assert '"ok": false' in answer and "nosuchmodel" in answer and '"python": "' in answer
+
+
+def test_a_module_the_pods_cannot_load_stops_the_run_before_publishing(
+        live, live_api, tmp_path, monkeypatch):
+    """mymodel.py exists only in the orchestrator's working directory: the host imports it,
+    the pods cannot. The run stops at the preflight with the pod's own error; no task was
+    published, none dead-lettered, and no worker Deployment was applied."""
+    from ttg_lib.run import Run
+
+    (tmp_path / "mymodel.py").write_text(MYMODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = RunConfig.build(cluster="kind", backend="redis", workers=2,
+                             space={"axes": {"alpha": [1, 2, 3], "beta": [10, 20]}},
+                             compute="mymodel:simulate", run_id="20250101-000000-redis-pre1",
+                             output_dir=str(tmp_path / "out"))
+    cluster = cluster_for(live, live_api, config)
+    started = time.monotonic()
+    with Run(config, cluster=cluster) as run, pytest.raises(ClusterError) as err:
+        run.start()
+    message = str(err.value)
+    assert "cannot load mymodel:simulate" in message
+    assert "No module named 'mymodel'" in message  # the pod's own error
+    assert "Python 3." in message and "before anything was published" in message
+    assert time.monotonic() - started < 60
+    assert live.get("deployments", "ttg", "ttg-worker") is None  # no worker ever started
+    assert not [n for n in live.names("pods", "ttg") if "preflight" in n]  # cleaned up
+    broker = open_inspector("redis", cluster.broker_url_for("redis"))
+    broker.connect()
+    try:
+        stats = broker.stats()
+        assert stats.tasks.ready == 0 and stats.dlq.ready == 0, stats.to_dict()
+        assert broker.read_dead_letters() == []
+    finally:
+        broker.close()
+        cluster.stop(timeout=1)
+
+
+def test_a_loadable_function_passes_the_preflight_and_the_pod_goes(live, live_api, tmp_path):
+    config = RunConfig.build(cluster="kind", backend="redis", workers=1,
+                             run_id="20250101-000000-redis-pre2", output_dir=str(tmp_path))
+    cluster = cluster_for(live, live_api, config)
+    try:
+        cluster.ensure_brokers(timeout=30)
+        cluster.start_workers(1)
+        cluster.wait_ready(1, timeout=30)
+    finally:
+        cluster.stop(timeout=2)
+    (checked,) = [e for e in cluster.events() if e["event"] == "checked"]
+    assert "loads ttg_lib.compute:placeholder (Python 3." in checked["detail"]
+    created = [r for r in live.calls("POST") if r.path.endswith("/pods")]
+    assert len(created) == 1 and created[0].body["spec"]["restartPolicy"] == "Never"
+    assert created[0].body["spec"]["containers"][0]["command"][-1] == (
+        "ttg_lib.compute:placeholder")
+    assert not [n for n in live.names("pods", "ttg") if "preflight" in n]
