@@ -406,7 +406,7 @@ def test_dry_run_plan_lists_every_operation(monkeypatch, tmp_path, fake, api_cli
         if op["verb"] in ("list", "watch", "deletecollection"):
             assert TTG_SELECTOR in op["selector"].split(",")
             assert op["labels"][PART_OF] == "ttg"
-    fault = [op for op in plan if op["verb"] == "deletecollection"]
+    fault = [op for op in plan if op["verb"] == "deletecollection" and op["step"] == "fault"]
     assert len(fault) == 1 and "gracePeriodSeconds=0" in fault[0]["detail"]
     assert "HARD KILL" in fault[0]["detail"] and "TTG_KILL_ON_SIGTERM=1" in fault[0]["detail"]
     rbac = {(op["kind"], op["name"]) for op in plan if op["step"] == "rbac"}
