@@ -521,13 +521,16 @@ def test_docker_without_buildx_is_detected(monkeypatch, tmp_path):
     assert "docker-buildx-plugin" in docker.line()
 
 
-def test_kind_must_be_the_release_whose_node_image_is_pinned(monkeypatch, tmp_path):
-    _fake_tool(tmp_path, "kind", 'echo "kind v0.25.0 go1.22.9 linux/amd64"')
+def test_kind_must_be_a_release_ttg_has_a_node_image_for(monkeypatch, tmp_path):
+    monkeypatch.delenv(ttg_kind.NODE_IMAGE_ENV, raising=False)
+    _fake_tool(tmp_path, "kind", 'echo "kind v0.28.0 go1.24.2 linux/amd64"')
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}/usr/bin:/bin")
     kind = ttg_kind.check_kind()
-    assert not kind.ok and "v0.25.0 is not v0.24.0" in kind.detail
+    assert not kind.ok and "v0.28.0 is not a release TTG has a node image for" in kind.detail
+    assert "v0.24.0" in kind.detail and "TTG_KIND_NODE_IMAGE" in kind.line()
     config = (Path(ttg_kind.KIND_CONFIG)).read_text()
-    assert f"kind {ttg_kind.KIND_VERSION}" in config and "kindest/node:v1.30.4@sha256:" in config
+    assert f"kind {ttg_kind.KIND_VERSION}" in config
+    assert ttg_kind.KIND_NODE_IMAGES[ttg_kind.KIND_VERSION] in config
 
 
 def test_image_is_built_without_attestations_and_loaded(monkeypatch, tmp_path):

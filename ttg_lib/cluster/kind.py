@@ -6,13 +6,15 @@ SBOM attestations: with Docker's containerd image store, the default on fresh in
 Docker Desktop, an attestation makes ``kind load`` fail with "content digest ... not found",
 kind#3795), side-loads it into the nodes, and deploys the brokers through
 :class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not kubectl). A missing
-tool, or a kind release other than the one whose node image kind/kind-config.yaml pins, is a
-:class:`ClusterError` naming it and how to fix it.
+tool, or a kind release TTG has no node image for (:data:`KIND_NODE_IMAGES`), is a
+:class:`ClusterError` naming it and how to fix it. ``up --requirements FILE --code DIR`` also
+builds and loads a worker image of the user's own (:mod:`.userimage`).
 
 Only the cluster named ``ttg`` is ever deleted, and only when TTG created it: ``create_cluster``
 writes a marker holding the control-plane container's id, ``delete_cluster`` compares it.
 
     python -m ttg_lib.cluster.kind status|up|down|credentials|delete-cluster [--backend redis]
+    python -m ttg_lib.cluster.kind up --requirements requirements.txt --code .
 """
 
 from __future__ import annotations
@@ -37,15 +39,34 @@ KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BOTH = "both"  # every broker at once (the notebooks' choice)
 ACTIONS = ("status", "up", "down", "credentials", "delete-cluster")
-# kind only promises the node images of its own release; kind-config.yaml pins v0.24.0's.
-KIND_VERSION = "v0.24.0"
+# kind only promises the node images of its own release (and best effort with others), so
+# each supported kind release gets the Kubernetes 1.30 node image published with it, by digest
+# (from each release's notes). kind/kind-config.yaml holds v0.24.0's; create_cluster writes the
+# config with the image of the kind that is installed. TTG's manifests are validated against the
+# 1.30 schema (tests/test_k8s_manifests.py), hence 1.30.x throughout.
+KIND_NODE_IMAGES = {
+    "v0.24.0": "kindest/node:v1.30.4@sha256:"
+               "976ea815844d5fa93be213437e3ff5754cd599b040946b5cca43ca45c2047114",
+    "v0.25.0": "kindest/node:v1.30.6@sha256:"
+               "b6d08db72079ba5ae1f4a88a09025c0a904af3b52387643c285442afb05ab994",
+    "v0.26.0": "kindest/node:v1.30.8@sha256:"
+               "17cd608b3971338d9180b00776cb766c50d0a0b6b904ab4ff52fd3fc5c6369bf",
+    "v0.27.0": "kindest/node:v1.30.10@sha256:"
+               "4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
+    "v0.29.0": "kindest/node:v1.30.13@sha256:"
+               "397209b3d947d154f6641f2d0ce8d473732bd91c87d9575ade99049aa33cd648",
+}
+KIND_VERSION = "v0.24.0"  # the release kind/kind-config.yaml is written for (and the oldest)
+NODE_IMAGE_ENV = "TTG_KIND_NODE_IMAGE"  # another kind: its 1.30 image from its release notes
 INSTALL = {
     "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
                "Desktop with the buildx plugin (docker-buildx-plugin), start it, and check that "
                "`docker info` and `docker buildx version` succeed for your user"),
-    "kind": (f"install kind {KIND_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/"
-             f"#installation), e.g. `go install sigs.k8s.io/kind@{KIND_VERSION}` or the release "
-             f"binary on your PATH; kind/kind-config.yaml pins that release's node image"),
+    "kind": (f"install one of kind {', '.join(KIND_NODE_IMAGES)} "
+             f"(https://kind.sigs.k8s.io/docs/user/quick-start/#installation), e.g. "
+             f"`go install sigs.k8s.io/kind@{max(KIND_NODE_IMAGES)}` or the release binary on "
+             f"your PATH; for another release set {NODE_IMAGE_ENV} to the kindest/node:v1.30.x "
+             f"image (with its @sha256 digest) its release notes list"),
 }
 
 
@@ -95,10 +116,31 @@ def check_kind() -> ToolCheck:
     if rc != 0:
         return ToolCheck("kind", False, f"`kind version` failed ({out})")
     version = next((w for w in out.split() if w.startswith("v0.")), "")
-    if version != KIND_VERSION:
-        return ToolCheck("kind", False, f"kind {version or repr(out)} is not {KIND_VERSION}, whose "
-                                        f"node image kind/kind-config.yaml pins")
-    return ToolCheck("kind", True, out)
+    if version not in KIND_NODE_IMAGES and not os.environ.get(NODE_IMAGE_ENV):
+        return ToolCheck("kind", False, f"kind {version or repr(out)} is not a release TTG has "
+                                        f"a node image for ({', '.join(KIND_NODE_IMAGES)})")
+    return ToolCheck("kind", True, f"{out}; node image {node_image(version)}")
+
+
+def node_image(version: str) -> str:
+    """The node image for this kind release: TTG_KIND_NODE_IMAGE, else the table's."""
+    return os.environ.get(NODE_IMAGE_ENV) or KIND_NODE_IMAGES.get(version) or \
+        KIND_NODE_IMAGES[KIND_VERSION]
+
+
+def installed_kind_version() -> str:
+    rc, out = _probe(["kind", "version"])
+    return next((w for w in out.split() if w.startswith("v0.")), "") if rc == 0 else ""
+
+
+def cluster_config(version: str, template: Path = KIND_CONFIG) -> str:
+    """kind/kind-config.yaml with every node on this kind release's node image."""
+    image = node_image(version)
+    lines = []
+    for line in template.read_text().splitlines():
+        head, sep, _ = line.partition("image: kindest/node:")
+        lines.append(f"{head}image: {image}" if sep and not head.strip() else line)
+    return "\n".join(lines) + "\n"
 
 
 def check_tools() -> list[ToolCheck]:
@@ -157,7 +199,11 @@ def create_cluster(config: Path = KIND_CONFIG, wait: str = "180s") -> str:
     require("docker", "kind")
     if cluster_exists():
         return f"Kind cluster {CLUSTER_NAME!r} exists: reused (context {CONTEXT})"
-    _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(config),
+    version = installed_kind_version()
+    written = state_dir() / f"kind-config-{version or 'unknown'}.yaml"
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(cluster_config(version, config))
+    _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(written),
           "--wait", wait], what=f"create Kind cluster {CLUSTER_NAME!r}", timeout=900)
     marker = _marker()
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +249,23 @@ def build_image(tag: str = IMAGE) -> str:
     _run([*BUILD_ARGS, "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
          what=f"build the worker image {tag}", timeout=1800)
     return f"image {tag} built from {DOCKERFILE.name} (no provenance/SBOM attestations)"
+
+
+def build_user_image(requirements: Path | None, code: Path | None) -> tuple[str, str]:
+    """Build ``ttg-worker:user-<hash>`` FROM the base with the user's requirements and code
+    (:mod:`.userimage`); returns (tag, what was done). An unchanged content keeps its tag."""
+    from .userimage import UserImage
+
+    require("docker")
+    image = UserImage(IMAGE, requirements, code)
+    base_id = _run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+                   what=f"read the id of {IMAGE}", timeout=60).strip()
+    tag = image.tag(base_id)
+    context = image.write_context(state_dir() / "user-image" / tag.split(":", 1)[1])
+    _run(image.build_command(tag, context, BUILD_ARGS), what=f"build the worker image {tag}",
+         timeout=1800)
+    return tag, f"image {tag} built from {IMAGE} with " + " and ".join(
+        part for part, given in (("requirements", requirements), ("code", code)) if given)
 
 
 def load_image(tag: str = IMAGE) -> str:
@@ -254,13 +317,19 @@ def status(backend: str = DEFAULT_BACKEND) -> list[str]:
     return lines
 
 
-def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.0) -> list[str]:
-    """Create or reuse the cluster, build and load the image, deploy the brokers."""
+def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.0,
+       requirements: Path | None = None, code: Path | None = None) -> list[str]:
+    """Create or reuse the cluster, build and load the image (and the user's image on top of
+    it, given requirements or code), deploy the brokers."""
     require("docker", "kind")
     lines = [create_cluster()]
     if build:
         lines.append(build_image())
         lines.append(load_image())
+    if requirements is not None or code is not None:
+        tag, built = build_user_image(requirements, code)
+        lines += [built, load_image(tag),
+                  f"worker image: {tag} (ttg run --cluster kind --image {tag} ...)"]
     backends = _chosen(backend)
     provider = _provider(backends[0])
     provider.ensure_brokers(timeout)
@@ -301,7 +370,8 @@ def _chosen(backend: str) -> tuple[str, ...]:
 
 
 def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: bool = True,
-              timeout: float = 600.0, force: bool = False) -> list[str]:
+              timeout: float = 600.0, force: bool = False, requirements: Path | None = None,
+              code: Path | None = None) -> list[str]:
     """One entry point for notebooks/provision.ipynb and ``python -m ttg_lib.cluster.kind``."""
     if action not in ACTIONS:
         raise ClusterError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
@@ -311,7 +381,9 @@ def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: boo
     if action == "status":
         return status(_chosen(backend)[0])
     if action == "up":
-        return up(backend, build=build, timeout=timeout)
+        return up(backend, build=build, timeout=timeout, requirements=requirements, code=code)
+    if requirements is not None or code is not None:
+        raise ClusterError("--requirements and --code belong to `up`")
     if action == "down":
         return down()
     if action == "credentials":
