@@ -31,6 +31,6 @@ def kind(action: str, backend: str, no_build: bool, force: bool, requirements: P
          code: Path | None) -> None:
     """Provision TTG's Kind cluster: status (default), up, down or delete-cluster. `up
     --requirements FILE --code DIR` also builds ttg-worker:user-<hash> and prints its tag."""
-    for line in provision(action, backend, build=not no_build, force=force,
-                          requirements=requirements, code=code):
+    yours = {k: v for k, v in (("requirements", requirements), ("code", code)) if v}
+    for line in provision(action, backend, build=not no_build, force=force, **yours):
         click.echo(line)
