@@ -30,6 +30,8 @@ from typing import Any
 
 from ..backends import DEFAULT_BACKEND, backend_names
 from .base import ClusterError
+from .kindnodes import KIND_VERSION  # noqa: F401 (re-exported: kind-e2e.sh, tests)
+from .kindnodes import KIND_NODE_IMAGES, NODE_IMAGE_ENV, cluster_config, node_image, version_of
 
 CLUSTER_NAME = "ttg"
 CONTEXT = f"kind-{CLUSTER_NAME}"
@@ -39,25 +41,6 @@ KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BOTH = "both"  # every broker at once (the notebooks' choice)
 ACTIONS = ("status", "up", "down", "credentials", "delete-cluster")
-# kind only promises the node images of its own release (and best effort with others), so
-# each supported kind release gets the Kubernetes 1.30 node image published with it, by digest
-# (from each release's notes). kind/kind-config.yaml holds v0.24.0's; create_cluster writes the
-# config with the image of the kind that is installed. TTG's manifests are validated against the
-# 1.30 schema (tests/test_k8s_manifests.py), hence 1.30.x throughout.
-KIND_NODE_IMAGES = {
-    "v0.24.0": "kindest/node:v1.30.4@sha256:"
-               "976ea815844d5fa93be213437e3ff5754cd599b040946b5cca43ca45c2047114",
-    "v0.25.0": "kindest/node:v1.30.6@sha256:"
-               "b6d08db72079ba5ae1f4a88a09025c0a904af3b52387643c285442afb05ab994",
-    "v0.26.0": "kindest/node:v1.30.8@sha256:"
-               "17cd608b3971338d9180b00776cb766c50d0a0b6b904ab4ff52fd3fc5c6369bf",
-    "v0.27.0": "kindest/node:v1.30.10@sha256:"
-               "4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
-    "v0.29.0": "kindest/node:v1.30.13@sha256:"
-               "397209b3d947d154f6641f2d0ce8d473732bd91c87d9575ade99049aa33cd648",
-}
-KIND_VERSION = "v0.24.0"  # the release kind/kind-config.yaml is written for (and the oldest)
-NODE_IMAGE_ENV = "TTG_KIND_NODE_IMAGE"  # another kind: its 1.30 image from its release notes
 INSTALL = {
     "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
                "Desktop with the buildx plugin (docker-buildx-plugin), start it, and check that "
@@ -115,32 +98,16 @@ def check_kind() -> ToolCheck:
     rc, out = _probe(["kind", "version"])
     if rc != 0:
         return ToolCheck("kind", False, f"`kind version` failed ({out})")
-    version = next((w for w in out.split() if w.startswith("v0.")), "")
+    version = version_of(out)
     if version not in KIND_NODE_IMAGES and not os.environ.get(NODE_IMAGE_ENV):
         return ToolCheck("kind", False, f"kind {version or repr(out)} is not a release TTG has "
                                         f"a node image for ({', '.join(KIND_NODE_IMAGES)})")
     return ToolCheck("kind", True, f"{out}; node image {node_image(version)}")
 
 
-def node_image(version: str) -> str:
-    """The node image for this kind release: TTG_KIND_NODE_IMAGE, else the table's."""
-    return os.environ.get(NODE_IMAGE_ENV) or KIND_NODE_IMAGES.get(version) or \
-        KIND_NODE_IMAGES[KIND_VERSION]
-
-
 def installed_kind_version() -> str:
     rc, out = _probe(["kind", "version"])
-    return next((w for w in out.split() if w.startswith("v0.")), "") if rc == 0 else ""
-
-
-def cluster_config(version: str, template: Path = KIND_CONFIG) -> str:
-    """kind/kind-config.yaml with every node on this kind release's node image."""
-    image = node_image(version)
-    lines = []
-    for line in template.read_text().splitlines():
-        head, sep, _ = line.partition("image: kindest/node:")
-        lines.append(f"{head}image: {image}" if sep and not head.strip() else line)
-    return "\n".join(lines) + "\n"
+    return version_of(out) if rc == 0 else ""
 
 
 def check_tools() -> list[ToolCheck]:
@@ -268,6 +235,11 @@ def build_user_image(requirements: Path | None, code: Path | None) -> tuple[str,
         part for part, given in (("requirements", requirements), ("code", code)) if given)
 
 
+def worker_image_line(tag: str) -> str:
+    """What `up` prints about the user's image (scripts/kind-e2e.sh reads the tag from it)."""
+    return f"worker image: {tag} (ttg run --cluster kind --image {tag} ...)"
+
+
 def load_image(tag: str = IMAGE) -> str:
     require("docker", "kind")
     _run(["kind", "load", "docker-image", tag, "--name", CLUSTER_NAME],
@@ -328,8 +300,7 @@ def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.
         lines.append(load_image())
     if requirements is not None or code is not None:
         tag, built = build_user_image(requirements, code)
-        lines += [built, load_image(tag),
-                  f"worker image: {tag} (ttg run --cluster kind --image {tag} ...)"]
+        lines += [built, load_image(tag), worker_image_line(tag)]
     backends = _chosen(backend)
     provider = _provider(backends[0])
     provider.ensure_brokers(timeout)
