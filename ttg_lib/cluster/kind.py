@@ -30,8 +30,14 @@ from typing import Any
 
 from ..backends import DEFAULT_BACKEND, backend_names
 from .base import ClusterError
-from .kindnodes import KIND_VERSION  # noqa: F401 (re-exported: kind-e2e.sh, tests)
-from .kindnodes import KIND_NODE_IMAGES, NODE_IMAGE_ENV, cluster_config, node_image, version_of
+from .kindnodes import (
+    KIND_NODE_IMAGES,
+    KIND_VERSION,  # noqa: F401 (re-exported: kind-e2e.sh, tests)
+    NODE_IMAGE_ENV,
+    cluster_config,
+    node_image,
+    version_of,
+)
 
 CLUSTER_NAME = "ttg"
 CONTEXT = f"kind-{CLUSTER_NAME}"
