@@ -23,6 +23,7 @@ from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
+from .eta import Eta, EtaModel
 from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
@@ -69,6 +70,7 @@ class Progress:
     stats: dict[str, Any] | None
     state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
+    eta: Eta | None = None  # time left, modelled on the axes (ttg_lib.eta)
 
     @property
     def fraction(self) -> float:
@@ -87,6 +89,7 @@ class Run:
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
         self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
+        self.eta = EtaModel(self.space, config.chunk_size, config.total_params)
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol)
@@ -291,6 +294,8 @@ class Run:
         self._timeline(result, duplicate=False)
         self.faults.on_result(result)
         self.writer.add(result)
+        self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                         failed=result.error is not None)
         if result.error is None and self.plan.wants(result.chunk_id, result.worker):
             self.collector.expect_verification(result.chunk_id)
             self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
@@ -384,7 +389,8 @@ class Run:
             live_workers=len(self._cluster.live_workers()) if self._cluster else 0,
             stats=self._last_stats.to_dict() if self._last_stats else None,
             state=RunState.BROKER_DOWN if down else self.state,
-            events=self._cluster.events() if self._cluster else [])
+            events=self._cluster.events() if self._cluster else [],
+            eta=self.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING else None)
 
     def stop(self) -> None:
         """Ask the run to end at the next step (the demo's Stop button)."""

@@ -59,7 +59,8 @@ console = Console(stderr=True)
 @click.option("--worker-cpu", default=None, help="kind/k8s: CPU per worker pod, e.g. 2, 500m")
 @click.option("--worker-memory", default=None, help="kind/k8s: memory per worker pod, e.g. 2Gi")
 @click.option("--dry-run", is_flag=True,
-              help="Kubernetes: print every API operation the run would make; send nothing")
+              help="start nothing; local: print the points, chunks and first points; "
+                   "Kubernetes: every API operation the run would make")
 def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
         resume_run: str | None, **flags: Any) -> None:
     """Run a sweep: seed tasks, start workers, verify every result, write the record."""
@@ -104,8 +105,12 @@ def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
 
 
 def _print_plan(config: RunConfig, as_json: bool) -> None:
-    if config.cluster == "local":
-        fail("--dry-run lists Kubernetes API operations: use it with --cluster kind or k8s")
+    if config.cluster == "local":  # the points and chunks; nothing to plan on a cluster
+        from ..space import format_preview, run_preview
+
+        preview = run_preview(config)
+        click.echo(json.dumps(preview, indent=2) if as_json else format_preview(preview))
+        return
     try:
         from ..cluster.kubernetes import dry_run_plan, format_plan
     except ImportError as exc:
@@ -143,7 +148,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
                 p = run.step(0.1)
                 rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
                 bar.update(task, completed=p.chunks_completed + p.chunks_failed,
-                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
+                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live"
+                           + (f", {p.eta.label()}" if p.eta else ""))
                 for event in p.events[seen_events:]:
                     bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
                                       f"{event['detail']}", highlight=False)
