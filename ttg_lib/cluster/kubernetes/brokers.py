@@ -13,7 +13,7 @@ from ..base import ClusterError
 from .credentials import check_complete, decode, generate_secret
 from .labels import BROKER_SECRET, BROKERS, MANAGEMENT, NAMESPACE, broker_selector
 from .manifests import is_worker_object
-from .pods import _workload_ready, pod_ready, pod_reason
+from .pods import pod_ready, pod_reason, workload_ready
 from .portforward import PortForwarder
 
 
@@ -85,7 +85,7 @@ class BrokerSide:
                 read, _ = self.api.method("read", broker["kind"])
                 obj = self.api.call(f"read {broker['kind']} {broker['name']}", read,
                                     broker["name"], NAMESPACE, missing_ok=True)
-                ready, want = _workload_ready(obj)
+                ready, want = workload_ready(obj)
                 if obj is None or ready < want:
                     laggards.append((broker, obj, ready, want))
             if not laggards:

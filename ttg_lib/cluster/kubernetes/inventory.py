@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .labels import COMPONENT, RUN_LABEL, TTG_SELECTOR
-from .pods import _restarts, pod_ready, pod_reason
+from .pods import pod_ready, pod_reason, restart_count
 
 
 class Inventory:
@@ -37,7 +37,7 @@ class Inventory:
                          "run_id": labels.get(RUN_LABEL),
                          "node": (pod.get("spec") or {}).get("nodeName"),
                          "phase": (pod.get("status") or {}).get("phase"),
-                         "ready": pod_ready(pod), "restarts": _restarts(pod),
+                         "ready": pod_ready(pod), "restarts": restart_count(pod),
                          "reason": "" if pod_ready(pod) else pod_reason(pod)})
         return rows
 

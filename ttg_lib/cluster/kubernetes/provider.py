@@ -35,7 +35,7 @@ from .labels import (
     worker_selector,
 )
 from .manifests import is_worker_object, render_objects
-from .pods import _timestamp, pod_reason, pod_state
+from .pods import pod_reason, pod_state, timestamp
 from .portforward import PortForwarder
 from .preflight import run_preflight, task_compute
 from .watch import PodWatch
@@ -201,7 +201,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         name = pod["metadata"]["name"]
         state = WorkerState(pod_state(pod, name in self._killed))
         return WorkerInfo(name=name, ident=name, state=state,
-                          started_at=_timestamp(pod["metadata"].get("creationTimestamp")),
+                          started_at=timestamp(pod["metadata"].get("creationTimestamp")),
                           node=(pod.get("spec") or {}).get("nodeName") or "unscheduled",
                           replaces=self._replaces.get(name))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..base import WorkerInfo, WorkerState
 from .labels import NAMESPACE
-from .pods import _restarts
+from .pods import restart_count
 
 # A watch error other than 410 Gone (a 500, a 429, a 403 while RBAC changes) retries from the
 # same resourceVersion; after this many in a row the pods are listed again, so a version the
@@ -131,7 +131,7 @@ class PodWatch:
                     self.book.add("replaced", name, f"replaces {victim}, {where}")
                 else:
                     self.book.add("started", name, f"pod {where}")
-            restarts = _restarts(pod)
+            restarts = restart_count(pod)
             if restarts > self._restart_counts.get(name, 0):
                 self.book.add("died", name, f"container restarted in place (restart "
                                             f"#{restarts}: liveness probe or crash)")
