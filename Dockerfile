@@ -10,9 +10,9 @@
 # kind#3795). `python -m ttg_lib.cluster.kind up` and scripts/kind-e2e.sh build it this way.
 #
 # Stage 1 builds a wheel of the project and wheels of the worker's dependencies: the `worker`
-# extra of pyproject.toml (redis with hiredis, pika, click, numpy, PyYAML and theirs), not the
-# orchestrator's (pyarrow writes results.parquet, rich draws the progress bar: workers do
-# neither). Stage 2 installs them offline from those wheels only: no compiler, no build tools,
+# extra of pyproject.toml (redis with hiredis, pika, click, numpy, PyYAML, cloudpickle and
+# theirs), not the orchestrator's (pyarrow writes results.parquet, rich draws the progress bar:
+# workers do neither). Stage 2 installs them offline from those wheels only: no compiler, no build tools,
 # no network access, no project sources in the final image.
 #
 # The worker runs under tini (Debian's package), an init that forwards SIGTERM and reaps

@@ -113,3 +113,47 @@ def test_a_loadable_function_passes_the_preflight_and_the_pod_goes(live, live_ap
     assert created[0].body["spec"]["containers"][0]["command"][-1] == (
         "ttg_lib.compute:placeholder")
     assert not [n for n in live.names("pods", "ttg") if "preflight" in n]
+
+
+def test_a_module_only_the_orchestrator_has_runs_on_the_pods(live, live_api, tmp_path,
+                                                             monkeypatch):
+    """mymodel.py exists only in the orchestrator's working directory, not in the workers'
+    image or path. Where TTG ships such a function by value (ttg_lib.byvalue), the preflight
+    pod loads it from the broker and the run verifies every point; without that, the run stops
+    at the preflight, before publishing. Either way nothing is dead-lettered."""
+    import importlib.util
+
+    from ttg_lib.run import Run
+
+    (tmp_path / "mymodel.py").write_text(MYMODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    made = KubernetesCluster.for_run  # the run makes its cluster itself, from its own config
+
+    def for_run(config, **kwargs):
+        cluster = made(config, api_client=live_api, poll_s=0.05, watch_timeout_s=1,
+                       host_ports={"redis": live.node_ports[30379]}, **kwargs)
+        cluster.preflight_timeout_s = 60
+        return cluster
+
+    monkeypatch.setattr(KubernetesCluster, "for_run", for_run)
+    config = RunConfig.build(cluster="kind", backend="redis", workers=2,
+                             space={"axes": {"alpha": [1, 2, 3], "beta": [10, 20]}},
+                             compute="mymodel:simulate", verify="full",
+                             run_id="20250101-000000-redis-pre3",
+                             output_dir=str(tmp_path / "out"))
+    if importlib.util.find_spec("ttg_lib.byvalue") is None:
+        with Run(config) as run, pytest.raises(ClusterError, match="No module named 'mymodel'"):
+            run.start()
+        return
+    with Run(config) as run:
+        run.start()
+        deadline = time.monotonic() + 90
+        while not run.done and time.monotonic() < deadline:
+            run.step(0.1)
+        summary = run.finish()
+    assert summary["ok"], summary["problems"]
+    assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
+    assert summary["dlq_count"] == 0
+    (checked,) = [e for e in run.cluster.events() if e["event"] == "checked"]
+    assert "sha256:" in checked["detail"]  # the pod loaded the function shipped by value
