@@ -651,7 +651,7 @@ def test_fault_demo_hard_kill_redelivers_the_victims_chunk(live, live_api, tmp_p
         summary = run.finish()
     fault = summary["fault"]
     assert fault is not None and fault["killed_worker"].startswith("ttg-worker-")
-    assert fault["recovered_after_s"] is not None, (fault, cluster.events(), live.terminations, summary.get("duplicates"))
+    assert fault["recovered_after_s"] is not None, (fault, cluster.events(), live.terminations)
     assert fault["recovered_by"] != fault["killed_worker"]
     assert summary["ok"], summary["problems"]
     assert summary["lost_params"] == 0 and summary["wrong_results"] == 0
