@@ -94,6 +94,7 @@ class Result:
     redelivered: bool = False
     corrupt: bool = False  # set on decode when the checksum does not match
     verify: bool = False  # a recomputation (Task.verify_of), not the chunk's result
+    compute_sha256: str = ""  # the function shipped by value that computed it ("": by import)
 
     def encode(self) -> bytes:
         return encode_results([self])
@@ -101,7 +102,8 @@ class Result:
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
         "finished_at", "error", "redelivered", "enc", "size", "checksum",
-        "cols", "verify")  # the last two are optional when decoding: older frames lack them
+        "cols", "verify", "fn")  # the last three are optional when decoding: older frames
+# lack them
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
@@ -126,7 +128,7 @@ def encode_results(results: Sequence[Result]) -> bytes:
         enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw), cols, r.verify))
+                     zlib.crc32(raw), cols, r.verify, r.compute_sha256))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
@@ -183,7 +185,8 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
         values = _unpack(meta["enc"], payload)
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
                   checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
-                  verify=meta.get("verify") is True)
+                  verify=meta.get("verify") is True,
+                  compute_sha256=meta["fn"] if type(meta.get("fn")) is str else "")
 
 
 _WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns

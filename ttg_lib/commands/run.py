@@ -22,11 +22,17 @@ console = Console(stderr=True)
 @command("run")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="broker [redis]")
 @click.option("--scale", type=click.Choice(tuple(SCALES)), default=None, help="preset [small]")
-@click.option("--workers", type=int, default=None, help="worker count [3]")
+@click.option("--workers", type=int, default=None,
+              help="local workers to start [3]; 0: only workers that join (--expect-workers)")
+@click.option("--expect-workers", type=int, default=None, metavar="N",
+              help="wait until N workers are on the broker (e.g. `ttg worker` on other hosts) "
+                   "before publishing [0]")
 @click.option("--total-params", type=int, default=None, help="override the preset")
 @click.option("--chunk-size", type=int, default=None, help="override the preset")
 @click.option("--work-ms", type=float, default=None, help="simulated ms per param")
-@click.option("--compute", default=None, help="module:function [ttg_lib.compute:placeholder]")
+@click.option("--compute", default=None,
+              help="module:function, imported from the working directory too; shipped to the "
+                   "workers by value unless installed [ttg_lib.compute:placeholder]")
 @click.option("--fault-demo", is_flag=True, default=None, help="SIGKILL one worker mid-run")
 @click.option("--kill-at", type=float, default=None, help="fraction done at the kill [0.3]")
 @click.option("--no-restart", is_flag=True, help="do not replace dead workers")
@@ -136,6 +142,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "
                           f"{config.chunks_total:,} chunks), {config.workers} workers"
+                          + (f", waiting for {config.expect_workers} to join"
+                             if config.expect_workers else "")
                           + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
         run.start()
         bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
