@@ -60,31 +60,55 @@ def test_check_entry_answers_in_one_json_line(tmp_path, monkeypatch, capsys):
     assert '"ok": false' in answer and "nosuchmodel" in answer and '"python": "' in answer
 
 
-def test_a_module_the_pods_cannot_load_stops_the_run_before_publishing(
-        live, live_api, tmp_path, monkeypatch):
-    """mymodel.py exists only in the orchestrator's working directory: the host imports it,
-    the pods cannot. The run stops at the preflight with the pod's own error; no task was
+@pytest.fixture
+def run_cluster(live, live_api, monkeypatch):
+    """A run makes its cluster itself, from its own config (by value: with the function's
+    fingerprint); here that cluster talks to the stand-in."""
+    made = KubernetesCluster.for_run
+    clusters: list[KubernetesCluster] = []
+
+    def for_run(config, **kwargs):
+        cluster = made(config, api_client=live_api, poll_s=0.05, watch_timeout_s=1,
+                       host_ports={"redis": live.node_ports[30379]}, **kwargs)
+        cluster.preflight_timeout_s = 60
+        clusters.append(cluster)
+        return cluster
+
+    monkeypatch.setattr(KubernetesCluster, "for_run", for_run)
+    return clusters
+
+
+def test_a_dependency_the_pods_lack_stops_the_run_before_publishing(
+        live, run_cluster, tmp_path, monkeypatch):
+    """depmodel.py needs a module only the orchestrator's host has (a dependency missing from
+    the image). The run stops at the preflight with the pod's own error; no task was
     published, none dead-lettered, and no worker Deployment was applied."""
     from ttg_lib.run import Run
 
-    (tmp_path / "mymodel.py").write_text(MYMODEL)
+    host_only = tmp_path / "site"
+    host_only.mkdir()
+    (host_only / "hostonlydep.py").write_text("FACTOR = 3\n")
+    (tmp_path / "depmodel.py").write_text(
+        "import hostonlydep\n\n\ndef simulate(alpha, beta):\n"
+        "    return alpha * beta * hostonlydep.FACTOR\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(host_only))
     config = RunConfig.build(cluster="kind", backend="redis", workers=2,
                              space={"axes": {"alpha": [1, 2, 3], "beta": [10, 20]}},
-                             compute="mymodel:simulate", run_id="20250101-000000-redis-pre1",
+                             compute="depmodel:simulate", run_id="20250101-000000-redis-pre1",
                              output_dir=str(tmp_path / "out"))
-    cluster = cluster_for(live, live_api, config)
     started = time.monotonic()
-    with Run(config, cluster=cluster) as run, pytest.raises(ClusterError) as err:
+    with Run(config) as run, pytest.raises(ClusterError) as err:
         run.start()
     message = str(err.value)
-    assert "cannot load mymodel:simulate" in message
-    assert "No module named 'mymodel'" in message  # the pod's own error
+    assert "the worker image cannot load depmodel:simulate" in message
+    assert "No module named 'hostonlydep'" in message  # the pod's own error
     assert "Python 3." in message and "before anything was published" in message
     assert time.monotonic() - started < 60
     assert live.get("deployments", "ttg", "ttg-worker") is None  # no worker ever started
     assert not [n for n in live.names("pods", "ttg") if "preflight" in n]  # cleaned up
+    (cluster,) = run_cluster
     broker = open_inspector("redis", cluster.broker_url_for("redis"))
     broker.connect()
     try:
@@ -115,37 +139,21 @@ def test_a_loadable_function_passes_the_preflight_and_the_pod_goes(live, live_ap
     assert not [n for n in live.names("pods", "ttg") if "preflight" in n]
 
 
-def test_a_module_only_the_orchestrator_has_runs_on_the_pods(live, live_api, tmp_path,
+def test_a_module_only_the_orchestrator_has_runs_on_the_pods(live, run_cluster, tmp_path,
                                                              monkeypatch):
     """mymodel.py exists only in the orchestrator's working directory, not in the workers'
-    image or path. Where TTG ships such a function by value (ttg_lib.byvalue), the preflight
-    pod loads it from the broker and the run verifies every point; without that, the run stops
-    at the preflight, before publishing. Either way nothing is dead-lettered."""
-    import importlib.util
-
+    image or path: TTG ships it by value, the preflight pod loads it from the broker, and the
+    run on the stand-in's pods verifies every point; nothing is dead-lettered."""
     from ttg_lib.run import Run
 
     (tmp_path / "mymodel.py").write_text(MYMODEL)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    made = KubernetesCluster.for_run  # the run makes its cluster itself, from its own config
-
-    def for_run(config, **kwargs):
-        cluster = made(config, api_client=live_api, poll_s=0.05, watch_timeout_s=1,
-                       host_ports={"redis": live.node_ports[30379]}, **kwargs)
-        cluster.preflight_timeout_s = 60
-        return cluster
-
-    monkeypatch.setattr(KubernetesCluster, "for_run", for_run)
     config = RunConfig.build(cluster="kind", backend="redis", workers=2,
                              space={"axes": {"alpha": [1, 2, 3], "beta": [10, 20]}},
                              compute="mymodel:simulate", verify="full",
                              run_id="20250101-000000-redis-pre3",
                              output_dir=str(tmp_path / "out"))
-    if importlib.util.find_spec("ttg_lib.byvalue") is None:
-        with Run(config) as run, pytest.raises(ClusterError, match="No module named 'mymodel'"):
-            run.start()
-        return
     with Run(config) as run:
         run.start()
         deadline = time.monotonic() + 90

@@ -72,9 +72,11 @@ def selector(run_id: str) -> str:
 
 
 def run_preflight(api: Api, objects: list[dict[str, Any]], spec: str, run_id: str, *,
-                  timeout: float = 180.0, poll_s: float = 0.5) -> dict[str, Any]:
+                  timeout: float = 180.0, poll_s: float = 0.5,
+                  name_for_people: str = "") -> dict[str, Any]:
     """Create the check pod, wait for its answer, delete it; returns the answer (ok) or
-    raises ClusterError with the pod's own error."""
+    raises ClusterError with the pod's own error. ``name_for_people``: the function as the
+    user named it (``spec`` may be a fingerprint)."""
     pod = preflight_pod(objects, spec, run_id)
     name = pod["metadata"]["name"]
     _delete(api, run_id, name)  # a leftover of an earlier attempt of this run
@@ -89,7 +91,7 @@ def run_preflight(api: Api, objects: list[dict[str, Any]], spec: str, run_id: st
     error = answer.get("error") or f"the check exited with {_exit_code(status)}"
     python = f" (Python {answer['python']} in the image)" if answer.get("python") else ""
     raise ClusterError(
-        f"the worker image cannot load {spec}: {error}{python}; checked in pod "
+        f"the worker image cannot load {name_for_people or spec}: {error}{python}; checked in pod "
         f"{NAMESPACE}/{name} before anything was published (no task was dead-lettered). "
         f"Put the module and its dependencies in the image (python -m ttg_lib.cluster.kind up "
         f"--requirements FILE --code DIR, then --image with the tag it prints), or ship the "

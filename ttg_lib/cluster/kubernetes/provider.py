@@ -67,7 +67,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
                  watch_timeout_s: int = 30, check_host_ports: bool = True,
                  request_timeout: float = 30.0, host_ports: dict[str, int] | None = None,
                  liveness_s: float | None = None, cpu: str = "", memory: str = "",
-                 compute: str | None = None):
+                 compute: str | None = None, compute_name: str = ""):
         """``host_ports``: where the host reaches each broker on Kind (default: the NodePorts
         kind/kind-config.yaml publishes on 127.0.0.1; tests point them at a stand-in).
         ``liveness_s``: the workers' liveness limit (TTG_LIVENESS_S; None: the manifest's).
@@ -86,6 +86,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         self.context = resolve_context(context, flavor)
         self.image = image
         self.cpu, self.memory, self.compute = cpu, memory, compute
+        self.compute_name = compute_name  # as the user named it (compute: maybe a fingerprint)
         self.preflight_timeout_s = 180.0  # image pulls and scheduling, as for the workers
         self.k8s_dir = k8s_dir
         self.poll_s = poll_s
@@ -123,7 +124,7 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
                    workers=config.workers, lease_s=config.lease_s,
                    context=config.kube_context or None, image=image_of(config) or None,
                    cpu=config.worker_cpu, memory=config.worker_memory,
-                   compute=task_compute(config),
+                   compute=task_compute(config), compute_name=config.compute,
                    liveness_s=config.liveness_s or None,  # the local cluster's limit too
                    **kwargs)
 
@@ -171,7 +172,8 @@ class KubernetesCluster(BrokerSide, PodWatch, Inventory, Cluster):
         self.apply([o for o in workers if o["kind"] == "ConfigMap"])
         if self.compute:
             answer = run_preflight(self.api, objects, self.compute, self.run_id,
-                                   timeout=self.preflight_timeout_s, poll_s=self.poll_s)
+                                   timeout=self.preflight_timeout_s, poll_s=self.poll_s,
+                                   name_for_people=self.compute_name)
             self.book.add("checked", "preflight", f"the worker image loads {self.compute} "
                                                   f"(Python {answer.get('python')})")
         self.apply([o for o in workers if o["kind"] != "ConfigMap"])
