@@ -139,3 +139,8 @@ def test_another_kind_works_with_its_node_image_named(tmp_path, monkeypatch):
     monkeypatch.setenv(ttg_kind.NODE_IMAGE_ENV, image)
     assert ttg_kind.check_kind().ok
     assert ttg_kind.cluster_config("v0.31.0").count(f"image: {image}") == 4
+
+
+def test_requirements_belong_to_up(project):
+    with pytest.raises(ClusterError, match="belong to `up`, not `status`"):
+        ttg_kind.provision("status", requirements=project / "requirements.txt")

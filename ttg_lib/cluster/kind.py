@@ -355,12 +355,12 @@ def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: boo
     allowed = (*backend_names(runnable=True), BOTH)
     if backend not in allowed:
         raise ClusterError(f"unknown backend {backend!r}: one of {', '.join(allowed)}")
+    if action != "up" and (requirements is not None or code is not None):
+        raise ClusterError(f"--requirements and --code belong to `up`, not `{action}`")
     if action == "status":
         return status(_chosen(backend)[0])
     if action == "up":
         return up(backend, build=build, timeout=timeout, requirements=requirements, code=code)
-    if requirements is not None or code is not None:
-        raise ClusterError("--requirements and --code belong to `up`")
     if action == "down":
         return down()
     if action == "credentials":
