@@ -812,3 +812,22 @@ def test_readme_says_other_pods_reach_the_brokers_through_a_nodeport() -> None:
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     assert "any pod can reach a broker through a node's IP and its NodePort" in readme
     assert "Only TTG's pods may reach the brokers" not in readme
+
+
+def test_worker_entry_points_run_without_the_orchestrators_dependencies() -> None:
+    """The image has no pyarrow, rich or kubernetes: the worker, its probe and the preflight
+    check must not import them."""
+    probe = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'pyarrow', 'rich', 'kubernetes', 'pandas'}:\n"
+        "            raise ImportError(f'{name} is not in the worker image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import ttg_lib.worker, ttg_lib.health, ttg_lib.commands.worker\n"
+        "from ttg_lib.cluster import check\n"
+        "sys.exit(check.main(['ttg_lib.compute:placeholder']))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"ok": true' in done.stdout
