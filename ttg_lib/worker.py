@@ -44,6 +44,7 @@ from .backends import (
     stored_key,
 )
 from .backends.blobs import CURRENT_RUN
+from .cluster import hardkill
 from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
@@ -63,7 +64,7 @@ class WorkerSettings:
     max_chunks: int = 0  # 0 = until stopped; used by tests
     idle_exit_s: float = 0.0  # 0 = never exit when idle
     exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
-    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (SIGKILL)
+    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (exit 137)
 
     @property
     def renew_every(self) -> float:
@@ -205,8 +206,8 @@ class Worker:
         process mid-chunk, exactly like SIGKILL of a local worker; its chunks are redelivered.
         """
         def stop(signum: int, _frame: Any) -> None:
-            if self.settings.kill_on_sigterm and signum == signal.SIGTERM:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.settings.kill_on_sigterm:
+                hardkill.end_now(signum)  # os._exit: works as a container's PID 1 too
             self.log("stop_requested", signal=signal.Signals(signum).name)
             self.stopping.set()
 
