@@ -37,6 +37,11 @@ class Task:
     space: dict[str, Any] | None = None  # named points: fn(**point) instead of fn(id, work_ms)
     verify_of: str = ""  # a recomputation of this worker's result, for another worker to do
     bounces: int = 0  # times the worker named in verify_of handed it back
+    point_timeout_s: float = 0.0  # a point running longer is stopped; 0: no limit, -1: auto
+    max_crashes: int = 1  # a point that kills its process is tried 1 + this many times
+    only: tuple[int, ...] | None = None  # offsets to compute (--retry-failed); None: all
+    recycle_after: int = 0  # the compute process is replaced after this many chunks; 0: never
+    max_worker_mib: float = 0.0  # ... or once it holds more memory than this; 0: no cap
 
     def encode(self) -> bytes:
         data = {"v": PROTOCOL_VERSION, **self.__dict__}
@@ -63,6 +68,11 @@ class Task:
         _check_optional(data, _TASK_OPTIONAL)
         if data["count"] < 1 or data["start"] < 0 or data["chunk_id"] < 0:
             raise MessageError("malformed task: start/chunk_id must be >= 0 and count >= 1")
+        only = data.get("only")
+        if only is not None:
+            if not all(type(i) is int and 0 <= i < data["count"] for i in only):
+                raise MessageError("malformed task: 'only' must list offsets within the chunk")
+            data["only"] = tuple(only)
         return cls(**{name: data[name] for name in _TASK_TYPES},
                    **{name: data[name] for name in _TASK_OPTIONAL if name in data})
 
@@ -71,13 +81,56 @@ _INT, _NUMBER, _TEXT = frozenset({int}), frozenset({int, float}), frozenset({str
 _TASK_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
                "work_ms": _NUMBER, "compute": _TEXT, "attempt": _INT, "max_retries": _INT,
                "retry_delay_s": _NUMBER, "published_at": _NUMBER}
-_TASK_OPTIONAL = {"space": frozenset({dict, type(None)}), "verify_of": _TEXT, "bounces": _INT}
-_TASK_OPTIONAL_DEFAULTS = {"space": None, "verify_of": "", "bounces": 0}
+_TASK_OPTIONAL = {"space": frozenset({dict, type(None)}), "verify_of": _TEXT, "bounces": _INT,
+                  "point_timeout_s": _NUMBER, "max_crashes": _INT,
+                  "only": frozenset({list, type(None)}), "recycle_after": _INT,
+                  "max_worker_mib": _NUMBER}
+_TASK_OPTIONAL_DEFAULTS = {"space": None, "verify_of": "", "bounces": 0,
+                           "point_timeout_s": 0.0, "max_crashes": 1, "only": None,
+                           "recycle_after": 0, "max_worker_mib": 0.0}
+
+
+@dataclass(frozen=True)
+class PointFailure:
+    """One point of a chunk that has no value: its function raised, returned what cannot be
+    stored, crashed its process or ran out of time. The chunk's other points have theirs."""
+
+    offset: int  # within the chunk: param_id = start + offset
+    error: str  # "Type: message", "crashed: signal 9 (SIGKILL)", "timeout after 5 s"
+    attempts: int = 1  # times it was tried
+    trace: str = ""  # the traceback's last frames (exceptions only)
+
+    def row(self) -> list[Any]:
+        return [self.offset, self.error, self.attempts, self.trace]
+
+    @classmethod
+    def from_row(cls, row: Any) -> PointFailure:
+        if (not isinstance(row, list) or len(row) != 4 or type(row[0]) is not int
+                or type(row[1]) is not str or type(row[2]) is not int
+                or type(row[3]) is not str):
+            raise MessageError("malformed message: a point failure is [offset, error, "
+                               "attempts, trace]")
+        return cls(*row)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A chunk's values packed where they were computed (the compute process), so the
+    worker sends them on without unpacking: :func:`pack_chunk`'s output and the count."""
+
+    enc: str
+    raw: bytes
+    cols: list[list[Any]] | None
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
 
 
 @dataclass
 class Result:
-    """What a worker reports for one chunk; ``error`` set means the chunk was dead-lettered."""
+    """What a worker reports for one chunk; ``error`` set means the chunk was dead-lettered,
+    ``failures`` lists the points that failed alone (their values are None)."""
 
     run_id: str
     chunk_id: int
@@ -94,6 +147,8 @@ class Result:
     redelivered: bool = False
     corrupt: bool = False  # set on decode when the checksum does not match
     verify: bool = False  # a recomputation (Task.verify_of), not the chunk's result
+    failures: list[PointFailure] = field(default_factory=list)
+    point_limit_s: float = 0.0  # the per-point time limit the worker applied (auto: learned)
 
     def encode(self) -> bytes:
         return encode_results([self])
@@ -101,7 +156,7 @@ class Result:
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
         "finished_at", "error", "redelivered", "enc", "size", "checksum",
-        "cols", "verify")  # the last two are optional when decoding: older frames lack them
+        "cols", "verify", "fails", "limit")  # from "cols" on optional: older frames lack them
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
@@ -123,10 +178,14 @@ def encode_results(results: Sequence[Result]) -> bytes:
     """
     rows, payloads = [], []
     for r in results:
-        enc, raw, cols = pack_chunk(r.values)
+        if isinstance(r.values, Packed):
+            enc, raw, cols = r.values.enc, r.values.raw, r.values.cols
+        else:
+            enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw), cols, r.verify))
+                     zlib.crc32(raw), cols, r.verify,
+                     [f.row() for f in r.failures] or None, r.point_limit_s or None))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
@@ -181,9 +240,17 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
         values = _unpack_columns(meta.get("cols"), payload)
     else:
         values = _unpack(meta["enc"], payload)
+    fails = meta.get("fails") or []
+    limit = meta.get("limit")
+    if not isinstance(fails, list) or type(limit) not in (int, float, type(None)):
+        raise MessageError("malformed message: 'fails' must be a list, 'limit' a number")
+    failures = [PointFailure.from_row(row) for row in fails]
+    if any(not 0 <= f.offset < meta["count"] for f in failures):
+        raise MessageError("malformed message: a point failure outside its chunk")
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
                   checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
-                  verify=meta.get("verify") is True)
+                  verify=meta.get("verify") is True, failures=failures,
+                  point_limit_s=float(limit or 0.0))
 
 
 _WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns
@@ -306,7 +373,12 @@ def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
                 int not in types or all(-_EXACT_IN_FLOAT <= v <= _EXACT_IN_FLOAT
                                         for v in values if type(v) is int)):
             return "f64", _little(array("d", values)).tobytes()
-    return "json", compact_json(list(values)).encode()
+    try:
+        return "json", compact_json(list(values)).encode()
+    except (TypeError, ValueError):  # not normalised first (values.normalise): the values
+        from .values import normalise  # it cannot store go as null rather than a crash
+
+        return "json", compact_json(normalise(list(values))[0]).encode()
 
 
 def _little(packed: array) -> array:

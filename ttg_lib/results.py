@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from . import arrowcols
 from .config import ConfigError
+from .failures import row_columns
 from .messages import Result, ValueColumns, compact_json
 from .space import Space
 
@@ -335,6 +336,9 @@ class ResultsWriter:
             np.fromiter((r.attempt for r in batch), dtype=np.int64, count=len(batch)), counts))
         columns["error"] = (arrowcols.repeat(errors, counts) if any(errors)
                             else arrowcols.nulls(int(counts.sum()), pa.string()))
+        per_point = row_columns(batch, errors, counts)  # points that failed alone
+        if per_point is not None:
+            columns["error"], columns["attempt"] = per_point
         return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
@@ -344,7 +348,8 @@ _NO_TEXT = pa.nulls(0, pa.string())  # a marker: this chunk's rows fitted the ty
 
 
 def _has_values(result: Result) -> bool:
-    return result.error is None and len(result.values) == result.count > 0
+    return (result.error is None and len(result.values) == result.count > 0
+            and len(result.failures) < result.count)  # all failed: no values to type by
 
 
 def _write_durably(path: Path, write: Any) -> None:

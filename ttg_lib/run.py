@@ -23,6 +23,7 @@ from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
+from .failures import FailureBook, FailureBudget, recheck_task
 from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
@@ -91,6 +92,8 @@ class Run:
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol)
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
+        self.failures = FailureBook(self.record, config.total_params,  # failed points, and
+                                    FailureBudget.parse(config.max_failures))  # the budget
         self.writer: Any = None  # results.parquet (ResultsWriter), opened by start()
         self._to_verify: list[Task] = []
         self._verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
@@ -238,7 +241,9 @@ class Run:
         return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                     count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
                     compute=cfg.compute, max_retries=cfg.max_retries,
-                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space)
+                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
+                    point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
+                    recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
 
     # -- watch -------------------------------------------------------------
     @property
@@ -291,9 +296,12 @@ class Run:
         self._timeline(result, duplicate=False)
         self.faults.on_result(result)
         self.writer.add(result)
-        if result.error is None and self.plan.wants(result.chunk_id, result.worker):
+        self.failures.add(result)
+        if (result.error is None and len(result.failures) < result.count
+                and self.plan.wants(result.chunk_id, result.worker)):
             self.collector.expect_verification(result.chunk_id)
-            self._to_verify.append(self._task(result.chunk_id).verification(result.worker))
+            self._to_verify.append(recheck_task(
+                self._task(result.chunk_id).verification(result.worker), result))
 
     def _ask_verifications(self) -> None:
         """Publish the recomputations asked for since the last read, in one batch."""
@@ -362,7 +370,10 @@ class Run:
 
     def _check_end(self) -> None:
         cfg = self.config
-        if self.collector.all_done:
+        if self.failures.stopped:  # --max-failures: nothing more is published or computed
+            self.writer.flush()
+            self.state = RunState.STOPPED
+        elif self.collector.all_done:
             self.writer.flush()  # on disk before the run counts as complete
             self.state = RunState.DONE
             self.t_complete = time.monotonic()
@@ -439,7 +450,8 @@ class Run:
             results_rows=self.writer.rows_written if self.writer else 0,
             results_file=str(self.writer.path) if self.writer and self.writer.path else None,
             resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0,
-            complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None)
+            complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None,
+            failed_points=self.failures.summary())
 
     def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
                       events: list[dict[str, Any]], workers: list[Any],

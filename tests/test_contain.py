@@ -1,0 +1,113 @@
+"""A user's function cannot take a run down (issue 18): real runs on both brokers.
+
+A point that raises, returns what cannot be stored, kills its process or hangs fails alone,
+as its own row; its chunk mates are computed; the run ends with every point accounted for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from ttg_lib import load_results
+from ttg_lib.failures import FAILURES_FILE
+from ttg_lib.run import execute
+
+
+def space(n: int) -> dict:
+    return {"axes": {"x": {"range": [0, n]}}}
+
+
+def test_one_raising_point_in_a_chunk_of_8_is_exactly_one_failed_row(make_config,
+                                                                    backend_name,
+                                                                    broker_url):
+    summary = execute(make_config(backend=backend_name, space=space(40), workers=2,
+                                  compute="ttg_lib.misbehave:raises_at_13", chunk_size=8,
+                                  max_retries=1, retry_delay_s=0.05))
+    df = load_results(summary["record_dir"])
+    assert len(df) == 40
+    failed = df[df["error"].notna()]
+    assert failed["x"].tolist() == [13]
+    assert failed["error"].tolist() == ["ValueError: 13 is unlucky"]
+    assert failed["attempt"].tolist() == [2]  # tried, then retried once
+    assert df[df["error"].isna()]["value"].tolist() == [x * 0.5 for x in range(40) if x != 13]
+    assert summary["lost_params"] == 0 and not summary["ok"]
+    assert summary["failed_points"]["by_type"] == {
+        "ValueError": {"count": 1, "first_param_ids": [13],
+                       "example": "ValueError: 13 is unlucky"}}
+    lines = Path(summary["record_dir"], FAILURES_FILE).read_text().splitlines()
+    (line,) = [json.loads(x) for x in lines]
+    assert line["param_id"] == 13 and "raise ValueError" in line["trace"]
+
+
+def test_every_kind_of_return_value_is_stored_or_named(make_config, backend_name, broker_url):
+    from ttg_lib.misbehave import any_type_cases
+
+    n = len(any_type_cases())
+    summary = execute(make_config(backend=backend_name, space=space(2 * n), workers=2,
+                                  compute="ttg_lib.misbehave:any_type", chunk_size=n,
+                                  verify="full"))
+    df = load_results(summary["record_dir"]).set_index("x")
+    assert len(df) == 2 * n and summary["lost_params"] == 0
+    assert summary["wrong_results"] == 0 and summary["params_verified"] == 2 * n
+    failed = df[df["error"].notna()]
+    assert failed["error"].tolist() == ["cannot store a value of type object"] * 2
+    stored = {x: json.loads(v) if isinstance(v := df.loc[x, "value"], str) else None
+              for x in range(n) if x not in failed.index}  # JSON text, null for None
+    assert stored[0] == 0.25 and stored[1] == 1 and stored[2] == 2  # float32, int64, uint8
+    assert stored[4] is False and stored[5] is None and math.isnan(stored[6])
+    assert stored[7] == math.inf and stored[8] == "text-8" and stored[9] == "AP8="
+    assert stored[10] == "1.10" and stored[11] == "2026-01-02T03:04:05"
+    assert stored[12] == [12, 2] and stored[13] == [1.5, "a"] and stored[14] == [0, 1, 2]
+    assert stored[15] == {"a": 1.5} and stored[16] == {"nested": {"deep": [1, 2]}}
+    assert stored[17] == {"loss": 0.5, "steps": 17} and stored[18] == {"a": 1, "b": 2}
+    assert stored[19] == {"real": 1.0, "imag": 2.0} and stored[20] == 2**70
+    assert stored[21] == "name-\\udcff" and stored[22] == {"1": "one"}
+
+
+def test_numpy_scalars_keep_typed_columns(make_config, broker_url):
+    summary = execute(make_config(backend="redis", space=space(30), workers=2,
+                                  compute="ttg_lib.misbehave:numpy_dict", chunk_size=7))
+    df = load_results(summary["record_dir"])
+    assert summary["ok"], summary["problems"]
+    assert str(df["value.mean"].dtype) == "float64" and str(df["value.argmax"].dtype) == "int64"
+    assert df["value.mean"].tolist() == [(x + 0.25) for x in range(30)]  # float32 exact
+    assert df["value.argmax"].tolist() == [2] * 30
+
+
+def test_a_point_that_kills_its_process_fails_alone(make_config, backend_name, broker_url):
+    started = time.monotonic()
+    summary = execute(make_config(backend=backend_name, space=space(40), workers=3,
+                                  compute="ttg_lib.misbehave:kills_itself", chunk_size=8))
+    assert time.monotonic() - started < 60
+    df = load_results(summary["record_dir"]).set_index("x")
+    assert len(df) == 40 and summary["lost_params"] == 0 and summary["state"] == "done"
+    assert df.loc[7, "error"] == "crashed: signal 9 (SIGKILL)"
+    assert df.loc[23, "error"] == "crashed: signal 11 (SIGSEGV)"
+    assert df.loc[31, "error"] == "crashed: exit code 3"
+    assert df.loc[7, "attempt"] == 2  # tried, and once more (max_crashes 1)
+    good = df[df["error"].isna()]
+    assert len(good) == 37 and good["value"].tolist() == [x * 0.5 for x in good.index]
+    assert summary["workers_replaced"] == 0  # the workers never died: their compute did
+    assert summary["failed_points"]["by_type"]["crashed"]["count"] == 3
+
+
+@pytest.mark.parametrize("limit", ["5", "auto"])
+def test_a_point_that_hangs_is_timed_out_from_outside(make_config, backend_name, broker_url,
+                                                      limit):
+    started = time.monotonic()
+    summary = execute(make_config(backend=backend_name, space=space(30), workers=2,
+                                  compute="ttg_lib.misbehave:hangs", chunk_size=6,
+                                  point_timeout=limit))
+    assert time.monotonic() - started < 45
+    df = load_results(summary["record_dir"]).set_index("x")
+    assert len(df) == 30 and summary["lost_params"] == 0 and summary["state"] == "done"
+    expected = "timeout after 5 s" if limit == "5" else "timeout after 10 s"
+    assert df.loc[25, "error"] == expected
+    assert df["error"].notna().sum() == 1
+    if limit == "auto":
+        assert summary["failed_points"]["auto_point_timeout_s"] == 10.0
