@@ -111,3 +111,49 @@ def test_a_point_that_hangs_is_timed_out_from_outside(make_config, backend_name,
     assert df["error"].notna().sum() == 1
     if limit == "auto":
         assert summary["failed_points"]["auto_point_timeout_s"] == 10.0
+
+
+def test_max_failures_stops_the_run_and_retry_failed_mends_it(make_config, backend_name,
+                                                              broker_url, monkeypatch):
+    from ttg_lib.record import read_jsonl
+    from ttg_lib.run import Run
+
+    monkeypatch.delenv("TTG_DEMO_FIXED", raising=False)
+    cfg = make_config(backend=backend_name, space=space(300), workers=2, chunk_size=4,
+                      compute="ttg_lib.misbehave:broken_until_fixed", max_retries=0,
+                      max_failures="5")
+    summary = execute(cfg)
+    ended = time.time()
+    assert summary["state"] == "stopped" and not summary["ok"]
+    failures = read_jsonl(cfg.record_dir / FAILURES_FILE)
+    assert 6 <= len(failures) < 50  # of 100: stopped early, nothing more published
+    assert ended - sorted(f["at"] for f in failures)[5] < 3.0  # 2 s, plus a loaded machine
+    assert summary["problems"][-1].startswith(  # the count when it stopped; a batch in
+        "stopped: 6 points failed (first: RuntimeError: not fixed")  # flight adds to it
+    before = load_results(cfg.record_dir).set_index("param_id")
+    assert before["error"].notna().sum() == len(failures)
+
+    monkeypatch.setenv("TTG_DEMO_FIXED", "1")  # the user fixed the function: retry
+    with Run(cfg, resume=True, retry_failed=True) as run:
+        run.start()
+        while not run.done:
+            run.step(0.1)
+        resumed = run.finish()
+    assert resumed["state"] == "done" and resumed["lost_params"] == 0
+    assert resumed["failed_points"]["retried"] == len(failures)
+    after = load_results(cfg.record_dir).set_index("param_id")
+    assert len(after) == 300 and after.index.is_unique and after["error"].isna().all()
+    assert after["value"].tolist() == [x * 0.5 for x in range(300)]
+    retried = [f["param_id"] for f in failures]
+    assert (after.loc[retried, "attempt"] == 2).all()  # one more attempt than the failure
+    kept = [p for p in before.index if p not in retried]  # computed once, never again
+    assert kept and [(str(r.worker), r.attempt) for r in after.loc[kept].itertuples()] == [
+        (str(r.worker), r.attempt) for r in before.loc[kept].itertuples()]
+
+
+def test_the_compute_process_is_recycled_after_n_chunks(make_config, broker_url):
+    summary = execute(make_config(backend="redis", space=space(40), workers=1, chunk_size=4,
+                                  compute="ttg_lib.misbehave:raises_at_13", max_retries=0,
+                                  recycle_after=3, verify="none"))
+    assert summary["lost_params"] == 0 and summary["failed_points"]["count"] == 1
+    assert summary["failed_points"]["compute_recycled"] == 3  # after chunks 3, 6 and 9

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -100,15 +102,21 @@ class FailureBook:
             self.first_error = self.first_error or error
             self.record.append(FAILURES_FILE, {
                 "param_id": param_id, "chunk_id": result.chunk_id, "error": error,
-                "attempts": attempts, "worker": result.worker, "trace": trace})
+                "attempts": attempts, "worker": result.worker, "at": time.time(),
+                "trace": trace})
         if self.allowed is not None and self.count > self.allowed and not self.stopped:
             self.stopped = (f"stopped: {self.count} points failed (first: "
                             f"{self.first_error})")
 
-    def summary(self) -> dict[str, Any] | None:
-        if not self.count and not self.point_limit_s and not self.budget:
+    def summary(self, retried: int | None = None) -> dict[str, Any] | None:
+        """The ``failed_points`` of summary.json (None when there is nothing to say);
+        ``retried``: points a --retry-failed run recomputed."""
+        workers = _compute_counters(self.record.dir)
+        if not (self.count or self.point_limit_s or self.budget or retried is not None
+                or any(workers.values())):
             return None
-        return {"count": self.count,
+        return {"count": self.count, "first_error": self.first_error or None,
+                "retried": retried, **workers,
                 "by_type": {name: {"count": k.count, "first_param_ids": k.first,
                                    "example": k.example}
                             for name, k in sorted(self.kinds.items(),
@@ -116,6 +124,26 @@ class FailureBook:
                 "max_failures": str(self.budget) if self.budget else None,
                 "stopped": self.stopped or None,
                 "auto_point_timeout_s": round(self.point_limit_s, 3) or None}
+
+
+def failed_lines(summary: dict[str, Any]) -> list[str]:
+    """The failed points by error type, for people: the summary's closing lines."""
+    failed = summary.get("failed_points") or {}
+    lines = []
+    if failed.get("auto_point_timeout_s"):
+        lines.append(f"point timeout (auto): {failed['auto_point_timeout_s']:g} s")
+    if failed.get("compute_recycled"):
+        lines.append(f"compute processes recycled: {failed['compute_recycled']}")
+    if not failed.get("count"):
+        return lines
+    lines.append(f"failed points: {failed['count']:,} (ttg results RUN --failed; "
+                 f"ttg repro RUN PARAM_ID)")
+    for name, kind in failed["by_type"].items():
+        ids = ", ".join(map(str, kind["first_param_ids"]))
+        more = ", ..." if kind["count"] > len(kind["first_param_ids"]) else ""
+        lines.append(f"  {kind['count']:>6,}  {name:<14} e.g. {kind['example'][:80]}  "
+                     f"(param_id {ids}{more})")
+    return lines
 
 
 def recheck_task(task: Task, result: Result) -> Task:
@@ -126,6 +154,40 @@ def recheck_task(task: Task, result: Result) -> Task:
     failed = {f.offset for f in result.failures}
     return dataclasses.replace(task, only=tuple(i for i in range(task.count)
                                                 if i not in failed))
+
+
+def retry_failed_points(config: Any, writer: Any, say: Any) -> Any:
+    """--retry-failed: the run's failed points, read from its table; the writer told to
+    replace their rows."""
+    from .results import ResultsError, result_files
+    from .retryfailed import FailedPoints
+
+    try:
+        files = result_files(config.record_dir)
+    except ResultsError:
+        files = []
+    failed = FailedPoints.read(files, config.chunk_size)
+    if failed.count and hasattr(writer, "retry"):
+        writer.retry(failed)
+    say(f"--retry-failed: recomputing {failed.count:,} failed points in "
+        f"{len(failed.chunks):,} chunks (no other point is computed again)")
+    return failed
+
+
+def _compute_counters(record_dir: Any) -> dict[str, int]:
+    """Compute-process counters the workers' heartbeat files report (local workers)."""
+    import json
+
+    totals = dict.fromkeys(("compute_crashes", "point_timeouts", "compute_recycled"), 0)
+    for beat in sorted(Path(record_dir, "workers").glob("w*.json")):
+        try:
+            state = json.loads(beat.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in totals:
+            value = state.get(key)
+            totals[key] += value if isinstance(value, int) else 0
+    return totals
 
 
 def _failed(result: Result) -> Iterator[tuple[int, str, int, str]]:

@@ -88,3 +88,12 @@ def numpy_dict(x: int) -> dict[str, Any]:
     import numpy as np
 
     return {"mean": np.float32(x + 0.25), "argmax": np.arange(3).argmax()}
+
+
+def broken_until_fixed(x: int) -> float:
+    """Raises for every x divisible by 3 until the environment says it is fixed
+    (TTG_DEMO_FIXED=1): try --max-failures, then --resume RUN --retry-failed. 10 ms a point."""
+    time.sleep(0.01)
+    if x % 3 == 0 and os.environ.get("TTG_DEMO_FIXED") != "1":
+        raise RuntimeError(f"not fixed yet (x={x})")
+    return x * 0.5

@@ -33,6 +33,7 @@ from . import arrowcols
 from .config import ConfigError
 from .failures import row_columns
 from .messages import Result, ValueColumns, compact_json
+from .retryfailed import FailedPoints, Supersede
 from .space import Space
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class ResultsWriter:
         self._next_part = 0
         self._closed = False
         self._reopen()
+        self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -221,6 +223,8 @@ class ResultsWriter:
             return []
         batch = self._buffer
         table = self._table(batch)
+        if self.supersede is not None:  # --retry-failed: only the retried points' rows
+            table = self.supersede.new_rows(table)
         self.parts.mkdir(parents=True, exist_ok=True)
         part = self.parts / f"part-{self._next_part:06d}.parquet"
         _write_durably(part, lambda handle: pq.write_table(
@@ -241,12 +245,19 @@ class ResultsWriter:
             self._settle([])
         parts = _part_files(self.parts)
         assert self._schema is not None
-        if len(parts) == 1:  # a small run: its one part is the table already
-            os.replace(parts[0], self.path)
+        if len(parts) == 1 and self.supersede is None:  # a small run: its one part is the
+            os.replace(parts[0], self.path)  # table already
         else:
-            _merge(parts, self.path, self._schema, self.row_group_rows)
+            _merge(parts, self.path, self._schema, self.row_group_rows,
+                   self.supersede.old_batches(parts, _batches) if self.supersede else None)
         shutil.rmtree(self.parts, ignore_errors=True)
+        Supersede.done(self.dir)
         return self.path
+
+    def retry(self, failed: FailedPoints) -> None:
+        """--retry-failed: the failed rows of ``failed`` are replaced by the new ones."""
+        self.supersede = Supersede(failed.param_ids(), failed.chunk_size, self._next_part)
+        self.supersede.save(self.dir)
 
     def value_columns(self, result: Result) -> list[pa.Array]:
         """A result's value columns exactly as this table would store them: what the
@@ -383,13 +394,15 @@ def _batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
             yield from parquet.read_row_group(group, use_threads=False).to_batches()
 
 
-def _merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int) -> None:
-    """Parts into one file, rows coalesced into row groups of about ``rows``."""
+def _merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
+           batches: Iterable[pa.RecordBatch] | None = None) -> None:
+    """Parts into one file (``batches``: their rows, if not all of them), rows coalesced
+    into row groups of about ``rows``."""
     def write(handle: Any) -> None:
         with pq.ParquetWriter(handle, schema, **_write_options(schema)) as writer:
             pending: list[pa.RecordBatch] = []
             size = 0
-            for batch in _batches(files):
+            for batch in _batches(files) if batches is None else batches:
                 pending.append(batch)
                 size += batch.num_rows
                 if size >= rows:

@@ -23,7 +23,7 @@ from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
-from .failures import FailureBook, FailureBudget, recheck_task
+from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
 from .faults import Faults
 from .messages import Result, Task
 from .procs import peak_rss_mib
@@ -79,9 +79,11 @@ class Progress:
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
                  backend: Producer | None = None, say: Callable[[str], None] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, retry_failed: bool = False):
         self.config = config
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
+        self.retry_failed = retry_failed  # ... and recompute its failed points
+        self.retrying: Any = None  # retryfailed.FailedPoints, when it does
         self.chunks_redone = 0
         self._received_before: set[int] = set()
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
@@ -188,6 +190,9 @@ class Run:
         cfg = self.config
         done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
         failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
+        if self.retry_failed:  # their chunks are published again, for those points only
+            self.retrying = retry_failed_points(cfg, self.writer, self.say)
+            done, failed = done - self.retrying.chunks, failed - self.retrying.chunks
         self.collector.restore(done, failed & done)
         rechecked = self._recheck_restored(done - failed)
         self._received_before = _chunks_received(cfg.record_dir) - done
@@ -238,12 +243,13 @@ class Run:
     def _task(self, chunk_id: int) -> Task:
         cfg = self.config
         start = chunk_id * cfg.chunk_size
-        return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
+        task = Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                     count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
                     compute=cfg.compute, max_retries=cfg.max_retries,
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
                     point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
                     recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
+        return self.retrying.task(task) if self.retrying else task
 
     # -- watch -------------------------------------------------------------
     @property
@@ -451,7 +457,8 @@ class Run:
             results_file=str(self.writer.path) if self.writer and self.writer.path else None,
             resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0,
             complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None,
-            failed_points=self.failures.summary())
+            failed_points=self.failures.summary(
+                retried=self.retrying.count if self.retrying else None))
 
     def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
                       events: list[dict[str, Any]], workers: list[Any],

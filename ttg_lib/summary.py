@@ -127,13 +127,21 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
         state=state, verified=verdict.ok, ok=verdict.ok and done and not failed,
         problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"])
-        + ([(failed_points or {}).get("stopped") or f"{failed:,} points failed"]
-           if failed else []),
+        + ([_failed_problem(failed_points or {})] if failed else []),
         verify_mode=verify_mode, values_recomputed=verdict.values_recomputed,
         results_rows=results_rows, results_file=results_file, resumed=resumed,
         chunks_redone=chunks_redone,
         complete_s=round(complete_s, 3) if complete_s is not None else None,
         failed_points=failed_points)
+
+
+def _failed_problem(failed: dict[str, Any]) -> str:
+    """One line for the problems list: how many points failed, and the first error."""
+    if failed.get("stopped"):
+        return failed["stopped"]
+    count = failed["count"]
+    return (f"{count:,} point{'s' if count != 1 else ''} failed (first: "
+            f"{failed.get('first_error')})")
 
 
 def cpu_budget(workers: list[WorkerStatus], orchestrator: float | None
