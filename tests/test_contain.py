@@ -43,6 +43,23 @@ def test_one_raising_point_in_a_chunk_of_8_is_exactly_one_failed_row(make_config
     (line,) = [json.loads(x) for x in lines]
     assert line["param_id"] == 13 and "raise ValueError" in line["trace"]
 
+    from click.testing import CliRunner
+
+    from ttg_lib.cli import main
+    cli = CliRunner()
+    out = cli.invoke(main, ["results", summary["record_dir"], "--failed", "--format", "jsonl",
+                            "--out", "-"])
+    assert out.exit_code == 0, out.output
+    (row,) = [json.loads(x) for x in out.stdout.splitlines()]
+    assert (row["param_id"], row["error_type"]) == (13, "ValueError")
+    assert "raise ValueError" in row["trace"]
+    shown = cli.invoke(main, ["repro", summary["record_dir"], "13"])
+    assert shown.exit_code == 1
+    assert "raises_at_13(x=13)" in shown.stdout and "ValueError: 13 is unlucky" in shown.stderr
+    assert "Traceback (most recent call last)" in shown.stderr
+    fine = cli.invoke(main, ["repro", summary["record_dir"], "12"])
+    assert fine.exit_code == 0 and "returned: 6.0" in fine.stdout
+
 
 def test_every_kind_of_return_value_is_stored_or_named(make_config, backend_name, broker_url):
     from ttg_lib.misbehave import any_type_cases

@@ -16,6 +16,7 @@ later in it); ``("stop",)`` or a closed pipe ends it.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import mmap
 import os
 import signal
@@ -33,6 +34,7 @@ CURSOR_BYTES = 16
 def main(argv: list[str]) -> int:
     conn_fd, cursor_fd, worker_pid = int(argv[0]), int(argv[1]), int(argv[2])
     _die_with_parent(worker_pid)
+    faulthandler.enable()  # a segfault's Python stack goes to the worker's log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     cursor = memoryview(mmap.mmap(cursor_fd, CURSOR_BYTES)).cast("q")
     conn = Connection(conn_fd)
