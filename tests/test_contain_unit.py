@@ -1,0 +1,166 @@
+"""Containment without a broker: return values made storable, per-point failures and
+retries, the supervisor's crash, hang and recycle handling, the failure budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import math
+
+import numpy as np
+import pytest
+
+from ttg_lib.config import RunConfig
+from ttg_lib.errors import ConfigError
+from ttg_lib.failures import FailureBudget, error_type
+from ttg_lib.messages import Packed, PointFailure, Result, Task, decode_results, pack_values
+from ttg_lib.points import compute_chunk
+from ttg_lib.supervise import PointClock, Supervisor
+from ttg_lib.values import normalise, storable
+
+SPACE = {"axes": {"x": {"range": [0, 64]}}}
+
+
+def task(compute: str, start: int = 0, count: int = 8, **kw) -> Task:
+    return Task(run_id="u", chunk_id=start // count, start=start, count=count, work_ms=0,
+                compute=compute, space=SPACE, **kw)
+
+
+@dataclasses.dataclass
+class Fit:
+    loss: float
+    steps: int
+
+
+class Model:  # pydantic-like
+    def model_dump(self) -> dict:
+        return {"a": np.int16(3)}
+
+
+@pytest.mark.parametrize("value,stored", [
+    (np.float32(0.1), float(np.float32(0.1))), (np.float16(2.5), 2.5),
+    (np.int8(-3), -3), (np.uint64(2**64 - 1), 2**64 - 1), (np.bool_(True), True),
+    (None, None), (math.inf, math.inf), ("ok", "ok"), (b"\x01", "AQ=="),
+    (decimal.Decimal("1.10"), "1.10"), (dt.date(2026, 1, 2), "2026-01-02"),
+    (dt.timedelta(seconds=90), 90.0), ((1, np.int64(2)), [1, 2]),
+    (np.array([[1, 2]]), [[1, 2]]), ({"k": np.float64(1.5)}, {"k": 1.5}),
+    ({2: "two"}, {"2": "two"}), (Fit(0.5, 3), {"loss": 0.5, "steps": 3}),
+    (Model(), {"a": 3}), (1 + 2j, {"real": 1.0, "imag": 2.0}),
+    (np.datetime64("2026-01-02T03:04"), "2026-01-02T03:04"), ("bad\udcff", "bad\\udcff"),
+])
+def test_every_value_in_the_table_becomes_storable(value, stored):
+    assert storable(value) == stored
+    assert type(storable(value)) is type(stored)
+
+
+def test_what_cannot_be_stored_is_that_points_error_and_packing_never_raises():
+    values, errors = normalise([1.5, object(), {1: "a", "1": "b"}, np.float32(2.0)])
+    assert values == [1.5, None, None, 2.0]
+    assert errors == {1: "cannot store a value of type object",
+                      2: "cannot store a dict whose keys '1' collide as text"}
+    plain = [1, 2, 3]
+    assert normalise(plain)[0] is plain  # the fast path: nothing copied
+    assert pack_values([np.int64(1), object()])[0] == "json"  # never raises
+
+
+def test_an_int64_stays_an_int_column_and_a_float32_keeps_its_value():
+    outcome = compute_chunk(lambda x: np.int64(x), task("m:f"))
+    assert outcome.values.enc == "i64"
+    outcome = compute_chunk(lambda x: np.float32(x + 0.25), task("m:f"))
+    assert outcome.values.enc == "f64"
+
+
+def test_a_raising_point_fails_alone_and_is_retried_on_its_own():
+    calls: list[int] = []
+    slept: list[float] = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    outcome = compute_chunk(fn, task("m:f", max_retries=2, retry_delay_s=0.5),
+                            sleep=slept.append)
+    assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 3, 3] and slept == [0.5, 1.0]
+    (failure,) = outcome.failures
+    assert (failure.offset, failure.error, failure.attempts) == (3, "ValueError: three", 3)
+    assert "raise ValueError" in failure.trace
+    result = Result(run_id="u", chunk_id=0, start=0, count=8, worker="w", attempt=1,
+                    started_at=0, finished_at=0, values=outcome.values,
+                    failures=outcome.failures)
+    (decoded,) = decode_results(result.encode())
+    assert list(decoded.values) == [0, 1, 2, None, 4, 5, 6, 7]
+    assert decoded.failures == outcome.failures
+
+
+def test_only_computes_the_points_asked_for():
+    calls: list[int] = []
+    outcome = compute_chunk(lambda x: calls.append(x) or x, task("m:f", only=(2, 5)))
+    assert calls == [2, 5] and outcome.failures == []
+
+
+def test_a_malformed_point_failure_is_a_malformed_frame():
+    result = Result(run_id="u", chunk_id=0, start=0, count=2, worker="w", attempt=1,
+                    started_at=0, finished_at=0, values=Packed("json", b"[1,null]", None, 2),
+                    failures=[PointFailure(5, "outside")])
+    assert isinstance(decode_results(result.encode())[0], bytes)
+
+
+def test_the_supervisor_contains_crashes_and_hangs_and_recycles():
+    supervisor = Supervisor()
+    try:
+        tasks = [task("ttg_lib.misbehave:kills_itself", start=0),
+                 task("ttg_lib.misbehave:kills_itself", start=8, recycle_after=1)]
+        crashed, fine = supervisor.run(tasks, keepalive=lambda: None)
+        assert [(f.offset, f.error, f.attempts) for f in crashed.failures] == [
+            (7, "crashed: signal 9 (SIGKILL)", 2)]
+        assert fine.failures == [] and len(fine.values) == 8
+        hung = task("ttg_lib.misbehave:hangs", start=24, point_timeout_s=1.0,
+                    recycle_after=1)
+        (outcome,) = supervisor.run([hung], keepalive=lambda: None)
+        assert [(f.offset, f.error) for f in outcome.failures] == [(1, "timeout after 1 s")]
+        assert supervisor.counters.timeouts == 1 and supervisor.counters.recycled == 1
+    finally:
+        supervisor.close()
+
+
+def test_auto_point_timeout_is_ten_times_p99_never_under_ten_seconds():
+    clock = PointClock()
+    assert clock.limit() == 0.0  # no points yet: no limit
+    clock.add([0.01] * 100)
+    assert clock.limit() == 10.0
+    clock.add([3.0] * 100)
+    assert clock.limit() == 30.0
+
+
+@pytest.mark.parametrize("text,allowed", [("5", 5), ("2%", 20), (3, 3)])
+def test_the_failure_budget_reads_points_or_a_percentage(text, allowed):
+    assert FailureBudget.parse(text).allowed(1000) == allowed
+
+
+@pytest.mark.parametrize("field,value", [("max_failures", "lots"), ("max_failures", "150%"),
+                                         ("point_timeout", "soon"), ("point_timeout", -1),
+                                         ("max_crashes", -1)])
+def test_bad_containment_settings_are_one_clear_error(field, value):
+    with pytest.raises(ConfigError, match=field):
+        RunConfig.build(**{field: value})
+
+
+def test_point_timeout_comes_from_a_flag_or_the_space_file():
+    assert RunConfig.build(point_timeout="auto").point_timeout_s == -1.0
+    assert RunConfig.build(point_timeout=" 7.5 ").point_timeout_s == 7.5
+    from_space = RunConfig.build(space={**SPACE, "point_timeout": 30})
+    assert from_space.point_timeout == "30" and "point_timeout" not in from_space.space
+    assert RunConfig.build(space={**SPACE, "point_timeout": 30},
+                           point_timeout="5").point_timeout == "5"
+
+
+@pytest.mark.parametrize("error,kind", [
+    ("ValueError: x", "ValueError"), ("crashed: signal 9 (SIGKILL)", "crashed"),
+    ("timeout after 5 s", "timeout"), ("cannot store a value of type object", "cannot store"),
+    ("failed after 3 attempts: KeyError: 'a'", "KeyError"), ("numpy.linalg.LinAlgError: s",
+                                                              "numpy.linalg.LinAlgError")])
+def test_error_types(error, kind):
+    assert error_type(error) == kind
