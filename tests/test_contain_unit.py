@@ -164,3 +164,46 @@ def test_point_timeout_comes_from_a_flag_or_the_space_file():
                                                               "numpy.linalg.LinAlgError")])
 def test_error_types(error, kind):
     assert error_type(error) == kind
+
+
+def test_a_point_running_long_shows_in_the_heartbeat_and_ttg_monitor(tmp_path, monkeypatch):
+    import json
+    import threading
+    import time
+    import uuid
+
+    from ttg_lib import worker as worker_module
+    from ttg_lib.backends import open_consumer, open_producer
+    from ttg_lib.monitor import slow_points
+    from ttg_lib.worker import Worker, WorkerSettings
+
+    monkeypatch.setattr(worker_module, "SLOW_POINT_S", 0.3)  # a minute, for a unit test
+    url = f"memory://unit-{uuid.uuid4().hex}"
+    producer = open_producer("memory", url)
+    producer.connect()
+    producer.declare()
+    producer.publish_tasks([task("ttg_lib.misbehave:hangs", start=24, point_timeout_s=3.0)])
+    beat = tmp_path / "workers" / "w1.json"
+    worker = Worker(WorkerSettings(backend="memory", url=url, run_id="u", name="w1",
+                                   heartbeat_file=str(beat)), open_consumer("memory", url))
+    worker.FETCH_WAIT_S = 0.05
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline, seen = time.monotonic() + 10, []
+        while not seen and time.monotonic() < deadline:
+            seen = slow_points(tmp_path)
+            time.sleep(0.05)  # the heartbeat file is rewritten by another thread
+        assert seen and seen[0]["worker"] == "w1" and seen[0]["param_id"] == 25
+        assert seen[0]["chunk"] == 3 and seen[0]["seconds"] >= 0.3
+        deadline, got = time.monotonic() + 10, []
+        while not got and time.monotonic() < deadline:
+            got = producer.read_results(0.1)
+        (result,) = got
+        assert [(f.offset, f.error) for f in result.failures] == [(1, "timeout after 3 s")]
+        assert result.finished_at - result.started_at >= 3.0  # from its first start
+    finally:
+        worker.stopping.set()
+        thread.join(5)
+        producer.close()
+    assert json.loads(beat.read_text())["point_timeouts"] == 1  # the last beat: always written

@@ -142,6 +142,7 @@ class Supervisor:
     def run(self, tasks: list[Task], keepalive: Callable[[], None]) -> list[ChunkOutcome]:
         """Every task's outcome, in order, whatever the user's function does."""
         self._maybe_recycle(tasks[0])
+        begun = time.time()
         tracking = [_Tracking(Job(task)) for task in tasks]
         done: dict[int, ChunkOutcome] = {}
         start_failures = 0
@@ -168,8 +169,10 @@ class Supervisor:
                 if index is not None and index not in done:
                     self._crashed(tracking[index], offset, exc.how)
         self.running = None
-        for outcome in done.values():
+        for index, outcome in done.items():
             self.clock.add(outcome.point_seconds)
+            if tracking[index].job.careful:  # computed again after a crash or a hang: it
+                outcome.started_at = begun  # started with the batch
         return [done[i] for i in range(len(tracking))]
 
     def _batch(self, child: ComputeChild, jobs: list[_Tracking], order: list[int],

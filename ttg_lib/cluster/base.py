@@ -58,6 +58,7 @@ class WorkerStatus(WorkerInfo):
     cpu_s: float | None = None
     compute_cpu_s: float | None = None
     chunks_held: int | None = None  # by the broker (consumer name = worker name), where known
+    running: dict[str, Any] | None = None  # a point running > 1 min: chunk, param_id, seconds
 
     @classmethod
     def of(cls, info: WorkerInfo, beat: dict[str, Any]) -> WorkerStatus:
