@@ -21,6 +21,8 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,8 +287,13 @@ class _Restart(ChildDied):
 
 
 class InlineSupervisor(Supervisor):
-    """Computes in the worker's own thread: per-point failures, no crash containment (unit
-    tests, and TTG_ISOLATE=0 where a second process is not wanted)."""
+    """Computes in the worker's own process, on a helper thread while the main thread keeps
+    the leases: points fail alone, but a crash takes the worker (``ttg worker --no-isolate``,
+    TTG_ISOLATE=0, where a second process is not wanted)."""
+
+    def __init__(self, log: Callable[..., None] | None = None):
+        super().__init__(log)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
 
     def start(self) -> None:
         return None
@@ -294,5 +301,13 @@ class InlineSupervisor(Supervisor):
     def ready(self) -> None:
         return None
 
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
     def run(self, tasks: list[Task], keepalive: Callable[[], None]) -> list[ChunkOutcome]:
-        return [compute_job(Job(task)) for task in tasks]
+        future = self.pool.submit(lambda: [compute_job(Job(task)) for task in tasks])
+        while True:
+            try:
+                return future.result(timeout=self.POLL_S)
+            except FutureTimeout:
+                keepalive()
