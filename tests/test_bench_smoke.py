@@ -131,7 +131,8 @@ def _contain(result: dict, summary: str) -> None:
 
 
 CHECKS = {"contain": _contain, "efficiency": _efficiency, "fault": _fault,
-          "overhead": _overhead, "chunks": _chunks, "scaling": _scaling, "latency": _latency, "memory": _memory, "monitor": _monitor}
+          "overhead": _overhead, "chunks": _chunks, "scaling": _scaling,
+          "latency": _latency, "memory": _memory, "monitor": _monitor}
 
 
 def test_every_suite_has_a_check():
