@@ -1,5 +1,5 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
-.PHONY: demo test report bench bench-quick bench-peers bench-peers-quick bench-faults lint cleanup
+.PHONY: demo test report bench bench-quick bench-peers bench-peers-quick bench-faults bench-chaos lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -30,6 +30,10 @@ bench-peers-quick: ## the same in seconds a workload (a smoke, not figures)
 bench-faults:    ## the README's fault table, both brokers (about 15 minutes)
 	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/faults.py
+
+bench-chaos:     ## chaos soak: kills every 5 s, a frozen worker, a broker fault (~10 minutes)
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/chaos.py
 
 lint:
 	.venv/bin/ruff check .

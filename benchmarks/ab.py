@@ -1,0 +1,127 @@
+"""Two versions of TTG side by side: the same runs, interleaved, in one invocation.
+
+    python benchmarks/ab.py --base f329c6f                  # large + small presets, both brokers
+    python benchmarks/ab.py --base main~3 --cases large --repeats 5 --backends redis
+
+Only ratios measured side by side mean anything on a shared machine, so every repeat runs
+the base and the head back to back (alternating which goes first) and the table reports the
+median of head / base per case. The base is checked out into a temporary git worktree and
+imported through PYTHONPATH; the head is this checkout. Each run is its own `ttg run --json`
+process with the same flags on both sides.
+
+Cases:
+    large   1,000,000 params, chunk 1,000, 0 ms, 3 workers   -> throughput_params_s
+    small   the small preset (3 workers, 50 ms a param)       -> efficiency
+    tiny    the tiny preset, 2 workers (a smoke of this script) -> efficiency
+Results: outputs/bench/ab-<stamp>/ab.json (or --out DIR) and a printed table with the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    flags: tuple[str, ...]
+    figure: str  # the summary key compared
+
+
+CASES = {
+    "large": Case("large", ("--scale", "large", "--workers", "3"), "throughput_params_s"),
+    "small": Case("small", ("--scale", "small", "--workers", "3"), "efficiency"),
+    "tiny": Case("tiny", ("--scale", "tiny", "--workers", "2"), "efficiency"),  # a smoke
+}
+
+
+@dataclass
+class Side:
+    label: str
+    tree: Path
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+
+def checkout(rev: str, into: Path) -> Path:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(into), rev],
+                   check=True)
+    return into
+
+
+def one_run(side: Side, case: Case, backend: str, out: Path) -> float:
+    env = dict(os.environ, PYTHONPATH=str(side.tree))
+    args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
+            "--backend", backend, "--output-dir", str(out / side.label), *case.flags]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=side.tree, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{side.label} {case.name}/{backend} failed ({proc.returncode}): "
+                         f"{proc.stderr.strip()[-600:]}")
+    summary = json.loads(proc.stdout)
+    return float(summary[case.figure])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the git revision compared against")
+    parser.add_argument("--cases", default="large,small", help=f"of {','.join(CASES)}")
+    parser.add_argument("--backends", default="redis,rabbitmq")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    cases = [CASES[name] for name in args.cases.split(",")]
+    backends = args.backends.split(",")
+    out = args.out or ROOT / "outputs" / "bench" / f"ab-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()
+    head_rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="ttg-ab-") as tmp:
+        base = Side("base", checkout(args.base, Path(tmp) / "base"))
+        head = Side("head", ROOT)
+        try:
+            for case in cases:
+                for backend in backends:
+                    key = f"{case.name}/{backend}"
+                    for repeat in range(args.repeats):
+                        order = (base, head) if repeat % 2 == 0 else (head, base)
+                        for side in order:
+                            value = one_run(side, case, backend, out)
+                            side.values.setdefault(key, []).append(value)
+                    print(f"{key:>16}: base {statistics.median(base.values[key]):,.4g}  head "
+                          f"{statistics.median(head.values[key]):,.4g}  head/base "
+                          f"{_ratio(head.values[key], base.values[key]):.3f}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(base.tree)], check=False)
+    result: dict[str, Any] = {
+        "base": args.base, "head": head_rev, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_at_start": load, "load_at_end": os.getloadavg(), "cpus": os.cpu_count(),
+        "machine": platform.platform(), "repeats": args.repeats,
+        "cases": {c.name: asdict(c) for c in cases},
+        "values": {"base": base.values, "head": head.values},
+        "ratio_head_over_base": {k: _ratio(head.values[k], base.values[k]) for k in head.values},
+    }
+    (out / "ab.json").write_text(json.dumps(result, indent=2))
+    print(f"load at start {load[0]:.2f}; written {out / 'ab.json'}")
+    return 0
+
+
+def _ratio(head: list[float], base: list[float]) -> float:
+    return statistics.median(head) / statistics.median(base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
