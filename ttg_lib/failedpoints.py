@@ -12,17 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .failures import FAILURES_FILE, error_type
+from .failures import FAILURES_FILE, error_type, group_by_type
 from .record import read_jsonl
-from .results import export_results, result_files
+from .results import ResultsError, export_results, result_files
 
 
 def failed_table(run: str | Path, output_dir: str | Path = "outputs") -> pa.Table:
     """The failed rows of a run, sorted by ``param_id``, with ``error_type`` and ``trace``."""
     files = result_files(run, output_dir)
-    tables = [pq.read_table(f) for f in files]
-    table = pa.concat_tables([t.filter(pc.is_valid(t.column("error"))) for t in tables])
-    table = table.sort_by("param_id")
+    table = _failed_rows(files)
     traces = _traces(files[0])
     ids = table.column("param_id").to_pylist()
     errors = table.column("error").to_pylist()
@@ -31,21 +29,33 @@ def failed_table(run: str | Path, output_dir: str | Path = "outputs") -> pa.Tabl
     return table.append_column("trace", pa.array([traces.get(i) for i in ids], pa.string()))
 
 
+def failed_ids_errors(record_dir: str | Path) -> tuple[list[int], list[str]]:
+    """(param_ids, errors) of the failed rows in a run's table (none when it has none)."""
+    try:
+        files = result_files(record_dir)
+    except ResultsError:
+        return [], []
+    table = _failed_rows(files, ["param_id", "error"])
+    return table.column("param_id").to_pylist(), table.column("error").to_pylist()
+
+
+def _failed_rows(files: list[Path], columns: list[str] | None = None) -> pa.Table:
+    """The rows with an error, by param_id; read a row group at a time."""
+    kept = []
+    for file in files:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
+            kept.append(table.filter(pc.is_valid(table.column("error"))))
+    return pa.concat_tables(kept).sort_by("param_id")
+
+
 def by_type(run: str | Path, output_dir: str | Path = "outputs",
             first: int = 5) -> list[dict[str, Any]]:
-    """Failed points grouped by error type, most frequent first: type, count, the first
-    ``param_id``s and one example message."""
+    """Failed points grouped by error type (:func:`ttg_lib.failures.group_by_type`)."""
     table = failed_table(run, output_dir)
-    groups: dict[str, dict[str, Any]] = {}
-    for pid, kind, error in zip(table.column("param_id").to_pylist(),
-                                table.column("error_type").to_pylist(),
-                                table.column("error").to_pylist(), strict=True):
-        group = groups.setdefault(kind, {"error_type": kind, "count": 0, "param_ids": [],
-                                         "example": error})
-        group["count"] += 1
-        if len(group["param_ids"]) < first:
-            group["param_ids"].append(pid)
-    return sorted(groups.values(), key=lambda g: -g["count"])
+    return group_by_type(table.column("param_id").to_pylist(),
+                         table.column("error").to_pylist(), first)
 
 
 def export_failed(run: str, fmt: str, out: str | None,

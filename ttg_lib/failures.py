@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ class FailureBook:
         self.allowed = budget.allowed(total_params) if budget else None
         self.kinds: dict[str, _Kind] = {}
         self.count = 0
+        self.new = 0  # failed in this run (a resumed one restores the earlier ones): budgeted
         self.first_error = ""
         self.point_limit_s = 0.0  # the largest auto time limit a worker reported
         self.stopped = ""  # why the budget stopped the run
@@ -94,19 +95,28 @@ class FailureBook:
         if result.point_limit_s:
             self.point_limit_s = max(self.point_limit_s, result.point_limit_s)
         for param_id, error, attempts, trace in _failed(result):
-            self.count += 1
-            kind = self.kinds.setdefault(error_type(error), _Kind(example=error))
-            kind.count += 1
-            if len(kind.first) < FIRST_IDS:
-                kind.first.append(param_id)
-            self.first_error = self.first_error or error
+            self.new += 1
+            self._count(param_id, error)
             self.record.append(FAILURES_FILE, {
                 "param_id": param_id, "chunk_id": result.chunk_id, "error": error,
                 "attempts": attempts, "worker": result.worker, "at": time.time(),
                 "trace": trace})
-        if self.allowed is not None and self.count > self.allowed and not self.stopped:
-            self.stopped = (f"stopped: {self.count} points failed (first: "
+        if self.allowed is not None and self.new > self.allowed and not self.stopped:
+            self.stopped = (f"stopped: {self.new} points failed (first: "
                             f"{self.first_error})")
+
+    def restore(self, param_ids: list[int], errors: list[str]) -> None:
+        """A resumed run's failed rows already on disk: counted, not against the budget."""
+        for param_id, error in zip(param_ids, errors, strict=True):
+            self._count(param_id, error)
+
+    def _count(self, param_id: int, error: str) -> None:
+        self.count += 1
+        kind = self.kinds.setdefault(error_type(error), _Kind(example=error))
+        kind.count += 1
+        if len(kind.first) < FIRST_IDS:
+            kind.first.append(param_id)
+        self.first_error = self.first_error or error
 
     def summary(self, retried: int | None = None) -> dict[str, Any] | None:
         """The ``failed_points`` of summary.json (None when there is nothing to say);
@@ -124,6 +134,21 @@ class FailureBook:
                 "max_failures": str(self.budget) if self.budget else None,
                 "stopped": self.stopped or None,
                 "auto_point_timeout_s": round(self.point_limit_s, 3) or None}
+
+
+def group_by_type(param_ids: Sequence[int], errors: Sequence[str],
+                  first: int = FIRST_IDS) -> list[dict[str, Any]]:
+    """Failed points grouped by error type, most frequent first: ``error_type``, ``count``,
+    the first ``param_ids`` and one ``example`` message (tables, reports, exports)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for pid, error in zip(param_ids, errors, strict=True):
+        kind = error_type(error)
+        group = groups.setdefault(kind, {"error_type": kind, "count": 0, "param_ids": [],
+                                         "example": error})
+        group["count"] += 1
+        if len(group["param_ids"]) < first:
+            group["param_ids"].append(int(pid))
+    return sorted(groups.values(), key=lambda g: -g["count"])
 
 
 def failed_lines(summary: dict[str, Any]) -> list[str]:

@@ -189,10 +189,14 @@ class Run:
 
         cfg = self.config
         done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
-        failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
+        failed = failed_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
         if self.retry_failed:  # their chunks are published again, for those points only
             self.retrying = retry_failed_points(cfg, self.writer, self.say)
             done, failed = done - self.retrying.chunks, failed - self.retrying.chunks
+        else:  # failed points on disk stay failed: counted in this run's summary too
+            from .failedpoints import failed_ids_errors
+
+            self.failures.restore(*failed_ids_errors(cfg.record_dir))
         self.collector.restore(done, failed & done)
         rechecked = self._recheck_restored(done - failed)
         self._received_before = _chunks_received(cfg.record_dir) - done
