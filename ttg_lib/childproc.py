@@ -106,12 +106,12 @@ class ComputeChild:
         self.jobs_done += len(outcomes)
         return outcomes
 
-    def rss_mib(self) -> float:
-        """Resident memory now (Linux /proc; 0 where unknown)."""
+    def rss_mib(self, field: str = "VmRSS") -> float:
+        """Resident memory now (``VmHWM``: its peak) from Linux /proc; 0 where unknown."""
         try:
             with open(f"/proc/{self.pid}/status") as status:
                 for line in status:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1]) / 1024
         except OSError:
             pass

@@ -110,6 +110,14 @@ class Supervisor:
         self.counters = Counters()
         self.running: Running | None = None
         self._dead_cpu_s = 0.0
+        self._dead_peak_mib = 0.0
+
+    def peak_rss_mib(self) -> float:
+        """The highest peak memory of this worker's compute processes (the worker's own
+        peak is reported beside it, so a function's memory is not hidden by the split)."""
+        if self.child is not None:
+            self._dead_peak_mib = max(self._dead_peak_mib, self.child.rss_mib("VmHWM"))
+        return round(self._dead_peak_mib, 1)
 
     @property
     def cpu_s(self) -> float:
@@ -260,6 +268,7 @@ class Supervisor:
 
     def _retire(self, child: ComputeChild) -> None:
         self._dead_cpu_s += child.cpu_s
+        self._dead_peak_mib = max(self._dead_peak_mib, child.rss_mib("VmHWM"))
         child.stop(0.5)
         if self.child is child:
             self.child = None

@@ -41,6 +41,7 @@ from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .points import retry_delay
+from .procs import peak_rss_mib
 from .supervise import SLOW_POINT_S, ComputeBroken, InlineSupervisor, Supervisor
 from .workerstate import BatchSizer, CpuMeter, Heartbeat
 
@@ -105,7 +106,8 @@ class Worker:
         self.backend = backend or open_consumer(settings.backend, settings.url,
                                                 lease_s=settings.lease_s)
         self.log = EventLog(worker=settings.name, run_id=settings.run_id)
-        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name)
+        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name,
+                                   peak_rss=self._peak_rss_mib)
         self.stopping = threading.Event()
         self.supervisor = (Supervisor(log=self.log) if settings.isolate
                            else InlineSupervisor(log=self.log))
@@ -276,6 +278,13 @@ class Worker:
                 point_limit_s=self.supervisor.limit_of(task) if task.point_timeout_s < 0
                 else 0.0)))
         return done
+
+    def _peak_rss_mib(self) -> float:
+        """The larger of this process's peak and its compute processes' (one is the broker
+        side, the other the user's function: their peaks need not coincide)."""
+        own = peak_rss_mib()
+        supervisor = getattr(self, "supervisor", None)  # the first beat may come before it
+        return max(own, supervisor.peak_rss_mib()) if supervisor is not None else own
 
     def _report(self) -> dict[str, Any]:
         """CPU and compute-process counters for the heartbeat (the worker table, summary)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from .procs import peak_rss_mib
 class Heartbeat:
     """A small JSON file rewritten atomically: liveness probes and the live worker table."""
 
-    def __init__(self, path: str | None, name: str):
+    def __init__(self, path: str | None, name: str,
+                 peak_rss: Callable[[], float] = peak_rss_mib):
         self.path = Path(path) if path else None
+        self._peak_rss = peak_rss  # the worker's: with its compute process's
         self.state: dict[str, Any] = {"name": name, "pid": os.getpid(), "state": "starting",
                                       "chunks_done": 0, "current_chunk": None,
                                       "started_at": time.time()}
@@ -37,7 +40,7 @@ class Heartbeat:
             return
         self._last = now
         self.state["last_heartbeat"] = now
-        self.state["peak_rss_mib"] = peak_rss_mib()
+        self.state["peak_rss_mib"] = self._peak_rss()
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state))
         os.replace(tmp, self.path)
