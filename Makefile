@@ -1,5 +1,5 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
-.PHONY: demo test report bench bench-quick bench-peers bench-peers-quick bench-faults bench-chaos lint cleanup
+.PHONY: demo test report bench bench-quick bench-byvalue bench-peers bench-peers-quick bench-faults bench-chaos lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -18,6 +18,10 @@ bench:           ## the full benchmark suite (about 40 minutes), outputs/bench/
 bench-quick:     ## a one-minute smoke of every benchmark
 	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/bench.py --quick
+
+bench-byvalue:   ## the large preset through a function shipped by value vs by import path
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/byvalue.py
 
 bench-peers:     ## Dask and Ray beside TTG on the same chunks (about 10 minutes)
 	scripts/setup.sh --brokers --extras bench

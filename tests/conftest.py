@@ -137,6 +137,7 @@ def pytest_make_collect_report(collector: pytest.Collector):
 # whole module).
 CPU_HEAVY = ("test_bench_smoke.py::test_quick_benchmark_suite", "test_peers_bench.py::",
              "test_browser_demo.py::", "test_notebooks.py::", "test_notebooks_results.py::",
+             "test_notebooks_own_function.py::",
              "test_plotly_sharing.py::test_page_draws_its_charts_offline_in_chromium")
 TIMING = ("test_faults_round_two.py::test_redis_connections_cut_cost_little",
           "test_faults_round_two.py::test_hung_worker_is_killed_and_replaced",

@@ -243,3 +243,45 @@ def test_a_chunk_outside_the_space_is_refused():
     with pytest.raises(IndexError):
         space.columns(-1, 2)
     assert space.points(60, 0) == [] and math.prod(a.length for a in space.axes) == 60
+
+
+# --- extending a space (issue 22, item 2): the points already computed stay the same --------
+
+def test_a_random_space_with_more_samples_keeps_its_first_points():
+    axes = {"depth": [2, 4, 6, 8], "u": {"uniform": [0.0, 1.0]},
+            "lr": {"loguniform": [1e-5, 1e-1]}, "k": {"range": [0, 10**9]}}
+    small = load_space({"mode": "random", "samples": 500, "seed": 11, "axes": axes})
+    large = load_space({"mode": "random", "samples": 1_000, "seed": 11, "axes": axes})
+    assert large.points(0, 500) == small.points(0, 500)  # point i depends on (seed, i) only
+    for name, column in small.columns(0, 500).items():
+        assert np.array_equal(large.columns(0, 500)[name], column)  # the same bits
+    assert large.points(500, 500) != small.points(0, 500)  # the added 500 are new draws
+
+
+def test_a_grid_widens_predictably():
+    old = load_space({"axes": {"a": [1, 2, 3, 4, 5], "b": [10, 20, 30, 40]}})
+    # a value added to the first (slowest) axis: the old points are the new grid's prefix
+    wider_first = load_space({"axes": {"a": [1, 2, 3, 4, 5, 6], "b": [10, 20, 30, 40]}})
+    assert wider_first.points(0, old.size) == old.points(0, old.size)
+    assert wider_first.size - old.size == 4
+    # a value added to another axis: every old point is still there, in the same order
+    wider_b = load_space({"axes": {"a": [1, 2, 3, 4, 5], "b": [10, 20, 30, 40, 50]}})
+    new = [tuple(p.values()) for p in wider_b.points(0, wider_b.size)]
+    kept = [tuple(p.values()) for p in old.points(0, old.size)]
+    assert [p for p in new if p in set(kept)] == kept and len(set(new) - set(kept)) == 5
+
+
+def test_a_refined_linspace_shares_exactly_the_values_that_are_equal_as_floats():
+    """Floats are compared by exact value: a refined linspace shares the points whose
+    values coincide bit for bit, and no others."""
+    coarse = load_space({"axes": {"x": {"linspace": [0.0, 1.0, 5]}}}).columns(0, 5)["x"]
+    fine = load_space({"axes": {"x": {"linspace": [0.0, 1.0, 9]}}}).columns(0, 9)["x"]
+    assert set(coarse.tolist()) <= set(fine.tolist())  # 0.25 steps are exact binary fractions
+    tenths = [p["x"] for p in load_space({"axes": {"x": {"linspace": [0.0, 1.0, 11]}}})
+              .points(0, 11)]
+    thirtieths = [p["x"] for p in load_space({"axes": {"x": {"linspace": [0.0, 1.0, 31]}}})
+                  .points(0, 31)]
+    # 3 * 0.1 and 9 * (1/30) round differently: the "same" 0.3 is two floats, two points
+    assert tenths[3] == 0.30000000000000004 and thirtieths[9] == 0.3
+    differ = [i for i in range(11) if tenths[i] != thirtieths[3 * i]]
+    assert differ == [3, 6, 7]

@@ -60,6 +60,7 @@ class ComputeChild:
         theirs.close()
         self.conn = Connection(ours.detach())
         self.jobs_done = 0
+        self.functions: set[str] = set()  # functions shipped by value it has been sent
         self.ready = False  # its hello arrived
         self.cpu_s = 0.0  # the process's CPU seconds, as it last reported them
 

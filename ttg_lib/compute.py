@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,20 +64,70 @@ def failing(param_id: int, work_ms: float) -> int:
     return placeholder(param_id, work_ms)
 
 
+Fetch = Callable[[str], "bytes | None"]  # a fingerprint -> the payload stored under it
+
+
+def resolve(ref: str, fetch: Fetch | None = None) -> ComputeFn:
+    """The function a task names: an import path ``module:function`` (:func:`load`), or
+    ``sha256:<hex>``, a function shipped by value (:mod:`ttg_lib.byvalue`) whose payload
+    ``fetch`` gets from the broker; loaded once per process, checked against its fingerprint.
+    The one entry point every worker (and its compute child) loads a function through."""
+    from . import byvalue
+
+    if not byvalue.is_ref(ref):
+        return load(ref)
+    fn = _by_value.get(ref)
+    if fn is None:
+        if fetch is None:
+            raise ComputeImportError(ref, "a broker to fetch a function shipped by value from")
+        payload = fetch(ref[len(byvalue.PREFIX):])
+        if payload is None:
+            raise ComputeImportError(ref, "a function stored on the broker: its run stored none "
+                                          "(the run is over, or the broker lost it)")
+        fn = byvalue.unpickle(payload, ref[len(byvalue.PREFIX):], ref)
+        if len(_by_value) >= 8:
+            _by_value.clear()
+        _by_value[ref] = fn
+    return fn
+
+
+_by_value: dict[str, ComputeFn] = {}
+
+
 @lru_cache(maxsize=32)
 def load(path: str) -> ComputeFn:
+    """The callable at ``package.module:function``, imported like ``python -m`` does: the
+    working directory is searched too (before failing), so ``mymodel:simulate`` works from
+    the directory holding mymodel.py."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise ComputeImportError(path, "an import path 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except Exception as exc:  # any import-time failure is the user's to fix
+        where = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.partition(".")[0]:
+            where = (f"; searched the working directory {os.getcwd()} and sys.path (run ttg "
+                     f"from the directory holding {exc.name}.py, or install its package)")
         raise ComputeImportError(path, f"module {module_name!r} does not import "
-                                       f"({type(exc).__name__}: {exc})") from None
+                                       f"({type(exc).__name__}: {exc}){where}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ComputeImportError(path, f"{module_name} has no callable {attr!r}")
     return fn
+
+
+def _import(module_name: str) -> Any:
+    """Import; a top-level module not found is looked for in the working directory too."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if exc.name != module_name.partition(".")[0] or cwd in sys.path:
+            raise
+        sys.path.insert(0, cwd)  # as `python -m` puts it first
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
 
 
 def run_chunk(fn: Callable[..., Any], start: int, count: int, work_ms: float,

@@ -59,9 +59,11 @@ class RunConfig:
     total_params: int = 1_000
     chunk_size: int = 10
     work_ms: float = 100.0
-    workers: int = 3
+    workers: int = 3  # local workers (or pods) the run starts; 0: only workers that join
+    expect_workers: int = 0  # wait for this many workers on the broker before publishing
     cluster: str = "local"
-    compute: str = DEFAULT_COMPUTE
+    compute: str = DEFAULT_COMPUTE  # an import path; for a function shipped by value, its name
+    compute_sha256: str = ""  # set: the function travels by value, this is its fingerprint
     space: dict[str, Any] | None = None  # named axes (space.py): fn(**point) for every point
     verify: str = ""  # full | sample | none; "" = full for TTG's own functions, else sample
     verify_rtol: float = 0.0  # floats recomputed must agree within this (0: exactly)
@@ -95,7 +97,13 @@ class RunConfig:
     @property
     def ideal_runtime_s(self) -> float:
         """Busiest worker's share of whole chunks: no system can beat it without splitting."""
-        return math.ceil(self.chunks_total / self.workers) * self.chunk_size * self.work_ms / 1000
+        return (math.ceil(self.chunks_total / self.worker_count) * self.chunk_size
+                * self.work_ms / 1000)
+
+    @property
+    def worker_count(self) -> int:
+        """The workers the run counts on: its own, or at least those it waits for."""
+        return max(self.workers, self.expect_workers, 1)
 
     @property
     def record_dir(self) -> Path:
@@ -106,7 +114,7 @@ class RunConfig:
         """Generous default: ten times the ideal plus a fixed margin for start-up."""
         if self.timeout_s > 0:
             return self.timeout_s
-        per_chunk_floor = self.chunks_total * 0.05 / self.workers
+        per_chunk_floor = self.chunks_total * 0.05 / self.worker_count
         return 10 * max(self.ideal_runtime_s, per_chunk_floor) + 60
 
     @property
@@ -205,7 +213,18 @@ class RunConfig:
         _check_choice("restart", self.restart, RESTART_POLICIES)
         _check_int("total_params", self.total_params, 1, 100_000_000)
         _check_int("chunk_size", self.chunk_size, 1, 1_000_000)
-        _check_int("workers", self.workers, 1, 256)
+        _check_int("workers", self.workers, 0, 256)
+        _check_int("expect_workers", self.expect_workers, 0, 10_000)
+        if self.workers == 0 and not self.expect_workers:
+            raise ConfigError("workers", 0, "at least 1, or 0 with expect_workers N: the run "
+                                            "then waits for N workers started elsewhere "
+                                            "(ttg worker) to join")
+        if self.workers == 0 and self.cluster != "local":
+            raise ConfigError("workers", 0, f"at least 1 with cluster {self.cluster!r} (0 "
+                                            f"is for workers on hosts of your own)")
+        if self.compute_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.compute_sha256):
+            raise ConfigError("compute_sha256", self.compute_sha256,
+                              "the sha256 of a function shipped by value (64 hex digits)")
         _check_int("max_retries", self.max_retries, 0, 100)
         _check_int("max_crashes", self.max_crashes, 0, 100)
         _check_int("recycle_after", self.recycle_after, 0, 100_000_000)

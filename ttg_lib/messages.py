@@ -141,6 +141,7 @@ class Result:
     verify: bool = False  # a recomputation (Task.verify_of), not the chunk's result
     failures: list[PointFailure] = field(default_factory=list)
     point_limit_s: float = 0.0  # the per-point time limit the worker applied (auto: learned)
+    compute_sha256: str = ""  # the function shipped by value that computed it ("": by import)
 
     def encode(self) -> bytes:
         return encode_results([self])
@@ -148,7 +149,8 @@ class Result:
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
         "finished_at", "error", "redelivered", "enc", "size", "checksum",
-        "cols", "verify", "fails", "limit")  # from "cols" on optional: older frames lack them
+        "cols", "verify", "fn", "fails", "limit")  # from "cols" on optional: older frames
+# lack them
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
@@ -175,7 +177,7 @@ def encode_results(results: Sequence[Result]) -> bytes:
             enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw), cols, r.verify,
+                     zlib.crc32(raw), cols, r.verify, r.compute_sha256,
                      [f.row() for f in r.failures] or None, r.point_limit_s or None))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
@@ -241,7 +243,8 @@ def _result(meta: dict[str, Any], payload: memoryview) -> Result:
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
                   checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
                   verify=meta.get("verify") is True, failures=failures,
-                  point_limit_s=float(limit or 0.0))
+                  point_limit_s=float(limit or 0.0),
+                  compute_sha256=meta["fn"] if type(meta.get("fn")) is str else "")
 
 
 def _load_object(body: bytes | str) -> dict[str, Any]:

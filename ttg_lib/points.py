@@ -42,6 +42,7 @@ class Job:
     task: Task
     skip: dict[int, PointFailure] = field(default_factory=dict)
     careful: bool = False
+    payload: bytes | None = None  # the function shipped by value, the first time it is sent
 
 
 @dataclass
@@ -123,14 +124,16 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
 
 
 def compute_job(job: Job, *, tracked: bool = False,
-                cursor: MutableSequence[int] | None = None) -> ChunkOutcome:
+                cursor: MutableSequence[int] | None = None,
+                fetch: Callable[[str], bytes | None] | None = None) -> ChunkOutcome:
     """A job's outcome; a chunk TTG cannot compute at all (its function does not load, its
-    space is broken) comes back with ``load_error`` set, and the worker dead-letters it."""
+    space is broken) comes back with ``load_error`` set, and the worker dead-letters it.
+    A function shipped by value comes with the job (``payload``) or from ``fetch``."""
     from . import compute
 
     task = job.task
     try:
-        fn = compute.load(task.compute)
+        fn = compute.resolve(task.compute, fetch or (lambda _key: job.payload))
         return compute_chunk(fn, task, tracked=tracked or job.careful, cursor=cursor,
                              skip=job.skip)
     except Exception as exc:  # noqa: BLE001 - anything but the user's function itself

@@ -14,17 +14,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import compute
+from . import byvalue
 from .backends import Producer, QueueStats, get_spec
 from .cluster import Cluster, ClusterError, WorkerState
 from .config import RunConfig
 from .errors import RunError
+from .eta import Eta, EtaModel
 from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
 from .faults import Faults
+from .joined import JoinedWorkers, join_hint
 from .messages import Result, Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
@@ -39,6 +41,7 @@ SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released
 IDLE_SETTLE_S = 0.2  # sooner when the run is idle, but not at every empty read (a part each)
 CLUSTER_READY_TIMEOUT_S = 180.0  # pods: image pulls and scheduling
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
+JOIN_TIMEOUT_S = 3600.0  # --expect-workers: how long workers from other hosts may take
 
 
 class RunState(TextEnum):
@@ -70,6 +73,7 @@ class Progress:
     stats: dict[str, Any] | None
     state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
+    eta: Eta | None = None  # time left, modelled on the axes (ttg_lib.eta)
 
     @property
     def fraction(self) -> float:
@@ -79,8 +83,14 @@ class Progress:
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
                  backend: Producer | None = None, say: Callable[[str], None] | None = None,
-                 resume: bool = False, retry_failed: bool = False):
+                 resume: bool = False, function: Callable[..., Any] | None = None,
+                 retry_failed: bool = False):
+        # issue 20: the function, shipped by value when workers may not import it
+        self.fn, self.shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
+        if self.shipped is not None:
+            config = replace(config, compute_sha256=self.shipped.sha256)
         self.config = config
+        self.joined: JoinedWorkers | None = None  # workers from other hosts (expect_workers)
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
         self.retry_failed = retry_failed  # ... and recompute its failed points
         self.retrying: Any = None  # retryfailed.FailedPoints, when it does
@@ -88,11 +98,12 @@ class Run:
         self._received_before: set[int] = set()
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
         self.owner = LockOwner.this_process(config.run_id, config.output_dir)
-        self.fn = compute.load(config.compute)  # a ComputeImportError is a ConfigError
         self.space = _space(config, self.fn)  # a SpaceError (a ConfigError) starts nothing
+        self.eta = EtaModel(self.space, config.chunk_size, config.total_params)
         self.record = RunRecord(config.record_dir)
         self.collector = ResultCollector(run_id=config.run_id, total_params=config.total_params,
-                                         chunk_size=config.chunk_size, rtol=config.verify_rtol)
+                                         chunk_size=config.chunk_size, rtol=config.verify_rtol,
+                                         compute_sha256=config.compute_sha256)
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
         self.failures = FailureBook(self.record, config.total_params,  # failed points, and
                                     FailureBudget.parse(config.max_failures))  # the budget
@@ -148,6 +159,8 @@ class Run:
         cfg = self.config
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.record.write_json("config.json", cfg.to_dict())
+        if self.shipped is not None:
+            self.shipped.save(cfg.record_dir)
         from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
 
         self.writer = (ResultsWriter(cfg.record_dir, self.space) if cfg.keep_results
@@ -168,12 +181,17 @@ class Run:
                           before_purge=self._drain_leftovers if self.resume else None)
         self.record.write_json("environment.json",
                                environment(producer.server_version(), cfg.backend))
+        if self.shipped is not None:
+            self.session.store_blob(self.shipped.sha256, self.shipped.payload)
         self.cluster.start_workers(cfg.workers)
         self.state = RunState.STARTING
         self.cluster.wait_ready(cfg.workers, READY_TIMEOUT_S if cfg.cluster == "local"
                                 else CLUSTER_READY_TIMEOUT_S)
         self._workers_started = sum(1 for w in self.cluster.workers()
                                     if w.state == WorkerState.RUNNING)
+        if cfg.expect_workers:
+            self.joined = JoinedWorkers(producer, cfg.expect_workers, join_hint(cfg))
+            self.joined.wait(cfg.timeout_s or JOIN_TIMEOUT_S, self.say, self.session.keep_lock)
         self.t0, self._cpu0 = time.monotonic(), time.process_time()
         published = producer.publish_tasks(self._tasks(only_unfinished=self.resume))
         if self.resume:  # computed once already, lost with the dead orchestrator's memory
@@ -249,7 +267,8 @@ class Run:
         start = chunk_id * cfg.chunk_size
         task = Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                     count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
-                    compute=cfg.compute, max_retries=cfg.max_retries,
+                    compute=self.shipped.ref if self.shipped else cfg.compute,
+                    max_retries=cfg.max_retries,
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
                     point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
                     recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
@@ -307,6 +326,8 @@ class Run:
         self.faults.on_result(result)
         self.writer.add(result)
         self.failures.add(result)
+        self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
+                         failed=result.error is not None)
         if (result.error is None and len(result.failures) < result.count
                 and self.plan.wants(result.chunk_id, result.worker)):
             self.collector.expect_verification(result.chunk_id)
@@ -389,7 +410,7 @@ class Run:
             self.t_complete = time.monotonic()
         elif self.elapsed_s > cfg.effective_timeout_s:
             self.state = RunState.TIMED_OUT
-        elif self.cluster.live_workers():
+        elif self.cluster.live_workers() or self._joined_live():
             self._stalled_since = None
         elif self._stalled_since is None:
             self._stalled_since = time.monotonic()
@@ -402,10 +423,19 @@ class Run:
             elapsed_s=self.elapsed_s, chunks_total=self.config.chunks_total,
             chunks_completed=self.collector.completed, chunks_failed=self.collector.failed,
             params_done=self.collector.params_done,
-            live_workers=len(self._cluster.live_workers()) if self._cluster else 0,
+            live_workers=(len(self._cluster.live_workers()) if self._cluster else 0)
+            + self._joined_live(),
             stats=self._last_stats.to_dict() if self._last_stats else None,
             state=RunState.BROKER_DOWN if down else self.state,
-            events=self._cluster.events() if self._cluster else [])
+            events=self._cluster.events() if self._cluster else [],
+            eta=self.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING else None)
+
+    def _joined_live(self) -> int:
+        """Workers from other hosts, as the last queue sample counts them (a run with local
+        workers counts those, which the broker counts too)."""
+        if self.joined is None or self.config.workers:
+            return 0
+        return self.joined.live(self._last_stats)
 
     def stop(self) -> None:
         """Ask the run to end at the next step (the demo's Stop button)."""

@@ -23,7 +23,9 @@ from .backends import (
     Producer,
     QueueStats,
     ResultsIndex,
+    StoresBlobs,
 )
+from .backends.blobs import CURRENT_RUN
 from .errors import RunError
 from .messages import Result, Task
 from .runlock import LockOwner, acquire, broker_progress
@@ -41,6 +43,7 @@ class BrokerSession:
         self.outages: list[dict[str, Any]] = []
         self._down_since: float | None = None
         self._next_renew = 0.0
+        self._blobs: dict[str, bytes] = {}  # stored again if the broker loses its data
 
     @property
     def down(self) -> bool:
@@ -61,6 +64,16 @@ class BrokerSession:
             before_purge()
         self.producer.purge()
         self.producer.declare()
+        if isinstance(self.producer, StoresBlobs):  # workers that join ask which run is on
+            self.store_blob(CURRENT_RUN, self.run_id.encode())
+
+    def store_blob(self, key: str, data: bytes) -> None:
+        """Store the run's function shipped by value on the broker (after open's purge)."""
+        if not isinstance(self.producer, StoresBlobs):
+            raise RunError(f"{self.producer.spec.title} cannot carry a function by value: pass "
+                           f"an importable 'module:function'")
+        self._blobs[key] = data
+        self.producer.put_blob(key, data)
 
     # -- during the run ----------------------------------------------------------------
     def read(self, timeout: float, unfinished: Callable[[], Iterable[Task]],
@@ -164,6 +177,8 @@ class BrokerSession:
         self.outages[-1]["republished_checks"] = checks  # recomputations asked for again
         self.outages[-1]["broker_kept_chunks"] = stored
         self.producer.rewind_results()
+        for key, data in self._blobs.items():  # the function, before the tasks that need it
+            self.producer.put_blob(key, data)  # type: ignore[attr-defined]
         self.producer.publish_tasks(missing)
 
     # -- at the end --------------------------------------------------------------------

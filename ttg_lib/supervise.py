@@ -26,7 +26,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import byvalue
 from .childproc import ChildDied, ComputeChild
+from .compute import Fetch
 from .messages import PointFailure, Task
 from .points import UNTRACKED, WAITING, ChunkOutcome, Job, compute_job
 
@@ -110,6 +112,8 @@ class Supervisor:
         self.counters = Counters()
         self.running: Running | None = None
         self._dead_cpu_s = 0.0
+        self._fetch: Fetch | None = None
+        self._payloads: dict[str, bytes | None] = {}  # functions shipped by value, by ref
         self._dead_peak_mib = 0.0
 
     def peak_rss_mib(self) -> float:
@@ -149,8 +153,11 @@ class Supervisor:
     def limit_of(self, task: Task) -> float:
         return self.clock.limit() if task.point_timeout_s == AUTO else task.point_timeout_s
 
-    def run(self, tasks: list[Task], keepalive: Callable[[], None]) -> list[ChunkOutcome]:
-        """Every task's outcome, in order, whatever the user's function does."""
+    def run(self, tasks: list[Task], keepalive: Callable[[], None],
+            fetch: Fetch | None = None) -> list[ChunkOutcome]:
+        """Every task's outcome, in order, whatever the user's function does (``fetch``: a
+        function shipped by value, from the broker, which only this process talks to)."""
+        self._fetch = fetch
         self._maybe_recycle(tasks[0])
         begun = time.time()
         tracking = [_Tracking(Job(task)) for task in tasks]
@@ -188,7 +195,7 @@ class Supervisor:
     def _batch(self, child: ComputeChild, jobs: list[_Tracking], order: list[int],
                done: dict[int, ChunkOutcome], keepalive: Callable[[], None],
                base: int) -> None:
-        child.send([t.job for t in jobs])
+        child.send([self._with_function(child, t.job) for t in jobs])
         got = 0
         seen, since = child.where(), time.monotonic()
         next_keepalive = since + self.POLL_S
@@ -260,6 +267,19 @@ class Supervisor:
         if count > task.max_crashes:
             tracked.job.skip[offset] = PointFailure(offset, f"crashed: {how}", count)
 
+    def _with_function(self, child: ComputeChild, job: Job) -> Job:
+        """A function shipped by value goes to a compute process once, with its first job."""
+        ref = job.task.compute
+        job.payload = None
+        if byvalue.is_ref(ref) and ref not in child.functions:
+            if ref not in self._payloads and self._fetch is not None:
+                if len(self._payloads) >= 8:
+                    self._payloads.clear()
+                self._payloads[ref] = self._fetch(ref[len(byvalue.PREFIX):])
+            job.payload = self._payloads.get(ref)
+            child.functions.add(ref)
+        return job
+
     def _child(self) -> ComputeChild:
         if self.child is None:
             self.child = ComputeChild()
@@ -313,8 +333,10 @@ class InlineSupervisor(Supervisor):
     def close(self) -> None:
         self.pool.shutdown(wait=False)
 
-    def run(self, tasks: list[Task], keepalive: Callable[[], None]) -> list[ChunkOutcome]:
-        future = self.pool.submit(lambda: [compute_job(Job(task)) for task in tasks])
+    def run(self, tasks: list[Task], keepalive: Callable[[], None],
+            fetch: Fetch | None = None) -> list[ChunkOutcome]:
+        future = self.pool.submit(lambda: [compute_job(Job(task), fetch=fetch)
+                                           for task in tasks])
         while True:
             try:
                 return future.result(timeout=self.POLL_S)

@@ -106,8 +106,10 @@ class ResultCollector:
     """Deduplicates results by chunk id, checks their structure on arrival, and matches each
     recomputation with the result it recomputes."""
 
-    def __init__(self, *, run_id: str, total_params: int, chunk_size: int, rtol: float = 0.0):
+    def __init__(self, *, run_id: str, total_params: int, chunk_size: int, rtol: float = 0.0,
+                 compute_sha256: str = ""):
         self.run_id = run_id
+        self.compute_sha256 = compute_sha256  # results name the function shipped by value
         self.total_params = total_params
         self.chunk_size = chunk_size
         self.chunks_total = math.ceil(total_params / chunk_size)
@@ -234,6 +236,9 @@ class ResultCollector:
             return self._problem(f"undecodable result message ({bytes(result)[:60]!r})")
         if result.run_id != self.run_id:
             return self._problem(f"result of another run {result.run_id!r}")
+        if result.compute_sha256 != self.compute_sha256 and result.error is None:
+            return self._problem(f"chunk {result.chunk_id} computed by another function "
+                                 f"(sha256 {result.compute_sha256[:12] or 'none'})")
         if not 0 <= result.chunk_id < self.chunks_total:
             return self._problem(f"result for chunk {result.chunk_id} outside "
                                  f"0..{self.chunks_total - 1}")

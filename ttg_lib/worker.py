@@ -34,9 +34,11 @@ from .backends import (
     Consumer,
     Delivery,
     ForgetsConsumers,
+    StoresBlobs,
     open_consumer,
     stored_key,
 )
+from .backends.blobs import CURRENT_RUN
 from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
@@ -117,6 +119,7 @@ class Worker:
         self.cpu = CpuMeter()
         self._parent = os.getppid()
         self._reconnected_at = float("-inf")  # when this worker last came back from an outage
+        self._current_runs: set[str] = set()  # runs seen current on the broker (issue 20)
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -233,9 +236,13 @@ class Worker:
             task = Task.decode(delivery.body)
         except MessageError as exc:
             return self._reject(delivery, str(exc))
-        if self.settings.run_id and task.run_id != self.settings.run_id:
-            return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's run "
-                                          f"{self.settings.run_id!r}")
+        if task.run_id != self.settings.run_id:  # issue 20: whose task is it?
+            current = self._is_current(task.run_id)
+            if self.settings.run_id and current:
+                return self._leave_for_its_run(delivery, task)
+            if self.settings.run_id or current is False:
+                return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's "
+                                              f"run {self.settings.run_id or '(the current)'}")
         if delivery.redelivered and self._stored_late(task):
             self.backend.discard(delivery)  # its result was stored after an outage
             self.log("chunk_already_stored", chunk=task.chunk_id, verify=bool(task.verify_of))
@@ -253,7 +260,8 @@ class Worker:
                             chunk_started_at=time.time())
         try:
             outcomes = self.supervisor.run([t for _d, t in todo],
-                                           keepalive=lambda: self._keepalive(held))
+                                           keepalive=lambda: self._keepalive(held),
+                                           fetch=self._fetch_function)
         except ComputeBroken as exc:
             for delivery, task in todo:
                 self._reject(delivery, str(exc), task=task)
@@ -276,7 +284,7 @@ class Worker:
                 values=outcome.values, redelivered=delivery.redelivered,
                 verify=bool(task.verify_of), failures=outcome.failures,
                 point_limit_s=self.supervisor.limit_of(task) if task.point_timeout_s < 0
-                else 0.0)))
+                else 0.0, compute_sha256=function_sha256(task.compute))))
         return done
 
     def _peak_rss_mib(self) -> float:
@@ -289,6 +297,32 @@ class Worker:
     def _report(self) -> dict[str, Any]:
         """CPU and compute-process counters for the heartbeat (the worker table, summary)."""
         return {**self.cpu.snapshot(self.supervisor.cpu_s), **self.supervisor.counters.to_dict()}
+
+    # issue 20 (several machines): a worker joins whichever run is current on the broker (the
+    # run id its orchestrator stored there). A worker pinned to a run (--run-id) that receives
+    # a task of the current run leaves it for that run's workers, untouched, and stops: its
+    # own run is over (a new run empties the queues first). A task of a run that is not
+    # current (a stray) is dead-lettered, as before.
+    def _is_current(self, run_id: str) -> bool | None:
+        """Is ``run_id`` the broker's current run? None: the broker does not say."""
+        if run_id in self._current_runs:
+            return True
+        raw = (self.backend.get_blob(CURRENT_RUN) if isinstance(self.backend, StoresBlobs)
+               else None)
+        if raw is not None and raw.decode() != run_id:
+            return False
+        self._current_runs.add(run_id)
+        return True if raw is not None else None
+
+    def _leave_for_its_run(self, delivery: Delivery, task: Task) -> None:
+        self._handing_back.append((delivery, task))
+        self.log("run_over", level="warning", task_run=task.run_id)
+        self.stopping.set()
+        return None
+
+    def _fetch_function(self, key: str) -> bytes | None:
+        """A function shipped by value, from the broker (issue 20)."""
+        return self.backend.get_blob(key) if isinstance(self.backend, StoresBlobs) else None
 
     ANNOUNCE_WAIT_S = 0.5  # right after an outage: how long a handed-back task waits to hear
     ANNOUNCE_WINDOW_S = 5.0  # that its holder, reconnecting too, stored it (they come within
@@ -346,7 +380,8 @@ class Worker:
 
         Returns None so callers can ``return self._reject(...)`` from _admit()."""
         failure = None
-        if task is not None and task.run_id == self.settings.run_id:
+        if task is not None and (task.run_id == self.settings.run_id or (
+                not self.settings.run_id and task.run_id in self._current_runs)):
             now = time.time()
             failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
                              count=task.count, worker=self.settings.name, attempt=task.attempt,
@@ -357,6 +392,11 @@ class Worker:
         self.log("dead_lettered", level="warning", reason=reason,
                  chunk=task.chunk_id if task else None)
         return None
+
+
+def function_sha256(ref: str) -> str:
+    """The fingerprint a result carries: its function's, when it was shipped by value."""
+    return ref.removeprefix("sha256:") if ref.startswith("sha256:") else ""
 
 
 def _tighten_timer_slack() -> None:

@@ -24,6 +24,7 @@ from .base import (
     RunLocked,
     stored_key,
 )
+from .blobs import StoresBlobs
 from .registry import (
     DEFAULT_BACKEND,
     REGISTRY,
@@ -59,6 +60,6 @@ __all__ = [
     "BrokerUnavailable", "Connection", "Consumer", "ConsumerInfo", "Delivery", "ExpiringLock",
     "ForgetsConsumers", "FreesDeadConsumers", "HoldsResults", "Inspector", "KubernetesWorkload",
     "ListsConsumers", "Producer", "QueueNames", "QueueStat", "QueueStats", "ResultsIndex",
-    "RunLocked", "backend_names", "env_urls", "get_spec", "open_consumer", "open_inspector",
-    "open_producer", "stored_key",
+    "RunLocked", "StoresBlobs", "backend_names", "env_urls", "get_spec", "open_consumer",
+    "open_inspector", "open_producer", "stored_key",
 ]

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 from ..messages import Result, Task, decode_results, encode_results
 from . import base
 from .base import Delivery, QueueStat, QueueStats, dead_letter_record, result_key
+from .blobs import StoresBlobs
 from .registry import BackendSpec, QueueNames
 
 SPEC = BackendSpec(name="memory", title="In-memory", module=__name__, client_package=None,
@@ -51,6 +52,7 @@ class MemoryBroker:
     lock_owner: str = ""
     consumers: set[int] = field(default_factory=set)
     announced: set[str] = field(default_factory=set)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # functions shipped by value
     down: bool = False
     ids: itertools.count = field(default_factory=itertools.count)
 
@@ -121,6 +123,30 @@ class MemoryConnection(base.Connection):
         return "memory"
 
 
+class MemoryBlobs(StoresBlobs):
+    """Blobs in the broker's dict (see :mod:`.blobs`)."""
+
+    _check: Any  # MemoryConnection's
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        b = self._check()
+        with b.cond:
+            b.blobs[key] = bytes(data)
+
+    def get_blob(self, key: str) -> bytes | None:
+        b = self._check()
+        with b.cond:
+            return b.blobs.get(key)
+
+    def drop_blobs(self, dry_run: bool = False) -> list[str]:
+        b = self._check()
+        with b.cond:
+            gone = [f"memory blobs ({len(b.blobs)})"] if b.blobs else []
+            if not dry_run:
+                b.blobs.clear()
+            return gone
+
+
 class MemoryInspector(MemoryConnection, base.Inspector):
     def stats(self) -> QueueStats:
         b = self._check()
@@ -137,7 +163,7 @@ class MemoryInspector(MemoryConnection, base.Inspector):
             return [dict(record) for record in self.b.dlq]
 
 
-class MemoryProducer(MemoryInspector, base.Producer):
+class MemoryProducer(MemoryInspector, base.Producer, MemoryBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self.cursor = 0
@@ -202,10 +228,11 @@ class MemoryProducer(MemoryInspector, base.Producer):
                     items.clear()
                 b.duplicates = 0
                 self.cursor = 0
-            return gone
+        return gone + self.drop_blobs(dry_run)
 
 
-class MemoryConsumer(MemoryConnection, base.Consumer, base.AnnouncesLateResults):
+class MemoryConsumer(MemoryConnection, base.Consumer, base.AnnouncesLateResults,
+                     MemoryBlobs):
     session = 0
 
     def connect(self) -> None:

@@ -40,8 +40,9 @@ import pika
 import pika.exceptions
 
 from ..messages import Result, Task, decode_results, encode_results
-from . import base
+from . import base, tls
 from .base import ConsumerInfo, Delivery, QueueStat, QueueStats, dead_letter_record, text
+from .rabbitmq_blobs import RabbitBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, ManagementPort, QueueNames
 
 K8S_USER = "ttg"
@@ -108,6 +109,8 @@ class RabbitConnection(base.Connection):
         params.blocked_connection_timeout = 30
         params.connection_attempts = 1
         params.socket_timeout = 3
+        if self.url.startswith("amqps:"):  # verified against TTG_TLS_CA, else the system's
+            params.ssl_options = pika.SSLOptions(tls.context(), params.host)
         self.connection = pika.BlockingConnection(params)
         self.channel = self._new_channel()
         self._inbox.clear()
@@ -233,7 +236,7 @@ class RabbitInspector(RabbitConnection, base.Inspector, base.ListsConsumers):
         return records
 
 
-class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
+class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults, RabbitBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._lock_channel: Any = None
@@ -369,6 +372,7 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
                 channel.queue_delete(queue)
             channel.close()
             gone.append(f"rabbitmq queue {queue} ({count} messages)")
+        gone += self.drop_blobs(dry_run)
         channel = self.conn.channel()
         try:
             channel.exchange_declare(STORED, passive=True)
@@ -381,7 +385,7 @@ class RabbitProducer(RabbitInspector, base.Producer, base.HoldsResults):
 
 
 class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
-                     base.ForgetsConsumers):
+                     base.ForgetsConsumers, RabbitBlobs):
     transactional = True
 
     def __init__(self, url: str, *, lease_s: float = 2.0):

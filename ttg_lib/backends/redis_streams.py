@@ -45,7 +45,9 @@ from .base import (
     result_key,
     text,
 )
+from .redis_blobs import RedisBlobs  # functions shipped by value (issue 20)
 from .registry import BackendSpec, KubernetesWorkload, QueueNames
+from .tls import ca_file as tls_ca_file  # rediss:// with a CA of your own (issue 20)
 
 
 def _k8s_secret(password: str, host: str, port: int) -> dict[str, str]:
@@ -91,9 +93,10 @@ class RedisConnection(base.Connection):
 
     @_errors
     def connect(self) -> None:
+        tls = {"ssl_ca_certs": tls_ca_file()} if self.url.startswith("rediss:") else {}
         self.client = redis.Redis.from_url(
             self.url, socket_timeout=10, socket_connect_timeout=3, retry_on_timeout=False,
-            **_zero_copy_packer())
+            **tls, **_zero_copy_packer())
         self.client.ping()
         self._scripts = {name: self.client.register_script(_lua(name)) for name in SCRIPTS}
 
@@ -163,7 +166,7 @@ class RedisInspector(RedisConnection, base.Inspector, base.ListsConsumers):
 
 
 class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.ResultsIndex,
-                    base.BrokerDedup, base.FreesDeadConsumers):
+                    base.BrokerDedup, base.FreesDeadConsumers, RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
@@ -272,13 +275,14 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
         if not dry_run and present:
             self.r.delete(*present)
             self._results_cursor = "0-0"  # a new stream: its first entry may reuse an old id
-        return [f"redis key {key}" for key in present]
+        return [f"redis key {key}" for key in present] + self.drop_blobs(dry_run)
 
 
-class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
+class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, RedisBlobs):
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._last_sweep = 0.0
+        self._idle = True
 
     @_errors
     def leave(self, consumer: str) -> None:
@@ -301,10 +305,14 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers):
             stale = self._claim_stale(consumer)
             if stale is not None:
                 return [stale]
+        if self._idle:  # issue 20: a blocked XREADGROUP creates no consumer (Redis < 7.2),
+            # yet a run waiting for workers to join counts them: a waiting worker is one
+            self.r.xgroup_createconsumer(TASKS, GROUP, consumer)
         reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
                                   block=max(1, int(timeout * 1000)))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
+        self._idle = not out
         if not out:
             self._last_sweep = 0.0  # idle: look for stale work again on the next call
         return out
@@ -368,12 +376,14 @@ Inspector, Producer, Consumer = RedisInspector, RedisProducer, RedisConsumer
 
 @contextlib.contextmanager
 def _group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
-    """A Redis that restarted without its data has no consumer group (NOGROUP): a worker
-    recreates it (``recreate``) or lets the operation go, instead of crashing."""
+    """A Redis that restarted without its data has no consumer group (NOGROUP), and a new
+    run's purge deletes the stream under a worker blocked on it (UNBLOCKED: a worker that
+    joined from another host waits across runs): a worker recreates it (``recreate``) or
+    lets the operation go, instead of crashing."""
     try:
         yield
     except redis.ResponseError as exc:
-        if "NOGROUP" not in str(exc):
+        if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
             raise
         if recreate is not None:
             recreate()

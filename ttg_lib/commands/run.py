@@ -22,11 +22,17 @@ console = Console(stderr=True)
 @command("run")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="broker [redis]")
 @click.option("--scale", type=click.Choice(tuple(SCALES)), default=None, help="preset [small]")
-@click.option("--workers", type=int, default=None, help="worker count [3]")
+@click.option("--workers", type=int, default=None,
+              help="local workers to start [3]; 0: only workers that join (--expect-workers)")
+@click.option("--expect-workers", type=int, default=None, metavar="N",
+              help="wait until N workers are on the broker (e.g. `ttg worker` on other hosts) "
+                   "before publishing [0]")
 @click.option("--total-params", type=int, default=None, help="override the preset")
 @click.option("--chunk-size", type=int, default=None, help="override the preset")
 @click.option("--work-ms", type=float, default=None, help="simulated ms per param")
-@click.option("--compute", default=None, help="module:function [ttg_lib.compute:placeholder]")
+@click.option("--compute", default=None,
+              help="module:function, imported from the working directory too; shipped to the "
+                   "workers by value unless installed [ttg_lib.compute:placeholder]")
 @click.option("--fault-demo", is_flag=True, default=None, help="SIGKILL one worker mid-run")
 @click.option("--kill-at", type=float, default=None, help="fraction done at the kill [0.3]")
 @click.option("--no-restart", is_flag=True, help="do not replace dead workers")
@@ -67,7 +73,8 @@ console = Console(stderr=True)
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
 @click.option("--dry-run", is_flag=True,
-              help="Kubernetes: print every API operation the run would make; send nothing")
+              help="start nothing; local: print the points, chunks and first points; "
+                   "Kubernetes: every API operation the run would make")
 def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
         resume_run: str | None, retry_failed: bool, **flags: Any) -> None:
     """Run a sweep: seed tasks, start workers, verify every result, write the record."""
@@ -116,8 +123,12 @@ def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
 
 
 def _print_plan(config: RunConfig, as_json: bool) -> None:
-    if config.cluster == "local":
-        fail("--dry-run lists Kubernetes API operations: use it with --cluster kind or k8s")
+    if config.cluster == "local":  # the points and chunks; nothing to plan on a cluster
+        from ..space import format_preview, run_preview
+
+        preview = run_preview(config)
+        click.echo(json.dumps(preview, indent=2) if as_json else format_preview(preview))
+        return
     try:
         from ..cluster.kubernetes import dry_run_plan, format_plan
     except ImportError as exc:
@@ -144,6 +155,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False,
             console.print(f"[bold]TTG run[/bold] {config.run_id}: {config.backend}, "
                           f"{config.scale} ({config.total_params:,} params in "
                           f"{config.chunks_total:,} chunks), {config.workers} workers"
+                          + (f", waiting for {config.expect_workers} to join"
+                             if config.expect_workers else "")
                           + (f", fault at {config.kill_at:.0%}" if config.fault_demo else ""))
         run.start()
         bar = Progress(TextColumn("[bold blue]chunks"), BarColumn(), MofNCompleteColumn(),
@@ -156,7 +169,8 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False,
                 p = run.step(0.1)
                 rate = p.params_done / p.elapsed_s if p.elapsed_s else 0
                 bar.update(task, completed=p.chunks_completed + p.chunks_failed,
-                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live")
+                           info=f"{rate:,.0f} params/s, {p.live_workers} workers live"
+                           + (f", {p.eta.label()}" if p.eta else ""))
                 for event in p.events[seen_events:]:
                     bar.console.print(f"  [yellow]{event['event']}[/yellow] {event['worker']} "
                                       f"{event['detail']}", highlight=False)

@@ -37,6 +37,9 @@ def sample_from_progress(progress: Any) -> dict[str, Any]:
             row[role] = progress.stats[role]["messages"]
             row[f"{role}_ready"] = progress.stats[role]["ready"]
         row["consumers"] = progress.stats["tasks"]["consumers"]
+    eta = getattr(progress, "eta", None)  # modelled on the axes (ttg_lib.eta)
+    if eta is not None:
+        row["eta_s"], row["eta_spread_s"] = round(eta.remaining_s, 1), round(eta.spread_s, 1)
     return row
 
 

@@ -19,12 +19,14 @@ def status_line(p: Any, cfg: RunConfig) -> str:
             f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live")
 
 
-def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> dict[str, Any]:
+def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
+             run: Any = None) -> dict[str, Any]:
     """Do a whole run from a notebook cell, drawing the live chart as it goes.
 
     The loop runs in the cell (not a thread), so widget updates reach the front end
     under every ipykernel; Kernel > Interrupt stops the run cleanly and still writes
-    its record. Returns the run summary.
+    its record. Returns the run summary. ``run``: a Run built already (the Python API's,
+    with its function).
     """
     from ..run import Run
 
@@ -35,7 +37,7 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1) -> d
     if live is not None:
         live.display()
     try:
-        with Run(config) as run:
+        with run or Run(config) as run:
             run.start()
             last = 0.0
             try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import DEFAULT_BACKEND, env_urls
+from ..byvalue import display_name
 from ..config import BACKENDS, ConfigError, RunConfig
 from ..paths import resolve_output_dir
 from ..record import load_json
@@ -29,10 +30,13 @@ class SupervisorPanel:
     headless (nbval, papermill) without side effects.
     """
 
-    def __init__(self, output_dir: str | None = None, scale: str | None = None):
+    def __init__(self, output_dir: str | None = None, scale: str | None = None,
+                 function: Any = None, space: Any = None):
         import ipywidgets as w
 
         self.output_dir = resolve_output_dir(output_dir)
+        # issue 20: a function of the notebook's own (by value) over ``space``, else TTG's
+        self.function, self.space = function, space
         self.run: Any = None
         self.task: asyncio.Future[Any] | None = None
         self.chart: LiveChart | None = None
@@ -123,21 +127,25 @@ class SupervisorPanel:
         return build_config(backend=self.backend.value, scale=self.scale.value,
                             workers=self.workers.value, fault_demo=self.fault.value,
                             kill_at=self.kill_at.value, restart=self.restart.value,
-                            wait=self.wait.value, output_dir=str(self.output_dir))
+                            wait=self.wait.value, output_dir=str(self.output_dir),
+                            space=self.space, compute=None if self.function is None
+                            else display_name(self.function))
 
     def start(self) -> asyncio.Future[Any] | None:
         if self.running:
             return None
+        from ..run import Run
+
         try:
             cfg = self.config()
+            run = Run(cfg, say=self.say,  # e.g. "waiting for TTG run … : 40 tasks left"
+                      function=self.function)  # a function that does not pickle: rejected
         except ConfigError as exc:
             self.status.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
             self.say(f"config rejected: {exc}")
             return None
-        from ..run import Run
-
         self.summary = None
-        self.run = Run(cfg, say=self.say)  # e.g. "waiting for TTG run … : 40 tasks left"
+        self.run = run
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
         if self.chart.widget is not None:
             self.chart_box.children = (self.chart.widget,)

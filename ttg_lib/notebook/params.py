@@ -31,8 +31,9 @@ def describe(config: RunConfig) -> str:
     fault = f", fault at {config.kill_at:.0%}" if config.fault_demo else ""
     space = ""
     if config.space is not None:  # the space decides the points: say which, and what computes
-        space = (f"space: {config.space.get('mode', 'grid')} over "
-                 f"{' × '.join(config.space['axes'])}, computed by {config.compute} "
+        from ..space import describe_space
+
+        space = (f"space: {describe_space(config.space)}, computed by {config.compute} "
                  f"(verify: {config.verify_mode})\n")
     return (f"run {config.run_id}: {config.backend}, {config.scale} ({config.total_params:,} "
             f"params in {config.chunks_total} chunks of {config.chunk_size}, "
