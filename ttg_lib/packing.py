@@ -105,14 +105,15 @@ class ValueColumns(Sequence[dict[str, Any]]):
         return f"ValueColumns({list(self.columns)}, {self._length} rows)"
 
 
-def pack_chunk(values: Sequence[Any]) -> tuple[str, bytes, list[list[Any]] | None]:
+def pack_chunk(values: Sequence[Any], types: set[type] | None = None
+               ) -> tuple[str, bytes, list[list[Any]] | None]:
     """A chunk's values as (encoding, bytes, column schema): dicts that share their keys and
     hold only scalars become ("cols", the columns back to back, [[key, encoding, size], ...]);
-    anything else is :func:`pack_values`."""
+    anything else is :func:`pack_values` (``types``: the values' types, when known already)."""
     packed = _pack_dicts(values)
     if packed is not None:
         return "cols", packed[1], packed[0]
-    enc, raw = pack_values(values)
+    enc, raw = pack_values(values, types)
     return enc, raw, None
 
 
@@ -138,11 +139,12 @@ def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
     return schema, b"".join(parts)
 
 
-def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
+def pack_values(values: Sequence[Any], types: set[type] | None = None) -> tuple[str, bytes]:
     """("i64", little-endian int64 bytes) when every value is a 64-bit integer, ("f64",
     little-endian float64) when every value is a float (integers up to 2**53 among them),
     else ("json", JSON). Booleans go as JSON, so they come back as booleans."""
-    types = set(map(type, values))
+    if types is None:
+        types = set(map(type, values))
     if bool not in types:
         try:
             return "i64", _little(array("q", values)).tobytes()

@@ -20,10 +20,11 @@ import time
 import traceback
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .messages import Packed, PointFailure, Task, pack_chunk
-from .values import clean_text, normalise
+from .values import clean_text, normalise_typed
 
 TRACE_FRAMES = 5
 TRACE_CHARS = 4000
@@ -83,7 +84,7 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
     """Every point of ``task`` through ``fn``; ``skip``: points already failed for good
     (crashed, timed out) that are not called again."""
     started, cpu0 = time.time(), time.thread_time()
-    call = _caller(fn, task)
+    call = None  # one point at a time: built only when needed (tracked, retried)
     skip = dict(skip or {})
     if task.only is not None:  # --retry-failed: the other points are on disk already
         wanted = set(task.only)
@@ -91,9 +92,10 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
     errors: dict[int, tuple[str, str]] = {}
     seconds: list[float] = []
     if tracked or skip:
+        call = _caller(fn, task)
         values = _tracked(call, range(task.count), skip, errors, cursor, seconds)
     else:
-        values = _plain(call, task.count, errors)
+        values = _plain(fn, task, errors)
     attempts = dict.fromkeys(errors, 1)
     retry = 1
     while errors and (delay := retry_delay(task, retry)) is not None:
@@ -102,6 +104,7 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
             cursor[OFFSET] = WAITING
         sleep(delay)
         again: dict[int, tuple[str, str]] = {}
+        call = call or _caller(fn, task)
         redo = _tracked(call, sorted(errors), {}, again, cursor, seconds)
         for offset, value in zip(sorted(errors), redo, strict=True):
             attempts[offset] += 1
@@ -109,7 +112,7 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
                 values[offset] = value
         errors = again
     cpu = time.thread_time() - cpu0
-    values, unstorable = normalise(values)
+    values, unstorable, types = normalise_typed(values)
     failures = [PointFailure(i, message, attempts.get(i, 1), trace)
                 for i, (message, trace) in errors.items()]
     failures += [PointFailure(i, message) for i, message in unstorable.items()
@@ -118,7 +121,9 @@ def compute_chunk(fn: Callable[..., Any], task: Task, *, tracked: bool = False,
     failures.sort(key=lambda f: f.offset)
     for f in failures:
         values[f.offset] = None
-    enc, raw, cols = pack_chunk(values)
+    if failures:
+        types = None  # Nones put in: the types changed
+    enc, raw, cols = pack_chunk(values, types)
     return ChunkOutcome(task.chunk_id, Packed(enc, raw, cols, task.count), failures,
                         started, time.time(), cpu, seconds)
 
@@ -152,25 +157,36 @@ def _caller(fn: Callable[..., Any], task: Task) -> Callable[[int], Any]:
     if task.space is None:
         start, work_ms = task.start, task.work_ms
         return lambda offset: fn(start + offset, work_ms)
-    from .compute import space_of
-
-    points = space_of(task.space).points(task.start, task.count)
+    points = _points(task)
     return lambda offset: fn(**points[offset])
 
 
-def _plain(call: Callable[[int], Any], count: int,
+def _plain(fn: Callable[..., Any], task: Task,
            errors: dict[int, tuple[str, str]]) -> list[Any]:
-    """The fast form: after a failure, the loop resumes past the failing point."""
+    """The fast form, as cheap as a list comprehension (fn called directly, no wrapper a
+    point); after a failure, the loop resumes past the failing point."""
     out: list[Any] = []
     append = out.append
+    count, start, work_ms = task.count, task.start, task.work_ms
+    points = None if task.space is None else _points(task)
     while len(out) < count:
         try:
-            for offset in range(len(out), count):
-                append(call(offset))
+            if points is None:
+                for param_id in range(start + len(out), start + count):
+                    append(fn(param_id, work_ms))
+            else:
+                for point in islice(points, len(out), None):
+                    append(fn(**point))
         except BaseException as exc:  # noqa: BLE001 - the user's code: any failure is its
             errors[len(out)] = describe(exc)  # point's (SystemExit and KeyboardInterrupt
             append(None)  # too: the compute process ignores SIGINT, the worker owns it)
     return out
+
+
+def _points(task: Task) -> list[dict[str, Any]]:
+    from .compute import space_of
+
+    return space_of(task.space).points(task.start, task.count)
 
 
 def _tracked(call: Callable[[int], Any], offsets: Any, skip: dict[int, PointFailure],

@@ -47,12 +47,18 @@ def normalise(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
     """``values`` made storable (the same list when it already is: the fast path costs one
     pass over the types), and the errors of the values that cannot be, by position (their
     value becomes None)."""
+    return normalise_typed(values)[:2]
+
+
+def normalise_typed(values: list[Any]) -> tuple[list[Any], dict[int, str], set[type] | None]:
+    """:func:`normalise`, and the values' types when the fast path found them unchanged
+    (packing reuses them: one pass over a million values, not two)."""
     types = set(map(type, values))
     if types <= PLAIN and (str not in types or all(_clean_text(v) for v in values
                                                    if type(v) is str)):
-        return values, {}
+        return values, {}, types
     if types == {dict} and all(_plain_dict(v) for v in values):
-        return values, {}
+        return values, {}, types
     out, errors = list(values), {}
     for i, value in enumerate(values):
         try:
@@ -61,7 +67,7 @@ def normalise(values: list[Any]) -> tuple[list[Any], dict[int, str]]:
             out[i], errors[i] = None, str(exc)
         except RecursionError:
             out[i], errors[i] = None, "cannot store a value nested this deeply"
-    return out, errors
+    return out, errors, None
 
 
 def storable(value: Any, depth: int = 0) -> Any:
