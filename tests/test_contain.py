@@ -126,6 +126,7 @@ def test_a_point_that_hangs_is_timed_out_from_outside(make_config, backend_name,
     expected = "timeout after 5 s" if limit == "5" else "timeout after 10 s"
     assert df.loc[25, "error"] == expected
     assert df["error"].notna().sum() == 1
+    assert summary["failed_points"]["point_timeout"] == limit  # which limit was used
     if limit == "auto":
         assert summary["failed_points"]["auto_point_timeout_s"] == 10.0
 

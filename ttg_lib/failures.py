@@ -80,8 +80,10 @@ class FailureBook:
     """Failed points as results arrive (new results only: a duplicate or a recomputation
     adds nothing), with the budget check the run asks after every read."""
 
-    def __init__(self, record: Any, total_params: int, budget: FailureBudget | None = None):
+    def __init__(self, record: Any, total_params: int, budget: FailureBudget | None = None,
+                 point_timeout: str = ""):
         self.record = record
+        self.point_timeout = point_timeout  # the run's setting: seconds, "auto" or ""
         self.budget = budget
         self.allowed = budget.allowed(total_params) if budget else None
         self.kinds: dict[str, _Kind] = {}
@@ -123,7 +125,7 @@ class FailureBook:
         ``retried``: points a --retry-failed run recomputed."""
         workers = _compute_counters(self.record.dir)
         if not (self.count or self.point_limit_s or self.budget or retried is not None
-                or any(workers.values())):
+                or self.point_timeout or any(workers.values())):
             return None
         return {"count": self.count, "first_error": self.first_error or None,
                 "retried": retried, **workers,
@@ -133,6 +135,7 @@ class FailureBook:
                                                   key=lambda item: -item[1].count)},
                 "max_failures": str(self.budget) if self.budget else None,
                 "stopped": self.stopped or None,
+                "point_timeout": self.point_timeout or None,
                 "auto_point_timeout_s": round(self.point_limit_s, 3) or None}
 
 
@@ -157,6 +160,8 @@ def failed_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     if failed.get("auto_point_timeout_s"):
         lines.append(f"point timeout (auto): {failed['auto_point_timeout_s']:g} s")
+    elif failed.get("point_timeout"):
+        lines.append(f"point timeout: {failed['point_timeout']} s")
     if failed.get("compute_recycled"):
         lines.append(f"compute processes recycled: {failed['compute_recycled']}")
     if not failed.get("count"):

@@ -106,7 +106,8 @@ class Run:
                                          compute_sha256=config.compute_sha256)
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
         self.failures = FailureBook(self.record, config.total_params,  # failed points, and
-                                    FailureBudget.parse(config.max_failures))  # the budget
+                                    FailureBudget.parse(config.max_failures),  # the budget
+                                    config.point_timeout)
         self.writer: Any = None  # results.parquet (ResultsWriter), opened by start()
         self._to_verify: list[Task] = []
         self._verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
