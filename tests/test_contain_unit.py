@@ -207,3 +207,101 @@ def test_a_point_running_long_shows_in_the_heartbeat_and_ttg_monitor(tmp_path, m
         thread.join(5)
         producer.close()
     assert json.loads(beat.read_text())["point_timeouts"] == 1  # the last beat: always written
+
+
+def _result(chunk: int, values: list, failures: tuple = (), attempt: int = 1,
+            worker: str = "w1") -> Result:
+    return Result(run_id="u", chunk_id=chunk, start=chunk * 4, count=4, worker=worker,
+                  attempt=attempt, started_at=0, finished_at=0, values=values,
+                  failures=list(failures))
+
+
+def test_retry_failed_replaces_only_the_failed_rows_in_the_table(tmp_path):
+    from ttg_lib import load_results
+    from ttg_lib.results import ResultsWriter, failed_chunks, result_files
+    from ttg_lib.retryfailed import FailedPoints
+
+    bad = PointFailure(1, "ValueError: no", attempts=2)
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(_result(0, [0.0, None, 2.0, 3.0], [bad]))
+        writer.add(_result(1, [4.0, 5.0, 6.0, 7.0]))
+    before = load_results(tmp_path)
+    assert before["error"].fillna("").tolist() == ["", "ValueError: no"] + [""] * 6
+    assert before["attempt"].tolist() == [1, 2, 1, 1, 1, 1, 1, 1]
+    assert failed_chunks(tmp_path, 4, 8) == set()  # a point failed alone: the chunk is done
+
+    failed = FailedPoints.read(result_files(tmp_path), 4)
+    assert (failed.offsets, failed.attempts, failed.count) == ({0: [1]}, {0: 2}, 1)
+    retried = failed.task(task("m:f", start=0, count=4))
+    assert retried.only == (1,) and retried.attempt == 3
+    writer = ResultsWriter(tmp_path)
+    writer.retry(failed)
+    writer.add(_result(0, [None, 1.0, None, None], attempt=3, worker="w9"))  # only= (1,)
+    writer.close()
+    after = load_results(tmp_path)
+    assert after["param_id"].tolist() == list(range(8)) and after["error"].isna().all()
+    assert after["value"].tolist() == [float(x) for x in range(8)]
+    assert [str(w) for w in after["worker"]] == ["w1", "w9"] + ["w1"] * 6
+    assert after["attempt"].tolist() == [1, 3, 1, 1, 1, 1, 1, 1]
+
+
+def test_an_interrupted_retry_drops_no_row_it_has_not_replaced(tmp_path):
+    from ttg_lib import load_results
+    from ttg_lib.results import ResultsWriter, result_files
+    from ttg_lib.retryfailed import FailedPoints
+
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(_result(0, [None, 1.0, 2.0, 3.0], [PointFailure(0, "E: a")]))
+        writer.add(_result(1, [4.0, None, 6.0, 7.0], [PointFailure(1, "E: b")]))
+    writer = ResultsWriter(tmp_path)
+    writer.retry(FailedPoints.read(result_files(tmp_path), 4))
+    writer.add(_result(0, [0.0, None, None, None], attempt=2))  # chunk 1 not back yet
+    writer.flush()  # ... and the orchestrator dies here; a later one closes the table
+    ResultsWriter(tmp_path).close()
+    after = load_results(tmp_path)
+    assert after["param_id"].tolist() == list(range(8))
+    assert after["error"].fillna("").tolist() == ["", "", "", "", "", "E: b", "", ""]
+    assert after["value"].fillna(-1).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, -1, 6.0, 7.0]
+
+
+def test_a_memory_cap_recycles_the_compute_process_between_batches():
+    supervisor = Supervisor()
+    try:
+        capped = task("ttg_lib.misbehave:raises_at_13", start=0, max_worker_mib=1.0)
+        for _ in range(3):
+            supervisor.run([capped], keepalive=lambda: None)
+        assert supervisor.counters.recycled == 2 and supervisor.counters.started == 3
+    finally:
+        supervisor.close()
+
+
+def test_retry_failed_needs_resume():
+    from click.testing import CliRunner
+
+    from ttg_lib.cli import main
+
+    out = CliRunner().invoke(main, ["run", "--retry-failed"])
+    assert out.exit_code == 2 and "--resume RUN" in out.output
+
+
+def test_a_second_retry_after_an_interrupted_one_leaves_one_row_a_point(tmp_path):
+    from ttg_lib import load_results
+    from ttg_lib.results import ResultsWriter, result_files
+    from ttg_lib.retryfailed import FailedPoints
+
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(_result(0, [None, 1.0, 2.0, 3.0], [PointFailure(0, "E: a")]))
+        writer.add(_result(1, [4.0, None, 6.0, 7.0], [PointFailure(1, "E: b")]))
+    writer = ResultsWriter(tmp_path)
+    writer.retry(FailedPoints.read(result_files(tmp_path), 4))
+    writer.add(_result(0, [0.0, None, None, None], attempt=2))
+    writer.flush()  # interrupted: chunk 1 never came back
+    again = FailedPoints.read(result_files(tmp_path), 4)
+    assert again.offsets == {1: [1]}  # point 0's latest row has its value
+    writer = ResultsWriter(tmp_path)
+    writer.retry(again)
+    writer.add(_result(1, [None, 5.0, None, None], attempt=2))
+    writer.close()
+    after = load_results(tmp_path)
+    assert after["param_id"].tolist() == list(range(8)) and after["error"].isna().all()
+    assert after["value"].tolist() == [float(x) for x in range(8)]

@@ -256,7 +256,7 @@ class ResultsWriter:
 
     def retry(self, failed: FailedPoints) -> None:
         """--retry-failed: the failed rows of ``failed`` are replaced by the new ones."""
-        self.supersede = Supersede(failed.param_ids(), failed.chunk_size, self._next_part)
+        self.supersede = Supersede.extend(self.supersede, failed, self._next_part)
         self.supersede.save(self.dir)
 
     def value_columns(self, result: Result) -> list[pa.Array]:

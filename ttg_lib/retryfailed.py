@@ -37,18 +37,27 @@ class FailedPoints:
 
     @classmethod
     def read(cls, files: Sequence[Path], chunk_size: int) -> FailedPoints:
+        """The points whose latest row (parts in order: an interrupted retry's new rows
+        come after the rows they replace) has an error."""
+        tables = [pq.read_table(f, columns=["param_id", "attempt", "error"]) for f in files]
+        ever = pa.concat_arrays([t.filter(pc.is_valid(t.column("error"))).column("param_id")
+                                 .combine_chunks() for t in tables]
+                                or [pa.array([], pa.int64())])
+        latest: dict[int, tuple[bool, int]] = {}  # param_id -> (failed, attempt)
+        for table in tables:
+            rows = table.filter(pc.is_in(table.column("param_id"), value_set=ever))
+            for pid, attempt, error in zip(rows.column("param_id").to_pylist(),
+                                           rows.column("attempt").to_pylist(),
+                                           rows.column("error").to_pylist(), strict=True):
+                latest[pid] = (error is not None, int(attempt or 1))
         offsets: dict[int, list[int]] = {}
         attempts: dict[int, int] = {}
-        for file in files:
-            table = pq.read_table(file, columns=["param_id", "attempt", "error"])
-            failed = table.filter(pc.is_valid(table.column("error")))
-            ids = failed.column("param_id").to_numpy()
-            tries = failed.column("attempt").to_numpy(zero_copy_only=False)
-            for pid, attempt in zip(ids.tolist(), tries.tolist(), strict=True):
+        for pid, (failed, attempt) in latest.items():
+            if failed:
                 chunk = pid // chunk_size
                 offsets.setdefault(chunk, []).append(pid - chunk * chunk_size)
-                attempts[chunk] = max(attempts.get(chunk, 0), int(attempt or 1))
-        return cls(chunk_size, {c: sorted(set(o)) for c, o in offsets.items()}, attempts)
+                attempts[chunk] = max(attempts.get(chunk, 0), attempt)
+        return cls(chunk_size, {c: sorted(o) for c, o in offsets.items()}, attempts)
 
     @property
     def chunks(self) -> set[int]:
@@ -79,6 +88,17 @@ class Supersede:
         self.chunks = pa.array(np.unique(param_ids // chunk_size), type=pa.int64())
         self.chunk_size = chunk_size
         self.from_part = from_part
+
+    @classmethod
+    def extend(cls, earlier: Supersede | None, failed: FailedPoints,
+               next_part: int) -> Supersede:
+        """A retry's set; an interrupted earlier retry's (not closed yet) is kept in it, from
+        its first new part on, so its rows still replace theirs."""
+        ids = failed.param_ids()
+        if earlier is None:
+            return cls(ids, failed.chunk_size, next_part)
+        ids = np.union1d(ids, earlier.param_ids.to_numpy())
+        return cls(ids, failed.chunk_size, earlier.from_part)
 
     def save(self, record_dir: Path) -> None:
         (record_dir / SUPERSEDE_FILE).write_text(json.dumps({
