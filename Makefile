@@ -1,5 +1,6 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
-.PHONY: demo test report bench bench-quick bench-byvalue bench-peers bench-peers-quick bench-faults bench-chaos lint cleanup
+.PHONY: demo test report bench bench-quick bench-byvalue bench-peers bench-peers-quick bench-faults \
+        bench-chaos bench-original bench-scale bench-profile lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -38,6 +39,20 @@ bench-faults:    ## the README's fault table, both brokers (about 15 minutes)
 bench-chaos:     ## chaos soak: kills every 5 s, a frozen worker, a broker fault (~10 minutes)
 	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/chaos.py
+
+bench-original:  ## TTG beside the original worker, 1,000,000 points, both brokers (ORIGINAL=DIR)
+	@test -n "$(ORIGINAL)" || { echo "usage: make bench-original ORIGINAL=DIR, a checkout of" \
+	  "xmedinavei/ttg-distributed-compute (how to get one: benchmarks/original.py)"; exit 2; }
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/original.py --original "$(ORIGINAL)"
+
+bench-scale:     ## 1e6, 1e7, 1e8 points on both brokers, then slices of the largest read back
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/scale.py --read-back
+
+bench-profile:   ## py-spy on the large preset (dict values) and 10,000 fine chunks, both brokers
+	scripts/setup.sh --brokers --extras bench
+	.venv/bin/python benchmarks/cpuprofile.py
 
 lint:
 	.venv/bin/ruff check .

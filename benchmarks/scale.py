@@ -1,0 +1,328 @@
+"""The scale series: 10^6, 10^7 and 10^8 points in one invocation, each with its runtime,
+points/s, orchestrator peak RSS, broker memory and the record's size on disk; then reading
+slices of the largest table back, with the reader's peak RSS.
+
+    python benchmarks/scale.py                              # 1e6,1e7,1e8 on both brokers
+    python benchmarks/scale.py --sizes 1e5,1e6 --backends redis --read-back   # a smoke
+    python benchmarks/scale.py --sizes 1e9 --backends redis --read-back       # the 10^9 run
+    python benchmarks/scale.py --read-back-only outputs/runs/<run>/results.parquet
+
+Each size is one ``ttg run --scale large --total-params N --chunk-size C --verify sample
+--workers 3`` (a trivial function, ``ttg_lib.compute:placeholder``, unless --compute) on a
+private broker started for that run alone (a fresh Redis or RabbitMQ on a free port, stopped
+afterwards), so the broker's figures are this run's: Redis ``INFO used_memory_peak`` and,
+for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak) and its CPU
+seconds. From the run's summary: ``runtime_s`` (first task published to last result in
+hand), points/s, orchestrator and worker peak RSS; the process's wall time (launch to exit,
+with start-up, writing and verification) beside it. On disk: results.parquet and the whole
+record directory. A size is skipped, with a message, when the disk has less free space than
+twice a conservative estimate of its record (16 bytes a point).
+
+--read-back (the largest table of the series, or --read-back-only FILE) reads it four ways,
+each in a fresh process whose peak RSS (``ru_maxrss``) is reported (``baseline``: the same
+process reading nothing, its imports alone, to subtract):
+  columns   one value column, every row, into memory (10^8 int64 values are 800 MB by
+            themselves: this shows what the reader adds on top, and where 1 GiB stops)
+  filter    every column of the rows with param_id in the middle 1 % of the ids
+  scan      one column streamed a batch at a time (a sum): constant memory
+  export    ``ttg results FILE --format csv --out /dev/null`` (the streaming export)
+``columns`` and ``filter`` use ``ttg_lib.load_results(run, columns=..., filters=...)`` when it
+takes those arguments, else pyarrow.dataset directly (the result says which: ``via``).
+Each row says which of issue 23's targets held (``holds``): every row kept, runtime under 15
+minutes, orchestrator under 300 MiB, broker under 200 MB; each read under 1 GiB. The exit
+code is 1 when one did not, or a run failed.
+Writes outputs/bench/scale-<stamp>/scale.json (or --output-dir) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
+
+from ttg_lib.backends import get_spec  # noqa: E402
+from ttg_lib.cluster.brokers import start_private  # noqa: E402
+
+# issue 23's targets: for every size here, and the 10^9 run's runtime (a 10^8 run meets it)
+GOALS = {"runtime_s": 900.0, "orchestrator_peak_rss_mib": 300.0, "broker_mb": 200.0,
+         "read_back_peak_rss_mib": 1024.0}
+BYTES_PER_POINT_BOUND = 16  # 10^8 points took 1.2 GB (12 B a point): a bound with margin
+READ_CASES = ("baseline", "columns", "filter", "scan", "export")
+
+
+class UsageError(ValueError):
+    """A bad option; the message says what is allowed."""
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--sizes: {item!r} is not a number (e.g. 1e6,1e7,1e8)") from None
+        if value < 1 or value != int(value):
+            raise UsageError(f"--sizes: {item!r} must be a whole number of points >= 1")
+        sizes.append(int(value))
+    if not sizes:
+        raise UsageError("--sizes: give at least one size, e.g. 1e6,1e7,1e8")
+    return sizes
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def broker_memory(backend: str, url: str) -> dict[str, Any]:
+    """What the broker itself says about its memory (Redis only: INFO memory)."""
+    if backend != "redis":
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("memory")
+    finally:
+        client.close()
+    return {"used_memory_peak_mb": round(info["used_memory_peak"] / 1e6, 1),
+            "used_memory_mb": round(info["used_memory"] / 1e6, 1)}
+
+
+def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    free = shutil.disk_usage(out).free
+    need = 2 * BYTES_PER_POINT_BOUND * params
+    if free < need:
+        return {"skipped": f"{free / 1e9:.1f} GB free, {need / 1e9:.1f} GB wanted on {out}"}
+    broker = start_private(backend)
+    env = {**os.environ, get_spec(backend).url_env: broker.url,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                         if p)}
+    cmd = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
+           "--backend", backend, "--scale", "large", "--compute", args.compute,
+           "--total-params", str(params), "--chunk-size", str(args.chunk_size),
+           "--workers", "3", "--verify", args.verify, "--output-dir", str(out / "runs-root"),
+           *args.ttg_flag]
+    try:
+        pids = session_pids(broker.pid)
+        cpu0 = cpu_s(pids)
+        with PeakRss(broker.pid) as rss:
+            started = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            wall = time.perf_counter() - started
+        broker_cpu = cpu_s(session_pids(broker.pid)) - cpu0
+        memory = broker_memory(backend, broker.url)
+    finally:
+        broker.stop()
+    if proc.returncode != 0:
+        return {"error": f"ttg run exited {proc.returncode}: {proc.stderr.strip()[-800:]}"}
+    summary = json.loads(proc.stdout)
+    record = Path(summary["record_dir"])
+    results = record / "results.parquet"
+    row = {
+        "run_id": summary["run_id"], "ok": summary["ok"], "verify_mode": summary["verify_mode"],
+        "values_recomputed": summary.get("values_recomputed"),
+        "runtime_s": summary["runtime_s"], "wall_s": round(wall, 2),
+        "points_s": summary["throughput_params_s"],
+        "orchestrator_peak_rss_mib": summary["orchestrator_peak_rss_mib"],
+        "worker_peak_rss_mib": summary["worker_peak_rss_mib"],
+        "broker_peak_rss_mib": rss.mib, "broker_cpu_s": round(broker_cpu, 2), **memory,
+        "results_rows": summary.get("results_rows"),
+        "results_parquet_bytes": results.stat().st_size if results.exists() else None,
+        "record_bytes": dir_bytes(record), "results_file": str(results),
+    }
+    # the broker's memory: what Redis says it used at peak, RabbitMQ's process RSS (in MB)
+    broker_mb = row.get("used_memory_peak_mb") or row["broker_peak_rss_mib"] * 2**20 / 1e6
+    row["holds"] = {"every_row_kept": row["results_rows"] == params and bool(row["ok"]),
+                    "runtime_under_15_min": row["runtime_s"] < GOALS["runtime_s"],
+                    "orchestrator_under_300_mib": row["orchestrator_peak_rss_mib"]
+                    < GOALS["orchestrator_peak_rss_mib"],
+                    "broker_under_200_mb": broker_mb < GOALS["broker_mb"]}
+    return row
+
+
+# -- reading back ------------------------------------------------------------------------
+
+def load_results_takes_slices() -> bool:
+    from ttg_lib import load_results
+
+    names = inspect.signature(load_results).parameters
+    return "columns" in names and "filters" in names
+
+
+def read_case(case: str, table: Path) -> dict[str, Any]:
+    """One read, in this process (the parent measures its peak RSS)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(table).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    value = next((n for n in names if n.startswith("value")), names[-1])
+    started = time.perf_counter()
+    via = "pyarrow.dataset"
+    if case in ("columns", "filter"):
+        columns = [value] if case == "columns" else None
+        lo = meta.num_rows // 2
+        hi = lo + max(1, meta.num_rows // 100)
+        filters = [("param_id", ">=", lo), ("param_id", "<", hi)] if case == "filter" else None
+        if load_results_takes_slices():
+            from ttg_lib import load_results
+
+            via = "ttg_lib.load_results"
+            rows = len(load_results(table, columns=columns, filters=filters))
+        else:
+            dataset = ds.dataset(table)
+            expr = None if filters is None else ((pc.field("param_id") >= lo)
+                                                 & (pc.field("param_id") < hi))
+            rows = dataset.to_table(columns=columns, filter=expr).num_rows
+    elif case == "baseline":
+        rows = 0
+    elif case == "scan":
+        rows, total = 0, 0
+        for batch in ds.dataset(table).to_batches(columns=[value], batch_size=65_536):
+            rows += batch.num_rows
+            total += pc.sum(batch.column(0)).as_py() or 0
+    else:
+        raise UsageError(f"unknown read case {case!r}")
+    return {"rows": rows, "seconds": round(time.perf_counter() - started, 2), "via": via,
+            "column": value}
+
+
+def measured(cmd: list[str]) -> tuple[int, str, float]:
+    """Run a child; its exit code, stdout and peak RSS in MiB (from wait4's rusage)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        stdout = stderr
+    return proc.returncode, stdout, round(usage.ru_maxrss / 1024, 1)
+
+
+def read_back(table: Path) -> dict[str, Any]:
+    rows = {}
+    for case in READ_CASES:
+        if case == "export":
+            cmd = [sys.executable, "-m", "ttg_lib.cli", "results", str(table), "--format", "csv",
+                   "--out", os.devnull]
+            started = time.perf_counter()
+            code, text, peak = measured(cmd)
+            row: dict[str, Any] = {"seconds": round(time.perf_counter() - started, 2),
+                                   "via": "ttg results --format csv"}
+        else:
+            code, text, peak = measured([sys.executable, str(Path(__file__).resolve()),
+                                         "--read-case", case, "--table", str(table)])
+            row = json.loads(text) if code == 0 else {}
+        row.update(peak_rss_mib=peak, under_1_gib=peak < GOALS["read_back_peak_rss_mib"],
+                   **({} if code == 0 else {"error": text.strip()[-600:]}))
+        rows[case] = row
+        print(f"[scale] read {case}: {row.get('rows', '')} rows, {row.get('seconds')} s, "
+              f"peak RSS {peak} MiB {row.get('error', '')}", flush=True)
+    return {"table": str(table), "table_bytes": table.stat().st_size,
+            "load_results_takes_slices": load_results_takes_slices(), "cases": rows}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\n{'broker':<9}{'points':>14}{'runtime s':>11}{'wall s':>9}{'points/s':>12}"
+          f"{'orch MiB':>10}{'broker MiB':>11}{'redis peak MB':>14}{'parquet MB':>12}"
+          f"{'record MB':>11}")
+    for backend, sizes in result["series"].items():
+        for params, row in sizes.items():
+            if "runtime_s" not in row:
+                print(f"{backend:<9}{int(params):>14,}  {row.get('skipped') or row.get('error')}")
+                continue
+            print(f"{backend:<9}{int(params):>14,}{row['runtime_s']:>11.2f}{row['wall_s']:>9.2f}"
+                  f"{row['points_s']:>12,.0f}{row['orchestrator_peak_rss_mib']:>10.1f}"
+                  f"{row['broker_peak_rss_mib']:>11.1f}"
+                  f"{row.get('used_memory_peak_mb', float('nan')):>14.1f}"
+                  f"{(row['results_parquet_bytes'] or 0) / 1e6:>12.1f}"
+                  f"{row['record_bytes'] / 1e6:>11.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1e6,1e7,1e8", help="points per run, comma list")
+    parser.add_argument("--backends", default="redis,rabbitmq")
+    parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument("--compute", default="ttg_lib.compute:placeholder")
+    parser.add_argument("--verify", default="sample", choices=("full", "sample", "none"))
+    parser.add_argument("--ttg-flag", action="append", default=[], metavar="FLAG",
+                        help="an extra `ttg run` argument (repeatable)")
+    parser.add_argument("--read-back", action="store_true",
+                        help="then read slices of the largest table and report the RSS")
+    parser.add_argument("--read-back-only", metavar="FILE",
+                        help="only read slices of this results.parquet (no runs)")
+    parser.add_argument("--output-dir", default=str(ROOT / "outputs" / "bench"))
+    parser.add_argument("--read-case", choices=READ_CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--table", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.read_case:
+        print(json.dumps(read_case(args.read_case, Path(args.table))))
+        return 0
+    try:
+        sizes = parse_sizes(args.sizes)
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        if not backends or any(b not in ("redis", "rabbitmq") for b in backends):
+            raise UsageError(f"--backends {args.backends!r}: allowed redis, rabbitmq")
+        if args.read_back_only and not Path(args.read_back_only).is_file():
+            raise UsageError(f"--read-back-only {args.read_back_only}: no such file")
+    except UsageError as exc:
+        print(f"scale.py: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output_dir) / f"scale-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]),
+        "chunk_size": args.chunk_size, "compute": args.compute, "verify": args.verify,
+        "ttg_flags": args.ttg_flag, "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
+        "machine": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "series": {}}
+    largest: Path | None = Path(args.read_back_only) if args.read_back_only else None
+    largest_n = 0
+    if not args.read_back_only:
+        for backend in backends:
+            result["series"][backend] = {}
+            for params in sizes:
+                print(f"[scale] {backend} {params:,} points ...", flush=True)
+                row = one_size(backend, params, args, out)
+                result["series"][backend][str(params)] = row
+                print(f"[scale] {backend} {params:,}: {json.dumps(row)}", flush=True)
+                (out / "scale.json").write_text(json.dumps(result, indent=2))
+                if row.get("results_parquet_bytes") and params > largest_n:
+                    largest, largest_n = Path(row["results_file"]), params
+        print_table(result)
+    if (args.read_back or args.read_back_only) and largest is not None:
+        result["read_back"] = read_back(largest)
+    result["load_at_end"] = os.getloadavg()
+    (out / "scale.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {out / 'scale.json'}")
+    failed = [f"{b} {p}" for b, s in result["series"].items() for p, r in s.items()
+              if "error" in r or r.get("ok") is False]
+    failed += [f"{b} {p}: {goal}" for b, s in result["series"].items() for p, r in s.items()
+               for goal, held in r.get("holds", {}).items() if not held]
+    failed += [f"read {c}" for c, r in result.get("read_back", {}).get("cases", {}).items()
+               if "error" in r or not r["under_1_gib"]]
+    if failed:
+        print(f"scale.py: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
