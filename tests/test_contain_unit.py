@@ -108,6 +108,7 @@ def test_a_malformed_point_failure_is_a_malformed_frame():
     assert isinstance(decode_results(result.encode())[0], bytes)
 
 
+@pytest.mark.slow  # starts compute processes and waits out a limit
 def test_the_supervisor_contains_crashes_and_hangs_and_recycles():
     supervisor = Supervisor()
     try:
@@ -166,6 +167,7 @@ def test_error_types(error, kind):
     assert error_type(error) == kind
 
 
+@pytest.mark.slow  # starts compute processes and waits out a limit
 def test_a_point_running_long_shows_in_the_heartbeat_and_ttg_monitor(tmp_path, monkeypatch):
     import json
     import threading
@@ -264,6 +266,7 @@ def test_an_interrupted_retry_drops_no_row_it_has_not_replaced(tmp_path):
     assert after["value"].fillna(-1).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, -1, 6.0, 7.0]
 
 
+@pytest.mark.slow  # starts compute processes and waits out a limit
 def test_a_memory_cap_recycles_the_compute_process_between_batches():
     supervisor = Supervisor()
     try:
