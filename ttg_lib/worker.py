@@ -19,16 +19,12 @@ import ctypes
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from .backends import (
-    DEFAULT_BACKEND,
-    REGISTRY,
     AnnouncesLateResults,
     BrokerUnavailable,
     Consumer,
@@ -39,67 +35,16 @@ from .backends import (
     stored_key,
 )
 from .backends.blobs import CURRENT_RUN
-from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .points import retry_delay
 from .procs import peak_rss_mib
 from .supervise import SLOW_POINT_S, ComputeBroken, InlineSupervisor, Supervisor
-from .workerstate import BatchSizer, CpuMeter, Heartbeat
+from .workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
 
 __all__ = ["BatchSizer", "CpuMeter", "Heartbeat", "Worker", "WorkerSettings", "retry_delay"]
 
 MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
-
-
-@dataclass
-class WorkerSettings:
-    backend: str
-    url: str
-    run_id: str
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    lease_s: float = 2.0
-    heartbeat_file: str | None = None
-    max_chunks: int = 0  # 0 = until stopped; used by tests
-    idle_exit_s: float = 0.0  # 0 = never exit when idle
-    exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
-    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (SIGKILL)
-    isolate: bool = True  # compute in a child process (crashes and hangs contained)
-
-    @property
-    def renew_every(self) -> float:
-        return max(0.05, self.lease_s / 5)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WorkerSettings:
-        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", DEFAULT_BACKEND)
-        values: dict[str, Any] = {
-            "backend": backend,
-            "url": REGISTRY[backend].url() if backend in REGISTRY else "",
-            "run_id": os.environ.get("TTG_RUN_ID", ""),
-            "lease_s": _env_seconds("TTG_LEASE_S", 2.0),
-            "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
-            "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
-            "kill_on_sigterm": os.environ.get("TTG_KILL_ON_SIGTERM") == "1",
-            "isolate": os.environ.get("TTG_ISOLATE", "1") != "0",
-        }
-        if os.environ.get("TTG_WORKER_NAME"):
-            values["name"] = os.environ["TTG_WORKER_NAME"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(name, raw, "a number of seconds greater than 0")
-    return value
 
 
 class Worker:

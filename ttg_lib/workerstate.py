@@ -1,16 +1,70 @@
-"""What a worker measures and reports about itself: its heartbeat file, how many chunks it
-takes per round trip, and where its CPU went."""
+"""What a worker is told and what it reports about itself: its settings (flags, TTG_*
+variables), its heartbeat file, how many chunks it takes per round trip, where its CPU went."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import DEFAULT_BACKEND, REGISTRY
+from .errors import ConfigError
 from .procs import peak_rss_mib
+
+
+@dataclass
+class WorkerSettings:
+    backend: str
+    url: str
+    run_id: str
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_s: float = 2.0
+    heartbeat_file: str | None = None
+    max_chunks: int = 0  # 0 = until stopped; used by tests
+    idle_exit_s: float = 0.0  # 0 = never exit when idle
+    exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
+    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (SIGKILL)
+    isolate: bool = True  # compute in a child process (crashes and hangs contained)
+
+    @property
+    def renew_every(self) -> float:
+        return max(0.05, self.lease_s / 5)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> WorkerSettings:
+        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", DEFAULT_BACKEND)
+        values: dict[str, Any] = {
+            "backend": backend,
+            "url": REGISTRY[backend].url() if backend in REGISTRY else "",
+            "run_id": os.environ.get("TTG_RUN_ID", ""),
+            "lease_s": _env_seconds("TTG_LEASE_S", 2.0),
+            "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
+            "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
+            "kill_on_sigterm": os.environ.get("TTG_KILL_ON_SIGTERM") == "1",
+            "isolate": os.environ.get("TTG_ISOLATE", "1") != "0",
+        }
+        if os.environ.get("TTG_WORKER_NAME"):
+            values["name"] = os.environ["TTG_WORKER_NAME"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(name, raw, "a number of seconds greater than 0")
+    return value
 
 
 class Heartbeat:
