@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -120,10 +119,11 @@ class FailureBook:
             kind.first.append(param_id)
         self.first_error = self.first_error or error
 
-    def summary(self, retried: int | None = None) -> dict[str, Any] | None:
+    def summary(self, retried: int | None = None,
+                workers: Sequence[Any] = ()) -> dict[str, Any] | None:
         """The ``failed_points`` of summary.json (None when there is nothing to say);
-        ``retried``: points a --retry-failed run recomputed."""
-        workers = _compute_counters(self.record.dir)
+        ``retried``: points a --retry-failed run recomputed; ``workers``: their statuses."""
+        workers = _compute_counters(workers)
         if not (self.count or self.point_limit_s or self.budget or retried is not None
                 or self.point_timeout or any(workers.values())):
             return None
@@ -204,20 +204,10 @@ def retry_failed_points(config: Any, writer: Any, say: Any) -> Any:
     return failed
 
 
-def _compute_counters(record_dir: Any) -> dict[str, int]:
-    """Compute-process counters the workers' heartbeat files report (local workers)."""
-    import json
-
-    totals = dict.fromkeys(("compute_crashes", "point_timeouts", "compute_recycled"), 0)
-    for beat in sorted(Path(record_dir, "workers").glob("w*.json")):
-        try:
-            state = json.loads(beat.read_text())
-        except (OSError, ValueError):
-            continue
-        for key in totals:
-            value = state.get(key)
-            totals[key] += value if isinstance(value, int) else 0
-    return totals
+def _compute_counters(workers: Sequence[Any]) -> dict[str, int]:
+    """Compute-process counters, summed over the workers' heartbeats (WorkerStatus)."""
+    keys = ("compute_crashes", "point_timeouts", "compute_recycled")
+    return {key: sum(getattr(w, key, None) or 0 for w in workers) for key in keys}
 
 
 def _failed(result: Result) -> Iterator[tuple[int, str, int, str]]:

@@ -493,7 +493,7 @@ class Run:
             resumed=self.resume, chunks_redone=self.chunks_redone if self.resume else 0,
             complete_s=(self.t_complete - self.t0) if self.t_complete and self.t0 else None,
             failed_points=self.failures.summary(
-                retried=self.retrying.count if self.retrying else None))
+                retried=self.retrying.count if self.retrying else None, workers=workers))
 
     def _write_record(self, stats: QueueStats | None, dead: list[dict[str, Any]],
                       events: list[dict[str, Any]], workers: list[Any],
