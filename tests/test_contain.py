@@ -70,6 +70,7 @@ def test_every_kind_of_return_value_is_stored_or_named(make_config, backend_name
                                   verify="full"))
     df = load_results(summary["record_dir"]).set_index("x")
     assert len(df) == 2 * n and summary["lost_params"] == 0
+    assert summary["workers_replaced"] == 0  # no worker exited
     assert summary["wrong_results"] == 0 and summary["params_verified"] == 2 * n
     failed = df[df["error"].notna()]
     assert failed["error"].tolist() == ["cannot store a value of type object"] * 2
