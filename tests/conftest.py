@@ -153,6 +153,7 @@ TIMING = ("test_faults_round_two.py::test_redis_connections_cut_cost_little",
           "test_faults.py::test_redis_restarted_without_its_data",
           "test_faults.py::test_broker_restarted_mid_run",
           "test_contract.py::", "test_kubernetes_provider.py::", "test_local_cluster.py::",
+          "test_pid1_kill.py::", "test_k8s_preflight.py::", "test_k8s_defects.py::",
           "test_run_lock.py::", "test_sweeps.py::test_resume_after_the_orchestrator_was_killed",
           "test_worker_unit.py::", "test_run_unit.py::", "test_run_figures.py::",
           "test_bench_smoke.py::")

@@ -18,6 +18,11 @@ a kubelet whose behaviour TTG depends on:
   rules when :attr:`FakeKube.rbac` is set (the rules of k8s/rbac);
 * pods: Pending/Unschedulable, ContainerCreating, ErrImagePull/ImagePullBackOff, Running but
   not Ready, Ready, CrashLoopBackOff with restarts;
+* containers are PID 1: every container process runs as the init of a PID namespace of its
+  own (``unshare --pid --fork``; :data:`PID1` is False only where that is not allowed), gets
+  SIGTERM alone (the runtime signals PID 1), and SIGKILL with its whole namespace; a
+  ``tini --`` prefix is dropped, so the worker itself is PID 1 (the harder case: an image or a
+  command without an init);
 * with ``run_containers=True`` a kubelet that runs the containers it can as local processes:
   the TTG worker image as ``python -m ttg_lib.worker`` and the Redis image as ``redis-server``
   with their env (ConfigMap, Secret, fieldRef, ``$(VAR)`` expansion), the probes of
@@ -216,6 +221,7 @@ class FakeKube:
     applied: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     rv: int = 100
     compacted: int = 0  # watches from a version at or below this get 410 Gone
+    watch_errors: int = 0  # the next this many watch requests get HTTP 500 (not 410)
     serial: int = 0
     readiness: bool = True  # virtual containers pass their readiness probe
     denied: list[str] = field(default_factory=list)  # requests answered 403
@@ -256,8 +262,14 @@ class FakeKube:
                 if denied:
                     status, payload = fake._status(403, "Forbidden", denied)
                 elif self.command == "GET" and query.get("watch") in ("true", "True", "1"):
-                    self._watch(req)
-                    return
+                    with fake.lock:
+                        failing = fake.watch_errors > 0
+                        fake.watch_errors -= failing
+                    if not failing:
+                        self._watch(req)
+                        return
+                    status, payload = fake._status(500, "InternalError",
+                                                   "etcdserver: request timed out")
                 else:
                     status, payload = fake.dispatch(req)
                 data = (payload if isinstance(payload, bytes) else
@@ -554,6 +566,10 @@ class FakeKube:
                 return self._status(404, "NotFound", f'{plural} "{name}" not found')
             obj = self.objects[key]
             if req.method == "GET" and sub == "log":
+                logs = [Path(c.tmp) / "container.log" for c in self.containers.get(name, [])
+                        if c.tmp and (Path(c.tmp) / "container.log").exists()]
+                if logs:  # a container that ran as a process: its real output
+                    return 200, b"".join(path.read_bytes() for path in logs)
                 return 200, f"{name} started\n{name} chunk 0 done\n".encode()
             if req.method == "GET":
                 return 200, obj
@@ -753,7 +769,9 @@ class FakeKube:
                         self._signal(c, signal.SIGKILL)
                     self._remove_pod(ns, name)
                 continue
-            status = pod["status"]
+            status = pod.setdefault("status", self._pending())  # a pod created directly
+            if status.get("phase") in ("Succeeded", "Failed"):
+                continue  # restartPolicy Never: a finished pod stays as it ended
             if not self.pods_ready and not pod["spec"].get("nodeName"):
                 continue
             if not pod["spec"].get("nodeName"):
@@ -793,6 +811,8 @@ class FakeKube:
     def _probe(self, ns: str, pod: dict[str, Any]) -> None:
         """Container states and the readiness probe; exited containers restart in place."""
         name = pod["metadata"]["name"]
+        if pod["spec"].get("restartPolicy") == "Never" and self._finished(ns, pod):
+            return
         old = {cs["name"]: cs for cs in pod["status"].get("containerStatuses") or []}
         statuses = []
         for spec, c in zip(pod["spec"]["containers"], self.containers[name], strict=True):
@@ -825,6 +845,24 @@ class FakeKube:
             "conditions": [{"type": "PodScheduled", "status": "True"},
                            {"type": "Ready", "status": "True" if ready else "False"}],
             "containerStatuses": statuses})
+
+    def _finished(self, ns: str, pod: dict[str, Any]) -> bool:
+        """restartPolicy Never: once every container has exited, the pod is Succeeded (all
+        exit 0) or Failed, and stays so. A virtual container exits 0 at once."""
+        containers = self.containers[pod["metadata"]["name"]]
+        if any(c.proc is not None and c.proc.poll() is None for c in containers):
+            return False
+        codes = [c.proc.returncode if c.proc is not None else 0 for c in containers]
+        statuses = [{"name": spec["name"], "image": spec["image"], "imageID": "sha256:standin",
+                     "restartCount": 0, "ready": False, "state": {"terminated": {
+                         "exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}
+                    for spec, code in zip(pod["spec"]["containers"], codes, strict=True)]
+        self._set_status(ns, pod, {
+            "phase": "Succeeded" if not any(codes) else "Failed",
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+            "containerStatuses": statuses})
+        return True
 
     def _restart(self, pod: dict[str, Any], spec: dict[str, Any]) -> Container:
         """The kubelet's back-off (10 s, scaled) before the container runs again."""
@@ -927,11 +965,16 @@ class FakeKube:
         if not self.run_containers:
             return c
         c.tmp = tempfile.mkdtemp(prefix=f"standin-{pod['metadata']['name']}-")
+        # The image's Python path: TTG (this checkout) and nothing else; the working
+        # directory is the container's own, so the orchestrator's modules are not on it.
         env = {"PATH": os.environ["PATH"], "PYTHONUNBUFFERED": "1", "HOME": c.tmp,
+               "PYTHONPATH": str(REPO),
                **{k: (v.replace("/tmp", c.tmp, 1) if v.startswith("/tmp/") else v)
                   for k, v in c.env.items()}}
         c.env = env
-        if image.startswith("ttg-worker"):
+        if command[:2] == ["tini", "--"]:
+            command = command[2:]  # no init: the main process is PID 1 (see PID1 below)
+        if "ttg-worker" in image.rsplit("/", 1)[-1]:
             argv = [sys.executable if command[0] == "python" else command[0], *command[1:]]
         elif image.startswith("redis"):
             c.port = _free_port()
@@ -940,8 +983,11 @@ class FakeKube:
         else:
             return c  # an image the stand-in cannot run: a virtual container
         log = open(Path(c.tmp) / "container.log", "wb")  # noqa: SIM115 - lives with the proc
-        c.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        if PID1:  # the container's process is PID 1 of a PID namespace of its own
+            argv = ["unshare", "--pid", "--fork", *argv]
+        c.proc = subprocess.Popen(argv, env=env, cwd=c.tmp, stdout=log,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
         return c
 
     @staticmethod
@@ -950,7 +996,10 @@ class FakeKube:
             c.crash_at = min(c.crash_at or time.monotonic(), time.monotonic())
         elif c.proc.poll() is None:
             try:
-                os.killpg(c.proc.pid, sig)
+                if sig == signal.SIGTERM:  # the runtime signals the container's PID 1 only
+                    os.kill(_init_pid(c.proc), sig)
+                else:  # SIGKILL: the whole container (its namespace dies with its init)
+                    os.killpg(c.proc.pid, sig)
             except ProcessLookupError:
                 pass
             if sig == signal.SIGKILL:
@@ -1054,6 +1103,42 @@ def _waiting_reason(status: dict[str, Any]) -> str | None:
     for cs in status.get("containerStatuses") or []:
         return ((cs.get("state") or {}).get("waiting") or {}).get("reason")
     return None
+
+
+def _pid_namespaces() -> bool:
+    """``unshare --pid --fork`` works here (root, as in CI): containers can be PID 1."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        done = subprocess.run(["unshare", "--pid", "--fork", sys.executable, "-c",
+                               "import os; print(os.getpid())"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == "1"
+
+
+# Every container process runs as PID 1 of a PID namespace of its own, as in a real pod (the
+# kernel then drops a signal init sends itself, e.g. a self-SIGKILL; pid_namespaces(7)).
+# False only where unshare is not allowed; the tests that need it skip, saying so.
+PID1 = _pid_namespaces()
+
+
+def _init_pid(proc: subprocess.Popen) -> int:
+    """The host pid of the container's PID 1: the child ``unshare --fork`` made (the
+    process itself without PID namespaces)."""
+    if not PID1:
+        return proc.pid
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            return int(pids[0])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)  # unshare has not forked yet
+    return proc.pid
 
 
 def _free_port() -> int:

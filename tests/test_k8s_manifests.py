@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -431,7 +432,8 @@ def test_worker_deployment() -> None:
     assert spec["terminationGracePeriodSeconds"] == 10
     ctr = container(worker, "worker")
     assert ctr["image"] == "ttg-worker:latest"
-    assert ctr["command"] == ["python", "-m", "ttg_lib.worker"]
+    # under an init (tini, in the image): the worker is not PID 1 of its namespace
+    assert ctr["command"] == ["tini", "--", "python", "-m", "ttg_lib.worker"]
 
     # Liveness and startup: the limit TTG_LIVENESS_S from the ConfigMap (no --max-age);
     # readiness: a fresh heartbeat and a worker that is not reconnecting (--ready).
@@ -727,3 +729,105 @@ def test_rbac_is_least_privilege() -> None:
         "namespaces", "nodes"}
     pods = [rule for rule in role["rules"] if rule["resources"] == ["pods"]]
     assert pods and "exec" not in str(role["rules"])
+
+
+# --------------------------------------------------------------------------------------------
+# The worker image (Dockerfile, pyproject's worker extra) and what the docs say of it
+# --------------------------------------------------------------------------------------------
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+
+def _pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def _name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+
+
+def test_worker_extra_is_the_dependencies_without_the_orchestrators() -> None:
+    """Workers write no Parquet (pyarrow) and draw no progress bar (rich); every other
+    dependency is the worker's too, and a new one must be put on one side or the other."""
+    project = _pyproject()["project"]
+    worker = project["optional-dependencies"]["worker"]
+    core = [r for r in project["dependencies"] if _name(r) not in ("pyarrow", "rich")]
+    assert set(core) <= set(worker), "a dependency the workers need is not in the worker extra"
+    assert not {"pyarrow", "rich"} & {_name(r) for r in worker}
+    # beyond the project's own: only cloudpickle, which functions shipped by value need
+    assert {_name(r) for r in worker} - {_name(r) for r in core} <= {"cloudpickle"}
+
+
+def test_the_image_installs_the_worker_extra_not_the_project_dependencies() -> None:
+    text = DOCKERFILE.read_text()
+    assert "pip install --no-index --find-links /wheels --no-deps /wheels/ttg-*.whl" in text
+    assert "-r /wheels/worker-requirements.txt" in text
+    assert "not u.find_spec('pyarrow')" in text  # the build fails if pyarrow came in
+    # The stage-1 snippet that writes worker-requirements.txt, run here on this pyproject.
+    joined = text.replace("\\\n", "")
+    start = joined.index('python -c "import tomllib')
+    snippet = joined[start + len('python -c "'):joined.index('" >', start)]
+    out = subprocess.run([sys.executable, "-c", snippet], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == _pyproject()["project"]["optional-dependencies"]["worker"]
+
+
+def test_dockerfile_dependency_comment_names_the_worker_extra() -> None:
+    header = DOCKERFILE.read_text().split("ARG PYTHON_IMAGE")[0]
+    for requirement in _pyproject()["project"]["optional-dependencies"]["worker"]:
+        assert _name(requirement).split("[")[0] in header.lower(), requirement
+    assert "`worker`" in header and "pyarrow" in header  # and why pyarrow is left out
+
+
+def test_the_image_runs_the_worker_under_tini() -> None:
+    text = DOCKERFILE.read_text()
+    assert "apt-get install -y --no-install-recommends tini" in text
+    assert 'ENTRYPOINT ["tini", "--", "python", "-m", "ttg_lib.worker"]' in text
+
+
+def test_kind_overlay_builds_with_the_dockerfile_header_flags() -> None:
+    """kind#3795: an attestation makes `kind load` fail with the containerd image store."""
+    (build,) = [line.lstrip("# ").strip() for line in DOCKERFILE.read_text().splitlines()[:6]
+                if "docker buildx build" in line]
+    overlay = (KIND_OVERLAY_DIR / "kustomization.yaml").read_text()
+    assert build in overlay
+    assert "docker build " not in overlay
+
+
+def test_readme_liveness_limit_is_the_one_the_pods_get() -> None:
+    """A run puts its --liveness-s (3 s by default) into the worker ConfigMap; the
+    manifest's 15 s only applies without TTG."""
+    from ttg_lib.config import RunConfig
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    default = f"{RunConfig().liveness_s:g} s"
+    assert f"`--liveness-s` ({default} by default)" in readme
+    assert "liveness limit is `TTG_LIVENESS_S` in the worker ConfigMap (15 s)" not in readme
+
+
+def test_readme_says_other_pods_reach_the_brokers_through_a_nodeport() -> None:
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert "any pod can reach a broker through a node's IP and its NodePort" in readme
+    assert "Only TTG's pods may reach the brokers" not in readme
+
+
+def test_worker_entry_points_run_without_the_orchestrators_dependencies() -> None:
+    """The image has no pyarrow, rich or kubernetes: the worker, its probe and the preflight
+    check must not import them."""
+    probe = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'pyarrow', 'rich', 'kubernetes', 'pandas'}:\n"
+        "            raise ImportError(f'{name} is not in the worker image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import ttg_lib.worker, ttg_lib.health, ttg_lib.commands.worker\n"
+        "from ttg_lib.cluster import check\n"
+        "sys.exit(check.main(['ttg_lib.compute:placeholder']))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"ok": true' in done.stdout

@@ -5,7 +5,8 @@ ConfigMap were left untouched. ``test_first_contact_script`` runs scripts/kind-e
 same steps a user runs by hand.
 
 Runs only where a Docker engine answers (``docker info`` succeeds: a docker CLI alone is not
-enough) with buildx, and kind v0.24.0 is on PATH (ttg_lib.cluster.kind.check_tools); skipped
+enough) with buildx, and a kind release TTG has a node image for is on PATH
+(ttg_lib.cluster.kind.check_tools); skipped
 with the reason otherwise. Takes several minutes the
 first time (node image, broker images, worker image build). The cluster is deleted at the end
 only if this test created it; set TTG_E2E_KEEP_CLUSTER=1 to keep it.
@@ -32,7 +33,7 @@ def _why_not_kind() -> str | None:
 WHY_NOT = _why_not_kind()
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kind-e2e.sh"
 needs_kind = pytest.mark.skipif(WHY_NOT is not None,
-                                reason=f"needs a Docker engine with buildx and kind v0.24.0 "
+                                reason=f"needs a Docker engine with buildx and a supported kind "
                                        f"for the Kind end-to-end test: {WHY_NOT}")
 
 BYSTANDER_NS = "ttg-e2e-bystander"
@@ -142,3 +143,20 @@ def test_first_contact_script_without_the_tools_changes_nothing():
     assert done.returncode == 3
     assert "are needed (see above); nothing was changed" in done.stderr
     assert "MISSING" in done.stdout
+
+
+def test_first_contact_script_is_valid_bash_and_reads_the_users_image_tag():
+    """The script cannot run here (no Docker engine): its syntax, and the line it takes the
+    user's image tag from, are checked against what `kind up --requirements` prints."""
+    from ttg_lib.cluster.kind import worker_image_line
+
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    text = SCRIPT.read_text()
+    assert "--requirements" in text and "--compute mymodel:simulate" in text
+    (sed,) = [line for line in text.splitlines() if line.startswith("IMAGE=")]
+    expression = sed.split("sed -n '", 1)[1].split("'", 1)[0]
+    tag = "ttg-worker:user-0123456789ab"
+    got = subprocess.run(["sed", "-n", expression], input=f"something else\n"
+                         f"{worker_image_line(tag)}\n", capture_output=True, text=True,
+                         check=True).stdout
+    assert got == tag + "\n"

@@ -68,7 +68,8 @@ def _run_is_live(backend: Producer) -> bool:
 
 def cleanup(*, output_dir: Path, backends: dict[str, str], processes: bool, queues: bool,
             kubernetes: bool = False, run_id: str | None = None,
-            dry_run: bool = False, force: bool = False) -> CleanupReport:
+            dry_run: bool = False, force: bool = False,
+            kube_context: str | None = None) -> CleanupReport:
     report = CleanupReport(dry_run=dry_run)
     if processes:
         cleanup_processes(output_dir, run_id, dry_run, report)
@@ -80,5 +81,6 @@ def cleanup(*, output_dir: Path, backends: dict[str, str], processes: bool, queu
         except ImportError:
             report.skipped.append("kubernetes: provider not installed (pip install 'ttg[k8s]')")
         else:
-            cleanup_kubernetes(run_id=run_id, dry_run=dry_run, report=report)
+            cleanup_kubernetes(run_id=run_id, dry_run=dry_run, report=report,
+                               context=kube_context)
     return report

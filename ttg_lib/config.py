@@ -87,7 +87,10 @@ class RunConfig:
     broker_url: str = ""  # the backend's URL; build() fills it from the environment
     run_id: str = ""
     output_dir: str = "outputs"
-    kube_context: str = ""
+    kube_context: str = ""  # kind/k8s: kubeconfig context (else TTG_KUBE_CONTEXT, see api.py)
+    image: str = ""  # kind/k8s: the worker image (k8s: required, one the nodes can pull)
+    worker_cpu: str = ""  # kind/k8s: each worker pod's CPU request and limit, e.g. 2 or 500m
+    worker_memory: str = ""  # kind/k8s: each worker pod's memory request and limit, e.g. 1Gi
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -259,6 +262,9 @@ class RunConfig:
             raise ConfigError("compute", self.compute,
                               "an import path 'package.module:function'")
         _check_url("broker_url", self.broker_url, self.backend)
+        from .cluster.podsettings import check_pod_settings
+
+        check_pod_settings(self)
         if self.fault_demo and self.workers < 2:
             raise ConfigError("workers", self.workers,
                               "the fault demo kills one worker, so it needs at least 2")

@@ -35,6 +35,7 @@ from .backends import (
     stored_key,
 )
 from .backends.blobs import CURRENT_RUN
+from .cluster import hardkill
 from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .points import retry_delay
@@ -76,8 +77,8 @@ class Worker:
         process mid-chunk, exactly like SIGKILL of a local worker; its chunks are redelivered.
         """
         def stop(signum: int, _frame: Any) -> None:
-            if self.settings.kill_on_sigterm and signum == signal.SIGTERM:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.settings.kill_on_sigterm:
+                hardkill.end_now(signum)  # os._exit: works as a container's PID 1 too
             self.log("stop_requested", signal=signal.Signals(signum).name)
             self.stopping.set()
 

@@ -28,7 +28,7 @@ class WorkerSettings:
     max_chunks: int = 0  # 0 = until stopped; used by tests
     idle_exit_s: float = 0.0  # 0 = never exit when idle
     exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
-    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (SIGKILL)
+    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (exit 137)
     isolate: bool = True  # compute in a child process (crashes and hangs contained)
 
     @property

@@ -6,13 +6,15 @@ SBOM attestations: with Docker's containerd image store, the default on fresh in
 Docker Desktop, an attestation makes ``kind load`` fail with "content digest ... not found",
 kind#3795), side-loads it into the nodes, and deploys the brokers through
 :class:`~ttg_lib.cluster.kubernetes.KubernetesCluster` (the API client, not kubectl). A missing
-tool, or a kind release other than the one whose node image kind/kind-config.yaml pins, is a
-:class:`ClusterError` naming it and how to fix it.
+tool, or a kind release TTG has no node image for (:data:`KIND_NODE_IMAGES`), is a
+:class:`ClusterError` naming it and how to fix it. ``up --requirements FILE --code DIR`` also
+builds and loads a worker image of the user's own (:mod:`.userimage`).
 
 Only the cluster named ``ttg`` is ever deleted, and only when TTG created it: ``create_cluster``
 writes a marker holding the control-plane container's id, ``delete_cluster`` compares it.
 
     python -m ttg_lib.cluster.kind status|up|down|credentials|delete-cluster [--backend redis]
+    python -m ttg_lib.cluster.kind up --requirements requirements.txt --code .
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ from typing import Any
 
 from ..backends import DEFAULT_BACKEND, backend_names
 from .base import ClusterError
+from .kindnodes import (
+    KIND_NODE_IMAGES,
+    KIND_VERSION,  # noqa: F401 (re-exported: kind-e2e.sh, tests)
+    NODE_IMAGE_ENV,
+    cluster_config,
+    node_image,
+    version_of,
+)
 
 CLUSTER_NAME = "ttg"
 CONTEXT = f"kind-{CLUSTER_NAME}"
@@ -37,15 +47,15 @@ KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BOTH = "both"  # every broker at once (the notebooks' choice)
 ACTIONS = ("status", "up", "down", "credentials", "delete-cluster")
-# kind only promises the node images of its own release; kind-config.yaml pins v0.24.0's.
-KIND_VERSION = "v0.24.0"
 INSTALL = {
     "docker": ("install Docker Engine (https://docs.docker.com/engine/install/) or Docker "
                "Desktop with the buildx plugin (docker-buildx-plugin), start it, and check that "
                "`docker info` and `docker buildx version` succeed for your user"),
-    "kind": (f"install kind {KIND_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/"
-             f"#installation), e.g. `go install sigs.k8s.io/kind@{KIND_VERSION}` or the release "
-             f"binary on your PATH; kind/kind-config.yaml pins that release's node image"),
+    "kind": (f"install one of kind {', '.join(KIND_NODE_IMAGES)} "
+             f"(https://kind.sigs.k8s.io/docs/user/quick-start/#installation), e.g. "
+             f"`go install sigs.k8s.io/kind@{max(KIND_NODE_IMAGES)}` or the release binary on "
+             f"your PATH; for another release set {NODE_IMAGE_ENV} to the kindest/node:v1.30.x "
+             f"image (with its @sha256 digest) its release notes list"),
 }
 
 
@@ -94,11 +104,16 @@ def check_kind() -> ToolCheck:
     rc, out = _probe(["kind", "version"])
     if rc != 0:
         return ToolCheck("kind", False, f"`kind version` failed ({out})")
-    version = next((w for w in out.split() if w.startswith("v0.")), "")
-    if version != KIND_VERSION:
-        return ToolCheck("kind", False, f"kind {version or repr(out)} is not {KIND_VERSION}, whose "
-                                        f"node image kind/kind-config.yaml pins")
-    return ToolCheck("kind", True, out)
+    version = version_of(out)
+    if version not in KIND_NODE_IMAGES and not os.environ.get(NODE_IMAGE_ENV):
+        return ToolCheck("kind", False, f"kind {version or repr(out)} is not a release TTG has "
+                                        f"a node image for ({', '.join(KIND_NODE_IMAGES)})")
+    return ToolCheck("kind", True, f"{out}; node image {node_image(version)}")
+
+
+def installed_kind_version() -> str:
+    rc, out = _probe(["kind", "version"])
+    return version_of(out) if rc == 0 else ""
 
 
 def check_tools() -> list[ToolCheck]:
@@ -157,7 +172,11 @@ def create_cluster(config: Path = KIND_CONFIG, wait: str = "180s") -> str:
     require("docker", "kind")
     if cluster_exists():
         return f"Kind cluster {CLUSTER_NAME!r} exists: reused (context {CONTEXT})"
-    _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(config),
+    version = installed_kind_version()
+    written = state_dir() / f"kind-config-{version or 'unknown'}.yaml"
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(cluster_config(version, config))
+    _run(["kind", "create", "cluster", "--name", CLUSTER_NAME, "--config", str(written),
           "--wait", wait], what=f"create Kind cluster {CLUSTER_NAME!r}", timeout=900)
     marker = _marker()
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +222,28 @@ def build_image(tag: str = IMAGE) -> str:
     _run([*BUILD_ARGS, "-t", tag, "-f", str(DOCKERFILE), str(REPO_ROOT)],
          what=f"build the worker image {tag}", timeout=1800)
     return f"image {tag} built from {DOCKERFILE.name} (no provenance/SBOM attestations)"
+
+
+def build_user_image(requirements: Path | None, code: Path | None) -> tuple[str, str]:
+    """Build ``ttg-worker:user-<hash>`` FROM the base with the user's requirements and code
+    (:mod:`.userimage`); returns (tag, what was done). An unchanged content keeps its tag."""
+    from .userimage import UserImage
+
+    require("docker")
+    image = UserImage(IMAGE, requirements, code)
+    base_id = _run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE],
+                   what=f"read the id of {IMAGE}", timeout=60).strip()
+    tag = image.tag(base_id)
+    context = image.write_context(state_dir() / "user-image" / tag.split(":", 1)[1])
+    _run(image.build_command(tag, context, BUILD_ARGS), what=f"build the worker image {tag}",
+         timeout=1800)
+    return tag, f"image {tag} built from {IMAGE} with " + " and ".join(
+        part for part, given in (("requirements", requirements), ("code", code)) if given)
+
+
+def worker_image_line(tag: str) -> str:
+    """What `up` prints about the user's image (scripts/kind-e2e.sh reads the tag from it)."""
+    return f"worker image: {tag} (ttg run --cluster kind --image {tag} ...)"
 
 
 def load_image(tag: str = IMAGE) -> str:
@@ -254,13 +295,18 @@ def status(backend: str = DEFAULT_BACKEND) -> list[str]:
     return lines
 
 
-def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.0) -> list[str]:
-    """Create or reuse the cluster, build and load the image, deploy the brokers."""
+def up(backend: str = DEFAULT_BACKEND, build: bool = True, timeout: float = 600.0,
+       requirements: Path | None = None, code: Path | None = None) -> list[str]:
+    """Create or reuse the cluster, build and load the image (and the user's image on top of
+    it, given requirements or code), deploy the brokers."""
     require("docker", "kind")
     lines = [create_cluster()]
     if build:
         lines.append(build_image())
         lines.append(load_image())
+    if requirements is not None or code is not None:
+        tag, built = build_user_image(requirements, code)
+        lines += [built, load_image(tag), worker_image_line(tag)]
     backends = _chosen(backend)
     provider = _provider(backends[0])
     provider.ensure_brokers(timeout)
@@ -301,17 +347,20 @@ def _chosen(backend: str) -> tuple[str, ...]:
 
 
 def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: bool = True,
-              timeout: float = 600.0, force: bool = False) -> list[str]:
+              timeout: float = 600.0, force: bool = False, requirements: Path | None = None,
+              code: Path | None = None) -> list[str]:
     """One entry point for notebooks/provision.ipynb and ``python -m ttg_lib.cluster.kind``."""
     if action not in ACTIONS:
         raise ClusterError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
     allowed = (*backend_names(runnable=True), BOTH)
     if backend not in allowed:
         raise ClusterError(f"unknown backend {backend!r}: one of {', '.join(allowed)}")
+    if action != "up" and (requirements is not None or code is not None):
+        raise ClusterError(f"--requirements and --code belong to `up`, not `{action}`")
     if action == "status":
         return status(_chosen(backend)[0])
     if action == "up":
-        return up(backend, build=build, timeout=timeout)
+        return up(backend, build=build, timeout=timeout, requirements=requirements, code=code)
     if action == "down":
         return down()
     if action == "credentials":

@@ -22,9 +22,11 @@ from .base import command, fail
 @click.option("--output-dir", default="outputs", show_default=True)
 @click.option("--dry-run", is_flag=True, help="list what would go; change nothing")
 @click.option("--force", is_flag=True, help="purge TTG queues even while a run holds them")
+@click.option("--kube-context", default=None,
+              help="kubeconfig context [TTG_KUBE_CONTEXT, else kind-ttg if present, else current]")
 def cleanup(everything: bool, processes: bool, queues: bool, kubernetes: bool,
             run_id: str | None, backend: str | None, output_dir: str, dry_run: bool,
-            force: bool) -> None:
+            force: bool, kube_context: str | None) -> None:
     """Remove what TTG created, and only that."""
     from ..cleanup import cleanup as do_cleanup
 
@@ -36,7 +38,8 @@ def cleanup(everything: bool, processes: bool, queues: bool, kubernetes: bool,
                         backends={backend: urls[backend]} if backend else urls,
                         processes=everything or processes, queues=everything or queues,
                         kubernetes=kubernetes or (everything and _kube_configured()),
-                        run_id=run_id, dry_run=dry_run, force=force)
+                        run_id=run_id, dry_run=dry_run, force=force,
+                        kube_context=kube_context)
     for line in report.lines():
         click.echo(line)
 

@@ -72,6 +72,12 @@ console = Console(stderr=True)
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
+@click.option("--image", default=None,
+              help="kind/k8s: worker image [kind: ttg-worker:dev; k8s: required]")
+@click.option("--kube-context", default=None,
+              help="kind/k8s: kubeconfig context [TTG_KUBE_CONTEXT, else kind-ttg / current]")
+@click.option("--worker-cpu", default=None, help="kind/k8s: CPU per worker pod, e.g. 2, 500m")
+@click.option("--worker-memory", default=None, help="kind/k8s: memory per worker pod, e.g. 2Gi")
 @click.option("--dry-run", is_flag=True,
               help="start nothing; local: print the points, chunks and first points; "
                    "Kubernetes: every API operation the run would make")

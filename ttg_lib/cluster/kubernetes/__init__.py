@@ -8,7 +8,8 @@ loaded in the order their kustomization lists them; TTG then sets the run's valu
   ``TTG_LIVENESS_S``, the probes' limit, and ``TTG_KILL_ON_SIGTERM=1``: a deleted worker pod ends
   at the kubelet's SIGTERM at once, which makes :meth:`KubernetesCluster.kill_worker` a hard
   kill),
-* the worker Deployment's replicas, image (``ttg-worker:dev`` on Kind) and the label
+* the worker Deployment's replicas, image (``ttg-worker:dev`` on Kind, ``--image`` elsewhere),
+  pull policy and resources (:mod:`ttg_lib.cluster.podsettings`) and the label
   ``ttg.dev/run-id`` on the Deployment, its pod template and the ConfigMap.
   (``app.kubernetes.io/instance`` stays ``ttg``: it is part of the Deployment's immutable
   selector and of the brokers' Service and NetworkPolicy selectors.)
@@ -38,8 +39,14 @@ Modules, one concept each:
 * :mod:`.pods` - pod and workload status as TTG reports it;
 * :mod:`.api` - kubeconfig context (or in-cluster config) and client construction, the
   :class:`Api` wrapper, create-or-apply;
-* :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind);
+* :mod:`.portforward` - host port relayed to a broker pod (clusters other than Kind), the pod
+  picked again when it was replaced;
+* :mod:`.brokers` - the brokers' side of the provider (apply, wait, host URLs);
+* :mod:`.brokerprobe` - the host's own broker connection (does it answer, who holds chunks);
+* :mod:`.watch` - the watch cache of the run's worker pods (re-list on 410 or repeated errors);
+* :mod:`.inventory` - nodes and TTG's pods, for the notebooks;
 * :mod:`.provider` - :class:`KubernetesCluster`, the :class:`~ttg_lib.cluster.base.Cluster`;
+* :mod:`.preflight` - one pod loads the run's function before anything is published;
 * :mod:`.plan` - the dry-run plan (``ttg run --dry-run``);
 * :mod:`.cleanup` - deleting TTG-labelled objects (``ttg cleanup --kubernetes``).
 """

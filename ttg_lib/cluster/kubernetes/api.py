@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +18,24 @@ MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "ttg"
 
 
-def resolve_context(context: str | None = None) -> str | None:
-    """An explicit context, else TTG_KUBE_CONTEXT, else kind-ttg when the kubeconfig has it,
-    else the current context (None)."""
+def resolve_context(context: str | None = None, flavor: str | None = None) -> str | None:
+    """The kubeconfig context TTG acts on; the one answer for `ttg run`, `ttg cleanup` and the
+    notebooks, so that they act on the same cluster:
+
+    1. an explicit context (``--kube-context``, ``kube_context=``);
+    2. else ``TTG_KUBE_CONTEXT``;
+    3. else, on Kind, ``kind-ttg``; on another cluster (k8s) the kubeconfig's current context
+       (None); when the flavour is not known (cleanup), ``kind-ttg`` if the kubeconfig has it,
+       else the current context.
+    """
     if context:
         return context
     if os.environ.get("TTG_KUBE_CONTEXT"):
         return os.environ["TTG_KUBE_CONTEXT"]
+    if flavor == "kind":
+        return KIND_CONTEXT
+    if flavor == "k8s":
+        return None
     try:
         from kubernetes import config as kconfig
 
@@ -131,7 +143,8 @@ def api_error(what: str, exc: Any) -> ClusterError:
     return ClusterError(f"Kubernetes API refused to {what}: HTTP {exc.status}: {message}{hint}")
 
 
-def create_or_patch(api: Api, obj: dict[str, Any], request_timeout: float) -> str:
+def create_or_patch(api: Api, obj: dict[str, Any], request_timeout: float,
+                    terminating_wait_s: float = 120.0) -> str:
     """Create one object, or bring it to the manifest when it exists and is TTG's; returns
     what was done.
 
@@ -150,6 +163,10 @@ def create_or_patch(api: Api, obj: dict[str, Any], request_timeout: float) -> st
     read, _ = api.method("read", kind)
     existing = api.call(f"read {label}", read, name, *args, missing_ok=True,
                         _request_timeout=request_timeout)
+    if existing is not None and (existing.get("metadata") or {}).get("deletionTimestamp"):
+        # Terminating (e.g. `down` then `up` at once): kept, a claim that is going would
+        # leave Redis Pending; wait for it to go, then create it afresh.
+        existing = _wait_gone(api, label, read, (name, *args), terminating_wait_s)
     if existing is not None:
         labels = (existing.get("metadata") or {}).get("labels") or {}
         if labels.get(PART_OF) != "ttg":
@@ -168,3 +185,19 @@ def create_or_patch(api: Api, obj: dict[str, Any], request_timeout: float) -> st
     api.call(f"apply {label}", patch, name, *args, obj, field_manager=FIELD_MANAGER,
              force=True, _content_type=APPLY_PATCH, _request_timeout=request_timeout)
     return f"{'applied' if existing is not None else 'created'} {label}"
+
+
+def _wait_gone(api: Api, label: str, read: Callable[..., Any], args: tuple[Any, ...],
+               timeout: float, poll_s: float = 0.5) -> dict[str, Any] | None:
+    """Wait until an object being deleted (deletionTimestamp set) is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = api.call(f"read {label}", read, *args, missing_ok=True)
+        if obj is None or not (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return obj
+        if time.monotonic() >= deadline:
+            raise ClusterError(f"{label} is still being deleted (Terminating) after "
+                               f"{timeout:g}s: wait for it to go, or see what holds it "
+                               f"(kubectl -n {NAMESPACE} describe {label.split()[0].lower()} "
+                               f"{label.rsplit('/', 1)[-1]}: finalizers, a pod using it)")
+        time.sleep(poll_s)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base import ClusterError
 from .api import Api, make_api_client, resolve_context
-from .labels import NAMESPACE, RUN_LABEL, TTG_SELECTOR, run_label
+from .labels import COMPONENT, NAMESPACE, ORCHESTRATOR, RUN_LABEL, TTG_SELECTOR, run_label
 
 if TYPE_CHECKING:
     from ...cleanup_report import CleanupReport
@@ -34,7 +34,10 @@ def cleanup_kubernetes(*, run_id: str | None = None, dry_run: bool = False,
         report.skipped.append(f"kubernetes: {exc}")
         return
     where = f"kubernetes[{context or 'current context'}]"
-    selector = TTG_SELECTOR + (f",{RUN_LABEL}={run_label(run_id)}" if run_id else "")
+    # An in-cluster orchestrator wears part-of=ttg (the brokers' NetworkPolicies admit it) and
+    # component=orchestrator: cleanup never deletes the process that may be running it.
+    selector = (TTG_SELECTOR + f",{COMPONENT}!={ORCHESTRATOR}"
+                + (f",{RUN_LABEL}={run_label(run_id)}" if run_id else ""))
     try:
         for kind in CLEANUP_KINDS:
             items = api.list(kind, selector)

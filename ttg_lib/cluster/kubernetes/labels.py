@@ -18,7 +18,7 @@ WORKER_CONTAINER = "worker"
 WORKER_SELECTOR = f"{TTG_SELECTOR},{COMPONENT}=worker"
 BROKER_SECRET = "ttg-broker-credentials"
 KIND_CONTEXT = "kind-ttg"
-KIND_IMAGE = "ttg-worker:dev"
+ORCHESTRATOR = "orchestrator"  # the component label of an in-cluster orchestrator (k8s/rbac)
 # Broker workload per backend (from the backend registry): the pods' label
 # app.kubernetes.io/name, the in-cluster port, the NodePort kind publishes on 127.0.0.1, and
 # the Secret key holding the broker URL.

@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 
 from ..base import ClusterError
+from ..podsettings import KIND_IMAGE, pull_policy
 from .labels import (
     COMPONENT,
-    KIND_IMAGE,
     KINDS,
     NAMESPACE,
     PART_OF,
@@ -51,12 +51,18 @@ def _load_kustomization(folder: Path, *, local_only: bool) -> list[dict[str, Any
 
 def render_objects(*, flavor: str, backend: str, run_id: str, workers: int,
                    lease_s: float = 2.0, image: str | None = None,
-                   k8s_dir: Path | None = None,
-                   liveness_s: float | None = None) -> list[dict[str, Any]]:
+                   k8s_dir: Path | None = None, liveness_s: float | None = None,
+                   cpu: str = "", memory: str = "") -> list[dict[str, Any]]:
     """The objects to apply, in order, with the run's values set; each is checked to be TTG's.
 
     ``liveness_s``: the worker liveness limit (the probes read TTG_LIVENESS_S from the worker
-    ConfigMap); None keeps the manifest's."""
+    ConfigMap); None keeps the manifest's. ``image``: the worker image (Kind: ttg-worker:dev
+    by default; k8s: required), pulled per :func:`~ttg_lib.cluster.podsettings.pull_policy`.
+    ``cpu``, ``memory``: each worker's request and limit ("": the manifest's)."""
+    image = image or (KIND_IMAGE if flavor == "kind" else "")
+    if not image:
+        raise ClusterError("the k8s flavour needs a worker image the cluster's nodes can pull "
+                           "(--image REGISTRY/ttg-worker:TAG)")
     root = k8s_dir or manifests_dir()
     objects = _load_kustomization(root / "base", local_only=False)
     if flavor == "kind":
@@ -78,10 +84,30 @@ def render_objects(*, flavor: str, backend: str, run_id: str, workers: int,
             template["metadata"]["labels"][RUN_LABEL] = label
             for container in template["spec"]["containers"]:
                 if container["name"] == WORKER_CONTAINER:
-                    container["image"] = image or (KIND_IMAGE if flavor == "kind"
-                                                   else container["image"])
-                    container["imagePullPolicy"] = "IfNotPresent"
+                    container["image"] = image
+                    container["imagePullPolicy"] = pull_policy(image, flavor)
+                    _set_resources(container, cpu, memory)
     return objects
+
+
+def _set_resources(container: dict[str, Any], cpu: str, memory: str) -> None:
+    """Request and limit alike: the scheduler reserves what the worker may use, so a busy
+    node neither throttles it below its request nor OOM-kills it above it."""
+    resources = container.setdefault("resources", {})
+    for name, value in (("cpu", cpu), ("memory", memory)):
+        if value:
+            resources.setdefault("requests", {})[name] = value
+            resources.setdefault("limits", {})[name] = value
+
+
+def worker_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worker container of the rendered Deployment (what the dry run shows)."""
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == WORKER_DEPLOYMENT:
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                if container["name"] == WORKER_CONTAINER:
+                    return container
+    raise ClusterError(f"no {WORKER_CONTAINER} container in Deployment {WORKER_DEPLOYMENT}")
 
 
 def check_ours(obj: dict[str, Any]) -> None:

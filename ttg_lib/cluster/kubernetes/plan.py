@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..podsettings import image_of
+from .api import resolve_context
 from .credentials import secret_metadata
 from .labels import (
     BROKER_SECRET,
     BROKERS,
-    KIND_CONTEXT,
     KINDS,
     MANAGEMENT,
     NAMESPACE,
@@ -20,7 +21,9 @@ from .labels import (
     selector_labels,
     worker_selector,
 )
-from .manifests import is_worker_object, manifests_dir, render_objects
+from .manifests import is_worker_object, manifests_dir, render_objects, worker_container
+from .preflight import preflight_pod, task_compute
+from .preflight import selector as preflight_selector
 
 if TYPE_CHECKING:
     from ...config import RunConfig
@@ -31,7 +34,8 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
     flavor = config.cluster if config.cluster in ("kind", "k8s") else "kind"
     objects = render_objects(flavor=flavor, backend=config.backend, run_id=config.run_id,
                              workers=config.workers, lease_s=config.lease_s,
-                             image=(config.extra or {}).get("image"))
+                             image=image_of(config) or None, cpu=config.worker_cpu,
+                             memory=config.worker_memory)
     broker = BROKERS[config.backend]
     wsel = worker_selector(config.run_id)
     ops: list[dict[str, Any]] = []
@@ -66,16 +70,19 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
                    broker_selector(config.backend), "pick the pod to port-forward to")
                 op("brokers", "create", "Pod/portforward", f"{broker['name']} pod", {},
                    detail=f"port {broker['port']} -> 127.0.0.1:<free port>")
+        if phase == "workers":  # ConfigMap first: the preflight pod reads it
+            chosen = sorted(chosen, key=lambda o: o["kind"] != "ConfigMap")
         for obj in chosen:
             kind, meta = obj["kind"], obj["metadata"]
+            if kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
+                preflight_ops(op, config, objects)
             verb = "create-if-absent" if KINDS[kind][3] else "server-side-apply"
             detail = ""
             if kind == "Secret":
                 detail = ("random broker passwords generated when absent; kept across runs "
                           "(python -m ttg_lib.cluster.kind credentials)")
             elif kind == "Deployment" and meta["name"] == WORKER_DEPLOYMENT:
-                image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
-                detail = f"replicas={config.workers}, image {image}"
+                detail = f"replicas={config.workers}, {pod_line(worker_container(objects))}"
             elif kind == "ConfigMap" and meta["name"] == WORKER_CONFIGMAP:
                 detail = f"TTG_BACKEND={config.backend}, TTG_RUN_ID={config.run_id}"
             op(phase, verb, kind, meta["name"], meta.get("labels") or {}, detail=detail,
@@ -102,6 +109,22 @@ def dry_run_plan(config: RunConfig) -> list[dict[str, Any]]:
     return ops
 
 
+def preflight_ops(op: Any, config: RunConfig, objects: list[dict[str, Any]]) -> None:
+    """The preflight pod's operations: does the worker image load the run's function?"""
+    spec = task_compute(config)
+    pod = preflight_pod(objects, spec, config.run_id)
+    name, labels = pod["metadata"]["name"], pod["metadata"]["labels"]
+    sel = preflight_selector(config.run_id)
+    op("preflight", "create", "Pod", name, labels,
+       detail=f"python -m ttg_lib.cluster.check {spec} (restartPolicy Never): the worker "
+              f"image loads the function before any task is published, else the run stops "
+              f"with the pod's error")
+    op("preflight", "get", "Pod", name, {}, detail="poll until Succeeded or Failed")
+    op("preflight", "get", "Pod/log", name, {}, detail="the check's answer (one JSON line)")
+    op("preflight", "deletecollection", "Pod", name, selector_labels(sel), sel,
+       f"fieldSelector metadata.name={name}, gracePeriodSeconds=0")
+
+
 def rbac_objects() -> list[dict[str, Any]]:
     """k8s/rbac: what an orchestrator inside the cluster needs (listed, never applied)."""
     folder = manifests_dir() / "rbac"
@@ -113,10 +136,16 @@ def rbac_objects() -> list[dict[str, Any]]:
 def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> str:
     lines = []
     if config is not None:
-        context = config.kube_context or (KIND_CONTEXT if config.cluster == "kind" else
-                                          "(current context)")
+        flavor = config.cluster if config.cluster in ("kind", "k8s") else "kind"
+        context = resolve_context(config.kube_context or None, flavor) or (
+            "the kubeconfig's current context")
+        container = worker_container(render_objects(
+            flavor=flavor, backend=config.backend, run_id=config.run_id, workers=1,
+            image=image_of(config) or None, cpu=config.worker_cpu,
+            memory=config.worker_memory))
         lines.append(f"TTG dry run: cluster {config.cluster} (context {context}), backend "
                      f"{config.backend}, {config.workers} workers, run {config.run_id}")
+        lines.append(f"Worker pods: {pod_line(container)}")
         lines.append("Nothing is sent to the cluster. Operations, in order:")
     for i, o in enumerate(plan, 1):
         where = f"{o['namespace']}/{o['name']}" if o["namespace"] else o["name"]
@@ -129,3 +158,15 @@ def format_plan(plan: list[dict[str, Any]], config: RunConfig | None = None) -> 
         if o["detail"]:
             lines.append(f"       {o['detail']}")
     return "\n".join(lines)
+
+
+def pod_line(container: dict[str, Any]) -> str:
+    """Image, pull policy and resources of the worker container, in one line."""
+    resources = container.get("resources") or {}
+
+    def pair(kind: str) -> str:
+        values = resources.get(kind) or {}
+        return f"cpu {values.get('cpu', '-')}, memory {values.get('memory', '-')}"
+
+    return (f"image {container['image']} (imagePullPolicy {container['imagePullPolicy']}), "
+            f"requests {pair('requests')}, limits {pair('limits')}")

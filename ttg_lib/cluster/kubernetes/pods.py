@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 
-def _timestamp(value: str | None) -> float:
+def timestamp(value: str | None) -> float:
     if not value:
         return time.time()
     try:
@@ -57,11 +57,11 @@ def pod_reason(pod: dict[str, Any]) -> str:
     return phase
 
 
-def _restarts(pod: dict[str, Any]) -> int:
+def restart_count(pod: dict[str, Any]) -> int:
     return sum(cs.get("restartCount", 0)
                for cs in (pod.get("status") or {}).get("containerStatuses") or [])
 
-def _workload_ready(obj: dict[str, Any] | None) -> tuple[int, int]:
+def workload_ready(obj: dict[str, Any] | None) -> tuple[int, int]:
     if obj is None:
         return 0, 1
     want = (obj.get("spec") or {}).get("replicas", 1)
