@@ -308,3 +308,28 @@ def test_a_second_retry_after_an_interrupted_one_leaves_one_row_a_point(tmp_path
     after = load_results(tmp_path)
     assert after["param_id"].tolist() == list(range(8)) and after["error"].isna().all()
     assert after["value"].tolist() == [float(x) for x in range(8)]
+
+
+def test_a_chunk_whose_every_point_failed_for_good_does_not_load_its_function():
+    from ttg_lib.points import Job, compute_job
+
+    dead = task("no.such.module:fn", count=2)
+    outcome = compute_job(Job(dead, skip={0: PointFailure(0, "crashed: signal 11 (SIGSEGV)"),
+                                          1: PointFailure(1, "crashed: signal 11 (SIGSEGV)")}))
+    assert outcome.load_error is None and len(outcome.failures) == 2
+
+
+@pytest.mark.slow  # starts compute processes
+def test_a_function_whose_import_crashes_fails_its_points_and_ends(tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "crashy.py").write_text("import ctypes\nctypes.string_at(0)\n\n"
+                                        "def fn(x):\n    return x\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    supervisor = Supervisor()
+    try:
+        (outcome,) = supervisor.run([task("crashy:fn", count=3)], keepalive=lambda: None)
+        assert [f.error for f in outcome.failures] == ["crashed: signal 11 (SIGSEGV)"] * 3
+    finally:
+        supervisor.close()

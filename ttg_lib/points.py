@@ -137,6 +137,8 @@ def compute_job(job: Job, *, tracked: bool = False,
     from . import compute
 
     task = job.task
+    if len(job.skip) >= task.count:  # every point failed for good: the function is not even
+        return compute_chunk(_never, task, skip=job.skip)  # loaded (its import may crash)
     try:
         fn = compute.resolve(task.compute, fetch or (lambda _key: job.payload))
         return compute_chunk(fn, task, tracked=tracked or job.careful, cursor=cursor,
@@ -147,6 +149,10 @@ def compute_job(job: Job, *, tracked: bool = False,
             else f"{type(exc).__name__}: {exc}"
         return ChunkOutcome(task.chunk_id, Packed("json", b"[]", None, 0), [], now, now, 0.0,
                             load_error=error)
+
+
+def _never(*_args: Any, **_kwargs: Any) -> None:
+    raise AssertionError("a skipped point was computed")
 
 
 _NOT_ASKED = PointFailure(-1, "")  # a point --retry-failed did not ask for
