@@ -72,9 +72,10 @@ def prepare(run: str, param_id: int, output_dir: str | Path = "outputs") -> Repr
     if not 0 <= param_id < config.total_params:
         raise ConfigError("param_id", param_id, f"a point of run {config.run_id}: "
                                                 f"0 to {config.total_params - 1:,}")
-    from . import compute
+    from . import byvalue, compute
 
-    fn = compute.load(config.compute)
+    # a function shipped by value (a notebook's, a script's) is read back from the record
+    fn = byvalue.for_run(config)[0] if config.compute_sha256 else compute.load(config.compute)
     if config.space is not None:
         from .space import load_space
 
