@@ -19,6 +19,10 @@ scaling     20,000 params x 5 ms, chunk 100, 1/2/4/8/16 workers     goal >= 0.9 
 latency     one chunk in flight: publish -> result read, p50/p99; broker ops per chunk
 memory      peak RSS of workers and orchestrator, 10k -> 1M params  goal < 100 / 250 MiB
 monitor     the large run with queue sampling on vs off             goal: no measurable cost
+contain     the compute process (a point fails alone) vs computing in the worker
+            (TTG_ISOLATE=0) and, with --baseline TREE, vs another checkout (e.g. the
+            commit before it), interleaved: large throughput goal >= 0.95 x,
+            small efficiency goal >= 0.99
 
 The fault table (hung, killed, broker outages, a killed orchestrator, the monitor against
 the broker's own figures) is benchmarks/faults.py.
@@ -48,11 +52,14 @@ from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
 
 BACKENDS = backend_names(runnable=True)
-SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "memory", "monitor")
+SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "memory", "monitor",
+          "contain")
 
 
-def ttg_run(out: Path, **flags: Any) -> dict[str, Any]:
-    """One `ttg run --json` in its own process; returns summary.json."""
+def ttg_run(out: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
+            **flags: Any) -> dict[str, Any]:
+    """One `ttg run --json` in its own process (``env``: added to the environment; ``cwd``:
+    the checkout whose ttg_lib runs); returns summary.json."""
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
             "--output-dir", str(out)]
     for key, value in flags.items():
@@ -60,7 +67,8 @@ def ttg_run(out: Path, **flags: Any) -> dict[str, Any]:
             args.append(f"--{key.replace('_', '-')}")
         elif value is not None and value is not False:
             args += [f"--{key.replace('_', '-')}", str(value)]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})})
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"ttg run failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     summary = json.loads(proc.stdout)
@@ -117,6 +125,41 @@ def suite_fault(ctx: Context) -> dict[str, Any]:
         ctx.say(f"fault {backend}: ratio {out[backend]['ratio']['median']:.3f}, "
                 f"recovered {out[backend]['recovered_after_s']} in "
                 f"{len(recovered)} of {len(faults)} repeats")
+    return out
+
+
+def suite_contain(ctx: Context) -> dict[str, Any]:
+    """What computing in a supervised compute process costs, side by side in one invocation:
+    this tree with it, this tree without it (TTG_ISOLATE=0), and --baseline TREE if given."""
+    params = ctx.pick(1_000_000, 50_000)
+    small = ctx.pick("small", "tiny")
+    variants: dict[str, tuple[dict[str, str], Path]] = {
+        "compute_process": ({}, ROOT), "in_worker": ({"TTG_ISOLATE": "0"}, ROOT)}
+    if ctx.baseline:
+        variants["baseline"] = ({"PYTHONPATH": str(ctx.baseline)}, ctx.baseline)
+    reference = "baseline" if ctx.baseline else "in_worker"
+    out: dict[str, Any] = {"params": params, "small_scale": small, "reference": reference,
+                           "variants": list(variants)}
+    for backend in ctx.backends:
+        large: dict[str, list[float]] = {v: [] for v in variants}
+        eff: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(ctx.repeats):  # interleaved, so drift hits every variant alike
+            for name, (env, tree) in variants.items():
+                run = ttg_run(ctx.out, env=env, cwd=tree, backend=backend, scale="large",
+                              total_params=params, workers=3)
+                large[name].append(run["throughput_params_s"])
+                run = ttg_run(ctx.out, env=env, cwd=tree, backend=backend, scale=small,
+                              workers=3)
+                eff[name].append(run["efficiency"])
+        ref = statistics.median(large[reference])
+        out[backend] = {
+            "large_throughput_params_s": {v: spread(t) for v, t in large.items()},
+            "small_efficiency": {v: spread(e) for v, e in eff.items()},
+            "throughput_ratio": spread([t / ref for t in large["compute_process"]]),
+            "goal": "throughput ratio >= 0.95, efficiency >= 0.99"}
+        ctx.say(f"contain {backend}: throughput x{out[backend]['throughput_ratio']['median']:.3f}"
+                f" of {reference}; small efficiency "
+                + ", ".join(f"{v} {statistics.median(e):.4f}" for v, e in eff.items()))
     return out
 
 
@@ -321,6 +364,7 @@ class Context:
         self.repeats = 1 if args.quick else args.repeats
         self.backends = args.backends.split(",")
         self.out = out
+        self.baseline = Path(args.baseline).resolve() if args.baseline else None
 
     def pick(self, full: Any, quick: Any) -> Any:
         return quick if self.quick else full
@@ -351,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="redis,rabbitmq")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke)")
+    parser.add_argument("--baseline", default=None, metavar="TREE",
+                        help="contain suite: also run this checkout (e.g. a git worktree of "
+                             "the commit before the compute process) side by side")
     parser.add_argument("--output-dir", default=str(ROOT / "outputs" / "bench"))
     args = parser.parse_args(argv)
     suites = SUITES if args.suite == "all" else tuple(args.suite.split(","))

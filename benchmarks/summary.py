@@ -137,9 +137,19 @@ def _monitor(suite: dict[str, Any]) -> list[Row]:
             ("One queue sample (client + broker)", "—", _per_backend(suite, cost))]
 
 
+def _contain(suite: dict[str, Any]) -> list[Row]:
+    ref = suite["reference"].replace("_", " ")
+    return [(f"Compute process, large ({suite['params']:,} params): throughput ÷ {ref}",
+             "≥ 0.95", _per_backend(suite, lambda r: _spread(r["throughput_ratio"]))),
+            (f"Compute process, {suite['small_scale']}: efficiency", "≥ 0.99",
+             _per_backend(suite, lambda r: _spread(
+                 r["small_efficiency"]["compute_process"], "{:.4f}")))]
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "efficiency": _efficiency, "fault": _fault, "overhead": _overhead, "chunks": _chunks,
-    "scaling": _scaling, "latency": _latency, "memory": _memory, "monitor": _monitor}
+    "scaling": _scaling, "latency": _latency, "memory": _memory, "monitor": _monitor,
+    "contain": _contain}
 
 
 def markdown(results: dict[str, Any]) -> str:

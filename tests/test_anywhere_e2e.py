@@ -117,6 +117,16 @@ SCRIPT = textwrap.dedent("""\
     assert sweep.summary.ok and sweep.summary.verify_mode == "full"
     assert list(sweep.results()["value"]) == [table[i] * k for i in range(10) for k in (1, 2)]
 
+    def picky(i):  # in __main__: repro reads it back from the run's record
+        if i == 3:
+            raise ValueError("three")
+        return i
+    sweep = ttg_lib.sweep(picky, {"axes": {"i": list(range(6))}}, max_retries=0, **options)
+    from click.testing import CliRunner
+    from ttg_lib.cli import main
+    shown = CliRunner().invoke(main, ["repro", str(sweep.summary.record_dir), "3"])
+    assert shown.exit_code == 1 and "ValueError: three" in shown.stderr, shown.output
+
     big = np.ones(100 << 17)
     try:
         ttg_lib.sweep(lambda i: float(big[i]), {"axes": {"i": [0, 1]}}, **options)
@@ -135,7 +145,7 @@ def test_a_scripts_main_function_is_swept_through_the_api(tmp_path, backend_name
     assert done.returncode == 0 and "ALL GOOD" in done.stdout, done.stderr[-3000:]
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("CLEAR ERROR")]
     assert "64 MiB" in line and "100 MiB" in line
-    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2  # the error started none
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 3  # the error started none
 
 
 def test_workers_from_another_directory_join_and_a_pinned_one_leaves_the_next_run(

@@ -121,8 +121,18 @@ def _monitor(result: dict, summary: str) -> None:
     _row(summary, "One queue sample")
 
 
-CHECKS = {"efficiency": _efficiency, "fault": _fault, "overhead": _overhead, "chunks": _chunks,
-          "scaling": _scaling, "latency": _latency, "memory": _memory, "monitor": _monitor}
+def _contain(result: dict, summary: str) -> None:
+    assert result["params"] == 50_000 and result["reference"] == "in_worker"
+    for b in BACKENDS:
+        assert result[b]["throughput_ratio"]["median"] > 0
+        assert 0 < result[b]["small_efficiency"]["compute_process"]["median"] <= 1
+    _row(summary, "Compute process, large (50,000 params)")
+    _row(summary, "Compute process, tiny: efficiency")
+
+
+CHECKS = {"contain": _contain, "efficiency": _efficiency, "fault": _fault,
+          "overhead": _overhead, "chunks": _chunks, "scaling": _scaling,
+          "latency": _latency, "memory": _memory, "monitor": _monitor}
 
 
 def test_every_suite_has_a_check():

@@ -146,7 +146,7 @@ def test_a_ttg_error_is_one_line_and_a_bug_keeps_its_traceback():
 
 def test_every_subcommand_is_click():
     assert set(main.commands) == {"run", "worker", "monitor", "cleanup", "runs", "results",
-                                  "report", "health", "kind"}
+                                  "report", "repro", "health", "kind"}
     for name, cmd in main.commands.items():
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0 and cmd.get_short_help_str(), name

@@ -36,11 +36,12 @@ def test_a_verified_run_exits_0_and_a_failed_one_exits_1(tmp_path, backend_name,
     summary = json.loads(good.stdout)
     assert summary["ok"] and summary["params_verified"] == 60
 
-    # chunks holding param 13 always raise: dead-lettered, so the run cannot verify
+    # param 13 always raises: a failed point (its chunk mates computed), so the run fails
     bad = _run(tmp_path, backend_name, compute="ttg_lib.compute:failing", max_retries=0)
     assert bad.returncode == 1, bad.stderr[-2000:]
     failed = json.loads(bad.stdout)
-    assert not failed["ok"] and failed["chunks_failed"] == 1 and failed["lost_params"] == 5
+    assert not failed["ok"] and failed["chunks_failed"] == 0 and failed["lost_params"] == 0
+    assert failed["failed_points"]["count"] == 1
     assert "Traceback" not in bad.stderr
 
     listed = ttg("runs", "--output-dir", str(tmp_path / "out"), "--json")
@@ -63,7 +64,8 @@ def test_the_human_summary_says_failed_with_the_reason(tmp_path, backend_name, b
     result = ttg("run", "--config", str(config), "--output-dir", str(tmp_path / "out"),
                  "--monitor", "none", env={"COLUMNS": "200"})
     assert result.returncode == 1
-    assert "FAILED" in result.stdout and "chunk 2 dead-lettered" in result.stdout
+    assert "FAILED" in result.stdout and "1 point failed (first: RuntimeError: param 13 is " \
+        "configured to fail)" in " ".join(result.stdout.split())
 
 
 def test_no_runs_yet_is_an_empty_list(tmp_path):

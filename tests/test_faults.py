@@ -10,6 +10,7 @@ import time
 import pytest
 from brokerwire import publish_raw
 
+from ttg_lib.record import read_jsonl
 from ttg_lib.run import Run
 
 pytestmark = pytest.mark.slow  # real brokers and worker processes
@@ -111,28 +112,23 @@ def test_frozen_worker_loses_its_chunk_within_seconds(make_config, backend_name,
     assert summary["duplicate_deliveries"] == 1
 
 
-def test_compute_that_always_raises_ends_in_dlq(make_config, backend_name, broker_url):
+def test_points_that_always_raise_are_retried_then_fail_alone(make_config, backend_name,
+                                                              broker_url):
     cfg = make_config(backend=backend_name, total_params=200, chunk_size=5, work_ms=1.0,
                       compute="ttg_lib.compute:failing", max_retries=2, retry_delay_s=1.0)
     summary = drive(Run(cfg))
-    failing_chunks = {p // 5 for p in range(200) if p % 100 == 13}  # chunks 2 and 22
-    assert summary["chunks_failed"] == len(failing_chunks)
-    assert summary["chunks_completed"] == 40 - len(failing_chunks)
-    assert summary["lost_params"] == 5 * len(failing_chunks)
-    assert summary["dlq_count"] == len(failing_chunks)
-    assert summary["retry_count"] >= 2 * len(failing_chunks)
-    assert not summary["ok"]
-    dlq = json.loads((cfg.record_dir / "dlq.json").read_text())
-    assert all("configured to fail" in d["reason"] and d["attempts"] == 3 for d in dlq)
+    failing = [p for p in range(200) if p % 100 == 13]  # in chunks 2 and 22
+    assert summary["chunks_failed"] == 0 and summary["chunks_completed"] == 40
+    assert summary["lost_params"] == 0 and summary["dlq_count"] == 0
+    assert summary["failed_points"]["count"] == len(failing) and not summary["ok"]
+    assert summary["failed_points"]["by_type"]["RuntimeError"]["first_param_ids"] == failing
+    events = [e for e in worker_events(cfg) if e["event"] == "point_failed"]
+    assert sorted((e["param_id"], e["attempts"]) for e in events) == [(p, 3) for p in failing]
     # each retry waited its delay, doubling: 1 s before attempt 2, 2 s before attempt 3
-    # (long enough that a fetch loop without any delay could not pass by polling slowly)
-    failures = sorted((e["chunk"], e["attempt"], e["ts"]) for e in worker_events(cfg)
-                      if e["event"] == "chunk_failed")
-    assert [(c, a) for c, a, _ts in failures] == [(c, a) for c in sorted(failing_chunks)
-                                                  for a in (1, 2, 3)]
-    for (chunk, attempt, ts), (later, _a, next_ts) in zip(failures, failures[1:], strict=False):
-        if later == chunk:
-            assert next_ts - ts >= 1.0 * 2 ** (attempt - 1), (chunk, attempt, next_ts - ts)
+    timeline = read_jsonl(cfg.record_dir / "chunks.jsonl")
+    for chunk in {p // 5 for p in failing}:
+        (row,) = [r for r in timeline if r["chunk_id"] == chunk and not r["duplicate"]]
+        assert row["finished_at"] - row["started_at"] >= 1.0 + 2.0
 
 
 def worker_events(cfg) -> list[dict]:

@@ -43,7 +43,7 @@ def _execute(dest: Path, parameters: dict, cli: bool) -> None:
 CASES = {
     "redis": ("redis", {"space": json.dumps(SPACE), "compute": TRAIN}, True),
     "rabbitmq": ("rabbitmq", {"space": SPACE, "compute": TRAIN}, False),
-    # x = 13 fails: its chunk (10..14) is dead-lettered after its retries
+    # x = 13 fails, alone: its chunk mates (10..14) have their values
     "redis-failing": ("redis", {"space": json.dumps({"axes": {"x": {"range": [10, 20]}}}),
                                 "compute": "ttg_lib.examples:fragile",
                                 "fail_on_unverified": False}, False),
@@ -112,11 +112,13 @@ def test_failed_points_are_listed_and_left_out_of_the_chart(executed) -> None:
     assert not s["ok"] and s["results_rows"] == 10
     table, chart, note = _results_outputs(notebook)
     markup = _html(table)
-    assert "<th>error</th>" in markup and "Failed points: 5 of 10" in markup
-    assert markup.count("13 is unlucky") >= 5  # the chunk 10..14 failed with x = 13's error
+    assert "<th>error</th>" in markup and "Failed points: 1 of 10" in markup
+    assert "Failed points by error type" in markup and "<td>ValueError</td>" in markup
+    assert "13 is unlucky" in markup
     (line,) = chart[PLOTLY]["data"]  # one axis: the value against x, failed points left out
-    assert line["x"] == [15, 16, 17, 18, 19] and line["y"] == [x * x for x in line["x"]]
-    assert "5 of 10 points drawn; 5 failed points left out" in _html(note)
+    assert line["x"] == [10, 11, 12, 14, 15, 16, 17, 18, 19]
+    assert line["y"] == [x * x for x in line["x"]]
+    assert "9 of 10 points drawn; 1 failed point left out" in _html(note)
 
 
 @pytest.mark.slow

@@ -47,11 +47,11 @@ def test_a_failing_point_appears_with_its_error(make_config, broker_url):
                                   max_retries=0))
     df = load_results(summary["record_dir"])
     failed = df[df["error"].notna()]
-    assert failed["x"].tolist() == [12, 13, 14, 15]  # the chunk holding x = 13
-    assert all("13 is unlucky" in e for e in failed["error"])
-    assert df[df["error"].isna()]["value"].tolist() == [
-        x * x for x in range(20) if not 12 <= x <= 15]
-    assert summary["chunks_failed"] == 1 and not summary["ok"]
+    assert failed["x"].tolist() == [13]  # alone: its chunk mates 12, 14 and 15 have values
+    assert failed["error"].tolist() == ["ValueError: 13 is unlucky"]
+    assert df[df["error"].isna()]["value"].tolist() == [x * x for x in range(20) if x != 13]
+    assert summary["chunks_failed"] == 0 and not summary["ok"]
+    assert summary["failed_points"]["count"] == 1
 
 
 def test_full_verification_recomputes_every_value_on_another_worker(make_config, backend_name,

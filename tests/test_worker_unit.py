@@ -82,17 +82,24 @@ def test_worker_computes_every_chunk_and_reports_itself(memory):
     assert worker.chunks_done == 10
 
 
-def test_a_failing_chunk_is_retried_with_backoff_then_dead_lettered(memory):
+def test_a_failing_point_is_retried_with_backoff_then_fails_alone(memory):
     url, producer = memory
     producer.publish_tasks([task(3, compute="ttg_lib.compute:failing", max_retries=2,
                                  retry_delay_s=0.05)])  # params 12..15: 13 fails
     got: list = []
     started = time.monotonic()
     run_worker(url, lambda: got.extend(results(producer)) or got)
-    assert got[0].error is not None and "failed after 3 attempts" in got[0].error
+    (result,) = got
+    assert result.error is None  # the chunk is stored: its other points have their values
+    (failure,) = result.failures
+    assert (failure.offset, failure.attempts) == (1, 3)
+    assert failure.error == "RuntimeError: param 13 is configured to fail"
+    assert "configured to fail" in failure.trace and "Traceback" in failure.trace
+    from ttg_lib.compute import placeholder
+    assert list(result.values) == [placeholder(12, 0), None, placeholder(14, 0),
+                                   placeholder(15, 0)]
     assert time.monotonic() - started >= 0.05 + 0.1  # waited out both delays
-    dead = producer.read_dead_letters()
-    assert [d["attempts"] for d in dead] == [3]
+    assert producer.read_dead_letters() == []
 
 
 @pytest.mark.parametrize("body,reason", [
@@ -151,9 +158,8 @@ def test_after_a_broker_restart_no_chunk_is_computed_twice(memory):
 
 def test_retry_policy_is_exponential_and_ends():
     t = task(0, max_retries=3, retry_delay_s=0.5)
-    assert [retry_delay(t), retry_delay(t.next_attempt()),
-            retry_delay(t.next_attempt().next_attempt())] == [0.5, 1.0, 2.0]
-    assert retry_delay(t.next_attempt().next_attempt().next_attempt().next_attempt()) is None
+    assert [retry_delay(t, 1), retry_delay(t, 2), retry_delay(t, 3)] == [0.5, 1.0, 2.0]
+    assert retry_delay(t, 4) is None
 
 
 def test_batch_sizer_takes_one_slow_chunk_and_many_fast_ones():

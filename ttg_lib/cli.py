@@ -15,6 +15,7 @@ from .commands.health import health
 from .commands.kind import kind
 from .commands.monitor import monitor
 from .commands.report import report
+from .commands.repro import repro
 from .commands.results import results
 from .commands.run import run
 from .commands.runs import runs
@@ -27,7 +28,7 @@ def main() -> None:
     """TTG: fault-tolerant distributed parameter sweeps with verified results."""
 
 
-for _command in (run, worker, monitor, cleanup, runs, results, report, health, kind):
+for _command in (run, worker, monitor, cleanup, runs, results, report, repro, health, kind):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -71,8 +71,13 @@ class RunConfig:
     fault_demo: bool = False
     kill_at: float = 0.3
     restart: str = "always"
-    max_retries: int = 3
+    max_retries: int = 3  # a point whose function raises is tried again this many times
     retry_delay_s: float = 1.0
+    point_timeout: str = ""  # a point running longer is stopped: seconds, "auto" or "" (none)
+    max_crashes: int = 1  # a point that kills its compute process is tried 1 + this often
+    recycle_after: int = 0  # replace a worker's compute process after N chunks; 0: never
+    max_worker_mib: float = 0.0  # ... or once it holds more memory than this; 0: no cap
+    max_failures: str = ""  # stop the run once more points failed: N or P%; "": never
     lease_s: float = 2.0
     liveness_s: float = 3.0  # a worker whose heartbeat is older is killed and replaced; 0: off
     wait: bool = False  # another live run holds the broker: wait for it instead of failing
@@ -116,6 +121,13 @@ class RunConfig:
         return 10 * max(self.ideal_runtime_s, per_chunk_floor) + 60
 
     @property
+    def point_timeout_s(self) -> float:
+        """The per-point limit for tasks: seconds, -1 for auto, 0 for none."""
+        if self.point_timeout == "auto":
+            return -1.0
+        return float(self.point_timeout) if self.point_timeout else 0.0
+
+    @property
     def verify_mode(self) -> str:
         """The verification that runs: TTG's own functions are cheap to recompute, so the
         milestone demo's claim stays exact; a user's function is sampled."""
@@ -155,6 +167,7 @@ class RunConfig:
         values = _coerce(values)
         if values.get("space") is not None:
             _apply_space(values, given)
+        values["point_timeout"] = _point_timeout(values.get("point_timeout", ""))
         backend = values.get("backend", DEFAULT_BACKEND)
         _check_choice("backend", backend, BACKENDS)
         if not values.get("broker_url"):
@@ -216,6 +229,12 @@ class RunConfig:
             raise ConfigError("compute_sha256", self.compute_sha256,
                               "the sha256 of a function shipped by value (64 hex digits)")
         _check_int("max_retries", self.max_retries, 0, 100)
+        _check_int("max_crashes", self.max_crashes, 0, 100)
+        _check_int("recycle_after", self.recycle_after, 0, 100_000_000)
+        _check_number("max_worker_mib", self.max_worker_mib, 0, 1 << 30)
+        from .failures import FailureBudget
+
+        FailureBudget.parse(self.max_failures)  # a ConfigError names what is allowed
         _check_number("work_ms", self.work_ms, 0, 60_000)
         _check_number("retry_delay_s", self.retry_delay_s, 0, 3600)
         _check_number("lease_s", self.lease_s, 0.5, 600)
@@ -251,11 +270,34 @@ class RunConfig:
                               "the fault demo kills one worker, so it needs at least 2")
 
 
+def _point_timeout(value: Any) -> str:
+    """``--point-timeout``: seconds (> 0), ``auto``, or nothing; as canonical text."""
+    if value in (None, "", 0, "0", "none"):
+        return ""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not 0 < seconds <= 7 * 24 * 3600:
+        raise ConfigError("point_timeout", value, "a number of seconds greater than 0, "
+                                                  "'auto' (10 x the p99 of the points "
+                                                  "finished so far, at least 10 s) or none")
+    return f"{seconds:g}"
+
+
 def _apply_space(values: dict[str, Any], given: dict[str, Any]) -> None:
     """A space decides the number of points; its points are computed, not simulated (no
-    work_ms unless given), and a chunk never exceeds the space."""
+    work_ms unless given), and a chunk never exceeds the space. A space file may set the
+    run's ``point_timeout`` (a flag or parameter given wins)."""
     from .space import load_space  # numpy: only runs with a space need it
 
+    if isinstance(values["space"], dict) and "point_timeout" in values["space"]:
+        values["space"] = dict(values["space"])
+        limit = values["space"].pop("point_timeout")
+        if not given.get("point_timeout"):
+            values["point_timeout"] = limit
     space = load_space(values["space"])
     if "total_params" in given and given["total_params"] != space.size:
         raise ConfigError("total_params", given["total_params"],

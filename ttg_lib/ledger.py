@@ -19,6 +19,7 @@ from typing import Any
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
+from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
 from .messages import Result, Task
 from .record import RunRecord, read_jsonl
 from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
@@ -41,7 +42,7 @@ class Ingested:
 class Ledger:
     def __init__(self, config: RunConfig, space: Any, record: RunRecord,
                  clock: Callable[[], float], say: Callable[[str], None] = print,
-                 shipped: Any = None):
+                 shipped: Any = None, retry_failed: bool = False):
         self.config = config
         self.space = space
         self.record = record
@@ -53,6 +54,11 @@ class Ledger:
                                          chunk_size=config.chunk_size, rtol=config.verify_rtol,
                                          compute_sha256=config.compute_sha256)
         self.eta = EtaModel(space, config.chunk_size, config.total_params)
+        self.failures = FailureBook(record, config.total_params,  # failed points, and
+                                    FailureBudget.parse(config.max_failures),  # the budget
+                                    config.point_timeout)
+        self.retry_failed = retry_failed  # --retry-failed: recompute the failed points too
+        self.retrying: Any = None  # retryfailed.FailedPoints, when it does
         self.plan = VerifyPlan(VerifyMode(config.verify_mode), config.run_id)
         self.writer: Any = None  # opened by open(), once the record is this run's
         self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
@@ -79,7 +85,14 @@ class Ledger:
 
         cfg = self.config
         done = stored_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
-        failed = failed_chunks(cfg.record_dir, cfg.chunk_size)
+        failed = failed_chunks(cfg.record_dir, cfg.chunk_size, cfg.total_params)
+        if self.retry_failed:  # their chunks are published again, for those points only
+            self.retrying = retry_failed_points(cfg, self.writer, self.say)
+            done, failed = done - self.retrying.chunks, failed - self.retrying.chunks
+        else:  # failed points on disk stay failed: counted in this run's summary too
+            from .failedpoints import failed_ids_errors
+
+            self.failures.restore(*failed_ids_errors(cfg.record_dir))
         self.collector.restore(done, failed & done)
         rechecked = self._recheck(done - failed)
         self.received_before = {row["chunk_id"] for row in
@@ -132,12 +145,15 @@ class Ledger:
             self.retries += max(0, result.attempt - 1)
             self._timeline(result, duplicate=False)
             self.writer.add(result)
+            self.failures.add(result)
             self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
                              failed=result.error is not None)
             out.new.append(result)
-            if result.error is None and self.plan.wants(result.chunk_id, result.worker):
+            if (result.error is None and len(result.failures) < result.count
+                    and self.plan.wants(result.chunk_id, result.worker)):
                 collector.expect_verification(result.chunk_id)
-                out.asks.append(self.task(result.chunk_id).verification(result.worker))
+                out.asks.append(recheck_task(
+                    self.task(result.chunk_id).verification(result.worker), result))
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 
@@ -200,10 +216,13 @@ class Ledger:
     def task(self, chunk_id: int) -> Task:
         cfg = self.config
         start = chunk_id * cfg.chunk_size
-        return Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
+        task = Task(run_id=cfg.run_id, chunk_id=chunk_id, start=start,
                     count=min(cfg.chunk_size, cfg.total_params - start), work_ms=cfg.work_ms,
                     compute=self.compute_ref, max_retries=cfg.max_retries,
-                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space)
+                    retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
+                    point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
+                    recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
+        return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
         """Every chunk's task (a fresh run)."""

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 import zlib
-from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import MessageError
+from .packing import (  # noqa: F401 - re-exported: the wire's value packing
+    Packed,
+    ValueColumns,
+    compact_json,
+    pack_chunk,
+    pack_values,
+    unpack,
+    unpack_columns,
+)
 
 PROTOCOL_VERSION = 1
-compact_json = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one a call
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,11 @@ class Task:
     space: dict[str, Any] | None = None  # named points: fn(**point) instead of fn(id, work_ms)
     verify_of: str = ""  # a recomputation of this worker's result, for another worker to do
     bounces: int = 0  # times the worker named in verify_of handed it back
+    point_timeout_s: float = 0.0  # a point running longer is stopped; 0: no limit, -1: auto
+    max_crashes: int = 1  # a point that kills its process is tried 1 + this many times
+    only: tuple[int, ...] | None = None  # offsets to compute (--retry-failed); None: all
+    recycle_after: int = 0  # the compute process is replaced after this many chunks; 0: never
+    max_worker_mib: float = 0.0  # ... or once it holds more memory than this; 0: no cap
 
     def encode(self) -> bytes:
         data = {"v": PROTOCOL_VERSION, **self.__dict__}
@@ -63,6 +74,11 @@ class Task:
         _check_optional(data, _TASK_OPTIONAL)
         if data["count"] < 1 or data["start"] < 0 or data["chunk_id"] < 0:
             raise MessageError("malformed task: start/chunk_id must be >= 0 and count >= 1")
+        only = data.get("only")
+        if only is not None:
+            if not all(type(i) is int and 0 <= i < data["count"] for i in only):
+                raise MessageError("malformed task: 'only' must list offsets within the chunk")
+            data["only"] = tuple(only)
         return cls(**{name: data[name] for name in _TASK_TYPES},
                    **{name: data[name] for name in _TASK_OPTIONAL if name in data})
 
@@ -71,13 +87,42 @@ _INT, _NUMBER, _TEXT = frozenset({int}), frozenset({int, float}), frozenset({str
 _TASK_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
                "work_ms": _NUMBER, "compute": _TEXT, "attempt": _INT, "max_retries": _INT,
                "retry_delay_s": _NUMBER, "published_at": _NUMBER}
-_TASK_OPTIONAL = {"space": frozenset({dict, type(None)}), "verify_of": _TEXT, "bounces": _INT}
-_TASK_OPTIONAL_DEFAULTS = {"space": None, "verify_of": "", "bounces": 0}
+_TASK_OPTIONAL = {"space": frozenset({dict, type(None)}), "verify_of": _TEXT, "bounces": _INT,
+                  "point_timeout_s": _NUMBER, "max_crashes": _INT,
+                  "only": frozenset({list, type(None)}), "recycle_after": _INT,
+                  "max_worker_mib": _NUMBER}
+_TASK_OPTIONAL_DEFAULTS = {"space": None, "verify_of": "", "bounces": 0,
+                           "point_timeout_s": 0.0, "max_crashes": 1, "only": None,
+                           "recycle_after": 0, "max_worker_mib": 0.0}
+
+
+@dataclass(frozen=True)
+class PointFailure:
+    """One point of a chunk that has no value: its function raised, returned what cannot be
+    stored, crashed its process or ran out of time. The chunk's other points have theirs."""
+
+    offset: int  # within the chunk: param_id = start + offset
+    error: str  # "Type: message", "crashed: signal 9 (SIGKILL)", "timeout after 5 s"
+    attempts: int = 1  # times it was tried
+    trace: str = ""  # the traceback's last frames (exceptions only)
+
+    def row(self) -> list[Any]:
+        return [self.offset, self.error, self.attempts, self.trace]
+
+    @classmethod
+    def from_row(cls, row: Any) -> PointFailure:
+        if (not isinstance(row, list) or len(row) != 4 or type(row[0]) is not int
+                or type(row[1]) is not str or type(row[2]) is not int
+                or type(row[3]) is not str):
+            raise MessageError("malformed message: a point failure is [offset, error, "
+                               "attempts, trace]")
+        return cls(*row)
 
 
 @dataclass
 class Result:
-    """What a worker reports for one chunk; ``error`` set means the chunk was dead-lettered."""
+    """What a worker reports for one chunk; ``error`` set means the chunk was dead-lettered,
+    ``failures`` lists the points that failed alone (their values are None)."""
 
     run_id: str
     chunk_id: int
@@ -94,6 +139,8 @@ class Result:
     redelivered: bool = False
     corrupt: bool = False  # set on decode when the checksum does not match
     verify: bool = False  # a recomputation (Task.verify_of), not the chunk's result
+    failures: list[PointFailure] = field(default_factory=list)
+    point_limit_s: float = 0.0  # the per-point time limit the worker applied (auto: learned)
     compute_sha256: str = ""  # the function shipped by value that computed it ("": by import)
 
     def encode(self) -> bytes:
@@ -102,14 +149,13 @@ class Result:
 
 _ROW = ("run_id", "chunk_id", "start", "count", "worker", "attempt", "started_at",
         "finished_at", "error", "redelivered", "enc", "size", "checksum",
-        "cols", "verify", "fn")  # the last three are optional when decoding: older frames
+        "cols", "verify", "fn", "fails", "limit")  # from "cols" on optional: older frames
 # lack them
 _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
               "enc": _TEXT, "size": _INT, "checksum": _INT}
 FRAME_MAGIC = b"TTGR"
-_BIG_ENDIAN = sys.byteorder == "big"  # the wire is little-endian on every host
 _HEADER_LEN = struct.Struct(">I")
 
 
@@ -125,10 +171,14 @@ def encode_results(results: Sequence[Result]) -> bytes:
     """
     rows, payloads = [], []
     for r in results:
-        enc, raw, cols = pack_chunk(r.values)
+        if isinstance(r.values, Packed):
+            enc, raw, cols = r.values.enc, r.values.raw, r.values.cols
+        else:
+            enc, raw, cols = pack_chunk(r.values)
         rows.append((r.run_id, r.chunk_id, r.start, r.count, r.worker, r.attempt,
                      r.started_at, r.finished_at, r.error, r.redelivered, enc, len(raw),
-                     zlib.crc32(raw), cols, r.verify, r.compute_sha256))
+                     zlib.crc32(raw), cols, r.verify, r.compute_sha256,
+                     [f.row() for f in r.failures] or None, r.point_limit_s or None))
         payloads.append(raw)
     header = compact_json({"v": PROTOCOL_VERSION, "fields": _ROW, "rows": rows}).encode()
     return b"".join((FRAME_MAGIC, _HEADER_LEN.pack(len(header)), header, *payloads))
@@ -180,142 +230,21 @@ def _decode_frame(body: bytes) -> list[Result | bytes]:
 def _result(meta: dict[str, Any], payload: memoryview) -> Result:
     values: Sequence[Any]
     if meta["enc"] == "cols":
-        values = _unpack_columns(meta.get("cols"), payload)
+        values = unpack_columns(meta.get("cols"), payload)
     else:
-        values = _unpack(meta["enc"], payload)
+        values = unpack(meta["enc"], payload)
+    fails = meta.get("fails") or []
+    limit = meta.get("limit")
+    if not isinstance(fails, list) or type(limit) not in (int, float, type(None)):
+        raise MessageError("malformed message: 'fails' must be a list, 'limit' a number")
+    failures = [PointFailure.from_row(row) for row in fails]
+    if any(not 0 <= f.offset < meta["count"] for f in failures):
+        raise MessageError("malformed message: a point failure outside its chunk")
     return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
                   checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
-                  verify=meta.get("verify") is True,
+                  verify=meta.get("verify") is True, failures=failures,
+                  point_limit_s=float(limit or 0.0),
                   compute_sha256=meta["fn"] if type(meta.get("fn")) is str else "")
-
-
-_WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns
-_EXACT_IN_FLOAT = 2**53
-
-
-def _unpack(enc: str, payload: memoryview) -> Sequence[Any]:
-    """One packed column; a JSON column that does not parse (corrupted) is empty."""
-    code = _WIDE.get(enc)
-    if code is not None:
-        values = array(code)
-        values.frombytes(payload[:len(payload) - len(payload) % 8])
-        if _BIG_ENDIAN:
-            values.byteswap()
-        return values
-    try:
-        values = json.loads(bytes(payload)) if payload else []
-    except (ValueError, RecursionError):  # too deeply nested counts as unreadable
-        return []
-    return values if isinstance(values, list) else []  # verification reports a size mismatch
-
-
-def _unpack_columns(schema: Any, payload: memoryview) -> Sequence[Any]:
-    """Dict values from their columns; the schema is checked before a byte is read."""
-    if (not isinstance(schema, list) or not schema
-            or not all(isinstance(c, list) and len(c) == 3 and type(c[0]) is str
-                       and c[1] in _COLUMN_ENCODINGS and type(c[2]) is int and c[2] >= 0
-                       for c in schema)
-            or sum(c[2] for c in schema) != len(payload)):
-        raise MessageError("malformed message: a 'cols' row needs its columns' schema "
-                           "([key, i64|f64|json, size], ...) matching the values")
-    columns, offset = {}, 0
-    for key, enc, size in schema:
-        columns[key] = _unpack(enc, payload[offset:offset + size])
-        offset += size
-    lengths = {len(column) for column in columns.values()}
-    if len(lengths) != 1:
-        return []  # a corrupted column: the checksum flags it, the size check counts it wrong
-    return ValueColumns(columns)
-
-
-_COLUMN_ENCODINGS = frozenset({"i64", "f64", "json"})
-
-
-class ValueColumns(Sequence[dict[str, Any]]):
-    """Dict values as one column per key: reads as a sequence of dicts (verification compares
-    them one by one), while a results table takes ``columns`` as they are."""
-
-    __slots__ = ("columns", "_length")
-
-    def __init__(self, columns: dict[str, Sequence[Any]]):
-        self.columns = columns
-        self._length = len(next(iter(columns.values()))) if columns else 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._length))]
-        if not -self._length <= index < self._length:
-            raise IndexError("ValueColumns index out of range")
-        return {key: column[index] for key, column in self.columns.items()}
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"ValueColumns({list(self.columns)}, {self._length} rows)"
-
-
-def pack_chunk(values: Sequence[Any]) -> tuple[str, bytes, list[list[Any]] | None]:
-    """A chunk's values as (encoding, bytes, column schema): dicts that share their keys and
-    hold only scalars become ("cols", the columns back to back, [[key, encoding, size], ...]);
-    anything else is :func:`pack_values`."""
-    packed = _pack_dicts(values)
-    if packed is not None:
-        return "cols", packed[1], packed[0]
-    enc, raw = pack_values(values)
-    return enc, raw, None
-
-
-_SCALAR_TYPES = (int, float, str, bool, type(None))
-
-
-def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
-    if not values or type(values[0]) is not dict or not values[0]:
-        return None
-    keys = values[0].keys()
-    if not all(type(v) is dict and v.keys() == keys for v in values):
-        return None
-    if not all(type(key) is str for key in keys):
-        return None
-    schema, parts = [], []
-    for key in keys:
-        column = [v[key] for v in values]
-        if not all(issubclass(t, _SCALAR_TYPES) for t in set(map(type, column))):
-            return None  # a nested value: the whole chunk goes as JSON
-        enc, raw = pack_values(column)
-        schema.append([key, enc, len(raw)])
-        parts.append(raw)
-    return schema, b"".join(parts)
-
-
-def pack_values(values: Sequence[Any]) -> tuple[str, bytes]:
-    """("i64", little-endian int64 bytes) when every value is a 64-bit integer, ("f64",
-    little-endian float64) when every value is a float (integers up to 2**53 among them),
-    else ("json", JSON). Booleans go as JSON, so they come back as booleans."""
-    types = set(map(type, values))
-    if bool not in types:
-        try:
-            return "i64", _little(array("q", values)).tobytes()
-        except (TypeError, OverflowError):
-            pass
-        if all(issubclass(t, float) or t is int for t in types) and (
-                int not in types or all(-_EXACT_IN_FLOAT <= v <= _EXACT_IN_FLOAT
-                                        for v in values if type(v) is int)):
-            return "f64", _little(array("d", values)).tobytes()
-    return "json", compact_json(list(values)).encode()
-
-
-def _little(packed: array) -> array:
-    if _BIG_ENDIAN:
-        packed.byteswap()
-    return packed
 
 
 def _load_object(body: bytes | str) -> dict[str, Any]:

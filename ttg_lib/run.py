@@ -44,7 +44,8 @@ __all__ = ["Progress", "Run", "RunState", "Times", "execute", "make_cluster"]
 class Run:
     def __init__(self, config: RunConfig, *, cluster: Cluster | None = None,
                  backend: Producer | None = None, say: Callable[[str], None] | None = None,
-                 resume: bool = False, function: Callable[..., Any] | None = None):
+                 resume: bool = False, function: Callable[..., Any] | None = None,
+                 retry_failed: bool = False):
         # issue 20: the function, shipped by value when workers may not import it
         fn, shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
         if shipped is not None:
@@ -61,7 +62,7 @@ class Run:
             raise disk_error(exc, config.record_dir) from None
         self.lock = RecordLock(config.record_dir)
         self.ledger = Ledger(config, space, self.record, lambda: self.elapsed_s,
-                             lambda line: self.say(line), shipped)
+                             lambda line: self.say(line), shipped, retry_failed)
         self.broker_url = config.broker_url  # a private broker's, once started
         self._backend = backend
         self._cluster = cluster
@@ -89,9 +90,7 @@ class Run:
             raise RunError("the run has no broker connection yet: call start() first")
         return self.session
 
-    @property
-    def backend(self) -> Producer:
-        return self.broker.producer
+    backend = property(lambda self: self.broker.producer)  # the session's Producer
 
     # -- start -------------------------------------------------------------
     def start(self) -> None:
@@ -168,8 +167,8 @@ class Run:
         return 0.0 if self.times.t0 is None else time.monotonic() - self.times.t0
 
     def step(self, timeout: float = 0.1) -> Progress:
-        """Read results for up to ``timeout`` seconds, sample, inject the fault; never raises
-        for a broker outage (it is recorded and ridden out)."""
+        """Read results for up to ``timeout`` s, sample, inject the fault; an outage is
+        recorded and ridden out, never raised."""
         if self.state == RunState.RUNNING:
             with disk_errors(self.config.record_dir):
                 self._step(timeout)
@@ -238,13 +237,13 @@ class Run:
             self._free_exited_workers()
         return info
 
-    @property
-    def fault(self) -> dict[str, Any] | None:
-        return self.faults.first
-
+    fault = property(lambda self: self.faults.first)  # the run's recorded fault, if any
     def _check_end(self) -> None:
         cfg, times = self.config, self.times
-        if self.ledger.all_done:
+        if self.ledger.failures.stopped:  # --max-failures: nothing more published or computed
+            self.ledger.flush()
+            self.state = RunState.STOPPED
+        elif self.ledger.all_done:
             if not self.ledger.flush():
                 return  # on disk before the run counts as complete (or it times out)
             self.state = RunState.DONE
@@ -273,8 +272,7 @@ class Run:
             else None)
 
     def _joined_live(self) -> int:
-        """Workers from other hosts, as the last queue sample counts them (a run with local
-        workers counts those, which the broker counts too)."""
+        """Workers from other hosts, as the last queue sample counts them."""
         if self.joined is None or self.config.workers:
             return 0
         return self.joined.live(self.sampler.last_stats)
@@ -336,7 +334,10 @@ class Run:
             verify_mode=ledger.plan.mode.value, results_rows=ledger.rows,
             results_file=ledger.results_file, resumed=self.resume,
             chunks_redone=ledger.chunks_redone if self.resume else 0,
-            complete_s=times.since_t0(times.complete)).to_dict()
+            complete_s=times.since_t0(times.complete),
+            failed_points=ledger.failures.summary(
+                retried=ledger.retrying.count if ledger.retrying else None,
+                workers=workers)).to_dict()
 
     def _release(self) -> None:
         """Let the broker and any private broker go, close the record; safe to repeat."""
@@ -372,15 +373,15 @@ def _say(line: str) -> None:
 
 
 def execute(config: RunConfig, on_progress: Callable[[Progress], None] | None = None, *,
-            resume: bool = False, say: Callable[[str], None] | None = None,
+            resume: bool = False, retry_failed: bool = False,
+            say: Callable[[str], None] | None = None,
             step_s: float = 0.1, on_start: Callable[[Run], None] | None = None,
             stop_on_interrupt: bool = False, run: Run | None = None) -> dict[str, Any]:
-    """Do a whole run and return its summary (also written to summary.json): the one loop
-    the CLI and the notebooks drive. ``on_start`` gets the started run (a chart that reads
-    it, buttons); ``stop_on_interrupt``: Ctrl-C / Kernel > Interrupt ends the run as
-    stopped and still writes its record (else the run is aborted and the interrupt
-    raised). ``run``: one built already (the Python API's, with its function)."""
-    with run or Run(config, say=say, resume=resume) as run:
+    """A whole run, its summary returned (and in summary.json): the loop the CLI and the
+    notebooks drive. ``on_start`` gets the started run; ``stop_on_interrupt``: Ctrl-C ends
+    the run as stopped, record written (else aborted, the interrupt raised); ``run``: one
+    built already (the Python API's)."""
+    with run or Run(config, say=say, resume=resume, retry_failed=retry_failed) as run:
         run.start()
         if on_start is not None:
             on_start(run)

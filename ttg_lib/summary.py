@@ -76,6 +76,7 @@ class RunSummary:
     # in and on disk: runtime_s plus the verification's tail
     resumed: bool = False  # continued a run whose orchestrator died (ttg run --resume)
     chunks_redone: int = 0  # chunks a resumed run published again
+    failed_points: dict[str, Any] | None = None  # failures.FailureBook.summary(): by type
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,8 +115,10 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                   outages: list[dict[str, Any]], peak_rss_mib: float,
                   verify_s: float, verify_mode: str, results_rows: int,
                   results_file: str | None, resumed: bool = False,
-                  chunks_redone: int = 0, complete_s: float | None = None) -> RunSummary:
+                  chunks_redone: int = 0, complete_s: float | None = None,
+                  failed_points: dict[str, Any] | None = None) -> RunSummary:
     runtime = timing.runtime_s
+    failed = (failed_points or {}).get("count", 0)
     ideal = config.ideal_runtime_s
     done = state == "done"
     return RunSummary(
@@ -144,12 +147,23 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                                 default=None),
         cpu_s=cpu_budget(workers, timing.orchestrator_cpu_s),
         workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
-        state=state, verified=verdict.ok, ok=verdict.ok and done,
-        problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"]),
+        state=state, verified=verdict.ok, ok=verdict.ok and done and not failed,
+        problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"])
+        + ([_failed_problem(failed_points or {})] if failed else []),
         verify_mode=verify_mode, values_recomputed=verdict.values_recomputed,
         results_rows=results_rows, results_file=results_file, resumed=resumed,
         chunks_redone=chunks_redone,
-        complete_s=round(complete_s, 3) if complete_s is not None else None)
+        complete_s=round(complete_s, 3) if complete_s is not None else None,
+        failed_points=failed_points)
+
+
+def _failed_problem(failed: dict[str, Any]) -> str:
+    """One line for the problems list: how many points failed, and the first error."""
+    if failed.get("stopped"):
+        return failed["stopped"]
+    count = failed["count"]
+    return (f"{count:,} point{'s' if count != 1 else ''} failed (first: "
+            f"{failed.get('first_error')})")
 
 
 def cpu_budget(workers: list[WorkerStatus], orchestrator: float | None

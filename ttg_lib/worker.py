@@ -1,9 +1,10 @@
 """The worker: pull a chunk, compute it, store the result, ack; forever.
 
 Backend-agnostic: everything broker-specific sits behind :class:`Backend`.
-The chunk is computed on a helper thread while the main thread keeps the
-lease and the broker connection alive, so a slow chunk is never mistaken for
-a dead worker. SIGTERM lets the current chunk finish and be stored, then the
+Chunks are computed in a compute process (:mod:`ttg_lib.supervise`) while this one keeps the
+lease and the broker connection alive, so a slow chunk is never mistaken for a dead worker,
+and a point that crashes or hangs its process fails alone instead of taking the worker (and
+its chunk mates) down with it. SIGTERM lets the current chunk finish and be stored, then the
 worker exits 0 (unless TTG_KILL_ON_SIGTERM=1: see :meth:`Worker.install_signal_handlers`).
 A broker outage is ridden out by retrying the connection every ~60 ms (refused connections
 cost nothing), so work resumes as soon as the broker answers; results computed during the
@@ -15,25 +16,15 @@ again (:class:`AnnouncesLateResults`).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import compute
 from .backends import (
-    DEFAULT_BACKEND,
-    REGISTRY,
     AnnouncesLateResults,
     BrokerUnavailable,
     Consumer,
@@ -45,138 +36,16 @@ from .backends import (
 )
 from .backends.blobs import CURRENT_RUN
 from .cluster import hardkill
-from .errors import ConfigError
 from .logs import EventLog
 from .messages import MessageError, Result, Task
+from .points import retry_delay
 from .procs import peak_rss_mib
+from .supervise import SLOW_POINT_S, ComputeBroken, InlineSupervisor, Supervisor
+from .workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
+
+__all__ = ["BatchSizer", "CpuMeter", "Heartbeat", "Worker", "WorkerSettings", "retry_delay"]
 
 MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
-
-
-@dataclass
-class WorkerSettings:
-    backend: str
-    url: str
-    run_id: str
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    lease_s: float = 2.0
-    heartbeat_file: str | None = None
-    max_chunks: int = 0  # 0 = until stopped; used by tests
-    idle_exit_s: float = 0.0  # 0 = never exit when idle
-    exit_with_parent: bool = False  # local cluster: an orphaned worker stops by itself
-    kill_on_sigterm: bool = False  # Kubernetes: SIGTERM ends the process at once (exit 137)
-
-    @property
-    def renew_every(self) -> float:
-        return max(0.05, self.lease_s / 5)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WorkerSettings:
-        backend = overrides.get("backend") or os.environ.get("TTG_BACKEND", DEFAULT_BACKEND)
-        values: dict[str, Any] = {
-            "backend": backend,
-            "url": REGISTRY[backend].url() if backend in REGISTRY else "",
-            "run_id": os.environ.get("TTG_RUN_ID", ""),
-            "lease_s": _env_seconds("TTG_LEASE_S", 2.0),
-            "heartbeat_file": os.environ.get("TTG_HEARTBEAT_FILE") or None,
-            "exit_with_parent": os.environ.get("TTG_EXIT_WITH_PARENT") == "1",
-            "kill_on_sigterm": os.environ.get("TTG_KILL_ON_SIGTERM") == "1",
-        }
-        if os.environ.get("TTG_WORKER_NAME"):
-            values["name"] = os.environ["TTG_WORKER_NAME"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(name, raw, "a number of seconds greater than 0")
-    return value
-
-
-class Heartbeat:
-    """A small JSON file rewritten atomically: liveness probes and the live worker table."""
-
-    def __init__(self, path: str | None, name: str):
-        self.path = Path(path) if path else None
-        self.state: dict[str, Any] = {"name": name, "pid": os.getpid(), "state": "starting",
-                                      "chunks_done": 0, "current_chunk": None,
-                                      "started_at": time.time()}
-        self._last = 0.0
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    EVERY_S = 0.25  # writing the file costs ~0.5 ms on overlay filesystems
-    FORCED_EVERY_S = 0.1
-
-    def beat(self, force: bool = False, **changes: Any) -> None:
-        """Record state; write at most every EVERY_S (a forced beat: every FORCED_EVERY_S,
-        so a chunk that takes longer than that is always seen as busy)."""
-        self.state.update(changes)
-        now = time.time()
-        if self.path is None or now - self._last < (self.FORCED_EVERY_S if force
-                                                    else self.EVERY_S):
-            return
-        self._last = now
-        self.state["last_heartbeat"] = now
-        self.state["peak_rss_mib"] = peak_rss_mib()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.path)
-
-
-class BatchSizer:
-    """How many chunks to take per round trip: one when chunks are slow (fair shares, a
-    killed worker holds one), more when they are fast, so the broker is not the bottleneck.
-    A batch holds about TARGET_S of work, which bounds the imbalance it can cause."""
-
-    TARGET_S = 0.02
-    MAX = 64
-
-    def __init__(self) -> None:
-        self.ema_s: float | None = None
-        self._size = 1
-
-    def observe(self, seconds: float) -> None:
-        self.ema_s = seconds if self.ema_s is None else 0.7 * self.ema_s + 0.3 * seconds
-
-    @property
-    def fast(self) -> bool:
-        """Chunks this quick need no lease renewal while they run: compute them inline."""
-        return self.ema_s is not None and self.ema_s < 0.005
-
-    @property
-    def size(self) -> int:
-        if self.ema_s is None:
-            return 1
-        wanted = max(1, min(self.MAX, int(self.TARGET_S / max(self.ema_s, 1e-6))))
-        if wanted >= 2 * self._size or wanted * 4 <= self._size:  # hysteresis: a change
-            self._size = 1 << (wanted.bit_length() - 1)  # costs RabbitMQ a re-subscribe
-        return self._size
-
-
-class CpuMeter:
-    """CPU seconds this worker spent since it was ready, and how much of it went to the
-    user's function (``compute_s``, added by the thread that ran it): the rest is TTG's
-    overhead, measured."""
-
-    def __init__(self) -> None:
-        self._start = 0.0
-        self.compute_s = 0.0
-
-    def start(self) -> None:
-        self._start = time.process_time()
-
-    def snapshot(self) -> dict[str, float]:
-        return {"cpu_s": round(time.process_time() - self._start, 4),
-                "compute_cpu_s": round(self.compute_s, 4)}
 
 
 class Worker:
@@ -185,9 +54,11 @@ class Worker:
         self.backend = backend or open_consumer(settings.backend, settings.url,
                                                 lease_s=settings.lease_s)
         self.log = EventLog(worker=settings.name, run_id=settings.run_id)
-        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name)
+        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name,
+                                   peak_rss=self._peak_rss_mib)
         self.stopping = threading.Event()
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
+        self.supervisor = (Supervisor(log=self.log) if settings.isolate
+                           else InlineSupervisor(log=self.log))
         self.chunks_done = 0
         self.batch = BatchSizer()
         self._handing_back: list[tuple[Delivery, Task]] = []
@@ -216,9 +87,17 @@ class Worker:
 
     def run(self) -> int:
         _tighten_timer_slack()
+        self.supervisor.start()  # its start-up overlaps the broker connection
+        try:
+            return self._run()
+        finally:
+            self.supervisor.close()
+
+    def _run(self) -> int:
         if not self._connect_with_backoff():
             return 0  # stopped before the broker ever answered
         self._reconnected_at = float("-inf")  # a first connection is no comeback
+        self.supervisor.ready()
         self.cpu.start()
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
@@ -246,7 +125,6 @@ class Worker:
         self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
-        self.pool.shutdown(wait=False)
         if isinstance(self.backend, ForgetsConsumers):
             try:
                 self.backend.leave(self.settings.name)
@@ -286,22 +164,20 @@ class Worker:
 
     # -- chunks --------------------------------------------------------------
     def handle_batch(self, deliveries: list[Delivery]) -> None:
-        """Compute each chunk, then store every result and ack every task in one round trip."""
-        done: list[tuple[Delivery, Result]] = []
-        for index, delivery in enumerate(deliveries):
-            result = self.handle(delivery, held=deliveries[index:])
-            if result is not None:
-                done.append((delivery, result))
+        """Compute the batch's chunks in the compute process, then store every result and
+        ack every task in one round trip."""
+        todo = [(d, t) for d in deliveries if (t := self._admit(d)) is not None]
+        done = self._compute(todo, deliveries) if todo else []
         if self._handing_back:  # recomputations of our own results: for other workers
             handed, self._handing_back = self._handing_back, []
             self.backend.hand_back(handed)
         self._store(done)
         self.chunks_done += len(done)
         self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None,
-                            **self.cpu.snapshot())
+                            running=None, **self._report())
 
-    def handle(self, delivery: Delivery, held: list[Delivery]) -> Result | None:
-        """One chunk; returns its result, or None when it was retried or dead-lettered."""
+    def _admit(self, delivery: Delivery) -> Task | None:
+        """The task to compute, or None when it was rejected, settled or handed back."""
         try:
             task = Task.decode(delivery.body)
         except MessageError as exc:
@@ -313,10 +189,6 @@ class Worker:
             if self.settings.run_id or current is False:
                 return self._reject(delivery, f"run_id {task.run_id!r} is not this worker's "
                                               f"run {self.settings.run_id or '(the current)'}")
-        try:
-            fn = compute.resolve(task.compute, self._fetch_function)
-        except compute.ComputeImportError as exc:
-            return self._reject(delivery, str(exc), task=task)
         if delivery.redelivered and self._stored_late(task):
             self.backend.discard(delivery)  # its result was stored after an outage
             self.log("chunk_already_stored", chunk=task.chunk_id, verify=bool(task.verify_of))
@@ -325,20 +197,52 @@ class Worker:
             # a recomputation of our own result proves nothing: hand it to another worker
             self._handing_back.append((delivery, task.bounced()))
             return None
-        started = time.time()
-        self.heartbeat.beat(force=True, state="busy", current_chunk=task.chunk_id,
-                            chunk_started_at=started)
+        return task
+
+    def _compute(self, todo: list[tuple[Delivery, Task]],
+                 held: list[Delivery]) -> list[tuple[Delivery, Result]]:
+        """The chunks' results; whatever the user's function does, it fails only its point."""
+        self.heartbeat.beat(force=True, state="busy", current_chunk=todo[0][1].chunk_id,
+                            chunk_started_at=time.time())
         try:
-            values = self._compute(held, fn, task)
-        except Exception as exc:  # the user's function failed: retry policy decides
-            return self._failed(delivery, task, f"{type(exc).__name__}: {exc}", started)
-        finished = time.time()
-        self.batch.observe(finished - started)
-        return Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
-                      count=task.count, worker=self.settings.name, attempt=task.attempt,
-                      started_at=started, finished_at=finished, values=values,
-                      redelivered=delivery.redelivered, verify=bool(task.verify_of),
-                      compute_sha256=function_sha256(task.compute))
+            outcomes = self.supervisor.run([t for _d, t in todo],
+                                           keepalive=lambda: self._keepalive(held),
+                                           fetch=self._fetch_function)
+        except ComputeBroken as exc:
+            for delivery, task in todo:
+                self._reject(delivery, str(exc), task=task)
+            return []
+        done = []
+        for (delivery, task), outcome in zip(todo, outcomes, strict=True):
+            if outcome.load_error is not None:
+                self._reject(delivery, outcome.load_error, task=task)
+                continue
+            self.batch.observe(outcome.finished_at - outcome.started_at)
+            self.cpu.compute_s += outcome.compute_cpu_s
+            for failure in outcome.failures:
+                self.log("point_failed", level="warning", chunk=task.chunk_id,
+                         param_id=task.start + failure.offset, error=failure.error,
+                         attempts=failure.attempts)
+            done.append((delivery, Result(
+                run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
+                count=task.count, worker=self.settings.name, attempt=task.attempt,
+                started_at=outcome.started_at, finished_at=outcome.finished_at,
+                values=outcome.values, redelivered=delivery.redelivered,
+                verify=bool(task.verify_of), failures=outcome.failures,
+                point_limit_s=self.supervisor.limit_of(task) if task.point_timeout_s < 0
+                else 0.0, compute_sha256=function_sha256(task.compute))))
+        return done
+
+    def _peak_rss_mib(self) -> float:
+        """The larger of this process's peak and its compute processes' (one is the broker
+        side, the other the user's function: their peaks need not coincide)."""
+        own = peak_rss_mib()
+        supervisor = getattr(self, "supervisor", None)  # the first beat may come before it
+        return max(own, supervisor.peak_rss_mib()) if supervisor is not None else own
+
+    def _report(self) -> dict[str, Any]:
+        """CPU and compute-process counters for the heartbeat (the worker table, summary)."""
+        return {**self.cpu.snapshot(self.supervisor.cpu_s), **self.supervisor.counters.to_dict()}
 
     # issue 20 (several machines): a worker joins whichever run is current on the broker (the
     # run id its orchestrator stored there). A worker pinned to a run (--run-id) that receives
@@ -379,32 +283,20 @@ class Worker:
         key = stored_key(task.run_id, task.chunk_id, bool(task.verify_of))
         return self.backend.stored_elsewhere(key, self.ANNOUNCE_WAIT_S if after_outage else 0.0)
 
-    def _compute(self, held: list[Delivery], fn: compute.ComputeFn, task: Task) -> list[Any]:
-        """Fast chunks run inline; others on the helper thread while leases are renewed."""
-        if self.batch.fast:
-            return self._run_chunk(fn, task)
-        future = self.pool.submit(self._run_chunk, fn, task)
-        while True:
-            try:
-                return future.result(timeout=self.settings.renew_every)
-            except FutureTimeout:
-                self._keepalive(held)
-
-    def _run_chunk(self, fn: compute.ComputeFn, task: Task) -> list[Any]:
-        """Counts this thread's CPU only: the main thread's keepalives are not compute."""
-        started = time.thread_time()
-        try:
-            return compute.run_chunk(fn, task.start, task.count, task.work_ms, task.space)
-        finally:
-            self.cpu.compute_s += time.thread_time() - started
-
     def _keepalive(self, held: list[Delivery]) -> None:
-        """A broker hiccup during compute must not kill the chunk: the store step reconnects."""
+        """A broker hiccup during compute must not kill the chunk: the store step reconnects.
+        A point running for over a minute shows in the heartbeat (worker table, monitor)."""
         try:
             self.backend.keepalive(self.settings.name, held)
         except BrokerUnavailable as exc:
             self.log("keepalive_failed", level="warning", error=str(exc))
-        self.heartbeat.beat()
+        running = self.supervisor.running
+        if running is not None:
+            self.heartbeat.beat(current_chunk=running.chunk_id,
+                                running=running.to_dict() if running.seconds > SLOW_POINT_S
+                                else None)
+        else:
+            self.heartbeat.beat()
 
     def _store(self, done: list[tuple[Delivery, Result]]) -> None:
         """Store, reconnecting as needed; a result that cannot be stored is recomputed later."""
@@ -428,25 +320,11 @@ class Worker:
                     break
         self.log("store_gave_up", level="error", chunks=chunks)
 
-    def _failed(self, delivery: Delivery, task: Task, error: str, started: float) -> None:
-        """Retry with exponential delay, or dead-letter once the retries are used up."""
-        self.log("chunk_failed", level="warning", chunk=task.chunk_id, attempt=task.attempt,
-                 error=error, trace=traceback.format_exc(limit=3))
-        delay = retry_delay(task)
-        if delay is not None:
-            self.backend.retry(delivery, task.next_attempt(), delay)
-            self.log("chunk_retry_scheduled", chunk=task.chunk_id, next_attempt=task.attempt + 1,
-                     delay_s=delay)
-        else:
-            self._reject(delivery, f"failed after {task.attempt} attempts: {error}", task=task,
-                         started=started)
-        self.heartbeat.beat(state="idle", current_chunk=None)
-
     def _reject(self, delivery: Delivery, reason: str, task: Task | None = None,
                 started: float | None = None) -> None:
         """Dead-letter at once; a valid task of this run also reports its chunk as failed.
 
-        Returns None so callers can ``return self._reject(...)`` from handle()."""
+        Returns None so callers can ``return self._reject(...)`` from _admit()."""
         failure = None
         if task is not None and (task.run_id == self.settings.run_id or (
                 not self.settings.run_id and task.run_id in self._current_runs)):
@@ -465,14 +343,6 @@ class Worker:
 def function_sha256(ref: str) -> str:
     """The fingerprint a result carries: its function's, when it was shipped by value."""
     return ref.removeprefix("sha256:") if ref.startswith("sha256:") else ""
-
-
-def retry_delay(task: Task) -> float | None:
-    """The retry policy: exponential delay (retry_delay_s, then x2 per attempt) while
-    retries remain; None once they are used up (the chunk is dead-lettered)."""
-    if task.attempt > task.max_retries:
-        return None
-    return task.retry_delay_s * (2 ** (task.attempt - 1))
 
 
 def _tighten_timer_slack() -> None:

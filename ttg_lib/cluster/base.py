@@ -58,6 +58,10 @@ class WorkerStatus(WorkerInfo):
     cpu_s: float | None = None
     compute_cpu_s: float | None = None
     chunks_held: int | None = None  # by the broker (consumer name = worker name), where known
+    running: dict[str, Any] | None = None  # a point running > 1 min: chunk, param_id, seconds
+    compute_crashes: int | None = None  # its compute process died under a point
+    point_timeouts: int | None = None  # points it stopped at their time limit
+    compute_recycled: int | None = None  # compute processes replaced (--recycle-after, ...)
 
     @classmethod
     def of(cls, info: WorkerInfo, beat: dict[str, Any]) -> WorkerStatus:

@@ -18,10 +18,19 @@ FORMATS = ("parquet", "csv", "jsonl")  # = results.FORMATS (a test holds them eq
               help="file to write [results-<run>.<format>]; '-' writes csv/jsonl to stdout")
 @click.option("--output-dir", default="outputs", show_default=True,
               help="where runs/ is, when RUN is a run id")
-def results(run: str, fmt: str, out: str | None, output_dir: str) -> None:
+@click.option("--failed", is_flag=True,
+              help="only the failed points, with error_type and traceback "
+                   "[out: failed-<run>.<format>]")
+def results(run: str, fmt: str, out: str | None, output_dir: str, failed: bool) -> None:
     """Export the results of RUN (a run id, a record directory or a results file)."""
-    from ..results import export_results
+    if failed:
+        from ..failedpoints import export_failed
 
-    written = export_results(run, fmt, out, output_dir=output_dir)  # a ResultsError is a TTGError
+        written = export_failed(run, fmt, out, output_dir=output_dir)
+    else:
+        from ..results import export_results
+
+        written = export_results(run, fmt, out, output_dir=output_dir)  # a ResultsError is
+        # a TTGError
     if written is not None:
         click.echo(f"wrote {written}", err=True)

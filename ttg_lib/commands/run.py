@@ -55,6 +55,20 @@ console = Console(stderr=True)
               help="floats recomputed agree within this relative tolerance [0: exactly]")
 @click.option("--resume", "resume_run", default=None, metavar="RUN",
               help="continue RUN (its orchestrator died): its settings, only missing chunks")
+@click.option("--retry-failed", is_flag=True,
+              help="with --resume: recompute only RUN's failed points, into the same table")
+@click.option("--point-timeout", default=None, metavar="SECONDS|auto",
+              help="stop a point running longer (auto: 10 x p99 of points so far, >= 10 s)")
+@click.option("--max-crashes", type=int, default=None,
+              help="retries of a point that kills its process (segfault, OOM) [1]")
+@click.option("--max-failures", default=None, metavar="N|P%",
+              help="stop the run once more points than this failed [never]")
+@click.option("--recycle-after", type=int, default=None, metavar="N",
+              help="replace a worker's compute process after N chunks [never]")
+@click.option("--max-worker-mib", type=float, default=None, metavar="MIB",
+              help="replace a compute process grown past this, checked between chunks")
+@click.option("--max-retries", type=int, default=None,
+              help="retries of a point whose function raises [3]")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
@@ -68,12 +82,14 @@ console = Console(stderr=True)
               help="start nothing; local: print the points, chunks and first points; "
                    "Kubernetes: every API operation the run would make")
 def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
-        resume_run: str | None, **flags: Any) -> None:
+        resume_run: str | None, retry_failed: bool, **flags: Any) -> None:
     """Run a sweep: seed tasks, start workers, verify every result, write the record."""
     if flags.get("monitor") == "both":
         flags["monitor"] = "cli"
     if no_restart:
         flags["restart"] = "never"
+    if retry_failed and not resume_run:
+        fail("--retry-failed recomputes the failed points of a run: give it with --resume RUN")
     if resume_run:
         config = _resumed_config(resume_run, flags)
     else:
@@ -84,7 +100,7 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
         return
     try:
         summary = _run_with_progress(config, quiet=as_json or config.monitor == "none",
-                                     resume=bool(resume_run))
+                                     resume=bool(resume_run), retry_failed=retry_failed)
     except KeyboardInterrupt:
         fail("interrupted; workers stopped. 'ttg cleanup --all --dry-run' lists leftovers")
     if as_json:
@@ -94,7 +110,9 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
     sys.exit(0 if summary["ok"] else 1)
 
 
-RESUME_KEEPS = ("output_dir", "monitor", "wait", "timeout_s", "sample_s", "liveness_s")
+RESUME_KEEPS = ("output_dir", "monitor", "wait", "timeout_s", "sample_s", "liveness_s",
+                "point_timeout", "max_crashes", "max_failures", "recycle_after",
+                "max_worker_mib")  # how failures are handled, not what is computed
 
 
 def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
@@ -129,8 +147,8 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
-                       ) -> dict[str, Any]:
+def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False,
+                       retry_failed: bool = False) -> dict[str, Any]:
     from ..run import Progress as RunProgress
     from ..run import execute
 
@@ -162,7 +180,7 @@ def _run_with_progress(config: RunConfig, quiet: bool, resume: bool = False
         seen_events = len(p.events)
 
     with bar:
-        return execute(config, show, resume=resume,
+        return execute(config, show, resume=resume, retry_failed=retry_failed,
                        say=lambda line: console.print(f"ttg: {line}", highlight=False,
                                                       soft_wrap=True))
 
@@ -187,4 +205,8 @@ def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
                if summary["ok"] else "[bold red]FAILED[/bold red]: " +
                "; ".join(summary["problems"][:5]))
     out.print(verdict)
+    from ..failures import failed_lines
+
+    for line in failed_lines(summary):
+        out.print(line, highlight=False)
     out.print(f"record: {summary['record_dir']}")

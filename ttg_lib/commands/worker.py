@@ -34,6 +34,9 @@ from .base import command
 @click.option("--kill-on-sigterm", is_flag=True, default=None,
               help="SIGTERM kills at once, mid-chunk (the Kubernetes fault demo's hard kill) "
                    "[TTG_KILL_ON_SIGTERM=1]")
+@click.option("--isolate/--no-isolate", default=None,
+              help="compute in a child process, so a point that crashes or hangs fails "
+                   "alone [TTG_ISOLATE, else on]")
 def worker(**flags: Any) -> None:
     """Run one worker: pull chunks, compute them, store the results (SIGTERM: finish the
     current chunk, then exit 0; with --kill-on-sigterm: die at once)."""

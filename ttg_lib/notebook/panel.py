@@ -119,7 +119,7 @@ class SupervisorPanel:
                            "current chunk", "last heartbeat"],
                           [(r.get("name"), r.get("pid") or r.get("ident"), r.get("state"),
                             r.get("activity"), r.get("chunks_done", 0),
-                            "–" if r.get("current_chunk") is None else r["current_chunk"],
+                            _current(r),
                             beat(r.get("last_heartbeat"))) for r in rows])
 
     # actions
@@ -231,3 +231,11 @@ class SupervisorPanel:
         for line in rep.lines():
             self.say(f"cleanup: {line}")
 
+
+def _current(row: dict[str, Any]) -> str:
+    """The current chunk; a point running for over a minute named, with its seconds."""
+    running = row.get("running")
+    if running:
+        return (f"{running['chunk']}: point {running.get('param_id', '?')} running "
+                f"{running['seconds']:.0f} s")
+    return "–" if row.get("current_chunk") is None else str(row["current_chunk"])

@@ -123,6 +123,14 @@ def results_table(run: Run, n: int = 10) -> str:
     out = html_table(shown, _rows(head, shown),
                      f"Results: first {len(head):,} of {total:,} points (results.parquet)")
     if len(failed):
+        from ..failures import group_by_type
+
+        kinds = group_by_type(failed["param_id"].tolist(), failed["error"].tolist())
+        out += html_table(["error type", "points", "first param_ids", "example"],
+                          [[k["error_type"], f"{k['count']:,}",
+                            ", ".join(map(str, k["param_ids"])), k["example"]] for k in kinds],
+                          "Failed points by error type (ttg results RUN --failed exports them;"
+                          " ttg repro RUN PARAM_ID reruns one)")
         keep = ["param_id", *results.axes, "worker", "attempt", "error"]
         out += html_table(keep, _rows(failed.head(n), keep),
                           f"Failed points: {len(failed):,} of {total:,}"

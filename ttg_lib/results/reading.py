@@ -81,19 +81,22 @@ def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
     return set(np.flatnonzero(rows >= expected).tolist())
 
 
-def failed_chunks(record_dir: str | Path, chunk_size: int) -> set[int]:
+def failed_chunks(record_dir: str | Path, chunk_size: int, total_params: int) -> set[int]:
     """The chunks on disk as dead-lettered (their rows carry an error): a resumed run keeps
     them as failed, it does not count them done."""
     try:
         files = result_files(record_dir)
     except ResultsError:
         return set()
-    failed: set[int] = set()
+    failed: dict[int, int] = {}
     for table in _chunk_counts(files, "error", chunk_size):
         ids = table.column("param_id").to_numpy()
         errors = table.column("error").is_valid().to_numpy(zero_copy_only=False)
-        failed.update((ids[errors] // chunk_size).tolist())
-    return failed
+        for chunk in (ids[errors] // chunk_size).tolist():
+            failed[chunk] = failed.get(chunk, 0) + 1
+    # a chunk whose points failed alone is done (its other rows have values): failed means
+    # every row of it failed, as a dead-lettered chunk's do
+    return {c for c, n in failed.items() if n >= min(chunk_size, total_params - c * chunk_size)}
 
 
 def read_table(files: Sequence[Path]) -> pa.Table:

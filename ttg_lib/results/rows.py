@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import arrowcols
+from ..failures import row_columns
 from ..messages import Result, ValueColumns, compact_json
 from .layout import ARROW, MISFIT, NO_VALUES, ValueLayout, schema_for
 
@@ -31,7 +32,8 @@ class _Rows:
 
 
 def has_values(result: Result) -> bool:
-    return result.error is None and len(result.values) == result.count > 0
+    return (result.error is None and len(result.values) == result.count > 0
+            and len(result.failures) < result.count)  # all failed: no values to type by
 
 
 def rows_table(batch: list[Result], space: Any, layout: ValueLayout,
@@ -126,6 +128,9 @@ def _table(batch: list[Result], rows: list[_Rows], space: Any,
     columns["attempt"] = arrowcols.from_numpy(np.repeat(
         np.fromiter((r.attempt for r in batch), dtype=np.int64, count=len(batch)), counts))
     columns["error"] = _errors(rows, counts, total)
+    per_point = row_columns(batch, [p.error for p in rows], counts)  # points that failed
+    if per_point is not None:  # alone (the worker's per-point errors)
+        columns["error"], columns["attempt"] = per_point
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 

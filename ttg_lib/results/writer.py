@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from .. import crashpoints
 from ..errors import ResultsError
 from ..messages import Result
+from ..retryfailed import FailedPoints, Supersede
 from ..space import Space
 from .layout import (
     MERGED_DIR,
@@ -68,6 +69,7 @@ class ResultsWriter:
         self._next_part = 0
         self._closed = False
         self._reopen()
+        self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -105,6 +107,8 @@ class ResultsWriter:
             return []
         batch = self._buffer
         table, layout = rows_table(batch, self.space, self._layout)
+        if self.supersede is not None:  # --retry-failed: only the retried points' rows
+            table = self.supersede.new_rows(table)
         if not self.parts.exists():
             self.parts.mkdir(parents=True)
             fsync_dir(self.dir)
@@ -128,11 +132,14 @@ class ResultsWriter:
         schema = schema_for(self.space, final)
         parts = part_files(self.parts)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        if len(parts) == 1 and pq.read_schema(parts[0]).equals(schema, check_metadata=True):
+        if len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
+                schema, check_metadata=True):
             shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
             _fsync_file(tmp)
         else:
-            merge(parts, tmp, schema, self.row_group_rows, durable=True)
+            merge(parts, tmp, schema, self.row_group_rows, durable=True,
+                  source=self.supersede.old_batches(parts, batches) if self.supersede
+                  else None)
         crashpoints.reach("table-written")
         merged = self.dir / MERGED_DIR
         if self.parts.exists():
@@ -143,8 +150,14 @@ class ResultsWriter:
         fsync_dir(self.dir)
         crashpoints.reach("table-in-place")
         shutil.rmtree(merged, ignore_errors=True)
+        Supersede.done(self.dir)
         self._closed = True
         return self.path
+
+    def retry(self, failed: FailedPoints) -> None:
+        """--retry-failed: the failed rows of ``failed`` are replaced by the new ones."""
+        self.supersede = Supersede.extend(self.supersede, failed, self._next_part)
+        self.supersede.save(self.dir)
 
     def value_columns(self, result: Result) -> list[pa.Array]:
         """A result's value columns exactly as this table would store them: what the
@@ -240,14 +253,15 @@ def batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
 
 
 def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
-          durable: bool = False) -> None:
-    """Parts into one file of ``schema``, rows coalesced into row groups of about ``rows``;
-    ``durable``: ``out`` is written in place and fsynced (the caller renames it)."""
+          durable: bool = False, source: Iterable[pa.RecordBatch] | None = None) -> None:
+    """Parts into one file of ``schema``, rows coalesced into row groups of about ``rows``
+    (``source``: their rows, if not all of them); ``durable``: ``out`` is written in place
+    and fsynced (the caller renames it)."""
     def write(handle: Any) -> None:
         with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
             pending: list[pa.RecordBatch] = []
             size = 0
-            for batch in batches(files):
+            for batch in batches(files) if source is None else source:
                 pending.append(conform(batch, schema))
                 size += batch.num_rows
                 if size >= rows:

@@ -1,0 +1,95 @@
+"""The compute process: runs the user's function for its worker, and nothing else.
+
+``python -m ttg_lib.child CONN_FD CURSOR_FD WORKER_PID``, started by
+:class:`ttg_lib.childproc.ComputeChild`.
+It holds no broker connection, so whatever the function does to this process (a segfault,
+``os._exit``, the OOM killer, an endless loop) leaves its worker standing: the worker sees
+the pipe close, reads the cursor to learn which point was running, and starts another one.
+
+Protocol (pickles over a socket pair): the child says ``("ready", [], cpu_s)`` once it has
+started; the worker sends ``("jobs", [Job, ...])``; the child
+answers ``("done", [ChunkOutcome, ...], cpu_s)`` in order, in one or more messages (it
+flushes at least every FLUSH_S, so a slow batch's finished chunks are never lost to a crash
+later in it); ``("stop",)`` or a closed pipe ends it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import mmap
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .points import OFFSET, SEQ, TRACK_ABOVE_S, UNTRACKED, ChunkOutcome, Job, compute_job
+
+FLUSH_S = 0.05
+CURSOR_BYTES = 16
+
+
+def main(argv: list[str]) -> int:
+    conn_fd, cursor_fd, worker_pid = int(argv[0]), int(argv[1]), int(argv[2])
+    _die_with_parent(worker_pid)
+    faulthandler.enable()  # a segfault's Python stack goes to the worker's log
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    cursor = memoryview(mmap.mmap(cursor_fd, CURSOR_BYTES)).cast("q")
+    conn = Connection(conn_fd)
+    conn.send(("ready", [], time.process_time()))
+    return ChildLoop(conn, cursor).serve()
+
+
+class ChildLoop:
+    def __init__(self, conn: Connection, cursor: Any):
+        self.conn = conn
+        self.cursor = cursor
+        self.slow = True  # the first chunk is tracked: its pace decides the next ones
+
+    def serve(self) -> int:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return 0  # the worker is gone
+            if message[0] != "jobs":
+                return 0
+            self.run(message[1])
+
+    def run(self, jobs: list[Job]) -> None:
+        buffer: list[ChunkOutcome] = []
+        flushed = time.monotonic()
+        for job in jobs:
+            self.cursor[OFFSET] = UNTRACKED
+            self.cursor[SEQ] += 1
+            buffer.append(self.one(job))
+            if time.monotonic() - flushed >= FLUSH_S:
+                self.send(buffer)
+                buffer, flushed = [], time.monotonic()
+        self.send(buffer)
+
+    def send(self, outcomes: list[ChunkOutcome]) -> None:
+        self.conn.send(("done", outcomes, time.process_time()))
+
+    def one(self, job: Job) -> ChunkOutcome:
+        outcome = compute_job(job, tracked=self.slow, cursor=self.cursor)
+        spent = outcome.finished_at - outcome.started_at
+        self.slow = spent / max(1, job.task.count) >= TRACK_ABOVE_S
+        return outcome
+
+
+def _die_with_parent(worker_pid: int) -> None:
+    """Linux: the kernel kills this process when its worker dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != worker_pid:  # it died before the line above took effect
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
