@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -53,10 +54,13 @@ class ComputeChild:
             self._map = mmap.mmap(backing.fileno(), CURSOR_BYTES)
             self.cursor = memoryview(self._map).cast("q")
             self.cursor[OFFSET] = UNTRACKED
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ttg_lib.child", str(theirs.fileno()),
-                 str(backing.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(), backing.fileno()), stdin=subprocess.DEVNULL)
+            args = [str(theirs.fileno()), str(backing.fileno()), str(os.getpid())]
+            if _may_fork():
+                self.proc: Any = ForkedChild(args, close=ours)
+            else:
+                self.proc = subprocess.Popen([sys.executable, "-m", "ttg_lib.child", *args],
+                                             pass_fds=(theirs.fileno(), backing.fileno()),
+                                             stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
         self.jobs_done = 0
@@ -148,3 +152,59 @@ class ComputeChild:
         with contextlib.suppress(BufferError, ValueError):
             self.cursor.release()
             self._map.close()
+
+
+def _may_fork() -> bool:
+    """Fork (a few ms) instead of starting an interpreter (~0.1-0.2 s, on the path of a
+    replacement worker's first chunk) only while this process is one thread with no broker
+    connection yet: a fork then copies nothing that could deadlock or keep a connection
+    open. Later compute processes (after a crash, a recycle) start a fresh interpreter."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and not _connected.is_set()
+
+
+_connected = threading.Event()
+
+
+def connected() -> None:
+    """The worker has opened its broker connection: from now on, never fork."""
+    _connected.set()
+
+
+class ForkedChild:
+    """A compute process forked from a worker that has not connected yet; the same face as
+    the ``subprocess.Popen`` used otherwise (pid, poll, wait, kill, returncode)."""
+
+    def __init__(self, args: list[str], close: socket.socket):
+        self.returncode: int | None = None
+        pid = os.fork()
+        if pid == 0:  # the compute process: never returns into the worker's code
+            code = 1
+            try:
+                close.close()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the worker's handler
+                from .child import main
+
+                code = main(args)
+            finally:
+                os._exit(code)
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"compute process {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)

@@ -158,14 +158,16 @@ class Supervisor:
         """Every task's outcome, in order, whatever the user's function does (``fetch``: a
         function shipped by value, from the broker, which only this process talks to)."""
         self._fetch = fetch
-        self._maybe_recycle(tasks[0])
         begun = time.time()
         tracking = [_Tracking(Job(task)) for task in tasks]
         done: dict[int, ChunkOutcome] = {}
         start_failures = 0
         while len(done) < len(tracking):
-            pending = [i for i in range(len(tracking)) if i not in done]
+            self._maybe_recycle(tasks[0])
             child = self._child()
+            pending = [i for i in range(len(tracking)) if i not in done]
+            if tasks[0].recycle_after:  # exactly N chunks a process, whatever the batches
+                pending = pending[:max(1, tasks[0].recycle_after - child.jobs_done)]
             base = child.seq
             try:
                 self._batch(child, [tracking[i] for i in pending], pending, done, keepalive,

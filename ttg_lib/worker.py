@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from . import childproc
 from .backends import (
     AnnouncesLateResults,
     BrokerUnavailable,
@@ -148,6 +149,7 @@ class Worker:
         a broker that is down refuses at once, so fast retries cost nothing and no backoff
         step delays the restart."""
         logged = 0.0
+        childproc.connected()  # a compute process started from now on is never a fork
         while True:
             try:
                 self.backend.reconnect()
