@@ -14,8 +14,8 @@ import yaml
 
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
 
-from k8s_standin import FakeKube  # noqa: E402
-from kubernetes import client  # noqa: E402
+from k8s_fixtures import client_on, served  # noqa: E402
+from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
 
 from ttg_lib.cluster.kubernetes import KubernetesCluster  # noqa: E402
 from ttg_lib.cluster.kubernetes.portforward import PortForwarder  # noqa: E402
@@ -26,27 +26,16 @@ RUN_ID = "20250101-000000-redis-defect"
 
 @pytest.fixture
 def fake():
-    server = FakeKube()
-    server.host = server.start()
-    yield server
-    server.stop()
+    yield from served()
 
 
 @pytest.fixture
 def api_client(fake):
-    configuration = client.Configuration()
-    configuration.host = fake.host
-    api = client.ApiClient(configuration)
-    yield api
-    api.close()
+    yield from client_on(fake)
 
 
 def make_cluster(api_client, **kwargs) -> KubernetesCluster:
-    values = {"flavor": "kind", "backend": "redis", "run_id": RUN_ID, "workers": 2,
-              "api_client": api_client, "poll_s": 0.02, "watch_timeout_s": 1,
-              "check_host_ports": False}
-    values.update(kwargs)
-    return KubernetesCluster(**values)
+    return shared_make_cluster(api_client, **{"run_id": RUN_ID, "workers": 2, **kwargs})
 
 
 def wait_for(predicate, timeout: float = 5.0):

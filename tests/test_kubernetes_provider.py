@@ -18,6 +18,8 @@ pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real p
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 import k8s_standin as standin  # noqa: E402
+from k8s_fixtures import client_on, served  # noqa: E402
+from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
 from k8s_standin import FakeKube, Request  # noqa: E402
 from kubernetes import client  # noqa: E402
 
@@ -41,27 +43,16 @@ RUN_ID = "20250101-000000-redis-abc123"
 
 @pytest.fixture
 def fake():
-    server = FakeKube()
-    server.host = server.start()
-    yield server
-    server.stop()
+    yield from served()
 
 
 @pytest.fixture
 def api_client(fake):
-    configuration = client.Configuration()
-    configuration.host = fake.host
-    api = client.ApiClient(configuration)
-    yield api
-    api.close()
+    yield from client_on(fake)
 
 
 def make_cluster(api_client, **kwargs) -> KubernetesCluster:
-    values = {"flavor": "kind", "backend": "redis", "run_id": RUN_ID, "workers": 3,
-              "api_client": api_client, "poll_s": 0.02, "watch_timeout_s": 1,
-              "check_host_ports": False}
-    values.update(kwargs)
-    return KubernetesCluster(**values)
+    return shared_make_cluster(api_client, **{"run_id": RUN_ID, "workers": 3, **kwargs})
 
 
 @pytest.fixture
