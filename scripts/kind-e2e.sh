@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First contact with a real Kind cluster, for a user with Docker (with buildx) and a kind release
-# TTG has a node image for (KIND_NODE_IMAGES in ttg_lib/cluster/kind.py, v0.24.0 and later):
+# TTG has a node image for (KIND_NODE_IMAGES in ttg_lib/cluster/kind/__init__.py, v0.24.0 and later):
 #   1. create the Kind cluster "ttg" from kind/kind-config.yaml (or reuse it),
 #   2. build ttg-worker:dev without attestations (loads with either Docker image store) and
 #      load it into the nodes,

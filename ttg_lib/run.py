@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import byvalue, crashpoints
-from .backends import Producer, get_spec
+from .backends import Producer, open_producer
 from .cluster import Cluster, ClusterError, WorkerState
 from .cluster.registry import make_cluster, provider
 from .config import RunConfig
@@ -118,8 +118,8 @@ class Run:
             self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)
         except ClusterError as exc:
             raise RunError(str(exc)) from None
-        producer = self._backend or get_spec(cfg.backend).producer(self.broker_url,
-                                                                    lease_s=cfg.lease_s)
+        producer = self._backend or open_producer(cfg.backend, self.broker_url,
+                                                  lease_s=cfg.lease_s)
         self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s,
                                      unfinished=self.ledger.unfinished,
                                      chunks_read=lambda: self.ledger.collector.completed)
