@@ -45,7 +45,7 @@ from ttg_lib.backends import env_urls  # noqa: E402
 from ttg_lib.backends.private import RefusalWatch  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
-from ttg_lib.run import Run  # noqa: E402
+from ttg_lib.run import Run, execute  # noqa: E402
 
 GOAL_RATIO = 1.25
 
@@ -123,13 +123,9 @@ def one_run(out: Path, backend: str, shape: Shape, broker_url: str | None,
     overrides: dict[str, Any] = {"broker_url": broker_url} if broker_url else {}
     cfg = RunConfig.build(backend=backend, scale="small", monitor="none",
                           output_dir=str(out), **asdict(shape), **overrides)
-    with Run(cfg, say=lambda line: print(f"  {line}", flush=True)) as run:
-        run.start()
-        while not run.done:
-            progress = run.step(0.1)
-            if chaos is not None:
-                chaos.tick(run, progress.fraction)
-        summary = run.finish()
+    run = Run(cfg, say=lambda line: print(f"  {line}", flush=True))
+    summary = execute(cfg, None if chaos is None
+                      else lambda progress: chaos.tick(run, progress.fraction), run=run)
     return figures(summary, cfg.record_dir, chaos)
 
 

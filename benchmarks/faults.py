@@ -49,7 +49,7 @@ from ttg_lib.cluster.brokers import free_port, start_private  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
 from ttg_lib.faults import freeze_busy_workers  # noqa: E402
 from ttg_lib.monitor import snapshot  # noqa: E402
-from ttg_lib.run import Run  # noqa: E402
+from ttg_lib.run import Run, execute  # noqa: E402
 
 SHORT = {"total_params": 300, "chunk_size": 10, "work_ms": 100.0}  # 30 chunks of 1 s
 QUEUES = ("ttg.tasks", "ttg.tasks.retry", "ttg.tasks.dlq", "ttg.results")
@@ -69,15 +69,16 @@ class Bench:
         values = {"scale": "small", "monitor": "none", "output_dir": str(self.out),
                   **self.shape}
         cfg = RunConfig.build(backend=backend, **{**values, **overrides})
-        with Run(cfg, say=self.say) as run:
-            run.start()
-            fired = False
-            while not run.done:
-                progress = run.step(0.1)
-                if action is not None and not fired and progress.fraction >= (at or 0):
-                    action(run)
-                    fired = True
-            summary = run.finish()
+        run = Run(cfg, say=self.say)
+        fired = False
+
+        def fire(progress: Any) -> None:
+            nonlocal fired
+            if action is not None and not fired and progress.fraction >= (at or 0):
+                action(run)
+                fired = True
+
+        summary = execute(cfg, fire, run=run)
         if not summary["ok"]:
             raise RuntimeError(f"{cfg.run_id} failed verification: {summary['problems']}")
         events = json.loads((cfg.record_dir / "events.json").read_text())["workers"]

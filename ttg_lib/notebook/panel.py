@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from .tables import html_table, verdict_html
 class SupervisorPanel:
     """The interactive demo: controls, live chart, worker table and log, one widget box.
 
-    Start schedules :meth:`_drive` on the kernel's own asyncio loop: it calls
-    ``run.step`` with a short timeout and then awaits, so button clicks (Kill, Stop)
-    are handled between steps and every widget update is sent from the kernel's main
-    thread. Nothing runs until a person clicks Start, so the notebook also executes
+    Start schedules :meth:`_drive` on the kernel's own asyncio loop: it runs the run on
+    :func:`~ttg_lib.run.execute` in a thread, so button clicks (Kill, Stop) are taken at
+    once and carried out between steps, and every widget update is sent from the kernel's
+    main thread. Nothing runs until a person clicks Start, so the notebook also executes
     headless (nbval, papermill) without side effects.
     """
 
@@ -41,6 +42,8 @@ class SupervisorPanel:
         self.task: asyncio.Future[Any] | None = None
         self.chart: LiveChart | None = None
         self.summary: dict[str, Any] | None = None
+        self._requests: list[Callable[[], Any]] = []  # Kill, Stop: run on the run's thread
+        self._events_seen = 0
         self.backend = w.ToggleButtons(options=list(BACKENDS), value=DEFAULT_BACKEND,
                                        description="Backend")
         self.scale = w.Dropdown(options=["tiny", "small", "medium"],
@@ -145,7 +148,7 @@ class SupervisorPanel:
             self.say(f"config rejected: {exc}")
             return None
         self.summary = None
-        self.run = run
+        self.run, self._requests, self._events_seen = run, [], 0
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
         if self.chart.widget is not None:
             self.chart_box.children = (self.chart.widget,)
@@ -158,30 +161,33 @@ class SupervisorPanel:
         return self.task
 
     async def _drive(self) -> None:
-        run, chart = self.run, self.chart
+        """The run on :func:`~ttg_lib.run.execute`'s loop, in a thread: the kernel's loop
+        stays free for clicks. Run methods are called on that thread only (between steps,
+        :meth:`_between_steps`); widgets are updated on the kernel's thread (:meth:`_show`)."""
+        from ..run import execute
+
+        run = self.run
         loop = asyncio.get_running_loop()
-        seen = 0
+        last_table = 0.0
+
+        def started(_run: Any) -> None:
+            loop.call_soon_threadsafe(self._started)
+
+        def between_steps(p: Any) -> None:
+            nonlocal last_table
+            while self._requests:
+                self._requests.pop(0)()
+            if run.done and not p.state.ended:  # stopped between steps: the last picture
+                p = run.progress()
+            rows = None
+            if p.state.ended or time.monotonic() - last_table > 0.5:
+                rows = [w.to_dict() for w in run.cluster.worker_status()]
+                last_table = time.monotonic()
+            loop.call_soon_threadsafe(self._show, p, rows)
+
         try:
-            await loop.run_in_executor(None, run.start)
-            self.say(f"{run.config.workers} workers ready; tasks published")
-            self._buttons()
-            last_table = 0.0
-            while not run.done:
-                p = run.step(0.05)
-                chart.observe(p, run)
-                for e in p.events[seen:]:
-                    self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
-                seen = len(p.events)
-                if time.monotonic() - last_table > 0.5:
-                    self.status.value = status_line(p, run.config)
-                    self.workers_html.value = self._workers_markup(
-                        [w.to_dict() for w in run.cluster.worker_status()])
-                    last_table = time.monotonic()
-                await asyncio.sleep(0.2)
-            chart.observe(run.progress(), run, force=True)
-            self.status.value = f"Finishing ({run.state}): stopping workers, verifying…"
-            self._buttons_finishing()
-            summary = await loop.run_in_executor(None, run.finish)
+            summary = await loop.run_in_executor(None, lambda: execute(
+                run.config, between_steps, step_s=0.1, on_start=started, run=run))
             self.workers_html.value = self._workers_markup(load_json(
                 Path(summary["record_dir"]) / "workers.json", []))
             self.summary = summary
@@ -194,18 +200,36 @@ class SupervisorPanel:
             self.say(f"error: {type(exc).__name__}: {exc}")
             self.status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}</b>: "
                                  f"{html.escape(str(exc))}</span>")
-            if self.summary is None:
-                run.abort()
+            if self.summary is None:  # execute() aborted the run already
                 self.summary = {"ok": False, "error": str(exc)}
         finally:
             self._buttons()
+
+    def _started(self) -> None:
+        self.say(f"{self.run.config.workers} workers ready; tasks published")
+        self._buttons()
+
+    def _show(self, p: Any, rows: list[dict[str, Any]] | None) -> None:
+        """One step's picture: chart, events, status line, worker table (kernel's thread)."""
+        self.chart.observe(p, self.run, force=p.state.ended)
+        for e in p.events[self._events_seen:]:
+            self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
+        self._events_seen = len(p.events)
+        if rows is not None:
+            self.status.value = status_line(p, self.run.config)
+            self.workers_html.value = self._workers_markup(rows)
+        if p.state.ended:
+            self.status.value = f"Finishing ({p.state}): stopping workers, verifying…"
+            self._buttons_finishing()
 
     def _buttons_finishing(self) -> None:
         self.kill_btn.disabled = self.stop_btn.disabled = True
 
     def kill(self) -> None:
-        if not self.running or self.run.state != "running":
-            return
+        if self.running and self.run.state == "running":
+            self._requests.append(self._kill_now)  # on the run's thread, between steps
+
+    def _kill_now(self) -> None:
         try:
             info = self.run.kill_worker_now(reason="manual")
             self.say(f"killed {info['killed_worker']} at {info['killed_at_s']:.1f}s "
@@ -215,7 +239,7 @@ class SupervisorPanel:
 
     def stop(self) -> None:
         if self.running:
-            self.run.stop()
+            self._requests.append(self.run.stop)
             self.say("stop requested: workers will be stopped and the record written")
 
     def cleanup(self) -> None:
