@@ -306,3 +306,4 @@ def test_the_supervisor_panel_kills_and_stops_a_run_between_steps(tmp_path, back
     assert summary["chunks_completed"] < summary["chunks_total"]
     assert "workers ready" in panel.log.value and "VERIFIED" not in panel.log.value
     assert (Path(summary["record_dir"]) / "summary.json").exists()
+    assert "<td>w1</td>" in panel.workers_html.value  # the heartbeats, read back typed

@@ -95,7 +95,7 @@ class Sweep:
         elif _live(live):
             from .notebook.live import run_live
 
-            self._summary = run_live(self.config, run=self._run)
+            self._summary = run_live(self.config, run=self._run).to_dict()
         else:
             self._drive()
             self._raise()
@@ -109,12 +109,10 @@ class Sweep:
         return self.config.record_dir
 
     def _drive(self) -> None:
+        from .run import execute
+
         try:
-            with self._run as run:
-                run.start()
-                while not run.done:
-                    run.step(0.1)
-                self._summary = run.finish()
+            self._summary = execute(self.config, run=self._run)
         except BaseException as exc:  # kept for wait() to raise in the caller's thread
             self._error = exc
 
@@ -155,8 +153,7 @@ class Sweep:
         """The typed summary (``summary.json``); the run must have ended."""
         if self._summary is None:
             raise RunError(f"run {self.run_id} has not ended yet: wait() for it")
-        known = set(RunSummary.keys())
-        return RunSummary(**{k: v for k, v in self._summary.items() if k in known})
+        return RunSummary.from_dict(self._summary)
 
     def results(self) -> Any:
         """``results.parquet`` as a pandas DataFrame, one row per point."""

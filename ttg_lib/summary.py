@@ -7,12 +7,14 @@ notebooks and the benchmarks read those keys).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .backends import QueueStats
 from .cluster import WorkerStatus
 from .config import RunConfig
+from .recorded import Fault, Outage
 from .verify import Verdict
 
 
@@ -55,7 +57,7 @@ class RunSummary:
     throughput_params_s: float
     ideal_runtime_s: float
     efficiency: float | None
-    fault: dict[str, Any] | None
+    fault: Fault | None
     workers_started: int
     orchestrator_peak_rss_mib: float
     verify_s: float
@@ -63,7 +65,7 @@ class RunSummary:
     cpu_s: dict[str, float | None]
     workers_replaced: int
     restart: str
-    broker_outages: list[dict[str, Any]]
+    broker_outages: list[Outage]
     state: str
     verified: bool
     ok: bool
@@ -79,7 +81,10 @@ class RunSummary:
     failed_points: dict[str, Any] | None = None  # failures.FailureBook.summary(): by type
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``summary.json``: the fault and the outages as their own ``to_dict`` spells them."""
+        data = asdict(self)
+        data["fault"] = self.fault.to_dict() if self.fault else None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
@@ -90,6 +95,8 @@ class RunSummary:
         for name, f in known.items():
             if name not in values and f.default is MISSING and f.default_factory is MISSING:
                 values[name] = None  # a field this record predates: unknown
+        values["fault"] = Fault.from_dict(values["fault"])
+        values["broker_outages"] = [Outage.from_dict(o) for o in values["broker_outages"] or []]
         return cls(**values)
 
     @property
@@ -106,6 +113,11 @@ class RunSummary:
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+def as_summary(summary: RunSummary | Mapping[str, Any]) -> RunSummary:
+    """A summary typed, whether it came typed or as ``summary.json``'s dict (the CLI's)."""
+    return summary if isinstance(summary, RunSummary) else RunSummary.from_dict(summary)
 
 
 def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Verdict,
@@ -141,12 +153,13 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         throughput_params_s=round(verdict.params_verified / runtime, 2) if runtime else 0.0,
         ideal_runtime_s=round(ideal, 3),
         efficiency=round(ideal / runtime, 4) if runtime and config.work_ms > 0 else None,
-        fault=fault, workers_started=workers_started,
+        fault=Fault.from_dict(fault), workers_started=workers_started,
         orchestrator_peak_rss_mib=peak_rss_mib, verify_s=round(verify_s, 3),
         worker_peak_rss_mib=max((w.peak_rss_mib for w in workers if w.peak_rss_mib),
                                 default=None),
         cpu_s=cpu_budget(workers, timing.orchestrator_cpu_s),
-        workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
+        workers_replaced=workers_replaced, restart=config.restart,
+        broker_outages=[Outage.from_dict(o) for o in outages],
         state=state, verified=verdict.ok, ok=verdict.ok and done and not failed,
         problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"])
         + ([_failed_problem(failed_points or {})] if failed else []),

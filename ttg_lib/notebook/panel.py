@@ -6,14 +6,13 @@ import asyncio
 import html
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..backends import DEFAULT_BACKEND, env_urls
 from ..byvalue import display_name
 from ..config import BACKENDS, ConfigError, RunConfig
 from ..paths import resolve_output_dir
-from ..record import load_json
+from ..recorded import Heartbeat, load_heartbeats
 from .charts import LiveChart
 from .display import ipython_display
 from .live import status_line
@@ -112,18 +111,16 @@ class SupervisorPanel:
             self.kill_at.disabled = not self.fault.value
 
     @staticmethod
-    def _workers_markup(rows: list[dict[str, Any]]) -> str:
-        def beat(value: Any) -> str:
+    def _workers_markup(rows: list[Heartbeat]) -> str:
+        def beat(value: float | None) -> str:
             if not value:
                 return "–"
             return f"{max(0.0, time.time() - float(value)):.1f}s ago"
 
         return html_table(["worker", "pid / pod", "state", "activity", "chunks done",
                            "current chunk", "last heartbeat"],
-                          [(r.get("name"), r.get("pid") or r.get("ident"), r.get("state"),
-                            r.get("activity"), r.get("chunks_done", 0),
-                            _current(r),
-                            beat(r.get("last_heartbeat"))) for r in rows])
+                          [(r.name, r.ident, r.state, r.activity, r.chunks_done or 0,
+                            _current(r), beat(r.last_heartbeat)) for r in rows])
 
     # actions
     def config(self) -> RunConfig:
@@ -181,15 +178,15 @@ class SupervisorPanel:
                 p = run.progress()
             rows = None
             if p.state.ended or time.monotonic() - last_table > 0.5:
-                rows = [w.to_dict() for w in run.cluster.worker_status()]
+                rows = [Heartbeat.from_dict(w.to_dict()) for w in run.cluster.worker_status()]
                 last_table = time.monotonic()
             loop.call_soon_threadsafe(self._show, p, rows)
 
         try:
             summary = await loop.run_in_executor(None, lambda: execute(
                 run.config, between_steps, step_s=0.1, on_start=started, run=run))
-            self.workers_html.value = self._workers_markup(load_json(
-                Path(summary["record_dir"]) / "workers.json", []))
+            self.workers_html.value = self._workers_markup(
+                load_heartbeats(summary["record_dir"]))
             self.summary = summary
             self.status.value = verdict_html(summary)
             self.say(f"run {summary['run_id']} {summary['state']}: {summary['chunks_completed']}"
@@ -209,7 +206,7 @@ class SupervisorPanel:
         self.say(f"{self.run.config.workers} workers ready; tasks published")
         self._buttons()
 
-    def _show(self, p: Any, rows: list[dict[str, Any]] | None) -> None:
+    def _show(self, p: Any, rows: list[Heartbeat] | None) -> None:
         """One step's picture: chart, events, status line, worker table (kernel's thread)."""
         self.chart.observe(p, self.run, force=p.state.ended)
         for e in p.events[self._events_seen:]:
@@ -256,10 +253,10 @@ class SupervisorPanel:
             self.say(f"cleanup: {line}")
 
 
-def _current(row: dict[str, Any]) -> str:
+def _current(row: Heartbeat) -> str:
     """The current chunk; a point running for over a minute named, with its seconds."""
-    running = row.get("running")
+    running = row.running
     if running:
         return (f"{running['chunk']}: point {running.get('param_id', '?')} running "
                 f"{running['seconds']:.0f} s")
-    return "–" if row.get("current_chunk") is None else str(row["current_chunk"])
+    return "–" if row.current_chunk is None else str(row.current_chunk)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..paths import record_dir
 from ..record import load_json
 from ..results import ResultsError, load_results, result_files
+from ..summary import RunSummary
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
 _FIXED = ("param_id", "worker", "attempt", "error")
 
-Run = dict[str, Any] | str | os.PathLike[str]
+Run = RunSummary | dict[str, Any] | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class RunResults:
 def results_dir(run: Run) -> Path:
     """A run's record directory from its summary (``record_dir``), a record directory, or
     a run id under the notebook output directory."""
-    if isinstance(run, dict):
+    if isinstance(run, RunSummary):
+        return Path(run.record_dir)
+    if isinstance(run, dict):  # summary.json's dict (the supervisor panel's)
         return Path(run["record_dir"])
     path = Path(run)
     return path if path.is_dir() else record_dir(str(run))
