@@ -93,6 +93,7 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from ttg_lib.config import RunConfig
     from ttg_lib.run import Run, execute
+    from ttg_lib.summary import RunSummary
 
     space = space_dict(xs, reps)
     space["axes"].update(base_ms=[base_ms], slope_ms=[slope_ms])  # what sleepy sleeps
@@ -115,9 +116,9 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
                         "eta": p.eta.to_dict()}
         end = time.monotonic() - t0  # the last step's: the run is done, not yet finished
 
-    summary = execute(config, watch, step_s=0.05, on_start=started)
-    if not summary["ok"]:
-        raise SystemExit(f"the run did not verify: {summary['problems']}")
+    summary = RunSummary.from_dict(execute(config, watch, step_s=0.05, on_start=started))
+    if not summary.ok:
+        raise SystemExit(f"the run did not verify: {summary.problems}")
     return _verdict(snapshot, end - snapshot["at_s"], {
         "mode": "real", "backend": backend, "points": config.total_params,
         "chunks": config.chunks_total, "workers": workers, "base_ms": base_ms,

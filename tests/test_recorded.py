@@ -125,6 +125,20 @@ def test_a_record_a_newer_ttg_wrote_loads_and_keeps_what_it_does_not_know(tmp_pa
     assert load_heartbeats(path)[0].activity is Activity.OTHER
 
 
+def test_the_summary_writes_back_every_field_of_the_fault_and_the_outages():
+    """Typing the fault and the outages drops nothing summary.json held (what a Faults and
+    a BrokerSession write, and a field of tomorrow's)."""
+    fault = {"kill_at": None, "killed_worker": "w1", "killed_at_s": 1.2,
+             "killed_at_fraction": 0.4, "victim_chunk": 7, "recovered_after_s": 0.3,
+             "reason": "test", "recovered_chunk": 7, "recovered_by": "w2", "later": [1]}
+    outage = {"start_s": 1.0, "end_s": 2.0, "republished_chunks": 3, "republished_checks": 0,
+              "broker_kept_chunks": 5, "later": True}
+    written = {**OLD_SUMMARY, "fault": fault, "broker_outages": [outage]}
+    again = RunSummary.from_dict(written).to_dict()
+    assert again["fault"] == fault and again["broker_outages"] == [outage]
+    assert json.loads(json.dumps(again))["fault"] == fault
+
+
 def test_a_record_this_version_writes_loads_typed(tmp_path: Path):
     written = drive(memory_run(tmp_path, work_ms=20.0),
                     action=lambda r: r.kill_worker_now(reason="manual"))
@@ -132,6 +146,7 @@ def test_a_record_this_version_writes_loads_typed(tmp_path: Path):
     summary = load_summary(path)
     assert summary.to_dict() == json.loads((path / "summary.json").read_text())
     assert summary.fault.reason is FaultReason.MANUAL and summary.fault.killed_worker
+    assert not summary.fault.extra  # every field the run writes is known here
     assert summary.verdict.ok
     samples = load_samples(path)
     assert samples and all(isinstance(s.wall, float) for s in samples)

@@ -106,8 +106,11 @@ class Fault:
     kill_at: float | None = None  # the fault demo's setting; None for a manual kill
     victim_chunk: int | None = None
     recovered_after_s: float | None = None  # its chunk back in work after this long
+    recovered_chunk: int | None = None  # the first redelivered chunk after the kill
+    recovered_by: str | None = None  # the worker that took it
     reason: FaultReason = FaultReason.DEMO
     reason_text: str = "fault demo"  # as the run gave it (OTHER's own words)
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Fault | None) -> Fault | None:
@@ -118,12 +121,14 @@ class Fault:
         values = {"killed_worker": "", **_known(cls, data)}
         values["reason_text"] = str(values.get("reason", "fault demo"))
         values["reason"] = FaultReason.of(values["reason_text"])
+        values["extra"] = {k: v for k, v in data.items() if k not in values}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """As ``summary.json`` and ``events.json`` spell it (``reason`` in its own words)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "reason_text"}
-        return {**data, "reason": self.reason_text}
+        """As ``summary.json`` spells it (``reason`` in its own words), nothing dropped."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("reason_text", "extra")}
+        return {**data, "reason": self.reason_text, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,18 @@ class Outage:
     republished_chunks: int | None = None
     republished_checks: int | None = None
     broker_kept_chunks: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | Outage) -> Outage:
-        return data if isinstance(data, Outage) else cls(**_known(cls, data))
+        if isinstance(data, Outage):
+            return data
+        known = {k: v for k, v in _known(cls, data).items() if k != "extra"}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**data, **self.extra}
 
     @property
     def duration_s(self) -> float | None:

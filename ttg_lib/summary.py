@@ -84,6 +84,7 @@ class RunSummary:
         """``summary.json``: the fault and the outages as their own ``to_dict`` spells them."""
         data = asdict(self)
         data["fault"] = self.fault.to_dict() if self.fault else None
+        data["broker_outages"] = [o.to_dict() for o in self.broker_outages]
         return data
 
     @classmethod
