@@ -394,12 +394,12 @@ def test_the_writer_benchmark_runs_end_to_end():
     import sys
     from pathlib import Path
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "results_write.py"
-    proc = subprocess.run([sys.executable, str(script), "--points", "30000", "--json"],
+    proc = subprocess.run([sys.executable, str(script), "--points", "3000", "--json"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cases = json.loads(proc.stdout)
     assert [c["case"] for c in cases] == ["int", "int+space", "dict+space"]
-    assert all(c["rows_written"] == c["points"] > 25_000 and c["rows_per_s"] > 0
+    assert all(c["rows_written"] == c["points"] > 2_500 and c["rows_per_s"] > 0
                and c["peak_rss_mib"] > 0 for c in cases)
 
 
