@@ -388,6 +388,7 @@ def test_the_command_line_starts_without_pyarrow():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # a script in its own interpreter (pyarrow's import alone is a second)
 def test_the_writer_benchmark_runs_end_to_end():
     """A smoke of benchmarks/results_write.py (the figures come from a full run)."""
     import subprocess

@@ -8,11 +8,14 @@ Every import counts: top-level, inside a function, and under ``TYPE_CHECKING``.
 
 from __future__ import annotations
 
+import functools
+
 from test_layers import PACKAGE, imports, module_name, sources
 
 MAX_LINES = 400
 
 
+@functools.cache  # parsed once for the tests below
 def import_graph() -> dict[str, set[str]]:
     """module -> the ttg_lib modules it imports. ``from pkg import name`` is an arrow to
     ``pkg.name`` when that is a module, else to ``pkg`` (its ``__init__``)."""
