@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from . import byvalue
+from .byvalue import display_name, import_path, should_ship
 from .config import RunConfig
 from .errors import ConfigError, RunError
 from .summary import RunSummary
@@ -48,10 +48,10 @@ def sweep(fn: Callable[..., Any] | str, space: dict[str, Any] | str | None = Non
     if isinstance(fn, str):
         compute = fn
     elif callable(fn):
-        if byvalue.should_ship(fn):
-            compute, function = byvalue.display_name(fn), fn
+        if should_ship(fn):
+            compute, function = display_name(fn), fn
         else:
-            compute = byvalue.import_path(fn)
+            compute = import_path(fn)
     else:
         raise ConfigError("fn", fn, "a callable or an import path 'module:function'")
     if config is not None:
