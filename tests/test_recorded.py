@@ -137,6 +137,12 @@ def test_the_summary_writes_back_every_field_of_the_fault_and_the_outages():
     again = RunSummary.from_dict(written).to_dict()
     assert again["fault"] == fault and again["broker_outages"] == [outage]
     assert json.loads(json.dumps(again))["fault"] == fault
+    before_recovery = {k: v for k, v in fault.items() if k not in ("recovered_chunk",
+                                                                      "recovered_by")}
+    still_down = {"start_s": 1.0, "end_s": None}  # nothing added that was not written
+    again = RunSummary.from_dict({**written, "fault": before_recovery,
+                                  "broker_outages": [still_down]}).to_dict()
+    assert again["fault"] == before_recovery and again["broker_outages"] == [still_down]
 
 
 def test_a_record_this_version_writes_loads_typed(tmp_path: Path):

@@ -125,9 +125,12 @@ class Fault:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """As ``summary.json`` spells it (``reason`` in its own words), nothing dropped."""
+        """As ``summary.json`` spells it (``reason`` in its own words), nothing dropped and
+        nothing added: the recovery's fields only once there was one."""
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("reason_text", "extra")}
+                if f.name not in ("reason_text", "extra")
+                and not (f.name in ("recovered_chunk", "recovered_by") and
+                         getattr(self, f.name) is None)}
         return {**data, "reason": self.reason_text, **self.extra}
 
 
@@ -150,7 +153,11 @@ class Outage:
         return cls(**known, extra={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        """As the session wrote it: what was published again only once the broker was back
+        (an absent ``republished_chunks`` says nothing was lost)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in ("start_s", "end_s") or
+                (f.name != "extra" and getattr(self, f.name) is not None)}
         return {**data, **self.extra}
 
     @property
