@@ -149,7 +149,7 @@ def _follow(path: Path, space, chunks: list, every: int) -> tuple[LiveResults, l
 
 
 def _same(a, b) -> None:
-    assert a.to_plotly_json() == b.to_plotly_json()
+    assert a.to_json() == b.to_json()
 
 
 def _ended(live: LiveResults):
@@ -212,7 +212,8 @@ def test_polls_within_a_second_read_nothing(tmp_path: Path) -> None:
     with ResultsWriter(path) as writer:
         writer.add(_chunk(0, 50))
         writer.flush()
-        assert live.poll() and live.points == 50
+        assert not live.poll() and live.points == 0  # a second after it began, no sooner
+        assert live.poll(force=True) and live.points == 50
         writer.add(_chunk(50, 50))
         writer.flush()
         assert not live.poll() and live.points == 50  # the second within REDRAW_S

@@ -27,6 +27,7 @@ from .results import MAX_FAILED, MAX_POINTS, Counts, RunResults, describe
 from .sample import Reservoir, smallest
 
 REDRAW_S = 1.0  # at most one read of new parts and one redraw a second
+BUDGET = 0.02  # and never more CPU than this share of the loop that drives the run
 NUMERIC = ("int64", "float64", "bool")
 WAITING = "Results: waiting for the first results on disk"
 
@@ -46,7 +47,9 @@ class LiveResults:
         self.other = 0  # rows with neither an error nor a number: counted, not drawn
         self.levels: dict[str, set[Any]] = {}
         self.redraws = 0
-        self._last = float("-inf")
+        self._last = time.monotonic()  # the first read a second in: parts by then
+        self._cost = 0.0  # what the last poll took
+        _warm_up()  # imports now, before the run's clock starts, not in its first poll
         self.figure: Any = _placeholder()
         self.widget: Any = None
         self.handle: Any = None
@@ -70,12 +73,19 @@ class LiveResults:
         return self.tail.rows
 
     def poll(self, force: bool = False) -> bool:
-        """Read the parts written since the last poll and redraw, at most every REDRAW_S
-        (``force``: now). True when the chart changed."""
+        """Read the parts written since the last poll and redraw, at most every REDRAW_S,
+        and at most BUDGET of the time (``force``: now). True when the chart changed."""
         now = time.monotonic()
-        if not force and now - self._last < REDRAW_S:
+        if not force and now - self._last < max(REDRAW_S, self._cost / BUDGET):
             return False
         self._last = now
+        cpu = time.thread_time()
+        try:
+            return self._redraw()
+        finally:  # a slow machine or a big chart: polled less often, never a slower run
+            self._cost = time.thread_time() - cpu  # this thread's work, not others' load
+
+    def _redraw(self) -> bool:
         table = self.tail.read_new()
         if table is None:
             return False
@@ -156,6 +166,11 @@ def _first_number(schema: pa.Schema) -> str | None:
     return next((name for name, kind in layout.columns if kind in NUMERIC), None)
 
 
+def _warm_up() -> None:
+    import pandas  # noqa: F401
+    import plotly.subplots  # noqa: F401
+
+
 def _placeholder() -> Any:
     import plotly.graph_objects as go
 
@@ -164,16 +179,21 @@ def _placeholder() -> Any:
 
 def _sync(widget: Any, fig: Any) -> None:
     """Make a FigureWidget show ``fig``: its traces updated in place while they are of the
-    same kinds (no flicker), replaced when the chart's shape changed."""
+    same kinds (no flicker), replaced when the chart's shape changed; of the layout only
+    what changed (its template, the costly part, is set once)."""
+    layout = fig.layout.to_plotly_json()
     if [t.type for t in widget.data] != [t.type for t in fig.data]:
         widget.data = ()
         widget.add_traces(list(fig.data))
         widget.layout = fig.layout
         return
+    before = widget.layout.to_plotly_json()
     with widget.batch_update():
         for old, new in zip(widget.data, fig.data, strict=True):
             old.update(_props(new), overwrite=True)
-        widget.layout = fig.layout
+        for key in set(layout) | set(before):
+            if key != "template" and layout.get(key) != before.get(key):
+                widget.layout[key] = layout.get(key)
 
 
 def _props(trace: Any) -> dict[str, Any]:
@@ -190,4 +210,4 @@ def _count(trace: Any) -> int:
         return sum(v is not None for row in trace.z for v in row)
     if trace.type == "parcoords":
         return len(trace.dimensions[0]["values"]) if trace.dimensions else 0
-    return len(trace.x or ())
+    return 0 if trace.x is None else len(trace.x)

@@ -289,12 +289,16 @@ def _dimension(series: pd.Series, name: str, log: bool) -> dict[str, Any]:
     return {"label": name, "values": values.tolist()}
 
 
-def _plain(series: pd.Series) -> list[Any]:
-    """Plain Python values for plotly: booleans as text (categories), nulls as None."""
+def _plain(series: pd.Series) -> Any:
+    """Values for plotly: numbers without nulls as a numpy array (plotly checks and sends it
+    whole, not value by value: a redraw of 5,000 points stays cheap), booleans as text
+    (categories), nulls as None."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(series):
         series = series.astype(str)
+    elif series.dtype.kind in "iuf" and not series.isna().any():
+        return series.to_numpy()
     return series.astype(object).where(series.notna(), None).tolist()
 
 
