@@ -82,8 +82,8 @@ def _chunk(start: int, count: int, error: str | None = None):
 def test_the_tail_reads_only_the_parts_it_has_not_read(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[str] = []
-    real = pq.read_table
-    monkeypatch.setattr(pq, "read_table",
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile",
                         lambda path, **kw: reads.append(Path(path).name) or real(path, **kw))
     tail = PartsTail(tmp_path, skip=("worker", "attempt"))
     assert tail.read_new() is None  # nothing written yet: no error

@@ -1,12 +1,11 @@
 """The Results chart while the run goes: the landscape filling in as results land on disk.
 
-:class:`LiveResults` follows the parts the orchestrator writes (:class:`~ttg_lib.results.
-PartsTail`: only the parts it has not read, never the table again, no lock), keeps the
-bottom-k sample of the rows so far (:class:`~.sample.Reservoir`: at most
-:data:`~.results.MAX_POINTS` drawable and :data:`~.results.MAX_FAILED` failed points) and
-counts the rest, and redraws at most once every :data:`REDRAW_S` with :func:`~.resultchart.
-results_chart`, the function that draws the static chart. :meth:`LiveResults.finish` puts
-the static chart of the finished table in its place: what a saved notebook keeps.
+:class:`LiveResults` follows the parts the orchestrator writes (``PartsTail``: only the parts
+it has not read, never the table again, no lock), keeps the bottom-k sample of the rows so
+far (``Reservoir``: at most MAX_POINTS points, of which at most MAX_FAILED failed ones) and
+counts the rest, and redraws at most once every REDRAW_S with ``results_chart``, the
+function that draws the static chart too. :meth:`LiveResults.finish` puts the static chart
+of the finished table in its place: what a saved notebook keeps.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class PartsTail:
         tables = []
         for path in self._new_parts():
             try:
-                table = pq.read_table(path, columns=self._present(path), use_threads=False)
+                table = self._read(path)
             except (OSError, pa.ArrowInvalid):  # moved aside or not whole: the next call
                 continue
             self.seen.add(path.name)
@@ -63,10 +63,11 @@ class PartsTail:
             found.update((p.name, p) for p in names if p.name not in self.seen)
         return [found[name] for name in sorted(found)]
 
-    def _present(self, path: Path) -> list[str] | None:
-        if not self.skip:
-            return None
-        return [c for c in pq.read_schema(path).names if c not in self.skip]
+    def _read(self, path: Path) -> pa.Table:
+        """One part, opened once (a rename of its directory meanwhile does not matter)."""
+        with pq.ParquetFile(path) as part:
+            names = [c for c in part.schema_arrow.names if c not in self.skip]
+            return part.read(columns=names, use_threads=False)
 
 
 def _union(schema: pa.Schema, tables: Sequence[pa.Table]) -> pa.Schema:
