@@ -1,6 +1,7 @@
 """JupyterLab for the browser tests: a headless server on loopback over a temporary copy of a
-notebook (so autosave never writes outputs into the committed one), and Run All from its
-menu. Random free port, random token; the notebook's runs go to a private output dir."""
+notebook (so autosave never writes outputs into the committed one), Run All from its menu,
+and the Results charts read from the page. Random free port, random token; the notebook's
+runs go to a private output dir."""
 
 from __future__ import annotations
 
@@ -104,3 +105,21 @@ def run_all(page, ready, attempts: int = 3) -> None:
         except PlaywrightTimeout:
             if attempt == attempts - 1:
                 raise
+
+
+# every plotly chart on the page whose title says it is a Results chart: title and traces
+# (as drawn: _fullData has the arrays decoded, however the figure sent them)
+RESULTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(gd => gd.layout && gd.layout.title &&
+                  String(gd.layout.title.text || '').startsWith('Results'))
+    .map(gd => ({title: String(gd.layout.title.text),
+                 traces: (gd._fullData || []).map(t => ({name: t.name || '',
+                     x: Array.from(t.x || []), y: Array.from(t.y || [])}))}))"""
+
+
+def live_results_points(page) -> int:
+    """Points of the live Results chart now (0 while it waits for the first results; -1:
+    no live one on the page)."""
+    charts = page.evaluate(RESULTS_JS)
+    live = [c for c in charts if "so far" in c["title"] or "waiting" in c["title"]]
+    return sum(len(t["x"]) for t in live[0]["traces"]) if live else -1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
 from labserver import jupyterlab as lab_server
-from labserver import run_all
+from labserver import live_results_points, run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "outputs" / "screenshots" / "supervisor_demo.png"
@@ -72,6 +72,7 @@ def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
                 seen.append(page.evaluate(POINTS_JS))
             assert seen[-1] > seen[0], f"live chart did not grow: {seen}"
             assert seen == sorted(seen), f"point count went backwards: {seen}"
+            assert live_results_points(page) > 0, "the Results chart fills in under it"
 
             kill = _button(page, "Kill a worker now")
             assert not kill.is_disabled()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
-from labserver import jupyterlab, run_all
+from labserver import RESULTS_JS, jupyterlab, live_results_points, run_all
 
 from ttg_lib import notebook as nb
 
@@ -28,22 +28,6 @@ pytestmark = [
                        reason=f"{CHROMIUM} is absent (scripts/setup.sh --browser "
                               "installs Debian's chromium; TTG_CHROMIUM names another)"),
 ]
-
-# every plotly chart on the page whose title says it is a Results chart: title and traces
-# (as drawn: _fullData has the arrays decoded, however the figure sent them)
-RESULTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(gd => gd.layout && gd.layout.title &&
-                  String(gd.layout.title.text || '').startsWith('Results'))
-    .map(gd => ({title: String(gd.layout.title.text),
-                 traces: (gd._fullData || []).map(t => ({name: t.name || '',
-                     x: Array.from(t.x || []), y: Array.from(t.y || [])}))}))"""
-
-
-def _live_points(page) -> int:
-    """Points of the live chart now (0 while it waits for the first results; -1: none)."""
-    charts = page.evaluate(RESULTS_JS)
-    live = [c for c in charts if "so far" in c["title"] or "waiting" in c["title"]]
-    return sum(len(t["x"]) for t in live[0]["traces"]) if live else -1
 
 
 def test_results_chart_fills_in_and_ends_as_the_static_one(tmp_path: Path) -> None:
@@ -62,10 +46,10 @@ def test_results_chart_fills_in_and_ends_as_the_static_one(tmp_path: Path) -> No
             page.wait_for_function(  # the first points on disk
                 f"() => ({RESULTS_JS})().some(c => c.title.includes('so far') && "
                 "c.traces.some(t => t.x.length > 0))", timeout=240_000)
-            seen = [_live_points(page)]
+            seen = [live_results_points(page)]
             for _ in range(6):
                 page.wait_for_timeout(2_000)
-                seen.append(_live_points(page))
+                seen.append(live_results_points(page))
             live = [n for n in seen if n >= 0]  # -1: the run ended between two reads
             assert len(live) >= 3 and live[-1] > live[0], f"results chart did not grow: {seen}"
             assert live == sorted(live), f"point count went backwards: {seen}"
