@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.stamp import BROKERS, UsageError, header, stamped_dir  # noqa: E402
 
 
 def child(results: bool, backend: str, scale: str, out: str) -> dict[str, Any]:
@@ -37,12 +40,12 @@ def child(results: bool, backend: str, scale: str, out: str) -> dict[str, Any]:
 
     class Timed(landscape.LiveResults):
         def poll(self, force: bool = False) -> bool:  # in the loop that drives the run
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return super().poll(force)
             finally:
                 spent["wall_s"] += time.perf_counter() - wall
-                spent["cpu_s"] += time.process_time() - cpu
+                spent["cpu_s"] += time.thread_time() - cpu
                 spent["polls"] += 1
                 spent["redraws"] = self.redraws
 
@@ -69,19 +72,28 @@ def one(results: bool, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return json.loads(reply.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--backend", default="redis")
-    parser.add_argument("--scale", default="small")
+    parser.add_argument("--backend", default="redis", choices=BROKERS)
+    parser.add_argument("--scale", default="small", choices=("tiny", "small", "medium"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", choices=("on", "off"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child == "on", args.backend, args.scale, str(args.out))))
         return
-    out = args.out or ROOT / "outputs" / "bench" / f"live-cost-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.repeats < 1:
+            raise UsageError(f"--repeats {args.repeats}: at least 1")
+    except UsageError as exc:
+        parser.exit(2, f"live_cost.py: {exc}\n")
+    if args.out is not None:
+        out = args.out
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = stamped_dir(ROOT / "outputs" / "bench", "live-cost")
+    stamp = header("live_cost.py", argv)
     runs: list[dict[str, Any]] = []
     for i in range(args.repeats):
         for results in ((True, False) if i % 2 == 0 else (False, True)):
@@ -95,7 +107,7 @@ def main() -> None:
     off = [r for r in runs if not r["results"]]
     ratios = [a["runtime_s"] / b["runtime_s"] for a, b in zip(on, off, strict=True)]
     share = [r["wall_s"] / r["runtime_s"] for r in on]
-    report = {"backend": args.backend, "scale": args.scale, "repeats": args.repeats,
+    report = {**stamp, "backend": args.backend, "scale": args.scale, "repeats": args.repeats,
               "runtime_on_over_off_median": statistics.median(ratios),
               "chart_wall_share_median": statistics.median(share),
               "load_median": statistics.median(r["load_before"] for r in runs), "runs": runs}

@@ -212,7 +212,7 @@ def test_polls_within_a_second_read_nothing(tmp_path: Path) -> None:
     with ResultsWriter(path) as writer:
         writer.add(_chunk(0, 50))
         writer.flush()
-        assert not live.poll() and live.points == 0  # a second after it began, no sooner
+        assert not live.poll() and live.points == 0  # a second after the first poll
         assert live.poll(force=True) and live.points == 50
         writer.add(_chunk(50, 50))
         writer.flush()

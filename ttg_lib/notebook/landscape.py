@@ -46,7 +46,7 @@ class LiveResults:
         self.other = 0  # rows with neither an error nor a number: counted, not drawn
         self.levels: dict[str, set[Any]] = {}
         self.redraws = 0
-        self._last = time.monotonic()  # the first read a second in: parts by then
+        self._last: float | None = None  # the first read a second into the run, not sooner
         self._cost = 0.0  # what the last poll took
         _warm_up()  # imports now, before the run's clock starts, not in its first poll
         self.figure: Any = _placeholder()
@@ -75,7 +75,10 @@ class LiveResults:
         """Read the parts written since the last poll and redraw, at most every REDRAW_S,
         and at most BUDGET of the time (``force``: now). True when the chart changed."""
         now = time.monotonic()
-        if not force and now - self._last < max(REDRAW_S, self._cost / BUDGET):
+        if self._last is None and not force:
+            self._last = now
+            return False
+        if not force and now - (self._last or 0.0) < max(REDRAW_S, self._cost / BUDGET):
             return False
         self._last = now
         cpu = time.thread_time()
