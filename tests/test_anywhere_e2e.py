@@ -294,6 +294,7 @@ def test_the_supervisor_panel_kills_and_stops_a_run_between_steps(tmp_path, back
         assert task is not None, panel.status.value
         await until(lambda: not panel.kill_btn.disabled
                     and panel.run.progress().chunks_completed >= 2, "the run never got going")
+        await until(lambda: panel.landscape.points > 0, "the Results chart never filled in")
         panel.kill()
         await until(lambda: "killed" in panel.log.value, "the kill was never carried out")
         panel.stop()

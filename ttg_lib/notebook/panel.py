@@ -15,6 +15,7 @@ from ..paths import resolve_output_dir
 from ..recorded import Heartbeat, load_heartbeats
 from .charts import LiveChart
 from .display import ipython_display
+from .landscape import LiveResults
 from .live import status_line
 from .params import build_config, notebook_scale
 from .tables import html_table, verdict_html
@@ -40,6 +41,7 @@ class SupervisorPanel:
         self.run: Any = None
         self.task: asyncio.Future[Any] | None = None
         self.chart: LiveChart | None = None
+        self.landscape: LiveResults | None = None  # the Results chart filling in
         self.summary: dict[str, Any] | None = None
         self._requests: list[Callable[[], Any]] = []  # Kill, Stop: run on the run's thread
         self._events_seen = 0
@@ -66,7 +68,7 @@ class SupervisorPanel:
         self.workers_html = w.HTML(self._workers_markup([]))
         self.log = w.Textarea(value="", layout=w.Layout(width="100%", height="160px"),
                               disabled=True)
-        self.chart_box = w.Box(layout=w.Layout(width="100%"))
+        self.chart_box = w.VBox(layout=w.Layout(width="100%"))  # queues, then results
         self.start_btn.on_click(lambda _b: self.start())
         self.kill_btn.on_click(lambda _b: self.kill())
         self.stop_btn.on_click(lambda _b: self.stop())
@@ -147,8 +149,9 @@ class SupervisorPanel:
         self.summary = None
         self.run, self._requests, self._events_seen = run, [], 0
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
-        if self.chart.widget is not None:
-            self.chart_box.children = (self.chart.widget,)
+        self.landscape = LiveResults(cfg.record_dir, cfg.space, cfg.total_params)
+        self.chart_box.children = tuple(c.widget for c in (self.chart, self.landscape)
+                                        if c.widget is not None)
         self._buttons()
         self.status.value = f"Starting {cfg.workers} workers on {cfg.backend}…"
         self.say(f"run {cfg.run_id}: {cfg.backend}, {cfg.scale} ({cfg.total_params:,} params, "
@@ -160,7 +163,7 @@ class SupervisorPanel:
     async def _drive(self) -> None:
         """The run on :func:`~ttg_lib.run.execute`'s loop, in a thread: the kernel's loop
         stays free for clicks. Run methods are called on that thread only (between steps,
-        :meth:`_between_steps`); widgets are updated on the kernel's thread (:meth:`_show`)."""
+        ``between_steps``); widgets are updated on the kernel's thread (:meth:`_show`)."""
         from ..run import execute
 
         run = self.run
@@ -187,6 +190,7 @@ class SupervisorPanel:
                 run.config, between_steps, step_s=0.1, on_start=started, run=run))
             self.workers_html.value = self._workers_markup(
                 load_heartbeats(summary["record_dir"]))
+            self.landscape.final(summary["record_dir"])  # the static chart, as a report draws it
             self.summary = summary
             self.status.value = verdict_html(summary)
             self.say(f"run {summary['run_id']} {summary['state']}: {summary['chunks_completed']}"
@@ -209,6 +213,7 @@ class SupervisorPanel:
     def _show(self, p: Any, rows: list[Heartbeat] | None) -> None:
         """One step's picture: chart, events, status line, worker table (kernel's thread)."""
         self.chart.observe(p, self.run, force=p.state.ended)
+        self.landscape.poll()  # the parts on disk (a part moved aside is read next time)
         for e in p.events[self._events_seen:]:
             self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
         self._events_seen = len(p.events)
