@@ -64,6 +64,7 @@ class Ledger:
         self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
         self.retries = 0
         self.received_before: set[int] = set()  # read by a dead orchestrator, not on disk
+        self.reuse: Any = None  # reuse.ReusePlan: points earlier runs computed already
         self._next_flush = 0.0
         self._disk_said = False
 
@@ -76,6 +77,41 @@ class Ledger:
         from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
 
         self.writer = ResultsWriter(self.config.record_dir, self.space)
+
+    def prepare_reuse(self) -> None:
+        """A fresh run looks up what earlier runs here computed (after :meth:`open`)."""
+        from .reuse import plan_reuse
+
+        self.reuse = plan_reuse(self.config, self.space, self.say)
+        if self.reuse is not None and self.reuse.final:
+            self._settle_reuse()
+
+    def _settle_reuse(self) -> list[Task]:
+        """The verdict on reused points: their rows copied in, chunks of reused points only
+        finished, the others' tasks (their missing points) returned."""
+        import numpy as np
+
+        from .results import ResultsWriter, ValueLayout
+        from .reuse import reused_rows
+
+        plan = self.reuse
+        if isinstance(self.writer, ResultsWriter):
+            import pyarrow.parquet as pq
+
+            self.writer.reused = plan.map.new_ids
+            for index in np.unique(plan.map.src).tolist():  # the rejected ones are gone
+                layout = ValueLayout.from_schema(pq.read_schema(plan.map.sources[index].table))
+                for rows in reused_rows(plan.map, index):
+                    self.writer.add_rows(rows, layout)
+        asks = []
+        for cid in plan.touched.tolist():
+            if self.collector.chunk_state[cid]:
+                continue
+            if plan.only(cid):
+                asks.append(self.task(cid))
+            else:
+                self.collector.restore({cid}, set())
+        return asks
 
     def restore(self) -> str:
         """A resumed run counts what its record holds already; restored chunks the verify
@@ -130,6 +166,11 @@ class Ledger:
         collector = self.collector
         for frame in frames:
             checked = time.perf_counter()
+            if isinstance(frame, Result) and frame.verify and self._reuse_check(frame):
+                self.verify_s += time.perf_counter() - checked
+                if self.reuse.final:  # the verdict: the chunks that waited go out
+                    out.asks += self._settle_reuse()
+                continue
             if isinstance(frame, Result) and frame.verify:
                 collector.add_verification(frame)
                 self.verify_s += time.perf_counter() - checked
@@ -156,6 +197,17 @@ class Ledger:
                     self.task(result.chunk_id).verification(result.worker), result))
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
+
+    def _reuse_check(self, result: Result) -> bool:
+        """A recomputation of reused points, compared with their stored values here."""
+        if (self.reuse is None or not self.reuse.awaits(result.chunk_id)
+                or result.run_id != self.config.run_id):
+            return False
+        from .results.writer import value_columns
+
+        self.reuse.check(result, getattr(self.writer, "value_columns", None)
+                         or (lambda r: value_columns(r, self.space)))  # results not kept
+        return True
 
     def _as_written(self, result: Result) -> Result:
         """A chunk the structural check refused too often is written as failed, at its own
@@ -222,12 +274,26 @@ class Ledger:
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
                     point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
                     recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
+        if self.reuse is not None and self.reuse.final:
+            only = self.reuse.only(chunk_id)
+            if only is not None:  # its reused points are not computed again
+                task = dataclasses.replace(task, only=only)
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run)."""
+        """Every chunk's task (a fresh run); with reuse, the checks of reused points first,
+        then the chunks with missing points (those holding reused points once the checks
+        are answered)."""
+        if self.reuse is None:
+            for chunk_id in range(self.config.chunks_total):
+                yield self.task(chunk_id)
+            return
+        if not self.reuse.final:
+            yield from self.reuse.verification_tasks(self.task)
+        state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            yield self.task(chunk_id)
+            if not state[chunk_id] and not self.reuse.held(chunk_id):
+                yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:
         """The tasks still owed: chunks without a result, then recomputations without an
@@ -245,7 +311,20 @@ class Ledger:
     # -- what it knows ------------------------------------------------------------------
     @property
     def all_done(self) -> bool:
-        return self.collector.all_done
+        return self.collector.all_done and (self.reuse is None or self.reuse.final)
+
+    @property
+    def points_reused(self) -> int:
+        return len(self.reuse.map) if self.reuse is not None and self.reuse.final else 0
+
+    def reuse_summary(self) -> dict[str, Any] | None:
+        """What was reused from where, what was checked and rejected (summary.json)."""
+        if self.config.reuse == "none":
+            return None
+        if self.reuse is None:
+            return {"fingerprint": self.config.fingerprint, "sources": {}, "rejected": {},
+                    "points_checked": 0, "verify": self.plan.mode.value}
+        return self.reuse.summary(self.config.fingerprint)
 
     @property
     def seen(self) -> int:

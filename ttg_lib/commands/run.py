@@ -53,6 +53,12 @@ console = Console(stderr=True)
               help="values recomputed on other workers [full for TTG's functions, else sample]")
 @click.option("--verify-rtol", type=float, default=None,
               help="floats recomputed agree within this relative tolerance [0: exactly]")
+@click.option("--reuse", type=click.Choice(("all", "none")), default=None,
+              help="all: reuse points earlier runs in --output-dir computed with the same "
+                   "function [all]; none: compute every point")
+@click.option("--function-version", "version", default=None, metavar="TEXT",
+              help="salt of the function's fingerprint: change it when results would change "
+                   "without its module changing (data, dependencies)")
 @click.option("--resume", "resume_run", default=None, metavar="RUN",
               help="continue RUN (its orchestrator died): its settings, only missing chunks")
 @click.option("--retry-failed", is_flag=True,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..paths import record_dir
 from ..record import load_json
 from ..results import ResultsError, load_results, result_files
+from ..results.layout import FIXED as _FIXED
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ MAX_POINTS = 5_000  # points drawn at most (scatter, lines, parallel coordinates
 MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
-_FIXED = ("param_id", "worker", "attempt", "error")
 
 Run = dict[str, Any] | str | os.PathLike[str]
 

@@ -49,6 +49,7 @@ def milestone_rows(s: dict[str, Any]) -> list[Row]:
         ("Retry queue", "0", str(s.get("retry_queue", "n/a"))),
         ("DLQ", "0", str(s.get("dlq_count", "n/a"))),
         ("Results stored (results.parquet)", f"{s['total_params']:,} rows", _results_kept(s)),
+        *_reuse_rows(s),
         ("Points present exactly once", f"{s['total_params']:,}",
          f"{s['params_verified']:,}"),
         (f"Values recomputed by another worker ({s.get('verify_mode', 'full')})",
@@ -56,6 +57,19 @@ def milestone_rows(s: dict[str, Any]) -> list[Row]:
         ("Duplicate deliveries (harmless)", "record", str(s.get("duplicate_deliveries", 0))),
         ("Data loss", "ZERO", data_loss(s)),
     ]
+    return rows
+
+
+def _reuse_rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Points reused from earlier runs, and any run whose values were rejected."""
+    reuse = s.get("reuse") or {}
+    if not s.get("points_reused") and not reuse.get("rejected"):
+        return []
+    rows = [("Points reused / computed", "record",
+             f"{s.get('points_reused', 0):,} / {s.get('points_computed') or 0:,} "
+             f"({reuse.get('points_checked', 0):,} reused recomputed to check)")]
+    for run, why in (reuse.get("rejected") or {}).items():
+        rows.append((f"Reuse of run {run}", "accepted", f"REJECTED: {why}"))
     return rows
 
 

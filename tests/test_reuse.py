@@ -1,0 +1,181 @@
+"""Reuse across runs, the unit layer: fingerprints, exact point matching (a wider grid axis,
+more random samples, a changed linspace), the chunks a partly reused space publishes, and
+dict values with points left out. No broker: the sweeps are in test_reuse_e2e.py."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ttg_lib.config import ConfigError, RunConfig
+from ttg_lib.reuse import ReusePlan, Source, function_fingerprint, lookup
+from ttg_lib.reuse.keys import point_keys
+from ttg_lib.space import load_space
+from ttg_lib.verify import VerifyMode
+
+
+def stored(tmp_path: Path, space_dict: dict, name: str = "old", failed: tuple = ()) -> Source:
+    """A finished run's table for ``space_dict`` (values: param_id * 10)."""
+    space = load_space(space_dict)
+    cols = space.columns(0, space.size)
+    error = [("boom" if i in failed else None) for i in range(space.size)]
+    table = pa.table({"param_id": np.arange(space.size), **cols,
+                      "value": np.arange(space.size) * 10.0, "error": pa.array(error,
+                                                                               pa.string())})
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(table, path, row_group_size=7)  # several row groups
+    return Source(name, path)
+
+
+def test_a_wider_first_axis_reuses_every_old_point_at_its_new_place(tmp_path):
+    old = stored(tmp_path, {"axes": {"a": [1, 2, 3, 4, 5], "b": [0.5, 1.5, 2.5, 3.5]}})
+    rmap = lookup(load_space({"axes": {"a": [1, 2, 3, 4, 5, 6], "b": [0.5, 1.5, 2.5, 3.5]}}),
+                  [old], block=5)
+    assert rmap.new_ids.tolist() == list(range(20)) and rmap.old_ids.tolist() == list(range(20))
+
+
+def test_a_wider_second_axis_reuses_scattered_points_and_chunks_compute_only_the_rest(
+        tmp_path):
+    old = stored(tmp_path, {"axes": {"a": [1, 2, 3], "b": ["x", "y"]}}, failed=(4,))
+    new = load_space({"axes": {"a": [1, 2, 3], "b": ["x", "y", "z"]}})  # ids: a*3 + b
+    rmap = lookup(new, [old])
+    # old (a, b) -> old id 2a+b, new id 3a+b; the failed old point 4 = (2, x) is not reused
+    assert rmap.new_ids.tolist() == [0, 1, 3, 4, 7]
+    assert rmap.old_ids.tolist() == [0, 1, 2, 3, 5]
+    plan = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=9, mode=VerifyMode.NONE,
+                     rtol=0.0, say=print)
+    assert plan.final and plan.touched.tolist() == [0, 1]
+    assert plan.only(0) == (2,)  # points 0, 1, 3 reused
+    assert plan.only(1) == (1, 2)  # points 4 and 7 reused: 5, 6 computed
+    assert plan.only(2) is None  # nothing reused: the whole chunk
+
+
+def test_a_chunk_of_reused_points_only_computes_nothing_and_checks_wait(tmp_path):
+    old = stored(tmp_path, {"axes": {"a": list(range(8))}})
+    rmap = lookup(load_space({"axes": {"a": list(range(12))}}), [old])
+    plan = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=12, mode=VerifyMode.SAMPLE,
+                     rtol=0.0, say=print)
+    assert plan.only(0) == () and plan.only(2) is None
+    assert not plan.final and plan.held(1) and not plan.held(2)  # until the checks are in
+    assert list(plan.checks) == [0]  # at least the source's first chunk
+    full = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=12, mode=VerifyMode.FULL,
+                     rtol=0.0, say=print)
+    assert sorted(full.checks) == [0, 1]
+    task = full.verification_tasks(lambda cid: _task(cid))[1]
+    assert task.only == (0, 1, 2, 3) and task.verify_of == "reused"
+
+
+def _task(cid: int):
+    from ttg_lib.messages import Task
+
+    return Task(run_id="r", chunk_id=cid, start=cid * 4, count=4, work_ms=0.0,
+                compute="m:f")
+
+
+def test_more_random_samples_with_the_same_seed_reuse_exactly_the_first_ones(tmp_path):
+    axes = {"x": {"uniform": [0.0, 1.0]}, "k": [1, 2, 3]}
+    old = stored(tmp_path, {"mode": "random", "samples": 500, "seed": 7, "axes": axes})
+    rmap = lookup(load_space({"mode": "random", "samples": 1000, "seed": 7, "axes": axes}),
+                  [old], block=300)
+    assert rmap.new_ids.tolist() == list(range(500)) == rmap.old_ids.tolist()
+    other = lookup(load_space({"mode": "random", "samples": 1000, "seed": 8, "axes": axes}),
+                   [old])
+    assert len(other) == 0
+
+
+def test_a_changed_linspace_reuses_the_points_whose_floats_coincide_exactly(tmp_path):
+    old = stored(tmp_path, {"axes": {"x": {"linspace": [0.0, 1.0, 11]}}})
+    new_space = load_space({"axes": {"x": {"linspace": [0.0, 1.0, 31]}}})
+    old_x = np.linspace(0.0, 1.0, 11).tolist()
+    new_x = new_space.columns(0, 31)["x"].tolist()
+    expected = [i for i, x in enumerate(new_x) if x in old_x]  # Python's float ==: exact
+    assert len(expected) == 8  # 0.1 * 3 is not 0.3: three tenths are computed again
+    rmap = lookup(new_space, [old])
+    assert rmap.new_ids.tolist() == expected
+    assert [old_x[i] for i in rmap.old_ids.tolist()] == [new_x[i] for i in expected]
+
+
+def test_keys_compare_exact_values_and_minus_zero_is_zero():
+    a1, a2 = point_keys({"x": np.array([0.0, -0.0, 0.1, 0.1 + 1e-18,
+                                            np.nextafter(0.1, 1.0)]),
+                         "s": np.array(["a", "a", "a", "a", "a"])}, ["s", "x"])
+    assert a1[0] == a1[1] and a2[0] == a2[1]
+    assert a1[2] == a1[3]  # 0.1 + 1e-18 is 0.1 as a float
+    assert len(set(a1.tolist())) == 3  # the next float after 0.1 is another point
+    b1, _ = point_keys({"x": pa.array([0.1]), "s": pa.array(["a"])}, ["s", "x"])
+    assert b1[0] == a1[2]  # Arrow columns (a stored table) hash as numpy ones do
+    c1, _ = point_keys({"x": np.array([0.1]), "s": np.array(["b"])}, ["s", "x"])
+    assert c1[0] != a1[2]
+
+
+def test_the_newest_source_wins_and_other_functions_or_axes_are_no_source(tmp_path):
+    import json
+    import os
+
+    from ttg_lib.reuse import find_sources
+
+    space = load_space({"axes": {"a": [1, 2]}})
+    for name, fp, axes in (("r1", "fp1:x", {"a": [1, 2]}), ("r2", "fp1:x", {"a": [1, 2]}),
+                           ("r3", "fp1:y", {"a": [1, 2]}), ("r4", "fp1:x", {"a": [1.0]})):
+        record = tmp_path / "runs" / name
+        record.mkdir(parents=True)
+        (record / "config.json").write_text(json.dumps({"fingerprint": fp}))
+        src = stored(record, {"axes": axes}, name="results")
+        os.utime(src.table, (1000 + int(name[1]), 1000 + int(name[1])))
+    found = find_sources(tmp_path, "new", "fp1:x", space)
+    assert [s.run_id for s in found] == ["r2", "r1"]  # r3: another function; r4: float a
+    rmap = lookup(space, found)
+    assert set(rmap.src.tolist()) == {0}  # both have every point: the newest is used
+    assert find_sources(tmp_path, "r2", "fp1:x", space)[0].run_id == "r1"  # never itself
+
+
+@pytest.fixture
+def module_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("fpmod", None)
+
+
+def test_the_fingerprint_follows_the_module_source_name_and_version(module_dir):
+    path = module_dir / "fpmod.py"
+    path.write_text(textwrap.dedent("""
+        def f(x):
+            return x
+        def g(x):
+            return x
+    """))
+    importlib.invalidate_caches()
+    config = RunConfig.build(compute="fpmod:f", scale="tiny")
+    first = function_fingerprint(config)
+    assert first.startswith("fp1:") and first == function_fingerprint(config)
+    assert function_fingerprint(RunConfig.build(compute="fpmod:g", scale="tiny")) != first
+    assert function_fingerprint(RunConfig.build(compute="fpmod:f", scale="tiny",
+                                                version="2")) != first
+    path.write_text(path.read_text().replace("return x\n", "return x + 1\n", 1))
+    assert function_fingerprint(config) != first
+    shipped = RunConfig.build(compute="fpmod:f", scale="tiny", compute_sha256="a" * 64)
+    assert function_fingerprint(shipped) != function_fingerprint(
+        RunConfig.build(compute="fpmod:f", scale="tiny", compute_sha256="b" * 64))
+
+
+def test_reuse_settings_are_checked():
+    assert RunConfig.build(scale="tiny").reuse == "all"
+    with pytest.raises(ConfigError, match="reuse"):
+        RunConfig.build(scale="tiny", reuse="some")
+
+
+def test_dict_values_with_points_left_out_stay_typed_columns():
+    from ttg_lib.packing import ValueColumns, pack_chunk, unpack_columns
+
+    enc, raw, cols = pack_chunk([None, {"a": 1.5, "b": 2}, None])
+    assert enc == "cols"
+    values = unpack_columns(cols, memoryview(raw))
+    assert isinstance(values, ValueColumns)
+    assert list(values) == [{"a": None, "b": None}, {"a": 1.5, "b": 2}, {"a": None, "b": None}]
