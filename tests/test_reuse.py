@@ -68,8 +68,9 @@ def test_a_chunk_of_reused_points_only_computes_nothing_and_checks_wait(tmp_path
     full = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=12, mode=VerifyMode.FULL,
                      rtol=0.0, say=print)
     assert sorted(full.checks) == [0, 1]
-    task = full.verification_tasks(lambda cid: _task(cid))[1]
+    task = full.verification_tasks(lambda cid: _task(cid), 3)[1]
     assert task.only == (0, 1, 2, 3) and task.verify_of == "reused"
+    assert (task.chunk_id, task.start) == (3 + 1, 4)  # its own name; chunk 1's points
 
 
 def _task(cid: int):

@@ -104,13 +104,13 @@ class Ledger:
                 for rows in reused_rows(plan.map, index):
                     self.writer.add_rows(rows, layout)
         asks = []
-        for cid in plan.touched.tolist():
+        for cid in plan.waiting.tolist():  # a rejected source's chunks are whole again
             if self.collector.chunk_state[cid]:
                 continue
-            if plan.only(cid):
-                asks.append(self.task(cid))
-            else:
+            if plan.only(cid) == ():
                 self.collector.restore({cid}, set())
+            else:
+                asks.append(self.task(cid))
         return asks
 
     def restore(self) -> str:
@@ -199,14 +199,18 @@ class Ledger:
         return out
 
     def _reuse_check(self, result: Result) -> bool:
-        """A recomputation of reused points, compared with their stored values here."""
-        if (self.reuse is None or not self.reuse.awaits(result.chunk_id)
-                or result.run_id != self.config.run_id):
+        """A recomputation of reused points (its chunk id past the last chunk), compared
+        with their stored values here; a late copy of one is dropped."""
+        total = self.config.chunks_total
+        if (self.reuse is None or result.run_id != self.config.run_id
+                or not total <= result.chunk_id < 2 * total):
             return False
-        from .results.writer import value_columns
+        if self.reuse.awaits(result.chunk_id - total):
+            from .results.writer import value_columns
 
-        self.reuse.check(result, getattr(self.writer, "value_columns", None)
-                         or (lambda r: value_columns(r, self.space)))  # results not kept
+            self.reuse.check(result.chunk_id - total, result,
+                             getattr(self.writer, "value_columns", None)
+                             or (lambda r: value_columns(r, self.space)))  # results not kept
         return True
 
     def _as_written(self, result: Result) -> Result:
@@ -289,7 +293,7 @@ class Ledger:
                 yield self.task(chunk_id)
             return
         if not self.reuse.final:
-            yield from self.reuse.verification_tasks(self.task)
+            yield from self.reuse.verification_tasks(self.task, self.config.chunks_total)
         state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
             if not state[chunk_id] and not self.reuse.held(chunk_id):

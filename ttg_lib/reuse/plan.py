@@ -55,6 +55,7 @@ class ReusePlan:
         self.say = say
         self.mode = mode
         self.touched = rmap.chunks(chunk_size)  # chunks holding reused points
+        self.waiting = self.touched  # ... as first found: those the verdict settles
         self.rejected: dict[int, str] = {}  # source index -> why
         self.points_checked = 0
         self.checks: dict[int, list[Check]] = self._checks(run_id) \
@@ -86,24 +87,28 @@ class ReusePlan:
         at = int(np.searchsorted(self.touched, chunk_id))
         return at < len(self.touched) and int(self.touched[at]) == chunk_id
 
-    def verification_tasks(self, task_of: Callable[[int], Task]) -> list[Task]:
-        """One recomputation per sampled chunk: its reused points only."""
+    def verification_tasks(self, task_of: Callable[[int], Task],
+                           chunks_total: int) -> list[Task]:
+        """One recomputation per sampled chunk: its reused points only. Its chunk id is
+        ``chunks_total`` past the chunk's (the same points, another name), so the broker,
+        which keeps one recomputation per chunk id, keeps the chunk's own one too."""
         tasks = []
         for cid, checks in self.checks.items():
             only = np.sort(np.concatenate([c.offsets for c in checks]))
-            tasks.append(dataclasses.replace(task_of(cid), only=tuple(only.tolist()))
-                         .verification(CHECKER))
+            tasks.append(dataclasses.replace(task_of(cid), chunk_id=chunks_total + cid,
+                                             only=tuple(only.tolist())).verification(CHECKER))
         return tasks
 
     # -- the checks -----------------------------------------------------------------------
     def awaits(self, chunk_id: int) -> bool:
         return chunk_id in self.checks
 
-    def check(self, result: Result, value_columns: Callable[[Result], Sequence[pa.Array]]
-              ) -> None:
+    def check(self, chunk_id: int, result: Result,
+              value_columns: Callable[[Result], Sequence[pa.Array]]) -> None:
         """A sampled chunk recomputed: each source's points compared with their stored
         values; a source that differs is rejected."""
-        checks = self.checks.pop(result.chunk_id)
+        checks = self.checks.pop(chunk_id)
+        result = dataclasses.replace(result, chunk_id=chunk_id)
         mine = None if result.error is not None else value_columns(result)
         for check in checks:
             if check.source in self.rejected:
