@@ -10,11 +10,12 @@ milliseconds, the same code for a space's columns and for a stored table's.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -47,7 +48,13 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 def _words(column: Any) -> np.ndarray:
     """One uint64 per value, equal exactly when the values are."""
-    if hasattr(column, "to_numpy") and not isinstance(column, np.ndarray):  # Arrow
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.Array):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = pc.dictionary_encode(column)  # the distinct texts once, then indices
+            table = _text_words(np.asarray(encoded.dictionary.to_pylist(), dtype=str))
+            return table[encoded.indices.to_numpy(zero_copy_only=False)]
         column = column.to_numpy(zero_copy_only=False)
     array = np.asarray(column)
     if array.dtype.kind == "f":
@@ -56,12 +63,18 @@ def _words(column: Any) -> np.ndarray:
         return array.astype(np.int64).view(np.uint64)
     if array.dtype.kind == "b":
         return array.astype(np.uint64)
-    unique, inverse = np.unique(array.astype(str), return_inverse=True)
-    table = np.fromiter((_text_word(str(text)) for text in unique.tolist()), dtype=np.uint64,
-                        count=len(unique))
-    return table[inverse.reshape(-1)]
+    return _text_words(array.astype(str))
 
 
-def _text_word(text: str) -> int:
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+def _text_words(texts: np.ndarray) -> np.ndarray:
+    """Texts (numpy unicode) folded code point by code point, up to each one's length: no
+    sort, no Python loop over the texts."""
+    words = np.full(len(texts), _GOLDEN, dtype=np.uint64)
+    if not len(texts) or texts.dtype.itemsize == 0:
+        return words
+    points = texts.view(np.uint32).reshape(len(texts), -1)
+    lengths = np.char.str_len(texts)
+    for j in range(points.shape[1]):
+        inside = j < lengths
+        words = np.where(inside, _mix(words ^ points[:, j].astype(np.uint64)) + _GOLDEN, words)
+    return words ^ lengths.astype(np.uint64)

@@ -68,8 +68,10 @@ class ReuseMap:
         return slice(int(lo), int(hi))
 
     def chunks(self, chunk_size: int) -> np.ndarray:
-        """The chunks with at least one reused point, sorted."""
-        return np.unique(self.new_ids // chunk_size)
+        """The chunks with at least one reused point, sorted (the ids are: no sort)."""
+        chunks = self.new_ids // chunk_size
+        return chunks[np.concatenate([[True], chunks[1:] != chunks[:-1]])] if len(chunks) \
+            else chunks
 
 
 def find_sources(output_dir: str | Path, run_id: str, fingerprint: str,
@@ -107,13 +109,19 @@ def lookup(space: Any, sources: Sequence[Source], block: int = BLOCK) -> ReuseMa
         return ReuseMap.empty()
     names = sorted(space.axis_names)
     k1, k2, ids, src = _candidates(sources, names)
-    order = np.lexsort((src, k1))  # by key, newest source first among equals
-    k1, k2, ids, src = k1[order], k2[order], ids[order], src[order]
+    order = np.argsort(k1, kind="stable")  # by key; among equals, as filled: newest first
+    k1 = k1[order]  # one array at a time: never two copies of all four
+    k2 = k2[order]
+    ids = ids[order]
+    src = src[order]
     del order
     first = np.ones(len(k1), dtype=bool)
     first[1:] = k1[1:] != k1[:-1]
     if not first.all():
-        k1, k2, ids, src = k1[first], k2[first], ids[first], src[first]
+        k1 = k1[first]
+        k2 = k2[first]
+        ids = ids[first]
+        src = src[first]
     del first
     new_ids: list[np.ndarray] = []
     new_src: list[np.ndarray] = []
@@ -121,12 +129,15 @@ def lookup(space: Any, sources: Sequence[Source], block: int = BLOCK) -> ReuseMa
     for pos in range(0, space.size if len(k1) else 0, block):
         n = min(block, space.size - pos)
         a1, a2 = point_keys(space.columns(pos, n, tuple(names)), names)
-        at = np.minimum(np.searchsorted(k1, a1), len(k1) - 1)
-        hit = (k1[at] == a1) & (k2[at] == a2)
-        where = at[hit]
-        new_ids.append(np.flatnonzero(hit).astype(np.int64) + pos)
-        new_src.append(src[where])
-        old_ids.append(ids[where])
+        order = np.argsort(a1)  # sorted needles: the search walks the keys in order
+        at = np.minimum(np.searchsorted(k1, a1[order]), len(k1) - 1)
+        hit = (k1[at] == a1[order]) & (k2[at] == a2[order])
+        found = order[hit]
+        sort = np.argsort(found)  # back in the space's order
+        new_ids.append(found[sort].astype(np.int64) + pos)
+        new_src.append(src[at[hit][sort]])
+        old_ids.append(ids[at[hit][sort]])
+    del k1, k2, ids, src  # before the pieces are joined: one of the two at a time
     if not new_ids:
         return ReuseMap.empty(sources)
     return ReuseMap(list(sources), np.concatenate(new_ids), np.concatenate(new_src),
