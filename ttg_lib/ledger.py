@@ -65,6 +65,7 @@ class Ledger:
         self.retries = 0
         self.received_before: set[int] = set()  # read by a dead orchestrator, not on disk
         self.reuse: Any = None  # reuse.ReusePlan: points earlier runs computed already
+        self._copying: Iterator[None] | None = None  # reused rows still to copy in
         self._next_flush = 0.0
         self._disk_said = False
 
@@ -87,22 +88,14 @@ class Ledger:
             self._settle_reuse()
 
     def _settle_reuse(self) -> list[Task]:
-        """The verdict on reused points: their rows copied in, chunks of reused points only
+        """The verdict on reused points: their rows to copy in, chunks of reused points only
         finished, the others' tasks (their missing points) returned."""
-        import numpy as np
-
-        from .results import ResultsWriter, ValueLayout
-        from .reuse import reused_rows
+        from .results import ResultsWriter
 
         plan = self.reuse
         if isinstance(self.writer, ResultsWriter):
-            import pyarrow.parquet as pq
-
             self.writer.reused = plan.map.new_ids
-            for index in np.unique(plan.map.src).tolist():  # the rejected ones are gone
-                layout = ValueLayout.from_schema(pq.read_schema(plan.map.sources[index].table))
-                for rows in reused_rows(plan.map, index):
-                    self.writer.add_rows(rows, layout)
+            self._copying = self._copy_reused(plan)
         asks = []
         for cid in plan.waiting.tolist():  # a rejected source's chunks are whole again
             if self.collector.chunk_state[cid]:
@@ -112,6 +105,31 @@ class Ledger:
             else:
                 asks.append(self.task(cid))
         return asks
+
+    def _copy_reused(self, plan: Any) -> Iterator[None]:
+        """The reused rows into this run's table, a row group of an earlier table per step
+        (10^7 rows take seconds: the run's loop, and its broker lock, go on meanwhile)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from .results import ValueLayout
+        from .reuse import reused_rows
+
+        for index in np.unique(plan.map.src).tolist():  # the rejected ones are gone
+            layout = ValueLayout.from_schema(pq.read_schema(plan.map.sources[index].table))
+            for rows in reused_rows(plan.map, index):
+                self.writer.add_rows(rows, layout)
+                yield
+
+    def copy_reused(self, budget_s: float = 0.2, until_done: bool = False) -> None:
+        """Copy reused rows for about ``budget_s`` (all of them with ``until_done``)."""
+        if self._copying is None:
+            return
+        deadline = time.monotonic() + budget_s
+        for _ in self._copying:
+            if not until_done and time.monotonic() > deadline:
+                return
+        self._copying = None
 
     def restore(self) -> str:
         """A resumed run counts what its record holds already; restored chunks the verify
@@ -259,6 +277,7 @@ class Ledger:
         """The final flush and merge, tried again when the disk refuses (space may be freed
         meanwhile); then one line naming the path. What is not on disk stays in the broker:
         nothing was settled past the last part written, so a --resume finds it."""
+        self.copy_reused(until_done=True)  # a run that ended early: its table whole still
         for attempt in range(CLOSE_ATTEMPTS):
             try:
                 self.writer.close()
@@ -315,7 +334,8 @@ class Ledger:
     # -- what it knows ------------------------------------------------------------------
     @property
     def all_done(self) -> bool:
-        return self.collector.all_done and (self.reuse is None or self.reuse.final)
+        return (self.collector.all_done and (self.reuse is None or self.reuse.final)
+                and self._copying is None)
 
     @property
     def points_reused(self) -> int:

@@ -181,6 +181,7 @@ class Run:
 
     def _step(self, timeout: float) -> None:
         self._read(timeout)
+        self.ledger.copy_reused()  # rows reused from earlier runs, a little at a time
         self._maybe_sample()
         self.broker.keep_lock()
         self.faults.maybe_demo(self.cluster, self.ledger.collector, self.elapsed_s)
