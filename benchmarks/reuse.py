@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.stamp import header, stamped_dir  # noqa: E402
 
 FINGERPRINT = "fp1:" + "0" * 64
 LIMIT_S, LIMIT_MIB = 30.0, 1024.0
@@ -137,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(Path(args.measure), args.points, copy=not args.quick)))
         return 0
-    out = Path(args.output_dir) / f"reuse-{time.strftime('%Y-%m-%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = stamped_dir(args.output_dir, "reuse")
+    stamp = header("reuse.py", argv)
     work = Path(tempfile.mkdtemp(prefix="ttg-reuse-bench-"))
     try:
         began = time.perf_counter()
@@ -150,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(child.stdout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["setup_s"] = round(setup_s, 1)
+    result = {**stamp, **result, "setup_s": round(setup_s, 1), "load_at_end": os.getloadavg()}
     result["ok"] = result["plan_s"] < LIMIT_S and result["plan_peak_rss_mib"] < LIMIT_MIB
     (out / "reuse.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Reuse lookup, {args.points:,} earlier points", "",
+             f"`{stamp['command']}`, {stamp['date']}, load {stamp['load_at_start']} at start, "
+             f"{result['load_at_end']} at end.", "",
              f"New space {result['points_new']:,} points, {result['points_reused']:,} reused, "
              f"{result['chunks_checked']} chunk(s) to check (sample).", "",
              "| step | seconds | CPU seconds | peak RSS MiB | limit |", "|---|---|---|---|---|",

@@ -180,3 +180,20 @@ def test_dict_values_with_points_left_out_stay_typed_columns():
     values = unpack_columns(cols, memoryview(raw))
     assert isinstance(values, ValueColumns)
     assert list(values) == [{"a": None, "b": None}, {"a": 1.5, "b": 2}, {"a": None, "b": None}]
+
+
+@pytest.mark.slow
+def test_the_reuse_benchmark_runs_and_writes_its_figures(tmp_path):
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "reuse.py"), "--points",
+                           "100000", "--output-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (out,) = tmp_path.iterdir()
+    result = json.loads((out / "reuse.json").read_text())
+    assert result["points_reused"] == 100_000 and result["points_new"] == 110_000
+    assert result["ok"] and result["command"].startswith("python benchmarks/reuse.py")
+    assert "copy_s" in result and (out / "summary.md").exists()
