@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ttg_lib.config import ConfigError, RunConfig
+from ttg_lib.results.layout import META_KEY, ValueLayout
 from ttg_lib.reuse import ReusePlan, Source, function_fingerprint, lookup
 from ttg_lib.reuse.keys import point_keys
 from ttg_lib.space import load_space
@@ -29,6 +30,8 @@ def stored(tmp_path: Path, space_dict: dict, name: str = "old", failed: tuple = 
     table = pa.table({"param_id": np.arange(space.size), **cols,
                       "value": np.arange(space.size) * 10.0, "error": pa.array(error,
                                                                                pa.string())})
+    layout = ValueLayout("scalar", (("value", "float64"),))  # as a results table says it
+    table = table.replace_schema_metadata({META_KEY: layout.to_json()})
     path = tmp_path / f"{name}.parquet"
     pq.write_table(table, path, row_group_size=7)  # several row groups
     return Source(name, path)
@@ -124,14 +127,16 @@ def test_the_newest_source_wins_and_other_functions_or_axes_are_no_source(tmp_pa
 
     space = load_space({"axes": {"a": [1, 2]}})
     for name, fp, axes in (("r1", "fp1:x", {"a": [1, 2]}), ("r2", "fp1:x", {"a": [1, 2]}),
-                           ("r3", "fp1:y", {"a": [1, 2]}), ("r4", "fp1:x", {"a": [1.0]})):
+                           ("r3", "fp1:y", {"a": [1, 2]}), ("r4", "fp1:x", {"a": [1.0]}),
+                           ("r5", "fp1:x", {"a": [1, 2], "seed": [0, 1]})):
         record = tmp_path / "runs" / name
         record.mkdir(parents=True)
         (record / "config.json").write_text(json.dumps({"fingerprint": fp}))
         src = stored(record, {"axes": axes}, name="results")
         os.utime(src.table, (1000 + int(name[1]), 1000 + int(name[1])))
     found = find_sources(tmp_path, "new", "fp1:x", space)
-    assert [s.run_id for s in found] == ["r2", "r1"]  # r3: another function; r4: float a
+    assert [s.run_id for s in found] == ["r2", "r1"]  # r3: another function; r4: float a;
+    # r5: another axis (its points at seed 1 are not this space's points)
     rmap = lookup(space, found)
     assert set(rmap.src.tolist()) == {0}  # both have every point: the newest is used
     assert find_sources(tmp_path, "r2", "fp1:x", space)[0].run_id == "r1"  # never itself
@@ -166,10 +171,19 @@ def test_the_fingerprint_follows_the_module_source_name_and_version(module_dir):
         RunConfig.build(compute="fpmod:f", scale="tiny", compute_sha256="b" * 64))
 
 
-def test_reuse_settings_are_checked():
+def test_reuse_settings_are_checked_and_reach_every_front_end():
+    from click.testing import CliRunner
+
+    from ttg_lib.api import sweep_options
+    from ttg_lib.commands.run import run
+
     assert RunConfig.build(scale="tiny").reuse == "all"
     with pytest.raises(ConfigError, match="reuse"):
         RunConfig.build(scale="tiny", reuse="some")
+    assert {"reuse", "version"} <= set(sweep_options())  # ttg_lib.sweep(..., reuse="none")
+    bad = CliRunner().invoke(run, ["--reuse", "some", "--dry-run"])
+    assert bad.exit_code == 2 and "'some' is not one of 'all', 'none'" in bad.output
+    assert "--function-version" in CliRunner().invoke(run, ["--help"]).output
 
 
 def test_dict_values_with_points_left_out_stay_typed_columns():

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..results.layout import ARROW, AXIS_KINDS, RESULTS_FILE
+from ..results.layout import ARROW, AXIS_KINDS, RESULTS_FILE, axis_names
 from .keys import point_keys
 
 BLOCK = 1 << 20  # new points hashed per pass
@@ -95,6 +95,9 @@ def find_sources(output_dir: str | Path, run_id: str, fingerprint: str,
 
 
 def _same_axes(schema: pa.Schema, space: Any) -> bool:
+    """The same axes, no more (a point of fewer axes is not the same point), same types."""
+    if set(axis_names(schema)) != set(space.axis_names):
+        return False
     for axis in space.axes:
         if axis.name not in schema.names:
             return False
