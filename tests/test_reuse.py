@@ -28,8 +28,9 @@ def stored(tmp_path: Path, space_dict: dict, name: str = "old", failed: tuple = 
     cols = space.columns(0, space.size)
     error = [("boom" if i in failed else None) for i in range(space.size)]
     table = pa.table({"param_id": np.arange(space.size), **cols,
-                      "value": np.arange(space.size) * 10.0, "error": pa.array(error,
-                                                                               pa.string())})
+                      "value": np.arange(space.size) * 10.0,
+                      "value_json": pa.nulls(space.size, pa.string()),
+                      "error": pa.array(error, pa.string())})
     layout = ValueLayout("scalar", (("value", "float64"),))  # as a results table says it
     table = table.replace_schema_metadata({META_KEY: layout.to_json()})
     path = tmp_path / f"{name}.parquet"
@@ -74,6 +75,33 @@ def test_a_chunk_of_reused_points_only_computes_nothing_and_checks_wait(tmp_path
     task = full.verification_tasks(lambda cid: _task(cid), 3)[1]
     assert task.only == (0, 1, 2, 3) and task.verify_of == "reused"
     assert (task.chunk_id, task.start) == (3 + 1, 4)  # its own name; chunk 1's points
+
+
+@pytest.mark.parametrize("recomputed,rtol,rejected", [
+    ([0.0, 10.0, 20.0, 30.0], 0.0, False), ([0.0, 10.0, 20.5, 30.0], 0.0, True),
+    ([0.0, 10.0, 20.0 + 1e-9, 30.0], 0.0, True), ([0.0, 10.0, 20.0 + 1e-9, 30.0], 1e-6, False),
+    ([0.0, 10.0, 20.5, 30.0], 1e-6, True)])
+def test_a_check_that_differs_rejects_its_source_and_its_points_are_computed(
+        tmp_path, recomputed, rtol, rejected):
+    from ttg_lib.messages import Result
+    from ttg_lib.results.writer import value_columns
+
+    old = stored(tmp_path, {"axes": {"a": list(range(8))}})
+    new = load_space({"axes": {"a": list(range(12))}})
+    said: list[str] = []
+    plan = ReusePlan(lookup(new, [old]), run_id="r", chunk_size=4, total_params=12,
+                     mode=VerifyMode.SAMPLE, rtol=rtol, say=said.append)
+    assert list(plan.checks) == [0] and not plan.final
+    result = Result(run_id="r", chunk_id=3, start=0, count=4, worker="w1", attempt=1,
+                    started_at=0.0, finished_at=0.0, values=recomputed, verify=True)
+    plan.check(0, result, lambda r: value_columns(r, new))
+    assert plan.final and plan.points_checked == 4
+    assert bool(plan.rejected) is rejected and bool(said) is rejected
+    if rejected:
+        assert "run old rejected" in said[0] and "8 reused point(s)" in said[0]
+        assert len(plan.map) == 0 and plan.only(0) is None  # the whole chunk is computed
+    else:
+        assert len(plan.map) == 8 and plan.only(1) == ()
 
 
 def _task(cid: int):
