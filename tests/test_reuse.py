@@ -239,3 +239,27 @@ def test_the_reuse_benchmark_runs_and_writes_its_figures(tmp_path):
     assert result["points_reused"] == 100_000 and result["points_new"] == 110_000
     assert result["ok"] and result["command"].startswith("python benchmarks/reuse.py")
     assert "copy_s" in result and (out / "summary.md").exists()
+
+
+def test_a_dry_run_says_how_many_points_earlier_runs_computed(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from ttg_lib.commands.run import run
+
+    fingerprint = function_fingerprint(RunConfig.build(compute="ttg_lib.examples:train",
+                                                       scale="tiny"))
+    record = tmp_path / "runs" / "earlier"
+    record.mkdir(parents=True)
+    (record / "config.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    stored(record, {"axes": {"lr": [0.1, 0.2], "depth": [2, 4]}}, name="results")
+    space = json.dumps({"axes": {"lr": [0.1, 0.2, 0.3], "depth": [2, 4]}})
+    args = ["--dry-run", "--output-dir", str(tmp_path), "--compute", "ttg_lib.examples:train",
+            "--space", space]
+    shown = CliRunner().invoke(run, args)
+    assert shown.exit_code == 0, shown.output
+    assert "reused from earlier runs (before their check): 4 points (4 from earlier)" in \
+        shown.output
+    off = CliRunner().invoke(run, [*args, "--reuse", "none"])
+    assert "reused" not in off.output
