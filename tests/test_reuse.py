@@ -263,3 +263,25 @@ def test_a_dry_run_says_how_many_points_earlier_runs_computed(tmp_path):
         shown.output
     off = CliRunner().invoke(run, [*args, "--reuse", "none"])
     assert "reused" not in off.output
+
+
+def test_reused_rows_take_their_new_ids_and_name_the_run_that_computed_them(tmp_path):
+    from ttg_lib.reuse import reused_rows
+
+    plain = stored(tmp_path, {"axes": {"a": [1, 2, 3]}}, name="plain")
+    table = pq.read_table(plain.table)
+    chained = tmp_path / "chained.parquet"  # itself reused its rows from run "first"
+    pq.write_table(table.append_column("source_run", pa.array(["first", None, "first"])),
+                   chained)
+    new = load_space({"axes": {"a": [0, 3, 1, 2]}})  # old a=1,2,3 are new ids 2, 3, 1
+    rmap = lookup(new, [Source("plain", plain.table), Source("chained", chained)])
+    assert rmap.new_ids.tolist() == [1, 2, 3] and set(rmap.src.tolist()) == {0}
+    rows = pa.concat_tables(reused_rows(rmap, 0)).sort_by("param_id")
+    assert rows.column("param_id").to_pylist() == [1, 2, 3]
+    assert rows.column("a").to_pylist() == [3, 1, 2]
+    assert rows.column("value").to_pylist() == [20.0, 0.0, 10.0]  # the old rows' values
+    assert rows.column("source_run").cast(pa.string()).to_pylist() == ["plain"] * 3
+    from_chained = lookup(new, [Source("chained", chained)])
+    rows = pa.concat_tables(reused_rows(from_chained, 0)).sort_by("param_id")
+    assert rows.column("source_run").cast(pa.string()).to_pylist() == [
+        "first", "first", "chained"]  # a=3 (first), a=1 (first), a=2 (no name: the source)
