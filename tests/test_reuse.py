@@ -285,3 +285,62 @@ def test_reused_rows_take_their_new_ids_and_name_the_run_that_computed_them(tmp_
     rows = pa.concat_tables(reused_rows(from_chained, 0)).sort_by("param_id")
     assert rows.column("source_run").cast(pa.string()).to_pylist() == [
         "first", "first", "chained"]  # a=3 (first), a=1 (first), a=2 (no name: the source)
+
+
+def test_the_ledger_publishes_checks_then_missing_points_and_writes_one_whole_table(tmp_path):
+    """The data plane on frames alone: an earlier run of x in 0..9, then x in 0..13."""
+    import dataclasses
+
+    from ttg_lib import load_results
+    from ttg_lib.ledger import Ledger
+    from ttg_lib.messages import Result
+    from ttg_lib.record import RunRecord
+
+    def book_for(run_id: str, xs: int, verify: str) -> tuple[RunConfig, Ledger]:
+        space = {"axes": {"x": {"range": [0, xs]}}}
+        cfg = RunConfig.build(total_params=xs, chunk_size=4, work_ms=0.0, verify=verify,
+                              output_dir=str(tmp_path), monitor="none", run_id=run_id,
+                              space=space, compute="ttg_lib.examples:fragile",
+                              fingerprint="fp1:test")
+        book = Ledger(cfg, load_space(space), RunRecord(cfg.record_dir), lambda: 0.0,
+                      say=lambda _line: None)
+        book.open()
+        book.record.write_json("config.json", cfg.to_dict())
+        return cfg, book
+
+    def frame(cfg: RunConfig, task, **changes) -> Result:
+        asked = task.only if task.only is not None else range(task.count)
+        values = [float((task.start + i) ** 2) if i in asked else None
+                  for i in range(task.count)]
+        return dataclasses.replace(Result(
+            run_id=cfg.run_id, chunk_id=task.chunk_id, start=task.start, count=task.count,
+            worker="w1", attempt=1, started_at=0.0, finished_at=0.0, values=values,
+            verify=bool(task.verify_of)), **changes)
+
+    cfg, first = book_for("first", 10, "none")
+    first.prepare_reuse()
+    assert first.reuse is None  # nothing earlier
+    first.ingest([frame(cfg, task) for task in first.tasks()])
+    assert first.all_done
+    first.close()
+
+    cfg, second = book_for("second", 14, "sample")
+    second.prepare_reuse()
+    tasks = list(second.tasks())
+    checks = [t for t in tasks if t.verify_of]
+    assert checks and all(t.chunk_id >= 4 and t.verify_of == "reused" for t in checks)
+    assert [(t.chunk_id, t.only) for t in tasks if not t.verify_of] == [(3, None)]
+    assert not second.all_done
+    asks = second.ingest([frame(cfg, t) for t in checks]).asks  # they agree
+    assert [(t.chunk_id, t.only) for t in asks] == [(2, (2, 3))]  # x = 10, 11 only
+    assert second.collector.chunk_state[0] and second.collector.chunk_state[1]
+    got = second.ingest([frame(cfg, t) for t in [*asks, tasks[-1]]])
+    second.ingest([frame(cfg, t, worker="w2") for t in got.asks])  # the sampled new chunks
+    second.copy_reused(until_done=True)
+    assert second.all_done and second.points_reused == 10
+    second.close()
+    assert second.verdict().ok
+    df = load_results(cfg.record_dir).sort_values("param_id")
+    assert df["x"].tolist() == list(range(14))
+    assert df["value"].tolist() == [float(x * x) for x in range(14)]
+    assert df["source_run"].astype(str).tolist() == ["first"] * 10 + ["second"] * 4
