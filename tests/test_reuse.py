@@ -336,6 +336,9 @@ def test_the_ledger_publishes_checks_then_missing_points_and_writes_one_whole_ta
     assert second.collector.chunk_state[0] and second.collector.chunk_state[1]
     got = second.ingest([frame(cfg, t) for t in [*asks, tasks[-1]]])
     second.ingest([frame(cfg, t, worker="w2") for t in got.asks])  # the sampled new chunks
+    assert got.asks and second.verdict().values_recomputed == sum(  # their points, not more
+        len(t.only) if t.only is not None else t.count for t in got.asks)
+    assert any(t.only == (2, 3) for t in got.asks)  # the first chunk of w1: x = 10, 11
     second.copy_reused(until_done=True)
     assert second.all_done and second.points_reused == 10
     second.close()

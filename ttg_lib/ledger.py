@@ -210,9 +210,10 @@ class Ledger:
             out.new.append(result)
             if (result.error is None and len(result.failures) < result.count
                     and self.plan.wants(result.chunk_id, result.worker)):
-                collector.expect_verification(result.chunk_id)
-                out.asks.append(recheck_task(
-                    self.task(result.chunk_id).verification(result.worker), result))
+                ask = recheck_task(self.task(result.chunk_id).verification(result.worker),
+                                   result)
+                collector.expect_verification(result.chunk_id, ask.only)
+                out.asks.append(ask)
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 
