@@ -43,7 +43,8 @@ SPACE_CPU = {"axes": {"samples": [20_000], "seed": {"range": [0, 2000]}}}
 
 def ttg_run(out: Path, *args: str, env: dict[str, str] | None = None) -> RunSummary:
     proc = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor",
-                           "none", "--output-dir", str(out), *args], cwd=ROOT, text=True,
+                           "none", "--output-dir", str(out), "--reuse", "none",  # computed,
+                           *args], cwd=ROOT, text=True,  # never reused from the last repeat
                           capture_output=True, env={**os.environ, **(env or {})}, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(f"ttg run {' '.join(args)} failed:\n{proc.stderr[-3000:]}")

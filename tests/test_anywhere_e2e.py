@@ -179,7 +179,7 @@ def test_workers_from_another_directory_join_and_a_pinned_one_leaves_the_next_ru
         assert b.wait(30) == 0
         stale = worker("stale", "--run-id", summary["run_id"])
         run2 = ttg_run(project, "--workers", "0", "--expect-workers", "2", "--work-ms", "30",
-                       "--chunk-size", "1")
+                       "--chunk-size", "1", "--reuse", "none")  # computed again, not reused
         summary2, err2 = summary_of(run2)
         assert summary2["ok"] and summary2["params_verified"] == 33, err2[-3000:]
         assert summary2["dlq_count"] == 0

@@ -164,7 +164,7 @@ def test_a_5x4x3_grid_gives_60_rows_whose_values_equal_a_direct_call(tmp_path):
     frame = load_results(tmp_path)
     assert len(frame) == 60 and frame["param_id"].tolist() == list(range(60))
     assert list(frame.columns) == ["param_id", "a", "b", "c", "value", "worker", "attempt",
-                                   "error"]
+                                   "error", "source_run"]  # the run that computed it
     for row in frame.itertuples(index=False):
         assert space.point(row.param_id) == {"a": row.a, "b": row.b, "c": row.c}
         assert row.value == row.a * row.b + len(row.c) / 3  # floats exactly
@@ -342,7 +342,8 @@ def test_exports_and_the_results_command(tmp_path, monkeypatch):
     csv_path = export_results("run-1", "csv", output_dir="outputs")
     assert csv_path.name == "results-run-1.csv"
     lines = csv_path.read_text().splitlines()
-    assert lines[0] == '"param_id","lr","depth","act","value","worker","attempt","error"'
+    assert lines[0] == ('"param_id","lr","depth","act","value","worker","attempt","error",'
+                        '"source_run"')
     assert len(lines) == 61
     jsonl = export_results(record, "jsonl", tmp_path / "r.jsonl")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]

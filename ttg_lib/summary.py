@@ -79,6 +79,10 @@ class RunSummary:
     resumed: bool = False  # continued a run whose orchestrator died (ttg run --resume)
     chunks_redone: int = 0  # chunks a resumed run published again
     failed_points: dict[str, Any] | None = None  # failures.FailureBook.summary(): by type
+    fingerprint: str = ""  # the function's (reuse/fingerprint.py): same one, same values
+    points_reused: int = 0  # values copied from earlier runs of the same function (reuse)
+    points_computed: int | None = None  # the others: this run's workers computed them
+    reuse: dict[str, Any] | None = None  # fingerprint, sources, checked, rejected
 
     def to_dict(self) -> dict[str, Any]:
         """``summary.json``: the fault and the outages as their own ``to_dict`` spells them."""
@@ -129,7 +133,8 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                   verify_s: float, verify_mode: str, results_rows: int,
                   results_file: str | None, resumed: bool = False,
                   chunks_redone: int = 0, complete_s: float | None = None,
-                  failed_points: dict[str, Any] | None = None) -> RunSummary:
+                  failed_points: dict[str, Any] | None = None, points_reused: int = 0,
+                  reuse: dict[str, Any] | None = None) -> RunSummary:
     runtime = timing.runtime_s
     failed = (failed_points or {}).get("count", 0)
     ideal = config.ideal_runtime_s
@@ -168,7 +173,9 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         results_rows=results_rows, results_file=results_file, resumed=resumed,
         chunks_redone=chunks_redone,
         complete_s=round(complete_s, 3) if complete_s is not None else None,
-        failed_points=failed_points)
+        failed_points=failed_points, fingerprint=config.fingerprint,
+        points_reused=points_reused,
+        points_computed=config.total_params - points_reused, reuse=reuse)
 
 
 def _failed_problem(failed: dict[str, Any]) -> str:

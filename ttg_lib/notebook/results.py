@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..paths import record_dir
 from ..record import load_json
 from ..results import ResultsError, load_results, result_files
+from ..results.layout import FIXED as _FIXED
 from ..summary import RunSummary
 from .tables import html_table
 
@@ -31,7 +32,6 @@ MAX_FAILED = 500  # of which failed points marked at most
 MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
-_FIXED = ("param_id", "worker", "attempt", "error")
 
 Run = RunSummary | dict[str, Any] | str | os.PathLike[str]
 

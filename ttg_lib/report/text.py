@@ -53,6 +53,7 @@ def milestone_rows(summary: Summary) -> list[Row]:
         ("Retry queue", "0", str(_known_or(s.retry_queue))),
         ("DLQ", "0", str(_known_or(s.dlq_count))),
         ("Results stored (results.parquet)", f"{s.total_params:,} rows", _results_kept(s)),
+        *_reuse_rows(s),
         ("Points present exactly once", f"{s.total_params:,}", f"{s.params_verified:,}"),
         (f"Values recomputed by another worker ({s.verify_mode})",
          _recompute_target(s), f"{s.values_recomputed:,}"),
@@ -64,6 +65,19 @@ def milestone_rows(summary: Summary) -> list[Row]:
 
 def _known_or(value: Any, unknown: str = "n/a") -> Any:
     return unknown if value is None else value
+
+
+def _reuse_rows(s: RunSummary) -> list[Row]:
+    """Points reused from earlier runs, and any run whose values were rejected."""
+    reuse = s.reuse or {}
+    if not s.points_reused and not reuse.get("rejected"):
+        return []
+    rows = [("Points reused / computed", "record",
+             f"{s.points_reused:,} / {s.points_computed or 0:,} "
+             f"({reuse.get('points_checked', 0):,} reused recomputed to check)")]
+    for run, why in (reuse.get("rejected") or {}).items():
+        rows.append((f"Reuse of run {run}", "accepted", f"REJECTED: {why}"))
+    return rows
 
 
 def _results_kept(s: RunSummary) -> str:
