@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ResultsError
 from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
+from .ordered import sorted_batches
 from .writer import ROW_GROUP_ROWS, batches, merge, part_files
 
 if TYPE_CHECKING:
@@ -111,8 +112,8 @@ def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.Data
     try:
         import pandas as pd
     except ImportError:
-        raise ResultsError("pandas", None, "load_results needs pandas: pip install pandas "
-                                           "(or 'ttg[notebooks]')") from None
+        raise ResultsError("pandas", None, "load_results needs pandas, part of TTG's "
+                                           "install: pip install pandas") from None
     files = result_files(run, output_dir)
     table = (pq.read_table(files[0]) if len(files) == 1 else read_table(files)
              ).sort_by("param_id")
@@ -128,8 +129,8 @@ def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.Data
 
 def export_results(run: str | Path, format: str = "parquet", out: str | Path | None = None,
                    output_dir: str | Path = "outputs") -> Path | None:
-    """Write a run's results as Parquet, CSV or JSON lines, streaming a row group at a time
-    (rows in the order they were written; sort by ``param_id`` to read them in order).
+    """Write a run's results as Parquet, CSV or JSON lines in ``param_id`` order, streaming
+    a row group at a time (a dead orchestrator's parts are merged as the close would).
     ``out`` defaults to ``results-<run>.<format>`` here; ``-`` means stdout (csv, jsonl).
     JSON lines write NaN and infinities as ``null`` (strict JSON has neither).
     Returns the path written (None for stdout)."""
@@ -165,17 +166,17 @@ def _write_text(files: Sequence[Path], format: str, handle: Any) -> None:
     if format == "csv":
         import pyarrow.csv as pacsv
         first = True
-        for batch in batches(files):
-            table = pa.Table.from_batches([conform(batch, schema)]).drop_columns(drop)
+        for table in sorted_batches(files, schema):
+            table = table.drop_columns(drop)
             buffer = pa.BufferOutputStream()
             pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=first))
             handle.write(buffer.getvalue().to_pybytes())
             first = False
         return
-    for batch in batches(files):
+    for table in sorted_batches(files, schema):
         lines = (json.dumps({k: _finite(v) for k, v in row.items()}, separators=(",", ":"),
                             allow_nan=False)
-                 for row in conform(batch, schema).drop_columns(drop).to_pylist())
+                 for row in table.drop_columns(drop).to_pylist())
         handle.write(("\n".join(lines) + "\n").encode())
 
 
