@@ -2,8 +2,9 @@
 
 * data: one sample per :class:`ttg_lib.run.Progress` (shaped like ``samples.jsonl``),
   sliding-window throughput, and markers for the fault and every worker death;
-* static figures: the queue chart, the chunk timeline and the run comparison, drawn from
-  a run record only;
+* static figures: the queue chart (the run's story: chunks left to compute, recomputations
+  queued, points on disk; under it the broker's own figures, labelled as such), the chunk
+  timeline and the run comparison, drawn from a run record only;
 * :class:`LiveChart`: a FigureWidget fed from the loop that drives a run, replaced by the
   static figure of the record when the run ends.
 """
@@ -14,6 +15,7 @@ import html
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,18 @@ THROUGHPUT_WINDOW_S = 2.0
 
 def sample_from_progress(progress: Any) -> dict[str, Any]:
     """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
-    row = sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
-                     progress.params_done, progress.live_workers, progress.stats)
-    eta = getattr(progress, "eta", None)  # modelled on the axes (ttg_lib.eta)
-    if eta is not None:
-        row["eta_s"], row["eta_spread_s"] = round(eta.remaining_s, 1), round(eta.spread_s, 1)
-    return row
+    return sample_row(progress)
+
+
+def with_chunks_left(samples: list[dict[str, Any]], chunks_total: int | None
+                     ) -> list[dict[str, Any]]:
+    """Samples of a record from before ``chunks_left`` was sampled: derived from the chunks
+    finished and the run's total, so an old record still draws its story."""
+    if not chunks_total or all("chunks_left" in s for s in samples):
+        return samples
+    return [s if "chunks_left" in s or "completed" not in s else
+            {**s, "chunks_left": max(0, chunks_total - s["completed"] - s.get("failed", 0))}
+            for s in samples]
 
 
 def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
@@ -115,6 +123,12 @@ def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
     row = {**last, "t": max(last["t"], summary["runtime_s"]),
            "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
            "params_done": summary.get("params_verified", last.get("params_done", 0))}
+    if "chunks_left" in last:  # the story's end: from the summary too
+        row["chunks_left"] = max(0, summary.get("chunks_total", 0) - row["completed"]
+                                 - row["failed"])
+        row["rows"] = summary.get("results_rows", last.get("rows"))
+        if summary.get("state") == "done":
+            row["verify_queued"] = 0
     for role in ("tasks", "results", "retry", "dlq"):
         if role in stats:  # drawn like the samples before it: totals, or ready counts
             row[role] = stats[role]["messages"] if last.get(role) is not None else None
@@ -127,18 +141,37 @@ def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
 QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
 
 COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "#d62728",
-          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf"}
+          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf",
+          "chunks_left": "#08306b", "verify_queued": "#e6550d", "rows": "#31a354"}
 
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
               "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
 
+STORY = (("chunks_left", "chunks left to compute", False),  # (sample key, name, right axis)
+         ("verify_queued", "recomputations queued", False),
+         ("rows", "points on disk", True))
 
-def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """One line of the queue chart: its sample key, name, panel (1: the run's story, 2: the
+    broker's figures) and whether it is drawn against the panel's right-hand axis."""
+
+    key: str
+    name: str
+    row: int
+    secondary: bool
+    dotted: bool = False
+
+
+def _trace_specs(backend: str) -> list[TraceSpec]:
     names = QUEUE_NAMES.get(backend, QUEUE_NAMES[DEFAULT_BACKEND])
-    return [("tasks", names["tasks"], False), ("results", names["results"], False),
-            ("retry", names["retry"], False), ("dlq", names["dlq"], False),
-            ("consumers", "consumers", True), ("live_workers", "live workers", True)]
+    return ([TraceSpec(key, name, 1, right, dotted=key == "rows") for key, name, right in STORY]
+            + [TraceSpec(role, f"broker: {names[role]} messages", 2, False)
+               for role in ("tasks", "results", "retry", "dlq")]
+            + [TraceSpec("consumers", "broker: consumers", 2, True, dotted=True),
+               TraceSpec("live_workers", "live workers", 2, True, dotted=True)])
 
 
 def _mark_layout(marks: list[dict[str, Any]], outages: Iterable[dict[str, Any]] = ()
@@ -165,35 +198,44 @@ def _mark_layout(marks: list[dict[str, Any]], outages: Iterable[dict[str, Any]] 
 def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
                  backend: str = DEFAULT_BACKEND, title: str = "TTG queues",
                  outages: Iterable[dict[str, Any]] = ()) -> Any:
-    """Queue depths, consumers and live workers over time, throughput in a second panel."""
+    """The run's story (chunks left, recomputations queued, points on disk), the broker's
+    own figures under it (queue depths, consumers, live workers), throughput at the bottom;
+    the fault and every worker death marked across all three."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        row_heights=[0.65, 0.35], specs=[[{"secondary_y": True}], [{}]],
-                        subplot_titles=("Queue depth (messages) and workers",
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.42, 0.34, 0.24],
+                        specs=[[{"secondary_y": True}], [{"secondary_y": True}], [{}]],
+                        subplot_titles=("The run: chunks left, recomputations queued, "
+                                        "points on disk",
+                                        "The broker's own figures: messages per queue",
                                         "Throughput (params/s)"))
-    for key, name, secondary in _trace_specs(backend):
-        xs, ys = _series(samples, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, key, name), mode="lines",
-                                 line={"color": COLORS[key], "width": 2,
-                                       "dash": "dot" if secondary else "solid",
-                                       "shape": "hv" if secondary else "linear"}),
-                      row=1, col=1, secondary_y=secondary)
+    for spec in _trace_specs(backend):
+        xs, ys = _series(samples, spec.key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, spec.key, spec.name),
+                                 mode="lines", line={"color": COLORS[spec.key], "width": 2,
+                                                     "dash": "dot" if spec.dotted else "solid",
+                                                     "shape": "hv" if spec.row == 2 and
+                                                     spec.secondary else "linear"}),
+                      row=spec.row, col=1, secondary_y=spec.secondary)
     tx, ty = throughput(samples)
     fig.add_trace(go.Scatter(x=tx, y=ty, name="params/s", mode="lines", fill="tozeroy",
-                             line={"color": COLORS["throughput"]}), row=2, col=1)
+                             line={"color": COLORS["throughput"]}), row=3, col=1)
     shapes, notes = _mark_layout(marks, outages)
-    fig.update_layout(title={"text": title}, height=560, margin={"t": 80, "r": 20},
-                      legend={"orientation": "h", "y": -0.12}, shapes=shapes,
+    fig.update_layout(title={"text": title}, height=760, margin={"t": 80, "r": 20},
+                      legend={"orientation": "h", "y": -0.08}, shapes=shapes,
                       annotations=list(fig.layout.annotations) + notes,
                       uirevision="ttg")
-    fig.update_yaxes(title_text="messages", rangemode="tozero", row=1, col=1,
-                     secondary_y=False)
-    fig.update_yaxes(title_text="workers", rangemode="tozero", row=1, col=1, secondary_y=True,
+    fig.update_yaxes(title_text="chunks", rangemode="tozero", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="points", rangemode="tozero", row=1, col=1, secondary_y=True,
                      showgrid=False)
-    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title_text="seconds since the first task", row=2, col=1)
+    fig.update_yaxes(title_text="messages", rangemode="tozero", row=2, col=1,
+                     secondary_y=False)
+    fig.update_yaxes(title_text="workers", rangemode="tozero", row=2, col=1, secondary_y=True,
+                     showgrid=False)
+    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=3, col=1)
+    fig.update_xaxes(title_text="seconds since the first task", row=3, col=1)
     return fig
 
 
@@ -202,7 +244,8 @@ def figure_from_record(path: str | os.PathLike[str], title: str | None = None) -
     path = Path(path)
     summary = load_json(path / "summary.json", {})
     config = load_json(path / "config.json", {})
-    samples = read_jsonl(path / "samples.jsonl")
+    samples = with_chunks_left(read_jsonl(path / "samples.jsonl"),
+                               summary.get("chunks_total") or config.get("chunks_total"))
     final = _final_sample(summary, samples, load_json(path / "queue_stats.json", None))
     if final is not None:
         samples = samples + [final]
@@ -351,10 +394,10 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, (key, name, _sec) in enumerate(_trace_specs(self.backend)):
-                xs, ys = _series(self.samples, key)
+            for i, spec in enumerate(_trace_specs(self.backend)):
+                xs, ys = _series(self.samples, spec.key)
                 fig.data[i].x, fig.data[i].y = xs, ys
-                fig.data[i].name = series_label(self.samples, key, name)
+                fig.data[i].name = series_label(self.samples, spec.key, spec.name)
             tx, ty = throughput(self.samples)
             fig.data[-1].x, fig.data[-1].y = tx, ty
             fig.layout.shapes = shapes
