@@ -9,8 +9,10 @@ import random
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from ttg_lib.messages import Result
+from ttg_lib.record import read_jsonl
 from ttg_lib.results import PARTS_DIR, RESULTS_FILE, ResultsWriter, export_results, load_results
 from ttg_lib.results.ordered import row_groups, sorted_batches
 from ttg_lib.space import load_space
@@ -100,3 +102,29 @@ def test_the_merge_holds_only_the_row_groups_that_overlap(tmp_path):
         out += table.column(0).to_pylist()
     assert out == sorted(out) and len(out) == sum(pq.read_metadata(f).num_rows for f in files)
     assert largest <= 200  # a step emits about one group's rows, never the whole table
+
+
+def test_pandas_is_in_the_base_install():
+    """`ttg_lib.load_results` after scripts/demo.sh (the base install) needs no extra."""
+    from pathlib import Path
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert any(r.split(">")[0] == "pandas" for r in project["project"]["dependencies"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_runs_table_is_in_param_id_order(make_config, backend_name, broker_url):
+    """Three workers, small chunks and a flush every second: parts overlap, rows arrive out of
+    order; the closed table is in param_id order, one group after the other."""
+    from ttg_lib.run import execute
+
+    cfg = make_config(backend=backend_name, total_params=6000, chunk_size=20, work_ms=0.2,
+                      workers=3, verify="none")
+    summary = execute(cfg, say=lambda _line: None)
+    assert summary["ok"] and summary["results_rows"] == 6000
+    assert ids_of(summary["results_file"]) == list(range(6000))
+    arrived = [row["chunk_id"] for row in read_jsonl(cfg.record_dir / "chunks.jsonl")]
+    assert arrived != sorted(arrived)  # the order came from the merge, not the arrival
