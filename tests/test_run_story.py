@@ -148,3 +148,17 @@ def test_a_resumed_ledger_restores_its_chunks_into_the_eta(tmp_path):
     assert resumed.eta.chunks_timed == 0 and resumed.eta.estimate(5.0) is None
     resumed.ingest([frame(cfg, 3, started_at=10.0, finished_at=11.0)])
     assert resumed.eta.chunks_timed == 1
+
+
+def test_the_notebook_status_line_shows_the_eta():
+    from ttg_lib.config import RunConfig
+    from ttg_lib.eta import Eta
+    from ttg_lib.notebook.live import status_line
+
+    progress = Progress(elapsed_s=2.0, chunks_total=100, chunks_completed=33, chunks_failed=0,
+                        params_done=330, live_workers=3, stats=None, state=RunState.RUNNING,
+                        eta=Eta(65.0, 12.0, 40.0, "axes"))
+    line = status_line(progress, RunConfig.build(run_id="r1"))
+    assert line.endswith("3 workers live, ETA 1m05s ± 12s")
+    assert "ETA" not in status_line(dataclasses.replace(progress, eta=None),
+                                    RunConfig.build(run_id="r1"))
