@@ -75,10 +75,20 @@ def sorted_batches(files: Sequence[Path], schema: pa.Schema, keep: Keep | None =
             if cut < len(ids):
                 rest.append(part.slice(cut))
         pool = rest
-        if len(heads) == 1:
-            yield heads[0]
-        elif heads:
-            yield pa.concat_tables(heads).sort_by("param_id")
+        if heads:
+            yield _in_order(heads)
+
+
+def _in_order(heads: list[pa.Table]) -> pa.Table:
+    """Sorted tables as one sorted table: laid end to end when their ranges do not interleave
+    (parts of consecutive flushes, the usual case), sorted only when they do."""
+    if len(heads) == 1:
+        return heads[0]
+    ranges = sorted((int(_ids(h)[0]), int(_ids(h)[-1]), i) for i, h in enumerate(heads))
+    if all(high <= low for (_, high, _), (low, _, _) in zip(ranges[:-1], ranges[1:],
+                                                              strict=True)):
+        return pa.concat_tables([heads[i] for _, _, i in ranges])
+    return pa.concat_tables(heads).sort_by("param_id")
 
 
 def is_sorted(file: Path) -> bool:

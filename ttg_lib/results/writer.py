@@ -264,11 +264,13 @@ def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
             for table in sorted_batches(files, schema, keep):
                 pending.append(table)
                 size += table.num_rows
-                if size >= rows:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=size)
-                    pending, size = [], 0
-            if pending or not files:
-                writer.write_table(pa.concat_tables(pending) if pending
+                if size >= rows:  # row groups of exactly ``rows``: the rest waits
+                    whole = pa.concat_tables(pending)
+                    cut = size - size % rows
+                    writer.write_table(whole.slice(0, cut), row_group_size=rows)
+                    pending, size = [whole.slice(cut)], size - cut
+            if size or not files:
+                writer.write_table(pa.concat_tables(pending) if size
                                    else schema.empty_table())
     if durable:
         with open(out, "wb") as handle:
