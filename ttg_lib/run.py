@@ -133,8 +133,7 @@ class Run:
         if self.resume:
             self.say(self.ledger.restore()
                      + (f"; stopped {stopped} of its old workers" if stopped else ""))
-            # what the dead orchestrator left in the broker: done before this run
-            self._drain(0.3, rounds=10_000, before=True)
+            self._drain(0.3, rounds=10_000, before=True)  # left by the dead orchestrator
             self.ledger.flush()
             self.times.last = None  # the runtime is this run's own
         self.session.clear()
@@ -220,9 +219,7 @@ class Run:
         """Queue depths every ``sample_s`` (0 turns sampling off, e.g. to measure its cost)."""
         if not self.sampler.due(force):
             return
-        stats = self.broker.stats()  # None while the broker is down: no depths in the sample
-        depths = stats.to_dict() if stats is not None else None
-        self.sampler.take(dataclasses.replace(self.progress(), stats=depths), stats)
+        self.sampler.take(self.progress(), self.broker.stats())
 
     def _free_exited_workers(self) -> None:
         """A worker the cluster saw end (died, killed, hung) gives its tasks to the others at

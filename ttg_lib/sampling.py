@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,10 +63,12 @@ class Sampler:
         return True
 
     def take(self, progress: Progress, stats: QueueStats | None) -> None:
-        """One sample of ``progress`` (built with ``stats``, None when the broker is down)."""
+        """One sample of ``progress`` with the queue depths just read (``stats``; None while
+        the broker is down: the sample has no depths, never the last ones again)."""
         if stats is not None:
             self.last_stats = stats
-        row = sample_row(progress)
+        row = sample_row(dataclasses.replace(
+            progress, stats=stats.to_dict() if stats is not None else None))
         row["wall"] = time.time()
         row["broker_up"] = stats is not None
         self.append(row)

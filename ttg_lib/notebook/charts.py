@@ -15,15 +15,15 @@ import html
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import report
-from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
+from ..backends import DEFAULT_BACKEND
 from ..record import load_json, read_jsonl
 from ..sampling import sample_row
 from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
+from .traces import series, series_label, trace_specs, with_chunks_left
 
 # -- chart data: samples, throughput, event markers ------------------------------------
 THROUGHPUT_WINDOW_S = 2.0
@@ -32,17 +32,6 @@ THROUGHPUT_WINDOW_S = 2.0
 def sample_from_progress(progress: Any) -> dict[str, Any]:
     """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
     return sample_row(progress)
-
-
-def with_chunks_left(samples: list[dict[str, Any]], chunks_total: int | None
-                     ) -> list[dict[str, Any]]:
-    """Samples of a record from before ``chunks_left`` was sampled: derived from the chunks
-    finished and the run's total, so an old record still draws its story."""
-    if not chunks_total or all("chunks_left" in s for s in samples):
-        return samples
-    return [s if "chunks_left" in s or "completed" not in s else
-            {**s, "chunks_left": max(0, chunks_total - s["completed"] - s.get("failed", 0))}
-            for s in samples]
 
 
 def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
@@ -82,28 +71,6 @@ def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
     return marks
 
 
-READY_ONLY = " ready (total unknown)"
-
-
-def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
-    """One line of the chart. A queue whose total the broker could not give in any sample
-    (RabbitMQ without its management API) is drawn by its ready count, which
-    :func:`series_label` says; never by a total guessed from it."""
-    if _ready_only(samples, key):
-        key = f"{key}_ready"
-    rows = [s for s in samples if key in s]
-    return [s["t"] for s in rows], [s[key] for s in rows]
-
-
-def series_label(samples: list[dict[str, Any]], key: str, name: str) -> str:
-    return name + READY_ONLY if _ready_only(samples, key) else name
-
-
-def _ready_only(samples: list[dict[str, Any]], key: str) -> bool:
-    return (any(s.get(f"{key}_ready") is not None for s in samples)
-            and all(s.get(key) is None for s in samples))
-
-
 def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
     for s in samples:
         if "wall" in s:
@@ -138,8 +105,6 @@ def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
 
 
 # -- static figures, drawn from a run record --------------------------------------------
-QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
-
 COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "#d62728",
           "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf",
           "chunks_left": "#08306b", "verify_queued": "#e6550d", "rows": "#31a354"}
@@ -147,32 +112,6 @@ COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
               "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
-
-STORY = (("chunks_left", "chunks left to compute", False),  # (sample key, name, right axis)
-         ("verify_queued", "recomputations queued", False),
-         ("rows", "points on disk", True))
-
-
-@dataclass(frozen=True)
-class TraceSpec:
-    """One line of the queue chart: its sample key, name, panel (1: the run's story, 2: the
-    broker's figures) and whether it is drawn against the panel's right-hand axis."""
-
-    key: str
-    name: str
-    row: int
-    secondary: bool
-    dotted: bool = False
-
-
-def _trace_specs(backend: str) -> list[TraceSpec]:
-    names = QUEUE_NAMES.get(backend, QUEUE_NAMES[DEFAULT_BACKEND])
-    return ([TraceSpec(key, name, 1, right, dotted=key == "rows") for key, name, right in STORY]
-            + [TraceSpec(role, f"broker: {names[role]} messages", 2, False)
-               for role in ("tasks", "results", "retry", "dlq")]
-            + [TraceSpec("consumers", "broker: consumers", 2, True, dotted=True),
-               TraceSpec("live_workers", "live workers", 2, True, dotted=True)])
-
 
 def _mark_layout(marks: list[dict[str, Any]], outages: Iterable[dict[str, Any]] = ()
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -211,8 +150,8 @@ def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
                                         "points on disk",
                                         "The broker's own figures: messages per queue",
                                         "Throughput (params/s)"))
-    for spec in _trace_specs(backend):
-        xs, ys = _series(samples, spec.key)
+    for spec in trace_specs(backend):
+        xs, ys = series(samples, spec.key)
         fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, spec.key, spec.name),
                                  mode="lines", line={"color": COLORS[spec.key], "width": 2,
                                                      "dash": "dot" if spec.dotted else "solid",
@@ -394,8 +333,8 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, spec in enumerate(_trace_specs(self.backend)):
-                xs, ys = _series(self.samples, spec.key)
+            for i, spec in enumerate(trace_specs(self.backend)):
+                xs, ys = series(self.samples, spec.key)
                 fig.data[i].x, fig.data[i].y = xs, ys
                 fig.data[i].name = series_label(self.samples, spec.key, spec.name)
             tx, ty = throughput(self.samples)
