@@ -128,3 +128,38 @@ def test_a_runs_table_is_in_param_id_order(make_config, backend_name, broker_url
     assert ids_of(summary["results_file"]) == list(range(6000))
     arrived = [row["chunk_id"] for row in read_jsonl(cfg.record_dir / "chunks.jsonl")]
     assert arrived != sorted(arrived)  # the order came from the merge, not the arrival
+
+
+def test_the_close_never_imports_pandas(tmp_path):
+    """pandas is installed now, and pyarrow's to_numpy would import it (~50 MiB) into the
+    orchestrator: the merge reads param_id as a view of its buffer instead."""
+    import subprocess
+    import sys
+
+    script = (
+        "import random, sys\n"
+        "from ttg_lib.messages import Result\n"
+        "from ttg_lib.results import ResultsWriter\n"
+        f"w = ResultsWriter({str(tmp_path)!r}, row_group_rows=50)\n"
+        "ids = list(range(20)); random.Random(3).shuffle(ids)\n"
+        "for c in ids:\n"
+        "    w.add(Result(run_id='r', chunk_id=c, start=c * 10, count=10, worker='w',\n"
+        "                 attempt=1, started_at=0.0, finished_at=0.0, values=[1.0] * 10))\n"
+        "w.close()\n"
+        "assert 'pandas' not in sys.modules, 'the close imported pandas'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ids_of(tmp_path / RESULTS_FILE) == list(range(200))
+
+
+def test_int64s_reads_slices_and_chunks_without_a_copy():
+    from ttg_lib.arrowcols import int64s
+
+    array = pa.chunked_array([pa.array(np.arange(10)), pa.array(np.arange(10, 15))])
+    assert int64s(array).tolist() == list(range(15))
+    sliced = array.chunk(0).slice(3, 4)
+    assert int64s(sliced).tolist() == [3, 4, 5, 6]
+    assert int64s(sliced.slice(4)).tolist() == []
+    with pytest.raises(ValueError, match="nulls"):
+        int64s(pa.array([1, None], pa.int64()))

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..arrowcols import int64s
 from .layout import conform
 
 Keep = Callable[[Path, pa.Table], pa.Table]  # rows of one file to keep (--retry-failed)
@@ -112,7 +113,4 @@ def _load(group: Group, schema: pa.Schema, keep: Keep | None) -> pa.Table:
 
 
 def _ids(table: pa.Table) -> np.ndarray:
-    column = table.column("param_id")
-    if column.num_chunks == 1:
-        return column.chunk(0).to_numpy()
-    return column.to_numpy()
+    return int64s(table.column("param_id"))  # not to_numpy: it imports pandas (~50 MiB)

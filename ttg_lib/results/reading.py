@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..arrowcols import int64s
 from ..errors import ResultsError
 from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
 from .ordered import sorted_batches
@@ -74,7 +75,7 @@ def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
     chunks = -(-total_params // chunk_size)
     rows = np.zeros(chunks, dtype=np.int64)
     for table in _chunk_counts(files, "", chunk_size):
-        ids = table.column(0).to_numpy()
+        ids = int64s(table.column(0))  # a resume's orchestrator: no pandas
         ids = ids[(ids >= 0) & (ids < total_params)]
         rows += np.bincount(ids // chunk_size, minlength=chunks)
     expected = np.full(chunks, chunk_size, dtype=np.int64)
