@@ -70,7 +70,7 @@ def test_an_old_record_without_the_story_still_draws_chunks_left(tmp_path):
          "tasks": 10, "tasks_ready": 8}) for t, done in ((0.0, 0), (1.0, 4), (2.0, 10))))
     fig = figure_from_record(record)
     assert list(fig.data[0].y) == [10, 6, 0]  # derived from the chunks finished
-    assert list(fig.data[1].y) == [] and list(fig.data[2].y) == []  # never sampled: no line
+    assert not any(fig.data[1].y) and not any(fig.data[2].y)  # never sampled: no line
     assert list(fig.data[3].y) == [10, 10, 10]
 
 

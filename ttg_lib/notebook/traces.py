@@ -7,9 +7,9 @@ recomputation), so the story is drawn from the ledger, not guessed from the queu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
+from ..recorded import Sample
 
 QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
 
@@ -39,34 +39,11 @@ def trace_specs(backend: str) -> list[TraceSpec]:
                TraceSpec("live_workers", "live workers", 2, True, dotted=True)])
 
 
-def with_chunks_left(samples: list[dict[str, Any]], chunks_total: int | None
-                     ) -> list[dict[str, Any]]:
+def with_chunks_left(samples: list[Sample], chunks_total: int | None) -> list[Sample]:
     """Samples of a record from before ``chunks_left`` was sampled: derived from the chunks
     finished and the run's total, so an old record still draws its story."""
-    if not chunks_total or all("chunks_left" in s for s in samples):
+    if not chunks_total or all(s.chunks_left is not None for s in samples):
         return samples
-    return [s if "chunks_left" in s or "completed" not in s else
-            {**s, "chunks_left": max(0, chunks_total - s["completed"] - s.get("failed", 0))}
+    return [s if s.chunks_left is not None else
+            s.replace(chunks_left=max(0, chunks_total - s.completed - s.failed))
             for s in samples]
-
-
-READY_ONLY = " ready (total unknown)"
-
-
-def series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
-    """One line of the chart. A queue whose total the broker could not give in any sample
-    (RabbitMQ without its management API) is drawn by its ready count, which
-    :func:`series_label` says; never by a total guessed from it."""
-    if _ready_only(samples, key):
-        key = f"{key}_ready"
-    rows = [s for s in samples if key in s]
-    return [s["t"] for s in rows], [s[key] for s in rows]
-
-
-def series_label(samples: list[dict[str, Any]], key: str, name: str) -> str:
-    return name + READY_ONLY if _ready_only(samples, key) else name
-
-
-def _ready_only(samples: list[dict[str, Any]], key: str) -> bool:
-    return (any(s.get(f"{key}_ready") is not None for s in samples)
-            and all(s.get(key) is None for s in samples))
