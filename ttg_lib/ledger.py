@@ -148,6 +148,7 @@ class Ledger:
 
             self.failures.restore(*failed_ids_errors(cfg.record_dir))
         self.collector.restore(done, failed & done)
+        self.eta.restore(done)  # no work left in them, and none of this run's throughput
         rechecked = self._recheck(done - failed)
         self.received_before = {row["chunk_id"] for row in
                                 read_jsonl(cfg.record_dir / "chunks.jsonl")
@@ -178,8 +179,10 @@ class Ledger:
         return sum(1 for c in self.received_before if not self.collector.chunk_state[c])
 
     # -- the run ------------------------------------------------------------------------
-    def ingest(self, frames: Iterable[Result | bytes]) -> Ingested:
-        """Check, count and buffer the frames of one read; a read is one moment."""
+    def ingest(self, frames: Iterable[Result | bytes], before: bool = False) -> Ingested:
+        """Check, count and buffer the frames of one read; a read is one moment.
+        ``before``: read before this run published anything (what a dead orchestrator left
+        in the broker): chunks done, but not this run's throughput."""
         out = Ingested()
         collector = self.collector
         for frame in frames:
@@ -206,7 +209,7 @@ class Ledger:
             self.writer.add(result)
             self.failures.add(result)
             self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
-                             failed=result.error is not None)
+                             failed=result.error is not None, before=before)
             out.new.append(result)
             if (result.error is None and len(result.failures) < result.count
                     and self.plan.wants(result.chunk_id, result.worker)):

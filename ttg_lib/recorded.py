@@ -186,6 +186,10 @@ class Sample:
     broker_up: bool = True
     eta_s: float | None = None
     eta_spread_s: float | None = None
+    # the run's story, from the ledger (None in a record from before they were sampled)
+    chunks_left: int | None = None  # chunks not yet computed
+    verify_queued: int | None = None  # recomputations asked for, not answered yet
+    rows: int | None = None  # points on disk (None: results not kept)
     queues: dict[QueueRole, QueueDepth] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this version does not know
 

@@ -133,7 +133,7 @@ class Run:
         else:
             self.say(self.ledger.restore()
                      + (f"; stopped {stopped} of its old workers" if stopped else ""))
-            self._drain(0.3, rounds=10_000)  # what the dead orchestrator left in the broker
+            self._drain(0.3, rounds=10_000, before=True)  # left by the dead orchestrator
             self.ledger.flush()
             self.times.last = None  # the runtime is this run's own
         self.session.clear()
@@ -186,11 +186,11 @@ class Run:
             self._maybe_sample(force=True)  # the chart's last point is the end state
         self.record.flush()  # a step is a moment: readers of the record see it
 
-    def _read(self, timeout: float) -> None:
+    def _read(self, timeout: float, before: bool = False) -> None:
         """One read: the frames to the ledger, its asks to the broker, and the broker's
         copies released once the ledger has the rows on disk."""
         frames = self.broker.read(timeout)
-        ingested = self.ledger.ingest(frames)
+        ingested = self.ledger.ingest(frames, before)
         if ingested.new:  # once per read, not per result: a read is one moment
             self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
             for result in ingested.new:
@@ -208,21 +208,19 @@ class Run:
             self.broker.settle()
             crashpoints.reach("settled")
 
-    def _drain(self, timeout: float, rounds: int) -> None:
+    def _drain(self, timeout: float, rounds: int, before: bool = False) -> None:
         """Read until a read changes nothing (a plain loop: nothing re-enters the session)."""
         for _ in range(rounds):
-            before = self.ledger.seen
-            self._read(timeout)
-            if self.ledger.seen == before:
+            seen = self.ledger.seen
+            self._read(timeout, before)
+            if self.ledger.seen == seen:
                 break
 
     def _maybe_sample(self, force: bool = False) -> None:
         """Queue depths every ``sample_s`` (0 turns sampling off, e.g. to measure its cost)."""
         if not self.sampler.due(force):
             return
-        c = self.ledger.collector
-        self.sampler.take(self.elapsed_s, c.completed, c.failed, c.params_done,
-                          len(self.cluster.live_workers()), self.broker.stats())
+        self.sampler.take(self.progress(), self.broker.stats())
 
     def _free_exited_workers(self) -> None:
         """A worker the cluster saw end (died, killed, hung) gives its tasks to the others at
@@ -270,7 +268,8 @@ class Run:
             state=RunState.BROKER_DOWN if down else self.state,
             events=self._cluster.events() if self._cluster else [],
             eta=self.ledger.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING
-            else None)
+            else None, verify_queued=c.awaited,
+            rows_on_disk=self.ledger.rows if self.config.keep_results else None)
 
     def _joined_live(self) -> int:
         """Workers from other hosts, as the last queue sample counts them."""

@@ -17,12 +17,7 @@ THROUGHPUT_WINDOW_S = 2.0
 
 def sample_from_progress(progress: Any) -> Sample:
     """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
-    row = sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
-                     progress.params_done, progress.live_workers, progress.stats)
-    eta = getattr(progress, "eta", None)  # modelled on the axes (ttg_lib.eta)
-    if eta is not None:
-        row["eta_s"], row["eta_spread_s"] = round(eta.remaining_s, 1), round(eta.spread_s, 1)
-    return Sample.from_dict(row)
+    return Sample.from_dict(sample_row(progress))  # the ETA and the story included
 
 
 def throughput(samples: list[Sample], window_s: float = THROUGHPUT_WINDOW_S
@@ -120,7 +115,14 @@ def final_sample(summary: RunSummary | None, samples: list[Sample],
             known = queues.get(role, QueueDepth(None)).messages is not None
             queues[role] = QueueDepth(stats[role.value]["messages"] if known else None,
                                       stats[role.value]["ready"])
+    story: dict[str, Any] = {}
+    if last.chunks_left is not None:  # the story's end: from the summary too
+        story["chunks_left"] = max(0, (summary.chunks_total or 0) - summary.chunks_completed
+                                   - (summary.chunks_failed or 0))
+        story["rows"] = summary.results_rows if summary.results_rows is not None else last.rows
+        if summary.state == "done":
+            story["verify_queued"] = 0
     return last.replace(t=max(last.t, summary.runtime_s), completed=summary.chunks_completed,
                         failed=summary.chunks_failed or 0,
                         params_done=summary.params_verified or last.params_done,
-                        queues=queues, wall=None)
+                        queues=queues, wall=None, **story)

@@ -3,8 +3,9 @@
 * data (:mod:`.chartdata`): one sample per :class:`ttg_lib.run.Progress` (typed like
   ``samples.jsonl`` read back), sliding-window throughput, and markers for the fault and
   every worker death;
-* static figures: the queue chart, the chunk timeline and the run comparison, drawn from
-  a run record only;
+* static figures: the queue chart (the run's story: chunks left to compute, recomputations
+  queued, points on disk; under it the broker's own figures, labelled as such: the lines are
+  :mod:`.traces`'), the chunk timeline and the run comparison, drawn from a run record only;
 * :class:`LiveChart`: a FigureWidget fed from the loop that drives a run, replaced by the
   static figure of the record when the run ends.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import report
-from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
+from ..backends import DEFAULT_BACKEND
 from ..record import load_json, read_jsonl
 from ..recorded import Fault, Outage, Sample, load_events, load_samples
 from ..summary import RunSummary, as_summary
@@ -34,23 +35,16 @@ from .chartdata import (
     throughput,
 )
 from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
+from .traces import trace_specs, with_chunks_left
 
 # -- static figures, drawn from a run record --------------------------------------------
-QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
-
 COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "#d62728",
-          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf"}
+          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf",
+          "chunks_left": "#08306b", "verify_queued": "#e6550d", "rows": "#31a354"}
 
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
               "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
-
-
-def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:
-    names = QUEUE_NAMES.get(backend, QUEUE_NAMES[DEFAULT_BACKEND])
-    return [("tasks", names["tasks"], False), ("results", names["results"], False),
-            ("retry", names["retry"], False), ("dlq", names["dlq"], False),
-            ("consumers", "consumers", True), ("live_workers", "live workers", True)]
 
 
 def _mark_layout(marks: list[Mark], outages: Iterable[Outage] = ()
@@ -76,35 +70,41 @@ def _mark_layout(marks: list[Mark], outages: Iterable[Outage] = ()
 def queue_figure(samples: list[Sample], marks: list[Mark], *,
                  backend: str = DEFAULT_BACKEND, title: str = "TTG queues",
                  outages: Iterable[Outage] = ()) -> Any:
-    """Queue depths, consumers and live workers over time, throughput in a second panel."""
+    """The run's story (chunks left, recomputations queued, points on disk), the broker's
+    own figures under it (queue depths, consumers, live workers), throughput at the bottom;
+    the fault and every worker death marked across all three."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        row_heights=[0.65, 0.35], specs=[[{"secondary_y": True}], [{}]],
-                        subplot_titles=("Queue depth (messages) and workers",
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.42, 0.34, 0.24],
+                        specs=[[{"secondary_y": True}], [{"secondary_y": True}], [{}]],
+                        subplot_titles=("The run: chunks left, recomputations queued, "
+                                        "points on disk",
+                                        "The broker's own figures: messages per queue",
                                         "Throughput (params/s)"))
-    for key, name, secondary in _trace_specs(backend):
-        xs, ys = series(samples, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, key, name), mode="lines",
-                                 line={"color": COLORS[key], "width": 2,
-                                       "dash": "dot" if secondary else "solid",
-                                       "shape": "hv" if secondary else "linear"}),
-                      row=1, col=1, secondary_y=secondary)
+    for spec in trace_specs(backend):
+        xs, ys = series(samples, spec.key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, spec.key, spec.name),
+                                 mode="lines", line={"color": COLORS[spec.key], "width": 2,
+                                                     "dash": "dot" if spec.dotted else "solid",
+                                                     "shape": "hv" if spec.row == 2 and
+                                                     spec.secondary else "linear"}),
+                      row=spec.row, col=1, secondary_y=spec.secondary)
     tx, ty = throughput(samples)
     fig.add_trace(go.Scatter(x=tx, y=ty, name="params/s", mode="lines", fill="tozeroy",
-                             line={"color": COLORS["throughput"]}), row=2, col=1)
+                             line={"color": COLORS["throughput"]}), row=3, col=1)
     shapes, notes = _mark_layout(marks, outages)
-    fig.update_layout(title={"text": title}, height=560, margin={"t": 80, "r": 20},
-                      legend={"orientation": "h", "y": -0.12}, shapes=shapes,
+    fig.update_layout(title={"text": title}, height=760, margin={"t": 80, "r": 20},
+                      legend={"orientation": "h", "y": -0.08}, shapes=shapes,
                       annotations=list(fig.layout.annotations) + notes,
                       uirevision="ttg")
-    fig.update_yaxes(title_text="messages", rangemode="tozero", row=1, col=1,
-                     secondary_y=False)
-    fig.update_yaxes(title_text="workers", rangemode="tozero", row=1, col=1, secondary_y=True,
-                     showgrid=False)
-    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title_text="seconds since the first task", row=2, col=1)
+    for row, left, right in ((1, "chunks", "points"), (2, "messages", "workers")):
+        fig.update_yaxes(title_text=left, rangemode="tozero", row=row, col=1, secondary_y=False)
+        fig.update_yaxes(title_text=right, rangemode="tozero", row=row, col=1,
+                         secondary_y=True, showgrid=False)
+    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=3, col=1)
+    fig.update_xaxes(title_text="seconds since the first task", row=3, col=1)
     return fig
 
 
@@ -113,7 +113,8 @@ def figure_from_record(path: str | os.PathLike[str], title: str | None = None) -
     path = Path(path)
     written = load_json(path / "summary.json", None)
     summary = as_summary(written) if written else None  # None: the run has not ended
-    samples = load_samples(path)
+    samples = with_chunks_left(load_samples(path), summary.chunks_total if summary else
+                               (load_json(path / "config.json", {}) or {}).get("chunks_total"))
     final = final_sample(summary, samples, load_json(path / "queue_stats.json", None))
     if final is not None:
         samples = samples + [final]
@@ -264,10 +265,10 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, (key, name, _sec) in enumerate(_trace_specs(self.backend)):
-                xs, ys = series(self.samples, key)
+            for i, spec in enumerate(trace_specs(self.backend)):
+                xs, ys = series(self.samples, spec.key)
                 fig.data[i].x, fig.data[i].y = xs, ys
-                fig.data[i].name = series_label(self.samples, key, name)
+                fig.data[i].name = series_label(self.samples, spec.key, spec.name)
             tx, ty = throughput(self.samples)
             fig.data[-1].x, fig.data[-1].y = tx, ty
             fig.layout.shapes = shapes

@@ -18,7 +18,8 @@ def status_line(p: Any, cfg: RunConfig) -> str:
     rate = p.params_done / p.elapsed_s if p.elapsed_s else 0.0
     return (f"<b>{html.escape(cfg.run_id)}</b>: {p.state}, "
             f"{p.chunks_completed + p.chunks_failed}/{p.chunks_total} chunks, "
-            f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live")
+            f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live"
+            + (f", {html.escape(p.eta.label())}" if getattr(p, "eta", None) else ""))
 
 
 def run_live(config: RunConfig, *, chart: bool = True, results: bool = True,

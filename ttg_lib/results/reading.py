@@ -18,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..arrowcols import int64s
 from ..errors import ResultsError
 from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
+from .ordered import sorted_batches
 from .writer import ROW_GROUP_ROWS, batches, merge, part_files
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
     chunks = -(-total_params // chunk_size)
     rows = np.zeros(chunks, dtype=np.int64)
     for table in _chunk_counts(files, "", chunk_size):
-        ids = table.column(0).to_numpy()
+        ids = int64s(table.column(0))  # a resume's orchestrator: no pandas
         ids = ids[(ids >= 0) & (ids < total_params)]
         rows += np.bincount(ids // chunk_size, minlength=chunks)
     expected = np.full(chunks, chunk_size, dtype=np.int64)
@@ -111,8 +113,8 @@ def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.Data
     try:
         import pandas  # noqa: F401
     except ImportError:
-        raise ResultsError("pandas", None, "load_results needs pandas: pip install pandas "
-                                           "(or 'ttg[notebooks]')") from None
+        raise ResultsError("pandas", None, "load_results needs pandas, part of TTG's "
+                                           "install: pip install pandas") from None
     files = result_files(run, output_dir)
     table = (pq.read_table(files[0]) if len(files) == 1 else read_table(files)
              ).sort_by("param_id")
@@ -135,8 +137,8 @@ def frame_of(table: pa.Table) -> pd.DataFrame:
 
 def export_results(run: str | Path, format: str = "parquet", out: str | Path | None = None,
                    output_dir: str | Path = "outputs") -> Path | None:
-    """Write a run's results as Parquet, CSV or JSON lines, streaming a row group at a time
-    (rows in the order they were written; sort by ``param_id`` to read them in order).
+    """Write a run's results as Parquet, CSV or JSON lines in ``param_id`` order, streaming
+    a row group at a time (a dead orchestrator's parts are merged as the close would).
     ``out`` defaults to ``results-<run>.<format>`` here; ``-`` means stdout (csv, jsonl).
     JSON lines write NaN and infinities as ``null`` (strict JSON has neither).
     Returns the path written (None for stdout)."""
@@ -172,17 +174,17 @@ def _write_text(files: Sequence[Path], format: str, handle: Any) -> None:
     if format == "csv":
         import pyarrow.csv as pacsv
         first = True
-        for batch in batches(files):
-            table = pa.Table.from_batches([conform(batch, schema)]).drop_columns(drop)
+        for table in sorted_batches(files, schema):
+            table = table.drop_columns(drop)
             buffer = pa.BufferOutputStream()
             pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=first))
             handle.write(buffer.getvalue().to_pybytes())
             first = False
         return
-    for batch in batches(files):
+    for table in sorted_batches(files, schema):
         lines = (json.dumps({k: _finite(v) for k, v in row.items()}, separators=(",", ":"),
                             allow_nan=False)
-                 for row in conform(batch, schema).drop_columns(drop).to_pylist())
+                 for row in table.drop_columns(drop).to_pylist())
         handle.write(("\n".join(lines) + "\n").encode())
 
 

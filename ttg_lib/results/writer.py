@@ -4,7 +4,8 @@ Durability: every :meth:`ResultsWriter.flush` writes its rows as one complete Pa
 under ``results.parts/`` (written aside, fsynced, renamed, the directory fsynced), so rows it
 reported are on disk, name included, before the broker drops its copies.
 :meth:`ResultsWriter.close` merges the parts into ``results.parquet`` a row group at a time,
-laid out once more from every part (a column widened late is widened in all of them).
+in ``param_id`` order (each part is sorted when written; :mod:`.ordered` merges them), laid
+out once more from every part (a column widened late is widened in all of them).
 
 The table is only ever built from complete information: the parts are moved aside
 (``results.parts.merged``, one atomic rename) before the finished table takes their place,
@@ -39,10 +40,10 @@ from .layout import (
     RESULTS_FILE,
     ValueLayout,
     axis_names,
-    conform,
     schema_for,
     value_column_names,
 )
+from .ordered import Keep, is_sorted, sorted_batches
 from .rows import rows_table
 
 ROW_GROUP_ROWS = 65_536
@@ -108,7 +109,7 @@ class ResultsWriter:
         """Write the buffered rows as one durable part; returns their chunk ids."""
         if not self._buffer:
             return []
-        batch = self._buffer
+        batch = sorted(self._buffer, key=lambda r: r.start)  # a part is in param_id order
         table, layout = rows_table(batch, self.space, self._layout)
         if self.supersede is not None:  # --retry-failed: only the retried points' rows
             table = self.supersede.new_rows(table)
@@ -150,13 +151,12 @@ class ResultsWriter:
         parts = part_files(self.parts)
         tmp = self.path.with_name(self.path.name + ".tmp")
         if len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
-                schema, check_metadata=True):
+                schema, check_metadata=True) and is_sorted(parts[0]):
             shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
             _fsync_file(tmp)
         else:
             merge(parts, tmp, schema, self.row_group_rows, durable=True,
-                  source=self.supersede.old_batches(parts, batches) if self.supersede
-                  else None)
+                  keep=self.supersede.old_rows(parts) if self.supersede else None)
         crashpoints.reach("table-written")
         merged = self.dir / MERGED_DIR
         if self.parts.exists():
@@ -282,23 +282,25 @@ def batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
 
 
 def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
-          durable: bool = False, source: Iterable[pa.RecordBatch] | None = None) -> None:
-    """Parts into one file of ``schema``, rows coalesced into row groups of about ``rows``
-    (``source``: their rows, if not all of them); ``durable``: ``out`` is written in place
-    and fsynced (the caller renames it)."""
+          durable: bool = False, keep: Keep | None = None) -> None:
+    """Parts into one file of ``schema`` in ``param_id`` order, rows coalesced into row
+    groups of about ``rows`` (``keep``: which rows of a file, if not all of them);
+    ``durable``: ``out`` is written in place and fsynced (the caller renames it)."""
     def write(handle: Any) -> None:
         with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
-            pending: list[pa.RecordBatch] = []
+            pending: list[pa.Table] = []
             size = 0
-            for batch in batches(files) if source is None else source:
-                pending.append(conform(batch, schema))
-                size += batch.num_rows
-                if size >= rows:
-                    writer.write_table(pa.Table.from_batches(pending, schema),
-                                       row_group_size=size)
-                    pending, size = [], 0
-            if pending or not files:
-                writer.write_table(pa.Table.from_batches(pending, schema))
+            for table in sorted_batches(files, schema, keep):
+                pending.append(table)
+                size += table.num_rows
+                if size >= rows:  # row groups of exactly ``rows``: the rest waits
+                    whole = pa.concat_tables(pending)
+                    cut = size - size % rows
+                    writer.write_table(whole.slice(0, cut), row_group_size=rows)
+                    pending, size = [whole.slice(cut)], size - cut
+            if size or not files:
+                writer.write_table(pa.concat_tables(pending) if size
+                                   else schema.empty_table())
     if durable:
         with open(out, "wb") as handle:
             write(handle)
