@@ -72,11 +72,11 @@ class Ledger:
     # -- opening and restoring ----------------------------------------------------------
     def open(self) -> None:
         """Open the results writer (continuing any parts on disk): the record is ours."""
+        from .results import NoResults, ResultsWriter  # pyarrow: the orchestrator's alone
+
         if not self.config.keep_results:
             self.writer = NoResults()
             return
-        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
-
         self.writer = ResultsWriter(self.config.record_dir, self.space)
 
     def prepare_reuse(self) -> None:
@@ -382,19 +382,3 @@ def run_space(config: RunConfig, fn: Callable[..., Any]) -> Any:
     check_signature(space, fn, config.compute)
     return space
 
-
-class NoResults:
-    """keep_results=false: the run's results are checked and dropped (as before there was a
-    results table), to measure what keeping them costs."""
-
-    rows_written = 0
-    path = None
-
-    def add(self, result: Result) -> list[int]:
-        return []
-
-    def flush(self) -> list[int]:
-        return []
-
-    def close(self) -> None:
-        return None

@@ -29,9 +29,9 @@ from .reading import (
     stored_chunks,
 )
 from .tail import PartsTail
-from .writer import ROW_GROUP_ROWS, ResultsWriter
+from .writer import ROW_GROUP_ROWS, NoResults, ResultsWriter
 
 __all__ = ["FORMATS", "MERGED_DIR", "MISFIT", "PARTS_DIR", "RESULTS_FILE", "ROW_GROUP_ROWS",
-           "WORKER_TYPE", "PartsTail", "ResultsError", "ResultsWriter", "ValueLayout",
+           "WORKER_TYPE", "NoResults", "PartsTail", "ResultsError", "ResultsWriter", "ValueLayout",
            "export_results", "failed_chunks", "frame_of", "load_results", "read_table",
            "result_files", "stored_chunks", "value_column_names"]
