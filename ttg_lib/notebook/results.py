@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..paths import record_dir
 from ..record import load_json
-from ..results import ResultsError, load_results, result_files
+from ..results import ResultsError, load_results, result_files, result_rows, sample_results
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 MAX_POINTS = 5_000  # points drawn at most (scatter, lines, parallel coordinates)
 MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
+LOAD_ROWS = 2_000_000  # a bigger table is sampled, not loaded
+SAMPLE_ROWS = 200_000  # rows sampled from it (a chart draws MAX_POINTS of them at most)
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
 _FIXED = ("param_id", "worker", "attempt", "error")
@@ -49,11 +51,23 @@ Run = dict[str, Any] | str | os.PathLike[str]
 class RunResults:
     """A run's results table with what the chart needs to know about it."""
 
-    frame: pd.DataFrame  # every row, sorted by param_id
+    frame: pd.DataFrame  # every row (or a sample of them, see total), by param_id
     axes: tuple[str, ...]  # the space's axes, in order (empty without a space)
     mode: str  # grid | zip | random | "" (no space)
     log_axes: frozenset[str]  # axes spaced in the exponent (drawn on a log scale)
     values: tuple[str, ...]  # the numeric value columns, in order
+    total: int = -1  # rows in the table (> len(frame) when the frame is a sample)
+
+    @property
+    def rows(self) -> int:
+        return self.total if self.total >= 0 else len(self.frame)
+
+    @property
+    def sampled(self) -> str:
+        """How the frame was chosen when it is not every row ("" when it is)."""
+        if self.rows <= len(self.frame):
+            return ""
+        return f"a random sample (seed 0) of {len(self.frame):,} of the {self.rows:,} rows"
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -93,7 +107,9 @@ def load_run_results(run: Run) -> RunResults | None:
 def _load(path: str, _stamp: tuple[tuple[str, int, int], ...]) -> RunResults:
     import pandas as pd
 
-    frame = load_results(path)  # value_json only when some batch did not fit the columns
+    total = result_rows(path)
+    frame = load_results(path) if total <= LOAD_ROWS else \
+        sample_results(path, SAMPLE_ROWS)  # value_json only when some batch did not fit
     space = (load_json(Path(path) / "config.json", {}) or {}).get("space") or {}
     specs = space.get("axes") or {}
     columns = [c for c in frame.columns if c not in _FIXED and not c.startswith("value")]
@@ -102,7 +118,8 @@ def _load(path: str, _stamp: tuple[tuple[str, int, int], ...]) -> RunResults:
                      if isinstance(spec, dict) and set(spec) & set(LOG_FORMS))
     values = tuple(c for c in frame.columns if (c == "value" or c.startswith("value."))
                    and pd.api.types.is_numeric_dtype(frame[c]))  # booleans count as numbers
-    return RunResults(frame, axes, space.get("mode", "grid") if axes else "", logs, values)
+    return RunResults(frame, axes, space.get("mode", "grid") if axes else "", logs, values,
+                      total)
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -120,8 +137,9 @@ def results_table(run: Run, n: int = 10) -> str:
     shown = [c for c in frame.columns if c != "error" or len(failed)]
     total = len(frame)
     head = frame.head(n)
+    of = results.sampled or f"{total:,} points"
     out = html_table(shown, _rows(head, shown),
-                     f"Results: first {len(head):,} of {total:,} points (results.parquet)")
+                     f"Results: first {len(head):,} of {of} (results.parquet)")
     if len(failed):
         from ..failures import group_by_type
 
@@ -134,6 +152,7 @@ def results_table(run: Run, n: int = 10) -> str:
         keep = ["param_id", *results.axes, "worker", "attempt", "error"]
         out += html_table(keep, _rows(failed.head(n), keep),
                           f"Failed points: {len(failed):,} of {total:,}"
+                          + (" in the sample" if results.sampled else "")
                           + (f" (the first {n:,})" if len(failed) > n else ""))
     return out
 
@@ -195,7 +214,9 @@ def results_note(run: Run) -> str:
             why = f"no point has a number in {results.values[0]}"
         return f"<p><i>No chart: {why}.</i></p>"
     drawable = len(results.drawable)
-    parts = [f"{len(plan.rows):,} of {total:,} points drawn"]
+    parts = [f"{len(plan.rows):,} of {results.rows:,} points drawn"]
+    if results.sampled:  # the counts below are the sample's
+        parts.append(f"from {results.sampled}")
     if plan.sampled:
         parts.append(plan.sampled)
     if failed:
@@ -366,6 +387,6 @@ def _names(values: Sequence[str]) -> str:
 
 
 def _title(results: RunResults, what: str) -> str:
-    space = f"{results.mode} of {len(results.frame):,} points" if results.axes else \
-        f"{len(results.frame):,} params"
+    space = f"{results.mode} of {results.rows:,} points" if results.axes else \
+        f"{results.rows:,} params"
     return f"Results: {what} ({space})"

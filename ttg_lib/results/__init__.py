@@ -4,8 +4,9 @@ One row per point: ``param_id``, one column per axis of the space, the value (``
 scalar, ``value.<key>`` for each key of a dict of scalars, JSON text otherwise), ``worker``,
 ``attempt`` and ``error`` (a dead-lettered point has its error and null values).
 
-Three parts: :mod:`.layout` (how values become typed columns), :mod:`.writer` (durable parts,
-the merge at close, resume), :mod:`.reading` (files, what a resume skips, pandas, exports).
+Four parts: :mod:`.layout` (how values become typed columns), :mod:`.writer` (durable parts,
+the merge at close, resume), :mod:`.reading` (files, what a resume skips, pandas, exports),
+:mod:`.slicing` (a slice or a sample, read a batch at a time).
 """
 
 from ..errors import ResultsError
@@ -25,11 +26,14 @@ from .reading import (
     load_results,
     read_table,
     result_files,
+    result_rows,
+    sample_results,
     stored_chunks,
 )
 from .writer import ROW_GROUP_ROWS, ResultsWriter
 
 __all__ = ["FORMATS", "MERGED_DIR", "MISFIT", "PARTS_DIR", "RESULTS_FILE", "ROW_GROUP_ROWS",
            "WORKER_TYPE", "ResultsError", "ResultsWriter", "ValueLayout", "export_results",
-           "failed_chunks", "load_results", "read_table", "result_files", "stored_chunks",
+           "failed_chunks", "load_results", "read_table", "result_files", "result_rows",
+           "sample_results", "stored_chunks",
            "value_column_names"]
