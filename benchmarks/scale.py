@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -60,6 +59,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
 
+from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 
@@ -72,10 +72,6 @@ SAMPLE_ROWS = 200_000  # = ttg_lib.notebook.results.SAMPLE_ROWS
 SLICE_ROWS_MAX = 1_000_000  # a slice of 1 % of 10^8 rows; of 10^9, the same 10^6 rows
 EXPORT_ROWS_MAX = 100_000_000  # the whole-table export of 10^9 rows streams its first 10^8
 # (the same constant memory; all of it would be 50 GB of CSV and most of an hour)
-
-
-class UsageError(ValueError):
-    """A bad option; the message says what is allowed."""
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -335,10 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.total:
             sizes = sizes[:1]
             args.read_back = True
-        named = args.backends or ("redis" if args.total else "redis,rabbitmq")
-        backends = [b.strip() for b in named.split(",") if b.strip()]
-        if not backends or any(b not in ("redis", "rabbitmq") for b in backends):
-            raise UsageError(f"--backends {named!r}: allowed redis, rabbitmq")
+        backends = parse_brokers(args.backends or ("redis" if args.total else
+                                                   "redis,rabbitmq"))
         if args.read_back_only and not Path(args.read_back_only).is_file():
             raise UsageError(f"--read-back-only {args.read_back_only}: no such file")
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -347,14 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"scale.py: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output_dir) / f"scale-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = stamped_dir(args.output_dir, "scale")
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]),
-        "chunk_size": args.chunk_size, "compute": args.compute, "verify": args.verify,
-        "ttg_flags": args.ttg_flag, "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "disk_at_start": disk, "series": {}}
+        **header("scale.py", argv), "chunk_size": args.chunk_size, "compute": args.compute,
+        "verify": args.verify, "ttg_flags": args.ttg_flag, "disk_at_start": disk,
+        "series": {}}
     largest: Path | None = Path(args.read_back_only) if args.read_back_only else None
     largest_n = 0
     if not args.read_back_only:
