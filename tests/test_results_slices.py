@@ -96,6 +96,8 @@ def test_in_not_in_null_and_dictionary_columns(table):
     picked = load_results(table, columns=["param_id"],
                           filters=[("param_id", "in", [5, 9, 299_999])])
     assert picked["param_id"].tolist() == [5, 9, 299_999]
+    alone = load_results(table, columns=["param_id"], filters=("param_id", "<", 3))
+    assert alone["param_id"].tolist() == [0, 1, 2]  # one predicate needs no list around it
     failed = load_results(table, filters=[("error", "!=", None)])
     assert failed["param_id"].tolist() == failed_ids().tolist()
     assert failed["value"].isna().all() and (failed["error"] == "RuntimeError: boom").all()

@@ -3,10 +3,11 @@
 A table of 10^9 rows does not fit in memory, so every reader (``load_results``, the exports,
 the notebook's sample) goes through :func:`scan`: a pyarrow dataset over the run's files in
 the table's final layout (a part that lacks a column reads it as nulls, an int64 value column
-the table widened reads as float64), whose filter skips row groups by their ``param_id``
-statistics. Filters are pyarrow's DNF form (``[("param_id", "<", 10)]``, or a list of such
-lists: OR of ANDs) or a ``pyarrow.compute`` expression; a bad column, operator or value is
-one :class:`ResultsError` line naming what is allowed, never a pyarrow traceback.
+the table widened reads as float64), read one row group at a time, those whose ``param_id``
+statistics rule the filter out skipped unread. Filters are pyarrow's DNF form
+(``[("param_id", "<", 10)]``, or a list of such lists: OR of ANDs) or a ``pyarrow.compute``
+expression; a bad column, operator or value is one :class:`ResultsError` line naming what is
+allowed, never a pyarrow traceback.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def to_expression(filters: Filters, schema: pa.Schema) -> pc.Expression | None:
     if isinstance(filters, pc.Expression):
         expression = filters
     else:
+        if _is_clause_list([filters]):  # one predicate alone: ("param_id", "<", 10)
+            filters = [filters]
         clauses = filters if _is_clause_list(filters[0]) else [filters]
         expression = None
         for clause in clauses:
