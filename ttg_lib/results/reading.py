@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ResultsError
-from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
+from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout
 from .slicing import Filters, check_columns, sample, scan, to_expression
-from .writer import ROW_GROUP_ROWS, batches, merge, part_files
+from .writer import ROW_GROUP_ROWS, merge, part_files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +104,7 @@ def failed_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
 def read_table(files: Sequence[Path]) -> pa.Table:
     """Every row of the files in one table, each part in the table's final layout."""
     schema = table_schema(files)
-    return pa.Table.from_batches([conform(b, schema) for b in batches(files)], schema)
+    return pa.Table.from_batches(list(scan(files, schema)), schema)
 
 
 def load_results(run: str | Path, output_dir: str | Path = "outputs", *,
