@@ -248,3 +248,13 @@ def test_the_notebook_samples_a_table_above_its_load_limit(table, monkeypatch):
     whole = section.load_run_results(table)
     assert whole is not None and len(whole.frame) == ROWS and whole.sampled == ""
     section._load.cache_clear()
+
+
+def test_the_writer_side_does_not_import_the_readers_pandas():
+    """The orchestrator imports ttg_lib.results to write the table: pyarrow.dataset (which
+    imports pandas, ~40 MiB of RSS) is the readers' alone."""
+    code = ("import sys, ttg_lib.results; "
+            "print('pandas' in sys.modules, 'pyarrow.dataset' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["False", "False"]

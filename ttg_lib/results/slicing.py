@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from ..errors import ResultsError
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas (40 MiB): readers only, not the writer
+    import pyarrow.dataset as ds
 
 OPERATORS = ("=", "==", "!=", "<", ">", "<=", ">=", "in", "not in")
 BATCH_ROWS = 65_536  # rows a batch at most (= the writer's row group)
@@ -32,6 +34,8 @@ Filters = Sequence[Any] | pc.Expression | None
 def dataset(files: Sequence[Path], schema: pa.Schema) -> ds.Dataset:
     """The files as one dataset in ``schema``; a row group is read when its batch is wanted
     (pre-buffering reads many ahead: 40 MB instead of 2 for a table of 10^4-row groups)."""
+    import pyarrow.dataset as ds
+
     unbuffered = ds.ParquetFileFormat(
         default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
     return ds.dataset([str(f) for f in files], schema=schema, format=unbuffered)
@@ -99,7 +103,9 @@ def sample(files: Sequence[Path], schema: pa.Schema, rows: int, seed: int = 0,
            columns: Sequence[str] | None = None) -> pa.Table:
     """``rows`` rows drawn uniformly without replacement (the same for the same seed), read
     a batch at a time: memory holds the sample, never the table."""
-    total = sum(ds.dataset(str(f), format="parquet").count_rows() for f in files)
+    import pyarrow.parquet as pq
+
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     wanted = check_columns(columns, schema)
     projected = schema if wanted is None else pa.schema([schema.field(c) for c in wanted],
                                                         metadata=schema.metadata)
@@ -162,6 +168,8 @@ def _predicate(predicate: Any, schema: pa.Schema) -> pc.Expression:
 
 def _bound(expression: Any, schema: pa.Schema) -> pc.Expression:
     """The expression checked against the table's columns and types now, before a scan."""
+    import pyarrow.dataset as ds
+
     if not isinstance(expression, pc.Expression):
         raise ResultsError("filters", expression, _FORM)
     try:
