@@ -79,7 +79,7 @@ def test_scale_reads_back_a_table_in_every_way(tmp_path):
     (result_file,) = tmp_path.glob("scale-*/scale.json")
     cases = json.loads(result_file.read_text())["read_back"]["cases"]
     assert cases["slice"]["rows"] == 2_000 and cases["filter"]["rows"] == 200
-    assert cases["sample"]["rows"] == 200_000 and cases["scan"]["rows"] == rows
+    assert cases["notebook"]["rows"] == rows and cases["scan"]["rows"] == rows
     assert "--columns param_id,value --where param_id >= 100000" in cases["export-slice"]["via"]
     assert all(c["under_1_gib"] and "error" not in c for c in cases.values())
 
@@ -100,10 +100,10 @@ def test_scale_series_and_read_back_smoke(tmp_path):
             assert row["record_bytes"] >= row["results_parquet_bytes"] > 0
     assert result["series"]["redis"]["30000"]["used_memory_peak_mb"] > 0
     cases = result["read_back"]["cases"]
-    assert cases["scan"]["rows"] == 30_000 and cases["sample"]["rows"] == 30_000
+    assert cases["scan"]["rows"] == 30_000 and cases["notebook"]["rows"] == 30_000
     assert cases["slice"]["rows"] == 300  # the middle 1 % of the ids
     assert cases["filter"]["rows"] == 30  # the middle 0.1 %
-    assert set(cases) == {"baseline", "slice", "filter", "sample", "scan", "export",
+    assert set(cases) == {"baseline", "slice", "filter", "notebook", "scan", "export",
                           "export-slice"}
     assert all(c["peak_rss_mib"] > 10 and c["under_1_gib"] and "error" not in c
                for c in cases.values())

@@ -190,6 +190,7 @@ def test_a_bad_slice_on_the_command_line_is_one_line(table, tmp_path, args, mess
 EXPORT_PEAK = """
 import json, sys, tracemalloc
 import pyarrow as pa
+import pyarrow.csv, pyarrow.dataset  # their imports (pandas) are not the export's memory
 from ttg_lib.results import export_results, reading
 reading.ROW_GROUP_ROWS = 10_000  # Parquet out: row groups the size of the table's, not 65,536
 tracemalloc.start()
@@ -231,22 +232,32 @@ def test_a_sample_is_uniform_without_repeats_and_the_same_each_time(table):
 
 
 def test_the_notebook_samples_a_table_above_its_load_limit(table, monkeypatch):
+    """Over LOAD_ROWS the section streams the table through the live chart's sampler: the
+    bottom-k sample by param_id hash (failed points apart) and the counts of every row."""
     from ttg_lib.notebook import results as section
+    from ttg_lib.notebook.resultchart import results_figure, results_note
+    from ttg_lib.notebook.sample import smallest
 
     monkeypatch.setattr(section, "LOAD_ROWS", 100_000)
-    monkeypatch.setattr(section, "SAMPLE_ROWS", 20_000)
     section._load.cache_clear()
     loaded = section.load_run_results(table)
-    assert loaded is not None and len(loaded.frame) == 20_000 and loaded.rows == ROWS
-    assert loaded.sampled == "a random sample (seed 0) of 20,000 of the 300,000 rows"
-    assert "first 10 of a random sample (seed 0) of 20,000 of the 300,000 rows" \
+    assert loaded is not None and loaded.expected is None
+    bad = failed_ids()
+    assert loaded.total == section.Counts(ROWS, len(bad), ROWS - len(bad))
+    good = np.setdiff1d(np.arange(ROWS), bad)
+    want = np.union1d(good[smallest(good, section.MAX_POINTS - section.MAX_FAILED)],
+                      bad[smallest(bad, section.MAX_FAILED)])
+    assert loaded.frame["param_id"].tolist() == want.tolist()
+    ok = loaded.frame[loaded.frame["error"].isna()]
+    assert ok["value"].tolist() == value_of(ok["param_id"].to_numpy()).tolist()
+    assert "first 10 of a uniform sample (by param_id hash) of 5,000 of the 300,000 points" \
         in section.results_table(table)
-    note = section.results_note(table)
-    assert "of 300,000 points drawn; from a random sample (seed 0)" in note
+    assert "of 300,000 points drawn" in results_note(table)
+    assert results_figure(table) is not None
     monkeypatch.setattr(section, "LOAD_ROWS", ROWS)
     section._load.cache_clear()
     whole = section.load_run_results(table)
-    assert whole is not None and len(whole.frame) == ROWS and whole.sampled == ""
+    assert whole is not None and len(whole.frame) == ROWS and whole.counts is None
     section._load.cache_clear()
 
 

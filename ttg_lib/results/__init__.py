@@ -23,6 +23,7 @@ from .reading import (
     FORMATS,
     export_results,
     failed_chunks,
+    frame_of,
     load_results,
     read_table,
     result_files,
@@ -30,10 +31,11 @@ from .reading import (
     sample_results,
     stored_chunks,
 )
+from .tail import PartsTail
 from .writer import ROW_GROUP_ROWS, ResultsWriter
 
 __all__ = ["FORMATS", "MERGED_DIR", "MISFIT", "PARTS_DIR", "RESULTS_FILE", "ROW_GROUP_ROWS",
-           "WORKER_TYPE", "ResultsError", "ResultsWriter", "ValueLayout", "export_results",
-           "failed_chunks", "load_results", "read_table", "result_files", "result_rows",
-           "sample_results", "stored_chunks",
+           "WORKER_TYPE", "PartsTail", "ResultsError", "ResultsWriter", "ValueLayout",
+           "export_results", "failed_chunks", "frame_of", "load_results", "read_table",
+           "result_files", "result_rows", "sample_results", "stored_chunks",
            "value_column_names"]

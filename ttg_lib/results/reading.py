@@ -150,8 +150,6 @@ def result_rows(run: str | Path, output_dir: str | Path = "outputs") -> int:
 
 def _frame(table: pa.Table, wanted: list[str] | None) -> pd.DataFrame:
     """Rows sorted by param_id (unless they are), the columns asked for, as pandas."""
-    import pandas as pd
-
     ids = table.column("param_id").to_numpy()
     if len(ids) > 1 and not bool((ids[1:] >= ids[:-1]).all()):
         table = table.sort_by("param_id")
@@ -160,7 +158,14 @@ def _frame(table: pa.Table, wanted: list[str] | None) -> pd.DataFrame:
     elif wanted is None and MISFIT in table.column_names and \
             table.column(MISFIT).null_count == len(table):
         table = table.drop_columns([MISFIT])
-    frame = table.to_pandas(split_blocks=True)
+    return frame_of(table)
+
+
+def frame_of(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of results as pandas, an int64 column with nulls kept integer."""
+    import pandas as pd
+
+    frame = table.to_pandas(split_blocks=True)  # no consolidating copy of a big table
     for name in table.column_names:  # int64 with nulls (failed points) stays integer
         column = table.column(name)
         if pa.types.is_integer(column.type) and column.null_count:
