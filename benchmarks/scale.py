@@ -50,6 +50,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -217,10 +218,18 @@ def read_case(case: str, table: Path) -> dict[str, Any]:
         from ttg_lib.notebook.resultchart import results_figure
         from ttg_lib.notebook.results import load_run_results, results_table
 
-        results = load_run_results(table.parent)  # the record (or the file's folder)
-        assert results is not None and results_table(table.parent)
-        assert results_figure(table.parent) is not None, "the notebook's chart"
-        rows = results.total.total
+        record = table.parent
+        if table.name != "results.parquet":  # --read-back-only a file of another name
+            record = Path(tempfile.mkdtemp(prefix="scale-notebook-"))
+            (record / "results.parquet").symlink_to(table.resolve())
+        try:
+            results = load_run_results(record)
+            assert results is not None and results_table(record), "the notebook's table"
+            assert results_figure(record) is not None, "the notebook's chart"
+            rows = results.total.total
+        finally:
+            if record != table.parent:
+                shutil.rmtree(record)
     elif case == "baseline":
         rows = 0
     elif case == "scan":
