@@ -71,7 +71,10 @@ def test_scale_reads_back_a_table_in_every_way(tmp_path):
     rows = 200_000
     ids = np.random.default_rng(0).permutation(rows)  # written out of order, as a run does
     table = tmp_path / "results.parquet"
-    pq.write_table(pa.table({"param_id": ids, "value": ids * 2.0}), table,
+    pq.write_table(pa.table({"param_id": ids, "value": ids * 2.0,  # a run's columns
+                             "worker": pa.array(["w-1"] * rows).dictionary_encode(),
+                             "attempt": np.ones(rows, dtype=np.int64),
+                             "error": pa.nulls(rows, pa.string())}), table,
                    row_group_size=65_536)
     proc = _script("scale.py", "--read-back-only", str(table), "--output-dir", str(tmp_path),
                    timeout=280)
