@@ -42,21 +42,18 @@ report package never imports this one.
 from __future__ import annotations
 
 from ..paths import OUTPUT_ENV, record_dir, repo_root, resolve_output_dir
+from .chartdata import THROUGHPUT_WINDOW_S, marks_from_events, sample_from_progress, throughput
 from .charts import (
     COLORS,
     MARK_STYLE,
     QUEUE_NAMES,
     REDRAW_S,
     SAMPLE_S,
-    THROUGHPUT_WINDOW_S,
     LiveChart,
     comparison_figure,
     figure_from_record,
-    marks_from_events,
     queue_figure,
     run_title,
-    sample_from_progress,
-    throughput,
     timeline_figure,
 )
 from .display import figure_bundle, in_ipython, setup, show, show_html

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from ..paths import record_dir
 from ..record import load_json
 from ..results import MISFIT, ResultsError, load_results, result_files, result_rows
+from ..results.layout import FIXED as _FIXED
+from ..summary import RunSummary
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -34,9 +36,8 @@ MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
 LOAD_ROWS = 2_000_000  # a bigger finished table is sampled, not loaded
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
-_FIXED = ("param_id", "worker", "attempt", "error")
 
-Run = dict[str, Any] | str | os.PathLike[str]
+Run = RunSummary | dict[str, Any] | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ class RunResults:
 def results_dir(run: Run) -> Path:
     """A run's record directory from its summary (``record_dir``), a record directory, or
     a run id under the notebook output directory."""
-    if isinstance(run, dict):
+    if isinstance(run, RunSummary):
+        return Path(run.record_dir)
+    if isinstance(run, dict):  # summary.json's dict (the supervisor panel's)
         return Path(run["record_dir"])
     path = Path(run)
     return path if path.is_dir() else record_dir(str(run))
