@@ -112,7 +112,8 @@ def test_in_not_in_null_and_dictionary_columns(table):
 def test_no_slice_is_the_whole_table_as_before(table):
     frame = load_results(table)
     assert len(frame) == ROWS and frame["param_id"].tolist() == list(range(ROWS))
-    assert list(frame.columns) == ["param_id", "a", "b", "value", "worker", "attempt", "error"]
+    assert list(frame.columns) == ["param_id", "a", "b", "value", "worker", "attempt", "error",
+                                   "source_run"]
     assert str(frame["a"].dtype) == "int64"
 
 
