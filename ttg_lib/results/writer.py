@@ -282,15 +282,19 @@ def batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
 
 
 def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
-          durable: bool = False, keep: Keep | None = None) -> None:
+          durable: bool = False, keep: Keep | None = None,
+          source: Iterable[pa.RecordBatch] | None = None) -> None:
     """Parts into one file of ``schema`` in ``param_id`` order, rows coalesced into row
-    groups of about ``rows`` (``keep``: which rows of a file, if not all of them);
-    ``durable``: ``out`` is written in place and fsynced (the caller renames it)."""
+    groups of about ``rows`` (``keep``: which rows of a file, if not all of them;
+    ``source``: the rows to write instead, in order, e.g. a slice); ``durable``: ``out`` is
+    written in place and fsynced (the caller renames it)."""
     def write(handle: Any) -> None:
         with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
             pending: list[pa.Table] = []
             size = 0
-            for table in sorted_batches(files, schema, keep):
+            tables = (sorted_batches(files, schema, keep) if source is None else
+                      (pa.Table.from_batches([b]) for b in source))
+            for table in tables:
                 pending.append(table)
                 size += table.num_rows
                 if size >= rows:  # row groups of exactly ``rows``: the rest waits
