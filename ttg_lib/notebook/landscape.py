@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from ..results import MISFIT, PartsTail, ValueLayout, frame_of
 from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
 from .resultchart import results_chart, results_figure
-from .results import MAX_FAILED, MAX_POINTS, Counts, RunResults, describe
+from .resultdata import MAX_FAILED, MAX_POINTS, Counts, RunResults, describe
 from .sample import Reservoir, smallest
 
 REDRAW_S = 1.0  # at most one read of new parts and one redraw a second
