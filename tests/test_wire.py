@@ -213,7 +213,8 @@ def test_a_task_round_trips():
 @pytest.mark.parametrize("changes,reason", [
     ({"count": 0}, "count >= 1"), ({"count": -3}, "count >= 1"),
     ({"start": -1}, "start/chunk_id must be >= 0"), ({"chunk_id": -1}, "must be >= 0"),
-    ({"v": 2}, "protocol version 2 is not 1"), ({"v": "1"}, "protocol version '1' is not 1"),
+    ({"v": 3}, "protocol version 3 is not 1 or 2"),
+        ({"v": 2}, "only a bundle lists 'more'"), ({"more": [[1, 10, 10, None]]}, "a bundle"), ({"v": "1"}, "protocol version '1' is not 1"),
     ({"v": True}, "protocol version True is not 1"),
     ({"count": 5.0}, "field 'count' has type float"), ({"attempt": None}, "has type NoneType"),
 ])

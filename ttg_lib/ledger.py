@@ -20,7 +20,7 @@ from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
 from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
-from .messages import Result, Task
+from .messages import Result, Task, bundled
 from .record import RunRecord, read_jsonl
 from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
 
@@ -154,6 +154,7 @@ class Ledger:
                 collector.expect_verification(result.chunk_id)
                 out.asks.append(recheck_task(
                     self.task(result.chunk_id).verification(result.worker), result))
+        out.asks = list(bundled(out.asks, self.config.task_bundle))
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 
@@ -225,22 +226,20 @@ class Ledger:
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run)."""
-        for chunk_id in range(self.config.chunks_total):
-            yield self.task(chunk_id)
+        """Every chunk's task (a fresh run), in bundles when chunks are many."""
+        return bundled(map(self.task, range(self.config.chunks_total)), self.config.task_bundle)
 
     def unfinished(self) -> Iterator[Task]:
         """The tasks still owed: chunks without a result, then recomputations without an
         answer. Chunks come first: a recomputation skips the simulated work, and a worker
         that met those first would size its batches for them and hoard the real chunks
         (which the others then take over as stale: each computed twice)."""
-        state = self.collector.chunk_state
-        for chunk_id in range(self.config.chunks_total):
-            if not state[chunk_id]:
-                yield self.task(chunk_id)
-        for chunk_id in range(self.config.chunks_total):
-            if state[chunk_id] and self.collector.awaits(chunk_id):
-                yield self.task(chunk_id).verification(self.collector.worker_of(chunk_id))
+        state, size = self.collector.chunk_state, self.config.task_bundle
+        yield from bundled((self.task(c) for c in range(self.config.chunks_total)
+                            if not state[c]), size)
+        yield from bundled((self.task(c).verification(self.collector.worker_of(c))
+                            for c in range(self.config.chunks_total)
+                            if state[c] and self.collector.awaits(c)), size)
 
     # -- what it knows ------------------------------------------------------------------
     @property

@@ -150,11 +150,11 @@ class Run:
             self.joined = JoinedWorkers(producer, cfg.expect_workers, join_hint(cfg))
             self.joined.wait(cfg.timeout_s or JOIN_TIMEOUT_S, self.say, self.session.keep_lock)
         self.times.t0, self.times.cpu0 = time.monotonic(), time.process_time()
-        published = producer.publish_tasks(self.ledger.unfinished() if self.resume
-                                           else self.ledger.tasks())
+        owed = list(self.ledger.unfinished()) if self.resume else self.ledger.tasks()
+        producer.publish_tasks(owed)
         if self.resume:  # computed once already, lost with the dead orchestrator's memory
-            self.say(f"published {published:,} chunks; {self.ledger.chunks_redone} of them "
-                     f"had been computed before")
+            self.say(f"published {sum(t.chunks for t in owed):,} chunks; "
+                     f"{self.ledger.chunks_redone} of them had been computed before")
         self.state = RunState.RUNNING
 
     # -- watch -------------------------------------------------------------
