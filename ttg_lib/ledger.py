@@ -19,7 +19,13 @@ from typing import Any
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
-from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
+from .failures import (
+    FailureBook,
+    FailureBudget,
+    recheck_only,
+    recheck_task,
+    retry_failed_points,
+)
 from .messages import Result, Task, bundled
 from .record import RunRecord, read_jsonl
 from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
@@ -126,7 +132,8 @@ class Ledger:
     # -- the run ------------------------------------------------------------------------
     def ingest(self, frames: Iterable[Result | bytes]) -> Ingested:
         """Check, count and buffer the frames of one read; a read is one moment."""
-        out = Ingested()
+        out, size = Ingested(), self.config.task_bundle
+        checks: dict[str, list[Result]] = {}  # by the worker that computed them
         collector = self.collector
         for frame in frames:
             checked = time.perf_counter()
@@ -152,11 +159,18 @@ class Ledger:
             if (result.error is None and len(result.failures) < result.count
                     and self.plan.wants(result.chunk_id, result.worker)):
                 collector.expect_verification(result.chunk_id)
-                out.asks.append(recheck_task(
-                    self.task(result.chunk_id).verification(result.worker), result))
-        out.asks = list(bundled(out.asks, self.config.task_bundle))
+                checks.setdefault(result.worker, []).append(result)
+        out.asks = [self._check(group[i:i + size]) for group in checks.values()
+                    for i in range(0, len(group), size)]
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
+
+    def _check(self, results: list[Result]) -> Task:
+        """The recomputation of these results (one worker's) by another worker: a bundle."""
+        first = recheck_task(self.task(results[0].chunk_id).verification(results[0].worker),
+                             results[0])
+        return dataclasses.replace(first, more=tuple(
+            (r.chunk_id, r.start, r.count, recheck_only(r)) for r in results[1:]))
 
     def _as_written(self, result: Result) -> Result:
         """A chunk the structural check refused too often is written as failed, at its own
@@ -226,8 +240,15 @@ class Ledger:
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run), in bundles when chunks are many."""
-        return bundled(map(self.task, range(self.config.chunks_total)), self.config.task_bundle)
+        """Every chunk's task (a fresh run), in bundles when chunks are many (built whole:
+        a Task per chunk first would cost more than publishing them)."""
+        cfg, size = self.config, self.config.task_bundle
+        if self.retrying is not None or size == 1:  # --retry-failed: each chunk its own
+            return bundled(map(self.task, range(cfg.chunks_total)), size)
+        return (dataclasses.replace(self.task(first), more=tuple(
+            (c, c * cfg.chunk_size, min(cfg.chunk_size, cfg.total_params - c * cfg.chunk_size),
+             None) for c in range(first + 1, min(first + size, cfg.chunks_total))))
+            for first in range(0, cfg.chunks_total, size))
 
     def unfinished(self) -> Iterator[Task]:
         """The tasks still owed: chunks without a result, then recomputations without an

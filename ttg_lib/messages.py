@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any
 
 from .errors import MessageError
@@ -39,13 +40,17 @@ def bundled(tasks: Iterable[Task], size: int) -> Iterator[Task]:
     if size <= 1:
         yield from tasks
         return
-    groups: dict[tuple[Any, ...], list[Task]] = {}  # by what they share (a dict is no key)
+    groups: dict[tuple[Any, ...], list[Task]] = {}  # by what most often differs; a group's
+    # tasks that differ in anything else are bundled apart
     for task in tasks:
         if task.more:
             yield task
             continue
-        key = tuple(id(v) if isinstance(v, dict) else v for v in task._shared())
+        key = (id(task.space), task.verify_of, task.bounces, task.attempt, task.compute)
         group = groups.setdefault(key, [])
+        if group and not group[0].bundles_with(task):
+            yield task  # alike in the key, not in the rest: rare, and fine alone
+            continue
         group.append(task)
         if len(group) == size:
             del groups[key]
@@ -111,7 +116,7 @@ class Task:
 
     def _shared(self) -> tuple[Any, ...]:
         """What a bundle's chunks have in common: every field but their range."""
-        return tuple(getattr(self, name) for name in _BUNDLE_SHARED)
+        return _bundle_shared(self)
 
     def next_attempt(self) -> Task:
         return replace(self, attempt=self.attempt + 1)
@@ -158,9 +163,9 @@ def _part(chunk_id: Any, start: Any, count: Any, only: Any) -> Part:
     return chunk_id, start, count, only
 
 
-_BUNDLE_SHARED = tuple(f for f in Task.__dataclass_fields__
-                       if f not in ("chunk_id", "start", "count", "only", "published_at",
-                                    "more"))
+_bundle_shared = attrgetter(*(f for f in Task.__dataclass_fields__
+                              if f not in ("chunk_id", "start", "count", "only",
+                                           "published_at", "more")))
 _INT, _NUMBER, _TEXT = frozenset({int}), frozenset({int, float}), frozenset({str})
 _TASK_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
                "work_ms": _NUMBER, "compute": _TEXT, "attempt": _INT, "max_retries": _INT,
