@@ -11,6 +11,7 @@ a 10-point chunk's work. Its results are still one per chunk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 import zlib
@@ -99,8 +100,16 @@ class Task:
         if not self.more:
             return [self]
         first = replace(self, more=())
-        return [first, *(replace(first, chunk_id=c, start=s, count=n, only=o)
-                         for c, s, n, o in self.more)]
+        return [first, *(first._with_range(*part) for part in self.more)]
+
+    def _with_range(self, chunk_id: int, start: int, count: int,
+                    only: tuple[int, ...] | None) -> Task:
+        """This task for another chunk: a copy of its fields, not ``replace`` (which runs
+        ``__init__`` again; a worker splits thousands of bundled chunks a second)."""
+        task = object.__new__(Task)
+        task.__dict__.update(self.__dict__, chunk_id=chunk_id, start=start, count=count,
+                             only=only)
+        return task
 
     @classmethod
     def bundle(cls, tasks: Sequence[Task]) -> Task:
@@ -238,6 +247,8 @@ _ROW_TYPES = {"run_id": _TEXT, "chunk_id": _INT, "start": _INT, "count": _INT,
               "worker": _TEXT, "attempt": _INT, "started_at": _NUMBER, "finished_at": _NUMBER,
               "error": frozenset({str, type(None)}), "redelivered": frozenset({bool}),
               "enc": _TEXT, "size": _INT, "checksum": _INT}
+_CHECKED = len(_ROW_TYPES)  # the leading fields every row has, of these types:
+_ROW_TYPINGS = frozenset(itertools.product(*(_ROW_TYPES[name] for name in _ROW[:_CHECKED])))
 FRAME_MAGIC = b"TTGR"
 _HEADER_LEN = struct.Struct(">I")
 
@@ -293,41 +304,43 @@ def _decode_frame(body: bytes) -> list[Result | bytes]:
     if not rows:
         raise MessageError("malformed message: a frame without results")
     offset, out, view = prefix + header_len, [], memoryview(body)
+    current = fields == list(_ROW)  # this version's rows: their types checked in one go
     for row in rows:
         if not isinstance(row, list) or len(row) != len(fields):
             raise MessageError("malformed message: a frame row does not match its fields")
-        meta = dict(zip(fields, row, strict=True))
-        _check(meta, _ROW_TYPES)
-        if min(meta["chunk_id"], meta["start"], meta["count"] - 1, meta["attempt"] - 1,
-               meta["size"]) < 0:
+        if not current or tuple(map(type, row[:_CHECKED])) not in _ROW_TYPINGS:
+            meta = dict(zip(fields, row, strict=True))
+            _check(meta, _ROW_TYPES)  # raises, naming the field; or an older frame's row
+            row = [meta.get(name) for name in _ROW]
+        size = row[11]
+        if min(row[1], row[2], row[3] - 1, row[5] - 1, size) < 0:
             raise MessageError("malformed message: chunk_id/start/size must be >= 0 and "
                                "count/attempt >= 1")
-        payload = view[offset:offset + meta["size"]]  # no copy until the values array
-        offset += meta["size"]
-        if len(payload) != meta["size"]:
+        payload = view[offset:offset + size]  # no copy until the values array
+        offset += size
+        if len(payload) != size:
             raise MessageError("malformed message: frame shorter than its header says")
-        out.append(_result(meta, payload))
+        out.append(_result(row, payload))
     return out
 
 
-def _result(meta: dict[str, Any], payload: memoryview) -> Result:
-    values: Sequence[Any]
-    if meta["enc"] == "cols":
-        values = unpack_columns(meta.get("cols"), payload)
-    else:
-        values = unpack(meta["enc"], payload)
-    fails = meta.get("fails") or []
-    limit = meta.get("limit")
+def _result(row: list[Any], payload: memoryview) -> Result:
+    """One result from its row, in ``_ROW``'s order."""
+    (run_id, chunk_id, start, count, worker, attempt, started_at, finished_at, error,
+     redelivered, enc, _size, checksum, cols, verify, fn, fails, limit) = row
+    values: Sequence[Any] = (unpack_columns(cols, payload) if enc == "cols"
+                             else unpack(enc, payload))
+    fails = fails or []
     if not isinstance(fails, list) or type(limit) not in (int, float, type(None)):
         raise MessageError("malformed message: 'fails' must be a list, 'limit' a number")
-    failures = [PointFailure.from_row(row) for row in fails]
-    if any(not 0 <= f.offset < meta["count"] for f in failures):
+    failures = [PointFailure.from_row(f) for f in fails]
+    if any(not 0 <= f.offset < count for f in failures):
         raise MessageError("malformed message: a point failure outside its chunk")
-    return Result(**{name: meta[name] for name in _ROW[:10]}, values=values,
-                  checksum=meta["checksum"], corrupt=zlib.crc32(payload) != meta["checksum"],
-                  verify=meta.get("verify") is True, failures=failures,
-                  point_limit_s=float(limit or 0.0),
-                  compute_sha256=meta["fn"] if type(meta.get("fn")) is str else "")
+    return Result(run_id, chunk_id, start, count, worker, attempt, started_at, finished_at,
+                  values, checksum, error, redelivered,
+                  corrupt=zlib.crc32(payload) != checksum, verify=verify is True,
+                  failures=failures, point_limit_s=float(limit or 0.0),
+                  compute_sha256=fn if type(fn) is str else "")
 
 
 def _load_object(body: bytes | str,
