@@ -175,6 +175,9 @@ def test_batch_sizer_takes_one_slow_chunk_and_many_fast_ones():
         sizer.observe(0.004)
     assert sizer.size in (4, 8)  # about TARGET_S of work per batch, a power of two
     assert sizer.size & (sizer.size - 1) == 0
+    for _ in range(40):
+        sizer.observe(0.0001, chunks=16)  # bundles of 16 fast chunks: 256 chunks a batch
+    assert sizer.size * 16 == BatchSizer.MAX_CHUNKS
 
 
 def test_heartbeat_is_throttled_but_forced_beats_and_the_final_state_are_written(tmp_path):

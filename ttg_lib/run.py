@@ -38,6 +38,7 @@ from .summary import Timing, build_summary
 
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 JOIN_TIMEOUT_S = 3600.0  # --expect-workers: how long workers from other hosts may take
+READ_SLICE = 500  # results checked between publishing the recomputations they ask for
 __all__ = ["Progress", "Run", "RunState", "Times", "execute", "make_cluster"]
 
 
@@ -186,19 +187,19 @@ class Run:
         self.record.flush()  # a step is a moment: readers of the record see it
 
     def _read(self, timeout: float) -> None:
-        """One read: the frames to the ledger, its asks to the broker, and the broker's
-        copies released once the ledger has the rows on disk."""
+        """One read: frames to the ledger, its asks to the broker, copies released once on disk."""
         frames = self.broker.read(timeout)
-        ingested = self.ledger.ingest(frames)
-        if ingested.new:  # once per read, not per result: a read is one moment
-            self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
-            for result in ingested.new:
-                self.faults.on_result(result)
-        self._asks += ingested.asks
-        if self._asks and self.state == RunState.RUNNING and not self.broker.down:
-            asked, self._asks = self._asks, []
-            if not self.broker.publish(asked):
-                self._asks = asked + self._asks  # the broker went down: later
+        for at in range(0, max(1, len(frames)), READ_SLICE):  # a slice's asks go out before
+            ingested = self.ledger.ingest(frames[at:at + READ_SLICE])  # the next is checked:
+            if ingested.new:  # idle workers need not wait for a whole read's thousands
+                self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
+                for result in ingested.new:
+                    self.faults.on_result(result)
+            self._asks += ingested.asks
+            if self._asks and self.state == RunState.RUNNING and not self.broker.down:
+                asked, self._asks = self._asks, []
+                if not self.broker.publish(asked):
+                    self._asks = asked + self._asks  # the broker went down: later
         self._settle(idle=not frames)
 
     def _settle(self, idle: bool) -> None:

@@ -220,8 +220,9 @@ class Worker:
             if outcome.load_error is not None:
                 refused.setdefault(id(delivery), outcome.load_error)
                 continue
-            took[id(delivery)] = (took.get(id(delivery), 0.0) + outcome.finished_at
-                                  - outcome.started_at)  # a bundle's chunks: one message
+            seconds, chunks = took.get(id(delivery), (0.0, 0))  # a bundle: one message
+            took[id(delivery)] = (seconds + outcome.finished_at - outcome.started_at,
+                                  chunks + 1)
             self.cpu.compute_s += outcome.compute_cpu_s
             for failure in outcome.failures:
                 self.log("point_failed", level="warning", chunk=task.chunk_id,
@@ -235,8 +236,8 @@ class Worker:
                 verify=bool(task.verify_of), failures=outcome.failures,
                 point_limit_s=self.supervisor.limit_of(task) if task.point_timeout_s < 0
                 else 0.0, compute_sha256=function_sha256(task.compute))))
-        for seconds in took.values():
-            self.batch.observe(seconds)  # the batch sizer counts messages, not chunks
+        for seconds, chunks in took.values():
+            self.batch.observe(seconds, chunks)  # the batch sizer counts messages
         if refused:  # a task (or a bundle) is dead-lettered whole, its results stored with it
             for delivery, tasks in _by_delivery(todo):
                 if id(delivery) in refused:
