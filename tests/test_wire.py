@@ -236,11 +236,11 @@ def test_bundled_groups_alike_tasks_up_to_a_size_in_order():
     ({"count": 0}, "count >= 1"), ({"count": -3}, "count >= 1"),
     ({"start": -1}, "start/chunk_id must be >= 0"), ({"chunk_id": -1}, "must be >= 0"),
     ({"v": 3}, "protocol version 3 is not 1 or 2"),
-        ({"v": 2}, "only a bundle lists 'more'"), ({"more": [[1, 10, 10, None]]}, "a bundle"),
-        ({"v": 2, "more": [[1, 10]]}, "a bundle part is [chunk_id"),
-        ({"v": 2, "more": [[1, 10, 0, None]]}, "count >= 1"),
-        ({"v": 2, "more": [[1, 10, 2, [5]]]}, "offsets within the chunk"), ({"v": "1"}, "protocol version '1' is not 1"),
-    ({"v": True}, "protocol version True is not 1"),
+    ({"v": 2}, "only a bundle lists 'more'"), ({"more": [[1, 10, 10, None]]}, "a bundle"),
+    ({"v": 2, "more": [[1, 10]]}, "a bundle part is [chunk_id"),
+    ({"v": 2, "more": [[1, 10, 0, None]]}, "count >= 1"),
+    ({"v": 2, "more": [[1, 10, 2, [5]]]}, "offsets within the chunk"),
+    ({"v": "1"}, "protocol version '1' is not 1"), ({"v": True}, "protocol version True is not 1"),
     ({"count": 5.0}, "field 'count' has type float"), ({"attempt": None}, "has type NoneType"),
 ])
 def test_a_bad_task_is_a_message_error_with_its_reason(changes, reason):
