@@ -56,6 +56,7 @@ from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
 
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 # issue 23's targets: for every size here, and the 10^9 run's runtime (a 10^8 run meets it)
 GOALS = {"runtime_s": 900.0, "orchestrator_peak_rss_mib": 300.0, "broker_mb": 200.0,
@@ -129,18 +130,18 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         broker.stop()
     if proc.returncode != 0:
         return {"error": f"ttg run exited {proc.returncode}: {proc.stderr.strip()[-800:]}"}
-    summary = json.loads(proc.stdout)
-    record = Path(summary["record_dir"])
+    summary = RunSummary.from_dict(json.loads(proc.stdout))
+    record = Path(summary.record_dir)
     results = record / "results.parquet"
     row = {
-        "run_id": summary["run_id"], "ok": summary["ok"], "verify_mode": summary["verify_mode"],
-        "values_recomputed": summary.get("values_recomputed"),
-        "runtime_s": summary["runtime_s"], "wall_s": round(wall, 2),
-        "points_s": summary["throughput_params_s"],
-        "orchestrator_peak_rss_mib": summary["orchestrator_peak_rss_mib"],
-        "worker_peak_rss_mib": summary["worker_peak_rss_mib"],
+        "run_id": summary.run_id, "ok": summary.ok, "verify_mode": summary.verify_mode,
+        "values_recomputed": summary.values_recomputed,
+        "runtime_s": summary.runtime_s, "wall_s": round(wall, 2),
+        "points_s": summary.throughput_params_s,
+        "orchestrator_peak_rss_mib": summary.orchestrator_peak_rss_mib,
+        "worker_peak_rss_mib": summary.worker_peak_rss_mib,
         "broker_peak_rss_mib": rss.mib, "broker_cpu_s": round(broker_cpu, 2), **memory,
-        "results_rows": summary.get("results_rows"),
+        "results_rows": summary.results_rows,
         "results_parquet_bytes": results.stat().st_size if results.exists() else None,
         "record_bytes": dir_bytes(record), "results_file": str(results),
     }

@@ -255,9 +255,9 @@ def test_nbval_every_notebook(nb_env: Path) -> None:
         _require(url)
     env = {**os.environ, nb.SCALE_ENV: "tiny", nb.OUTPUT_ENV: str(nb_env / "nbval")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax",
-         "--nbval-sanitize-with", str(NOTEBOOKS / "nbval.cfg"), "--nbval-kernel-name", KERNEL,
-         "--nbval-cell-timeout", "600", str(NOTEBOOKS)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "nbval", "-q",
+         "--nbval-lax", "--nbval-sanitize-with", str(NOTEBOOKS / "nbval.cfg"),
+         "--nbval-kernel-name", KERNEL, "--nbval-cell-timeout", "600", str(NOTEBOOKS)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]

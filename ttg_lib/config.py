@@ -25,6 +25,7 @@ BACKENDS = backend_names(runnable=True)  # from the registry: no broker is named
 CLUSTERS = ("local", "kind", "k8s")
 MONITORS = ("cli", "none")
 VERIFY_MODES = ("", "full", "sample", "none")
+REUSE_MODES = ("all", "none")
 RESTART_POLICIES = ("always", "never")
 DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -67,6 +68,9 @@ class RunConfig:
     space: dict[str, Any] | None = None  # named axes (space.py): fn(**point) for every point
     verify: str = ""  # full | sample | none; "" = full for TTG's own functions, else sample
     verify_rtol: float = 0.0  # floats recomputed must agree within this (0: exactly)
+    reuse: str = "all"  # all: points earlier runs here computed with the same function are reused
+    version: str = ""  # salt of the function's fingerprint: change it to reuse nothing older
+    fingerprint: str = ""  # set by the run: the function's (reuse/fingerprint.py)
     keep_results: bool = True  # write results.parquet (false only to measure what it costs)
     fault_demo: bool = False
     kill_at: float = 0.3
@@ -109,16 +113,13 @@ class RunConfig:
         """The workers the run counts on: its own, or at least those it waits for."""
         return max(self.workers, self.expect_workers, 1)
 
-    BUNDLE_MAX = 16  # chunks a task message carries at most (auto)
-    MESSAGES_PER_WORKER = 128  # auto bundles only while each worker still gets this many
+    BUNDLE_MAX, MESSAGES_PER_WORKER = 16, 128  # auto: up to 16 while each worker gets 128
 
     @property
     def task_bundle(self) -> int:
-        """Chunks per task message. A message costs ~0.1-0.3 ms of CPU (broker, orchestrator,
-        worker), far more than a cheap chunk, so with many chunks they travel in bundles.
-        Auto stays at 1 unless every worker still gets MESSAGES_PER_WORKER messages: a
-        bundle is then at most 1/128 of a worker's share, so the run's tail (and the work a
-        killed worker gives back) grows by under 1 %, however slow the chunks."""
+        """Chunks per task message (a message costs 0.1-0.3 ms of CPU). Auto bundles only while
+        every worker still gets 128 messages: a bundle adds under 1 % to the run's tail and to
+        what a killed worker gives back, however slow the chunks."""
         if self.chunks_per_task:
             return self.chunks_per_task
         per_worker = self.chunks_total // (self.worker_count * self.MESSAGES_PER_WORKER)
@@ -265,6 +266,9 @@ class RunConfig:
         if self.verify not in VERIFY_MODES:
             raise ConfigError("verify", self.verify, "one of full, sample, none")
         _check_number("verify_rtol", self.verify_rtol, 0, 1)
+        _check_choice("reuse", self.reuse, REUSE_MODES)
+        if not isinstance(self.version, str) or len(self.version) > 200:
+            raise ConfigError("version", self.version, "a text of at most 200 characters")
         if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
             raise ConfigError("kill_at", self.kill_at,
                               "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")

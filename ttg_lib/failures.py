@@ -179,16 +179,11 @@ def failed_lines(summary: dict[str, Any]) -> list[str]:
 def recheck_task(task: Task, result: Result) -> Task:
     """The recomputation of a result by another worker: its failed points are left out (they
     are None on both sides), so a hung or crashing point is not waited out twice."""
-    only = recheck_only(result)
-    return task if only is None else dataclasses.replace(task, only=only)
-
-
-def recheck_only(result: Result) -> tuple[int, ...] | None:
-    """The offsets a recomputation of ``result`` computes: all (None) but its failed points."""
     if not result.failures:
-        return None
+        return task
     failed = {f.offset for f in result.failures}
-    return tuple(i for i in range(result.count) if i not in failed)
+    asked = task.only if task.only is not None else range(task.count)  # reuse: some only
+    return dataclasses.replace(task, only=tuple(i for i in asked if i not in failed))
 
 
 def retry_failed_points(config: Any, writer: Any, say: Any) -> Any:

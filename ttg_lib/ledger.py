@@ -16,22 +16,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bundles import bundled, fresh_bundles
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
-from .failures import (
-    FailureBook,
-    FailureBudget,
-    recheck_only,
-    recheck_task,
-    retry_failed_points,
-)
-from .messages import Result, Task, bundled
+from .failures import FailureBook, FailureBudget, recheck_task, retry_failed_points
+from .messages import Result, Task
 from .record import RunRecord, read_jsonl
 from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
 
 SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released then
 IDLE_SETTLE_S = 0.2  # sooner when the run is idle, but not at every empty read (a part each)
+READ_SLICE = 500  # results checked between publishing the recomputations they ask for
 CLOSE_ATTEMPTS = 3
 CLOSE_RETRY_S = 1.0
 
@@ -70,6 +66,8 @@ class Ledger:
         self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
         self.retries = 0
         self.received_before: set[int] = set()  # read by a dead orchestrator, not on disk
+        self.reuse: Any = None  # reuse.ReusePlan: points earlier runs computed already
+        self._copying: Iterator[None] | None = None  # reused rows still to copy in
         self._next_flush = 0.0
         self._disk_said = False
 
@@ -82,6 +80,58 @@ class Ledger:
         from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
 
         self.writer = ResultsWriter(self.config.record_dir, self.space)
+
+    def prepare_reuse(self) -> None:
+        """A fresh run looks up what earlier runs here computed (after :meth:`open`)."""
+        from .reuse import plan_reuse
+
+        self.reuse = plan_reuse(self.config, self.space, self.say)
+        if self.reuse is not None and self.reuse.final:
+            self._settle_reuse()
+
+    def _settle_reuse(self) -> list[Task]:
+        """The verdict on reused points: their rows to copy in, chunks of reused points only
+        finished, the others' tasks (their missing points) returned."""
+        from .results import ResultsWriter
+
+        plan = self.reuse
+        if isinstance(self.writer, ResultsWriter):
+            self.writer.reused = plan.map.new_ids
+            self._copying = self._copy_reused(plan)
+        asks = []
+        for cid in plan.waiting.tolist():  # a rejected source's chunks are whole again
+            if self.collector.chunk_state[cid]:
+                continue
+            if plan.only(cid) == ():
+                self.collector.restore({cid}, set())
+            else:
+                asks.append(self.task(cid))
+        return asks
+
+    def _copy_reused(self, plan: Any) -> Iterator[None]:
+        """The reused rows into this run's table, a row group of an earlier table per step
+        (10^7 rows take seconds: the run's loop, and its broker lock, go on meanwhile)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from .results import ValueLayout
+        from .reuse import reused_rows
+
+        for index in np.unique(plan.map.src).tolist():  # the rejected ones are gone
+            layout = ValueLayout.from_schema(pq.read_schema(plan.map.sources[index].table))
+            for rows in reused_rows(plan.map, index):
+                self.writer.add_rows(rows, layout)
+                yield
+
+    def copy_reused(self, budget_s: float = 0.2, until_done: bool = False) -> None:
+        """Copy reused rows for about ``budget_s`` (all of them with ``until_done``)."""
+        if self._copying is None:
+            return
+        deadline = time.monotonic() + budget_s
+        for _ in self._copying:
+            if not until_done and time.monotonic() > deadline:
+                return
+        self._copying = None
 
     def restore(self) -> str:
         """A resumed run counts what its record holds already; restored chunks the verify
@@ -132,11 +182,15 @@ class Ledger:
     # -- the run ------------------------------------------------------------------------
     def ingest(self, frames: Iterable[Result | bytes]) -> Ingested:
         """Check, count and buffer the frames of one read; a read is one moment."""
-        out, size = Ingested(), self.config.task_bundle
-        checks: dict[str, list[Result]] = {}  # by the worker that computed them
+        out = Ingested()
         collector = self.collector
         for frame in frames:
             checked = time.perf_counter()
+            if isinstance(frame, Result) and frame.verify and self._reuse_check(frame):
+                self.verify_s += time.perf_counter() - checked
+                if self.reuse.final:  # the verdict: the chunks that waited go out
+                    out.asks += self._settle_reuse()
+                continue
             if isinstance(frame, Result) and frame.verify:
                 collector.add_verification(frame)
                 self.verify_s += time.perf_counter() - checked
@@ -158,19 +212,28 @@ class Ledger:
             out.new.append(result)
             if (result.error is None and len(result.failures) < result.count
                     and self.plan.wants(result.chunk_id, result.worker)):
-                collector.expect_verification(result.chunk_id)
-                checks.setdefault(result.worker, []).append(result)
-        out.asks = [self._check(group[i:i + size]) for group in checks.values()
-                    for i in range(0, len(group), size)]
+                ask = recheck_task(self.task(result.chunk_id).verification(result.worker),
+                                   result)
+                collector.expect_verification(result.chunk_id, ask.only)
+                out.asks.append(ask)
+        out.asks = list(bundled(out.asks, self.config.task_bundle))  # one worker's: a message
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 
-    def _check(self, results: list[Result]) -> Task:
-        """The recomputation of these results (one worker's) by another worker: a bundle."""
-        first = recheck_task(self.task(results[0].chunk_id).verification(results[0].worker),
-                             results[0])
-        return dataclasses.replace(first, more=tuple(
-            (r.chunk_id, r.start, r.count, recheck_only(r)) for r in results[1:]))
+    def _reuse_check(self, result: Result) -> bool:
+        """A recomputation of reused points (its chunk id past the last chunk), compared
+        with their stored values here; a late copy of one is dropped."""
+        total = self.config.chunks_total
+        if (self.reuse is None or result.run_id != self.config.run_id
+                or not total <= result.chunk_id < 2 * total):
+            return False
+        if self.reuse.awaits(result.chunk_id - total):
+            from .results.writer import value_columns
+
+            self.reuse.check(result.chunk_id - total, result,
+                             getattr(self.writer, "value_columns", None)
+                             or (lambda r: value_columns(r, self.space)))  # results not kept
+        return True
 
     def _as_written(self, result: Result) -> Result:
         """A chunk the structural check refused too often is written as failed, at its own
@@ -218,6 +281,7 @@ class Ledger:
         """The final flush and merge, tried again when the disk refuses (space may be freed
         meanwhile); then one line naming the path. What is not on disk stays in the broker:
         nothing was settled past the last part written, so a --resume finds it."""
+        self.copy_reused(until_done=True)  # a run that ended early: its table whole still
         for attempt in range(CLOSE_ATTEMPTS):
             try:
                 self.writer.close()
@@ -237,35 +301,56 @@ class Ledger:
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
                     point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
                     recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
+        if self.reuse is not None and self.reuse.final:
+            only = self.reuse.only(chunk_id)
+            if only is not None:  # its reused points are not computed again
+                task = dataclasses.replace(task, only=only)
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run), in bundles when chunks are many (built whole:
-        a Task per chunk first would cost more than publishing them)."""
-        cfg, size = self.config, self.config.task_bundle
-        if self.retrying is not None or size == 1:  # --retry-failed: each chunk its own
-            return bundled(map(self.task, range(cfg.chunks_total)), size)
-        return (dataclasses.replace(self.task(first), more=tuple(
-            (c, c * cfg.chunk_size, min(cfg.chunk_size, cfg.total_params - c * cfg.chunk_size),
-             None) for c in range(first + 1, min(first + size, cfg.chunks_total))))
-            for first in range(0, cfg.chunks_total, size))
+        """Every chunk's task (a fresh run), bundled when chunks are many; with reuse, the
+        checks of reused points first, then the chunks with missing points."""
+        if self.reuse is None and self.retrying is None:
+            return fresh_bundles(self.task, self.config)
+        return bundled(self._reused_tasks(), self.config.task_bundle)
+
+    def _reused_tasks(self) -> Iterator[Task]:
+        if self.reuse is not None and not self.reuse.final:
+            yield from self.reuse.verification_tasks(self.task, self.config.chunks_total)
+        state = self.collector.chunk_state
+        for chunk_id in range(self.config.chunks_total):
+            if not state[chunk_id] and (self.reuse is None or not self.reuse.held(chunk_id)):
+                yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:
         """The tasks still owed: chunks without a result, then recomputations without an
         answer. Chunks come first: a recomputation skips the simulated work, and a worker
         that met those first would size its batches for them and hoard the real chunks
         (which the others then take over as stale: each computed twice)."""
-        state, size = self.collector.chunk_state, self.config.task_bundle
-        yield from bundled((self.task(c) for c in range(self.config.chunks_total)
-                            if not state[c]), size)
+        state, size, chunks = self.collector.chunk_state, self.config.task_bundle, range(
+            self.config.chunks_total)  # bundled when chunks are many
+        yield from bundled((self.task(c) for c in chunks if not state[c]), size)
         yield from bundled((self.task(c).verification(self.collector.worker_of(c))
-                            for c in range(self.config.chunks_total)
-                            if state[c] and self.collector.awaits(c)), size)
+                            for c in chunks if state[c] and self.collector.awaits(c)), size)
 
     # -- what it knows ------------------------------------------------------------------
     @property
     def all_done(self) -> bool:
-        return self.collector.all_done
+        return (self.collector.all_done and (self.reuse is None or self.reuse.final)
+                and self._copying is None)
+
+    @property
+    def points_reused(self) -> int:
+        return len(self.reuse.map) if self.reuse is not None and self.reuse.final else 0
+
+    def reuse_summary(self) -> dict[str, Any] | None:
+        """What was reused from where, what was checked and rejected (summary.json)."""
+        if self.config.reuse == "none":
+            return None
+        if self.reuse is None:
+            return {"fingerprint": self.config.fingerprint, "sources": {}, "rejected": {},
+                    "points_checked": 0, "verify": self.plan.mode.value}
+        return self.reuse.summary(self.config.fingerprint)
 
     @property
     def seen(self) -> int:

@@ -15,7 +15,7 @@ import itertools
 import json
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any
@@ -33,30 +33,6 @@ from .packing import (  # noqa: F401 - re-exported: the wire's value packing
 
 PROTOCOL_VERSION = 1
 BUNDLE_VERSION = 2  # a bundle's version: a worker that cannot split one rejects it whole
-
-
-def bundled(tasks: Iterable[Task], size: int) -> Iterator[Task]:
-    """``tasks`` in bundles of up to ``size`` chunks; tasks alike but for their chunk share
-    one (recomputations: those of the same worker's results), in the order they came."""
-    if size <= 1:
-        yield from tasks
-        return
-    groups: dict[tuple[Any, ...], list[Task]] = {}  # by what most often differs; a group's
-    # tasks that differ in anything else are bundled apart
-    for task in tasks:
-        if task.more:
-            yield task
-            continue
-        key = (id(task.space), task.verify_of, task.bounces, task.attempt, task.compute)
-        group = groups.setdefault(key, [])
-        if group and not group[0].bundles_with(task):
-            yield task  # alike in the key, not in the rest: rare, and fine alone
-            continue
-        group.append(task)
-        if len(group) == size:
-            del groups[key]
-            yield Task.bundle(group)
-    yield from map(Task.bundle, groups.values())
 
 
 Part = tuple[int, int, int, "tuple[int, ...] | None"]  # a bundled chunk: id, start, count, only

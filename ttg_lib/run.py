@@ -19,17 +19,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import byvalue, crashpoints
-from .backends import Producer, get_spec
+from .backends import Producer, open_producer
 from .cluster import Cluster, ClusterError, WorkerState
 from .cluster.registry import make_cluster, provider
 from .config import RunConfig
 from .errors import RunError, disk_error, disk_errors
 from .faults import Faults
 from .joined import JoinedWorkers, join_hint
-from .ledger import Ledger, run_space
+from .ledger import READ_SLICE, Ledger, run_space
 from .messages import Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
+from .reuse.fingerprint import function_fingerprint
 from .runlock import LockOwner, RecordLock, stop_leftover_workers
 from .runstate import Progress, RunState, Times
 from .sampling import Sampler
@@ -38,7 +39,6 @@ from .summary import Timing, build_summary
 
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 JOIN_TIMEOUT_S = 3600.0  # --expect-workers: how long workers from other hosts may take
-READ_SLICE = 500  # results checked between publishing the recomputations they ask for
 __all__ = ["Progress", "Run", "RunState", "Times", "execute", "make_cluster"]
 
 
@@ -51,6 +51,8 @@ class Run:
         fn, shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
         if shipped is not None:
             config = dataclasses.replace(config, compute_sha256=shipped.sha256)
+        if not (resume and config.fingerprint):  # a resumed run keeps the one it started with
+            config = dataclasses.replace(config, fingerprint=function_fingerprint(config))
         self.config = config
         self.joined: JoinedWorkers | None = None  # workers from other hosts (expect_workers)
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
@@ -119,8 +121,8 @@ class Run:
             self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)
         except ClusterError as exc:
             raise RunError(str(exc)) from None
-        producer = self._backend or get_spec(cfg.backend).producer(self.broker_url,
-                                                                    lease_s=cfg.lease_s)
+        producer = self._backend or open_producer(cfg.backend, self.broker_url,
+                                                  lease_s=cfg.lease_s)
         self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s,
                                      unfinished=self.ledger.unfinished,
                                      chunks_read=lambda: self.ledger.collector.completed)
@@ -131,6 +133,8 @@ class Run:
         if shipped is not None:
             shipped.save(cfg.record_dir)
         self.ledger.open()
+        if not self.resume:
+            self.ledger.prepare_reuse()  # points earlier runs here computed: not published
         if self.resume:
             self.say(self.ledger.restore()
                      + (f"; stopped {stopped} of its old workers" if stopped else ""))
@@ -177,6 +181,7 @@ class Run:
 
     def _step(self, timeout: float) -> None:
         self._read(timeout)
+        self.ledger.copy_reused()  # rows reused from earlier runs, a little at a time
         self._maybe_sample()
         self.broker.keep_lock()
         self.faults.maybe_demo(self.cluster, self.ledger.collector, self.elapsed_s)
@@ -336,6 +341,7 @@ class Run:
             results_file=ledger.results_file, resumed=self.resume,
             chunks_redone=ledger.chunks_redone if self.resume else 0,
             complete_s=times.since_t0(times.complete),
+            points_reused=ledger.points_reused, reuse=ledger.reuse_summary(),
             failed_points=ledger.failures.summary(
                 retried=ledger.retrying.count if ledger.retrying else None,
                 workers=workers)).to_dict()

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -31,6 +32,7 @@ from ..retryfailed import FailedPoints, Supersede
 from ..space import Space
 from .layout import (
     MERGED_DIR,
+    META_KEY,
     MISFIT,
     NO_VALUES,
     PARTS_DIR,
@@ -70,6 +72,7 @@ class ResultsWriter:
         self._closed = False
         self._reopen()
         self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
+        self.reused: np.ndarray | None = None  # sorted param_ids whose rows are copied in
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -109,6 +112,23 @@ class ResultsWriter:
         table, layout = rows_table(batch, self.space, self._layout)
         if self.supersede is not None:  # --retry-failed: only the retried points' rows
             table = self.supersede.new_rows(table)
+        if self.reused is not None and len(self.reused):  # their rows come from the source
+            table = table.filter(pa.array(~in_sorted(table.column("param_id").to_numpy(),
+                                                     self.reused)))
+        self._write_part(table)
+        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
+        self._layout = layout
+        return [r.chunk_id for r in batch]
+
+    def add_rows(self, table: pa.Table, layout: ValueLayout) -> None:
+        """Rows made elsewhere (reused from an earlier run, under that table's ``layout``)
+        as one durable part; the table's layout widens to hold them."""
+        self.flush()
+        self._layout = self._layout.merged(layout)
+        self._write_part(table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), META_KEY: layout.to_json()}))
+
+    def _write_part(self, table: pa.Table) -> None:
         if not self.parts.exists():
             self.parts.mkdir(parents=True)
             fsync_dir(self.dir)
@@ -116,11 +136,8 @@ class ResultsWriter:
         write_durably(part, lambda handle: pq.write_table(
             table, handle, row_group_size=max(1, len(table)),
             **write_options(table.schema)))
-        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
-        self._layout = layout
         self._next_part += 1
         self.rows_written += len(table)
-        return [r.chunk_id for r in batch]
 
     def close(self) -> Path:
         """Flush, then merge the parts into ``results.parquet`` (one row group at a time);
@@ -162,8 +179,7 @@ class ResultsWriter:
     def value_columns(self, result: Result) -> list[pa.Array]:
         """A result's value columns exactly as this table would store them: what the
         recomputation of a chunk restored from disk is compared with."""
-        table, _layout = rows_table([result], self.space, self._layout, widen=False)
-        return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
+        return value_columns(result, self.space, self._layout)
 
     # -- internals --
 
@@ -202,6 +218,19 @@ class ResultsWriter:
                             NO_VALUES)
         self.rows_written = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
         self._next_part = int(existing[-1].stem.split("-")[1]) + 1
+
+
+def value_columns(result: Result, space: Space | None,
+                  layout: ValueLayout = NO_VALUES) -> list[pa.Array]:
+    """A result's value columns as a table of ``layout`` would store them."""
+    table, _layout = rows_table([result], space, layout, widen=False)
+    return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
+
+
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """A mask: which of ``values`` are in ``sorted_set`` (a sorted search, no hash table)."""
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def fsync_dir(path: Path) -> None:
