@@ -17,13 +17,13 @@ from collections.abc import Iterator
 import pytest
 from brokerwire import publish_raw
 
+from ttg_lib.bundles import bundled
 from ttg_lib.compute import placeholder
 from ttg_lib.messages import (
     FRAME_MAGIC,
     MessageError,
     Result,
     Task,
-    bundled,
     decode_results,
     encode_results,
 )
