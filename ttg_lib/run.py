@@ -11,7 +11,6 @@ in is :class:`ttg_lib.summary.RunSummary`.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from .ledger import READ_SLICE, Ledger, run_space
 from .messages import Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
-from .reuse.fingerprint import function_fingerprint
+from .reuse.fingerprint import identified
 from .runlock import LockOwner, RecordLock, stop_leftover_workers
 from .runstate import Progress, RunState, Times
 from .sampling import Sampler
@@ -49,11 +48,7 @@ class Run:
                  retry_failed: bool = False):
         # issue 20: the function, shipped by value when workers may not import it
         fn, shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
-        if shipped is not None:
-            config = dataclasses.replace(config, compute_sha256=shipped.sha256)
-        if not (resume and config.fingerprint):  # a resumed run keeps the one it started with
-            config = dataclasses.replace(config, fingerprint=function_fingerprint(config))
-        self.config = config
+        self.config = config = identified(config, shipped and shipped.sha256, resume)
         self.joined: JoinedWorkers | None = None  # workers from other hosts (expect_workers)
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
@@ -135,7 +130,7 @@ class Run:
         self.ledger.open()
         if not self.resume:
             self.ledger.prepare_reuse()  # points earlier runs here computed: not published
-        if self.resume:
+        else:
             self.say(self.ledger.restore()
                      + (f"; stopped {stopped} of its old workers" if stopped else ""))
             self._drain(0.3, rounds=10_000)  # what the dead orchestrator left in the broker
@@ -388,19 +383,17 @@ def execute(config: RunConfig, on_progress: Callable[[Progress], None] | None = 
     notebooks drive. ``on_start`` gets the started run; ``stop_on_interrupt``: Ctrl-C ends
     the run as stopped, record written (else aborted, the interrupt raised); ``run``: one
     built already (the Python API's)."""
+    report = on_progress or (lambda _progress: None)
     with run or Run(config, say=say, resume=resume, retry_failed=retry_failed) as run:
         run.start()
         if on_start is not None:
             on_start(run)
         try:
             while not run.done:
-                progress = run.step(step_s)
-                if on_progress is not None:
-                    on_progress(progress)
+                report(run.step(step_s))
         except KeyboardInterrupt:
             if not stop_on_interrupt:
                 raise
             run.stop()
-            if on_progress is not None:
-                on_progress(run.progress())
+            report(run.progress())
         return run.finish()

@@ -9,6 +9,7 @@ say "the code changed in a way you cannot see" (a data file, a dependency).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 
@@ -28,6 +29,16 @@ def function_fingerprint(config: RunConfig) -> str:
         digest.update(b"import\0" + module_source(module) + b"\0" + qualname.encode())
     digest.update(b"\0version\0" + config.version.encode())
     return PREFIX + digest.hexdigest()
+
+
+def identified(config: RunConfig, shipped_sha256: str | None, resume: bool) -> RunConfig:
+    """The config carrying its function's identity: the payload's sha256 when it travels by
+    value, and the fingerprint reuse matches on (a resumed run keeps the one it began with)."""
+    if shipped_sha256 is not None:
+        config = dataclasses.replace(config, compute_sha256=shipped_sha256)
+    if resume and config.fingerprint:
+        return config
+    return dataclasses.replace(config, fingerprint=function_fingerprint(config))
 
 
 def module_source(module: str) -> bytes:
