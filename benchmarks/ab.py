@@ -13,6 +13,7 @@ Cases:
     large   1,000,000 params, chunk 1,000, 0 ms, 3 workers   -> throughput_params_s
     small   the small preset (3 workers, 50 ms a param)       -> efficiency
     tiny    the tiny preset, 2 workers (a smoke of this script) -> efficiency
+    chunks  10,000 chunks x 10 params, 0 ms, 3 workers          -> complete_s (lower: faster)
 Results: outputs/bench/ab-<stamp>/ab.json (or --out DIR) and a printed table with the load.
 """
 
@@ -45,6 +46,9 @@ CASES = {
     "large": Case("large", ("--scale", "large", "--workers", "3"), "throughput_params_s"),
     "small": Case("small", ("--scale", "small", "--workers", "3"), "efficiency"),
     "tiny": Case("tiny", ("--scale", "tiny", "--workers", "2"), "efficiency"),  # a smoke
+    # the peers benchmark's fine chunks: results kept, every value recomputed (lower is better)
+    "chunks": Case("chunks", ("--scale", "large", "--total-params", "100000", "--chunk-size",
+                              "10", "--workers", "3"), "complete_s"),
 }
 
 

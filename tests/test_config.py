@@ -59,6 +59,7 @@ def test_env_urls(monkeypatch):
     ("broker_url", "http://x", "scheme redis or rediss"),
     ("fault_demo", "maybe", "true or false"),
     ("colour", "blue", "unknown setting"),
+    ("chunks_per_task", -1, "a whole number from 0 to 1,000"),
 ])
 def test_every_bad_value_names_the_field_and_what_is_allowed(field, value, allowed):
     with pytest.raises(ConfigError) as err:
@@ -75,6 +76,17 @@ def test_broker_url_is_checked_against_the_backend_and_old_names_still_work():
         RunConfig.build(backend="rabbitmq", broker_url="amqp://host:notaport/")
     assert RunConfig.build(backend="rabbitmq", rabbitmq_url="amqp://h:1/v",
                            redis_url="redis://ignored").broker_url == "amqp://h:1/v"
+
+
+@pytest.mark.parametrize("settings,bundle", [
+    ({"total_params": 100_000, "chunk_size": 10}, 16),  # 10,000 chunks: 16 a message
+    ({"total_params": 1_000_000, "chunk_size": 1_000}, 2),  # 1,000 chunks, 3 workers
+    ({"total_params": 1_000, "chunk_size": 10}, 1),  # 100 chunks: one a message
+    ({"total_params": 100_000, "chunk_size": 10, "workers": 0, "expect_workers": 40}, 1),
+    ({"total_params": 1_000, "chunk_size": 10, "chunks_per_task": 5}, 5),  # as asked
+])
+def test_chunks_travel_in_bundles_only_while_every_worker_gets_many_messages(settings, bundle):
+    assert RunConfig.build(**settings).task_bundle == bundle
 
 
 def test_chunk_larger_than_params_and_fault_with_one_worker():

@@ -165,7 +165,7 @@ def test_dead_letter_keeps_reason_and_reports_failure(broker: Broker):
     d = fetch(c)
     failure = result_for(Task.decode(d.body))
     failure.values, failure.error = [], "boom"
-    c.dead_letter(d, "failed after 4 attempts: boom", 4, failure)
+    c.dead_letter(d, "failed after 4 attempts: boom", 4, [failure])
     records = p.read_dead_letters()
     assert [(r["reason"], r["attempts"]) for r in records] == [
         ("failed after 4 attempts: boom", 4)]

@@ -104,3 +104,17 @@ def test_restore_counts_the_record_and_the_torn_timeline(tmp_path):
     assert "2 of 4 chunks already in its results" in line
     assert [t.chunk_id for t in resumed.unfinished()] == [2, 3]
     assert resumed.chunks_redone == 1 and resumed.rows == 10
+
+
+def test_many_cheap_chunks_travel_in_bundles_and_their_checks_too(tmp_path):
+    cfg = config(tmp_path, total_params=40, chunk_size=1, workers=2, verify="full",
+                 chunks_per_task=4)
+    book = ledger(cfg)
+    sent = list(book.tasks())
+    assert [t.chunks for t in sent] == [4] * 10
+    assert [p.chunk_id for t in sent for p in t.parts()] == list(range(40))
+    got = book.ingest([frame(cfg, c, worker="w1" if c < 5 else "w2") for c in range(8)])
+    asks = [(t.verify_of, [p.chunk_id for p in t.parts()]) for t in got.asks]
+    assert asks == [("w1", [0, 1, 2, 3]), ("w1", [4]), ("w2", [5, 6, 7])]  # never mixed
+    owed = [(t.verify_of, t.chunks) for t in book.unfinished()]
+    assert owed[:8] == [("", 4)] * 8 and sum(n for _w, n in owed[8:]) == 8

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from brokerwire import publish_raw
 
+from ttg_lib.bundles import bundled
 from ttg_lib.compute import placeholder
 from ttg_lib.messages import (
     FRAME_MAGIC,
@@ -210,11 +211,36 @@ def test_a_task_round_trips():
     assert Task.decode(task.next_attempt().encode()).attempt == 2
 
 
+def test_a_bundle_round_trips_as_its_chunks_tasks():
+    parts = [Task(run_id="r", chunk_id=c, start=10 * c, count=10, work_ms=0.0,
+                  compute="ttg_lib.compute:placeholder", only=(1, 2) if c == 3 else None)
+             for c in (2, 3, 4)]
+    bundle = Task.decode(Task.bundle(parts).encode())
+    assert bundle.chunks == 3 and json.loads(Task.bundle(parts).encode())["v"] == 2
+    assert bundle.parts() == parts and Task.decode(parts[0].encode()).chunks == 1
+    with pytest.raises(ValueError, match="differ in more than their chunk"):
+        Task.bundle([parts[0], parts[1].verification("w1")])
+
+
+def test_bundled_groups_alike_tasks_up_to_a_size_in_order():
+    def t(c: int, of: str = "") -> Task:
+        return Task(run_id="r", chunk_id=c, start=c, count=1, work_ms=0.0, compute="m:f",
+                    verify_of=of)
+
+    out = list(bundled([t(0), t(1, "a"), t(2), t(3), t(4, "a"), t(5)], 3))
+    assert [[p.chunk_id for p in b.parts()] for b in out] == [[0, 2, 3], [1, 4], [5]]
+    assert [b.chunks for b in bundled([t(0), t(1)], 1)] == [1, 1]  # 1: no bundles
+
+
 @pytest.mark.parametrize("changes,reason", [
     ({"count": 0}, "count >= 1"), ({"count": -3}, "count >= 1"),
     ({"start": -1}, "start/chunk_id must be >= 0"), ({"chunk_id": -1}, "must be >= 0"),
-    ({"v": 2}, "protocol version 2 is not 1"), ({"v": "1"}, "protocol version '1' is not 1"),
-    ({"v": True}, "protocol version True is not 1"),
+    ({"v": 3}, "protocol version 3 is not 1 or 2"),
+    ({"v": 2}, "only a bundle lists 'more'"), ({"more": [[1, 10, 10, None]]}, "a bundle"),
+    ({"v": 2, "more": [[1, 10]]}, "a bundle part is [chunk_id"),
+    ({"v": 2, "more": [[1, 10, 0, None]]}, "count >= 1"),
+    ({"v": 2, "more": [[1, 10, 2, [5]]]}, "offsets within the chunk"),
+    ({"v": "1"}, "protocol version '1' is not 1"), ({"v": True}, "protocol version True is not 1"),
     ({"count": 5.0}, "field 'count' has type float"), ({"attempt": None}, "has type NoneType"),
 ])
 def test_a_bad_task_is_a_message_error_with_its_reason(changes, reason):

@@ -175,6 +175,9 @@ def test_batch_sizer_takes_one_slow_chunk_and_many_fast_ones():
         sizer.observe(0.004)
     assert sizer.size in (4, 8)  # about TARGET_S of work per batch, a power of two
     assert sizer.size & (sizer.size - 1) == 0
+    for _ in range(40):
+        sizer.observe(0.0001, chunks=16)  # bundles of 16 fast chunks: 256 chunks a batch
+    assert sizer.size * 16 == BatchSizer.MAX_CHUNKS
 
 
 def test_heartbeat_is_throttled_but_forced_beats_and_the_final_state_are_written(tmp_path):
@@ -202,3 +205,48 @@ def test_a_recomputation_is_handed_back_by_its_producer_and_done_by_another(memo
     got = []
     run_worker(url, lambda: got.extend(results(producer)) or got, name="u2")
     assert [(r.chunk_id, r.worker, r.verify) for r in got] == [(2, "u2", True)]
+
+
+def test_a_bundle_gives_a_result_per_chunk_and_settles_its_one_message(memory):
+    url, producer = memory
+    producer.publish_tasks([Task.bundle([task(i) for i in range(4)]), task(4)])
+    got: list = []
+    worker = run_worker(url, lambda: got.extend(results(producer)) or len(got) >= 5)
+    assert sorted(r.chunk_id for r in got) == [0, 1, 2, 3, 4]
+    from ttg_lib.compute import placeholder
+    assert all(list(r.values) == [placeholder(p, 0) for p in range(r.start, r.start + 4)]
+               for r in got)
+    assert worker.chunks_done == 5 and not producer.b.pending and not producer.b.ready
+    assert producer.read_dead_letters() == [] and producer.b.duplicates == 0
+
+
+def test_a_bundle_whose_function_does_not_load_is_dead_lettered_whole(memory):
+    url, producer = memory
+    bundle = Task.bundle([task(i, compute="no_such_module_here:fn") for i in range(3)])
+    producer.publish_tasks([bundle])
+    got: list = []
+    run_worker(url, lambda: got.extend(results(producer)) or len(got) >= 3)
+    assert sorted(r.chunk_id for r in got) == [0, 1, 2]
+    assert all(r.error and "no_such_module_here" in r.error for r in got)
+    dead = producer.read_dead_letters()
+    assert len(dead) == 1 and Task.decode(dead[0]["body"]) == bundle  # the message, once
+    assert not producer.b.pending and not producer.b.ready
+
+
+def test_a_bundled_recomputation_is_handed_back_whole_and_done_by_another(memory):
+    url, producer = memory
+    bundle = Task.bundle([task(1).verification("u1"), task(2).verification("u1")])
+    producer.publish_tasks([bundle])
+    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name="u1",
+                                   lease_s=0.5), open_consumer("memory", url, lease_s=0.5))
+    handed: list = []
+    hand_back = worker.backend.hand_back
+    worker.backend.hand_back = lambda items: handed.append(items) or hand_back(items)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    poll(lambda: handed, 5)
+    stop((worker, thread))
+    assert handed and all(len(items) == 1 and items[0][1].chunks == 2 for items in handed)
+    got = results(producer)  # u1 computes what bounced MAX_BOUNCES times: then it is alone
+    run_worker(url, lambda: got.extend(results(producer)) or len(got) >= 2, name="u2")
+    assert sorted((r.chunk_id, r.verify) for r in got) == [(1, True), (2, True)]

@@ -82,6 +82,7 @@ class RunConfig:
     recycle_after: int = 0  # replace a worker's compute process after N chunks; 0: never
     max_worker_mib: float = 0.0  # ... or once it holds more memory than this; 0: no cap
     max_failures: str = ""  # stop the run once more points failed: N or P%; "": never
+    chunks_per_task: int = 0  # consecutive chunks one task message carries; 0: auto
     lease_s: float = 2.0
     liveness_s: float = 3.0  # a worker whose heartbeat is older is killed and replaced; 0: off
     wait: bool = False  # another live run holds the broker: wait for it instead of failing
@@ -111,6 +112,18 @@ class RunConfig:
     def worker_count(self) -> int:
         """The workers the run counts on: its own, or at least those it waits for."""
         return max(self.workers, self.expect_workers, 1)
+
+    BUNDLE_MAX, MESSAGES_PER_WORKER = 16, 128  # auto: up to 16 while each worker gets 128
+
+    @property
+    def task_bundle(self) -> int:
+        """Chunks per task message (a message costs 0.1-0.3 ms of CPU). Auto bundles only while
+        every worker still gets 128 messages: a bundle adds under 1 % to the run's tail and to
+        what a killed worker gives back, however slow the chunks."""
+        if self.chunks_per_task:
+            return self.chunks_per_task
+        per_worker = self.chunks_total // (self.worker_count * self.MESSAGES_PER_WORKER)
+        return max(1, min(self.BUNDLE_MAX, per_worker))
 
     @property
     def record_dir(self) -> Path:
@@ -235,6 +248,7 @@ class RunConfig:
         _check_int("max_retries", self.max_retries, 0, 100)
         _check_int("max_crashes", self.max_crashes, 0, 100)
         _check_int("recycle_after", self.recycle_after, 0, 100_000_000)
+        _check_int("chunks_per_task", self.chunks_per_task, 0, 1_000)
         _check_number("max_worker_mib", self.max_worker_mib, 0, 1 << 30)
         from .failures import FailureBudget
 

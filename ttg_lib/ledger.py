@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bundles import bundled, fresh_bundles
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
@@ -26,6 +27,7 @@ from .verify import ResultCollector, Verdict, VerifyMode, VerifyPlan
 
 SETTLE_EVERY_S = 1.0  # results on disk this often; the broker's copies released then
 IDLE_SETTLE_S = 0.2  # sooner when the run is idle, but not at every empty read (a part each)
+READ_SLICE = 500  # results checked between publishing the recomputations they ask for
 CLOSE_ATTEMPTS = 3
 CLOSE_RETRY_S = 1.0
 
@@ -217,6 +219,7 @@ class Ledger:
                                    result)
                 collector.expect_verification(result.chunk_id, ask.only)
                 out.asks.append(ask)
+        out.asks = list(bundled(out.asks, self.config.task_bundle))  # one worker's: a message
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 
@@ -308,18 +311,18 @@ class Ledger:
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run); with reuse, the checks of reused points first,
-        then the chunks with missing points (those holding reused points once the checks
-        are answered)."""
-        if self.reuse is None:
-            for chunk_id in range(self.config.chunks_total):
-                yield self.task(chunk_id)
-            return
-        if not self.reuse.final:
+        """Every chunk's task (a fresh run), bundled when chunks are many; with reuse, the
+        checks of reused points first, then the chunks with missing points."""
+        if self.reuse is None and self.retrying is None:
+            return fresh_bundles(self.task, self.config)
+        return bundled(self._reused_tasks(), self.config.task_bundle)
+
+    def _reused_tasks(self) -> Iterator[Task]:
+        if self.reuse is not None and not self.reuse.final:
             yield from self.reuse.verification_tasks(self.task, self.config.chunks_total)
         state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            if not state[chunk_id] and not self.reuse.held(chunk_id):
+            if not state[chunk_id] and (self.reuse is None or not self.reuse.held(chunk_id)):
                 yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:
@@ -327,13 +330,11 @@ class Ledger:
         answer. Chunks come first: a recomputation skips the simulated work, and a worker
         that met those first would size its batches for them and hoard the real chunks
         (which the others then take over as stale: each computed twice)."""
-        state = self.collector.chunk_state
-        for chunk_id in range(self.config.chunks_total):
-            if not state[chunk_id]:
-                yield self.task(chunk_id)
-        for chunk_id in range(self.config.chunks_total):
-            if state[chunk_id] and self.collector.awaits(chunk_id):
-                yield self.task(chunk_id).verification(self.collector.worker_of(chunk_id))
+        state, size, chunks = self.collector.chunk_state, self.config.task_bundle, range(
+            self.config.chunks_total)  # bundled when chunks are many
+        yield from bundled((self.task(c) for c in chunks if not state[c]), size)
+        yield from bundled((self.task(c).verification(self.collector.worker_of(c))
+                            for c in chunks if state[c] and self.collector.awaits(c)), size)
 
     # -- what it knows ------------------------------------------------------------------
     @property

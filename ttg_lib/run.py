@@ -25,7 +25,7 @@ from .config import RunConfig
 from .errors import RunError, disk_error, disk_errors
 from .faults import Faults
 from .joined import JoinedWorkers, join_hint
-from .ledger import Ledger, run_space
+from .ledger import READ_SLICE, Ledger, run_space
 from .messages import Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
@@ -150,11 +150,11 @@ class Run:
             self.joined = JoinedWorkers(producer, cfg.expect_workers, join_hint(cfg))
             self.joined.wait(cfg.timeout_s or JOIN_TIMEOUT_S, self.say, self.session.keep_lock)
         self.times.t0, self.times.cpu0 = time.monotonic(), time.process_time()
-        published = producer.publish_tasks(self.ledger.unfinished() if self.resume
-                                           else self.ledger.tasks())
+        owed = list(self.ledger.unfinished()) if self.resume else self.ledger.tasks()
+        producer.publish_tasks(owed)
         if self.resume:  # computed once already, lost with the dead orchestrator's memory
-            self.say(f"published {published:,} chunks; {self.ledger.chunks_redone} of them "
-                     f"had been computed before")
+            self.say(f"published {sum(t.chunks for t in owed):,} chunks; "
+                     f"{self.ledger.chunks_redone} of them had been computed before")
         self.state = RunState.RUNNING
 
     # -- watch -------------------------------------------------------------
@@ -187,19 +187,20 @@ class Run:
         self.record.flush()  # a step is a moment: readers of the record see it
 
     def _read(self, timeout: float, before: bool = False) -> None:
-        """One read: the frames to the ledger, its asks to the broker, and the broker's
-        copies released once the ledger has the rows on disk."""
+        """One read: frames to the ledger, its asks to the broker, copies released once on disk
+        (``before``: results a dead orchestrator read, done but not this run's throughput)."""
         frames = self.broker.read(timeout)
-        ingested = self.ledger.ingest(frames, before)
-        if ingested.new:  # once per read, not per result: a read is one moment
-            self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
-            for result in ingested.new:
-                self.faults.on_result(result)
-        self._asks += ingested.asks
-        if self._asks and self.state == RunState.RUNNING and not self.broker.down:
-            asked, self._asks = self._asks, []
-            if not self.broker.publish(asked):
-                self._asks = asked + self._asks  # the broker went down: later
+        for at in range(0, max(1, len(frames)), READ_SLICE):  # a slice's asks go out before
+            ingested = self.ledger.ingest(frames[at:at + READ_SLICE], before)  # the next's check
+            if ingested.new:  # idle workers need not wait for a whole read's thousands
+                self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
+                for result in ingested.new:
+                    self.faults.on_result(result)
+            self._asks += ingested.asks
+            if self._asks and self.state == RunState.RUNNING and not self.broker.down:
+                asked, self._asks = self._asks, []
+                if not self.broker.publish(asked):
+                    self._asks = asked + self._asks  # the broker went down: later
         self._settle(idle=not frames)
 
     def _settle(self, idle: bool) -> None:

@@ -164,8 +164,8 @@ class BrokerSession:
         if stored >= self.chunks_read():
             return
         missing = list(self.unfinished())
-        checks = sum(1 for task in missing if task.verify_of)
-        self.outages[-1]["republished_chunks"] = len(missing) - checks
+        checks = sum(task.chunks for task in missing if task.verify_of)
+        self.outages[-1]["republished_chunks"] = sum(t.chunks for t in missing) - checks
         self.outages[-1]["republished_checks"] = checks  # recomputations asked for again
         self.outages[-1]["broker_kept_chunks"] = stored
         self.producer.rewind_results()

@@ -101,19 +101,25 @@ class Heartbeat:
 
 
 class BatchSizer:
-    """How many chunks to take per round trip: one when chunks are slow (fair shares, a
+    """How many task messages to take per round trip: one when they are slow (fair shares, a
     killed worker holds one), more when they are fast, so the broker is not the bottleneck.
-    A batch holds about TARGET_S of work, which bounds the imbalance it can cause."""
+    A batch holds about TARGET_S of work, which bounds the imbalance it can cause, and at
+    most MAX_CHUNKS chunks (bundles): its result frame stays small enough for the
+    orchestrator to check one while the next is computed."""
 
     TARGET_S = 0.02
     MAX = 64
+    MAX_CHUNKS = 256
 
     def __init__(self) -> None:
         self.ema_s: float | None = None
         self._size = 1
+        self._chunks = 1  # a message's, as last seen
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, chunks: int = 1) -> None:
+        """One message's compute time, and how many chunks it held."""
         self.ema_s = seconds if self.ema_s is None else 0.7 * self.ema_s + 0.3 * seconds
+        self._chunks = max(1, chunks)
 
     @property
     def fast(self) -> bool:
@@ -124,7 +130,8 @@ class BatchSizer:
     def size(self) -> int:
         if self.ema_s is None:
             return 1
-        wanted = max(1, min(self.MAX, int(self.TARGET_S / max(self.ema_s, 1e-6))))
+        wanted = max(1, min(self.MAX, self.MAX_CHUNKS // self._chunks,
+                            int(self.TARGET_S / max(self.ema_s, 1e-6))))
         if wanted >= 2 * self._size or wanted * 4 <= self._size:  # hysteresis: a change
             self._size = 1 << (wanted.bit_length() - 1)  # costs RabbitMQ a re-subscribe
         return self._size

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -223,8 +223,10 @@ class Consumer(Connection):
 
     @abc.abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
-                    failure: Result | None = None) -> None:
-        """Move the message to the DLQ with its reason; report ``failure`` as the chunk's end."""
+                    results: Sequence[Result] = ()) -> None:
+        """Move the message to the DLQ with its reason and store ``results`` (its chunk's
+        failure; a bundle's, one per chunk), in one round trip; a chunk stored already is a
+        duplicate, dropped where the broker keeps an index."""
 
 
 # -- capabilities: what only some brokers can do ---------------------------------------

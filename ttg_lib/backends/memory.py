@@ -19,7 +19,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -322,12 +322,14 @@ class MemoryConsumer(MemoryConnection, base.Consumer, base.AnnouncesLateResults,
             self._ack(d for d, _t in items)
 
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
-                    failure: Result | None = None) -> None:
+                    results: Sequence[Result] = ()) -> None:
         with self._check().cond:
             self.b.dlq.append(dead_letter_record(delivery.body, reason, attempts, time.time()))
-            if failure is not None and result_key(failure) not in self.b.index:
-                self.b.index.add(result_key(failure))
-                self.b.results.append(failure.encode())
+            fresh = [r for r in results if result_key(r) not in self.b.index]
+            self.b.duplicates += len(results) - len(fresh)
+            if fresh:
+                self.b.index.update(result_key(r) for r in fresh)
+                self.b.results.append(encode_results(fresh))
             self._ack([delivery])
 
     def _ack(self, deliveries: Iterable[Delivery]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pika
@@ -178,14 +179,14 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
 
     @amqp_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
-                    failure: Result | None = None) -> None:
+                    results: Sequence[Result] = ()) -> None:
         props = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             headers={"x-ttg-reason": reason[:4000], "x-ttg-attempts": attempts,
                      "x-ttg-dead-lettered-ms": int(time.time() * 1000)})
         self._publish(DLQ, delivery.body, props)
-        if failure is not None:
-            self._publish(RESULTS, failure.encode(), PERSISTENT)
+        if results:
+            self._publish(RESULTS, encode_results(results), PERSISTENT)
         self._ack(delivery)
         self._commit()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..messages import Result, Task, encode_results
@@ -112,14 +113,13 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
 
     @redis_errors
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
-                    failure: Result | None = None) -> None:
+                    results: Sequence[Result] = ()) -> None:
         record = dead_letter_record(delivery.body, reason, attempts, time.time())
         self._scripts["dead_letter"](
             keys=[TASKS, RESULTS, INDEX, STATS, DLQ],
-            args=[GROUP, delivery.handle,
-                  "" if failure is None else result_key(failure),
-                  b"" if failure is None else failure.encode(),
-                  json.dumps(record)])
+            args=[GROUP, delivery.handle, json.dumps(record),
+                  encode_results(results) if results else b"",
+                  *(result_key(r) for r in results)])
 
 
 def _task_body(fields: dict[bytes, bytes]) -> bytes:

@@ -168,7 +168,8 @@ class Worker:
     def handle_batch(self, deliveries: list[Delivery]) -> None:
         """Compute the batch's chunks in the compute process, then store every result and
         ack every task in one round trip."""
-        todo = [(d, t) for d in deliveries if (t := self._admit(d)) is not None]
+        todo = [(d, part) for d in deliveries if (t := self._admit(d)) is not None
+                for part in t.parts()]  # a bundle: a result per chunk, an ack for all
         done = self._compute(todo, deliveries) if todo else []
         if self._handing_back:  # recomputations of our own results: for other workers
             handed, self._handing_back = self._handing_back, []
@@ -211,15 +212,17 @@ class Worker:
                                            keepalive=lambda: self._keepalive(held),
                                            fetch=self._fetch_function)
         except ComputeBroken as exc:
-            for delivery, task in todo:
-                self._reject(delivery, str(exc), task=task)
+            for delivery, tasks in _by_delivery(todo):
+                self._reject(delivery, str(exc), tasks=tasks)
             return []
-        done = []
+        done, refused, took = [], {}, {}
         for (delivery, task), outcome in zip(todo, outcomes, strict=True):
             if outcome.load_error is not None:
-                self._reject(delivery, outcome.load_error, task=task)
+                refused.setdefault(id(delivery), outcome.load_error)
                 continue
-            self.batch.observe(outcome.finished_at - outcome.started_at)
+            seconds, chunks = took.get(id(delivery), (0.0, 0))  # a bundle: one message
+            took[id(delivery)] = (seconds + outcome.finished_at - outcome.started_at,
+                                  chunks + 1)
             self.cpu.compute_s += outcome.compute_cpu_s
             for failure in outcome.failures:
                 self.log("point_failed", level="warning", chunk=task.chunk_id,
@@ -233,6 +236,14 @@ class Worker:
                 verify=bool(task.verify_of), failures=outcome.failures,
                 point_limit_s=self.supervisor.limit_of(task) if task.point_timeout_s < 0
                 else 0.0, compute_sha256=function_sha256(task.compute))))
+        for seconds, chunks in took.values():
+            self.batch.observe(seconds, chunks)  # the batch sizer counts messages
+        if refused:  # a task (or a bundle) is dead-lettered whole, its results stored with it
+            for delivery, tasks in _by_delivery(todo):
+                if id(delivery) in refused:
+                    self._reject(delivery, refused[id(delivery)], tasks=tasks,
+                                 results=[r for d, r in done if d is delivery])
+            done = [(d, r) for d, r in done if id(d) not in refused]
         return done
 
     def _peak_rss_mib(self) -> float:
@@ -282,8 +293,10 @@ class Worker:
         if not isinstance(self.backend, AnnouncesLateResults):
             return False
         after_outage = time.monotonic() - self._reconnected_at < self.ANNOUNCE_WINDOW_S
-        key = stored_key(task.run_id, task.chunk_id, bool(task.verify_of))
-        return self.backend.stored_elsewhere(key, self.ANNOUNCE_WAIT_S if after_outage else 0.0)
+        wait = self.ANNOUNCE_WAIT_S if after_outage else 0.0
+        return all(self.backend.stored_elsewhere(  # a bundle: every chunk of it
+            stored_key(part.run_id, part.chunk_id, bool(part.verify_of)), wait)
+            for part in task.parts())
 
     def _keepalive(self, held: list[Delivery]) -> None:
         """A broker hiccup during compute must not kill the chunk: the store step reconnects.
@@ -322,24 +335,34 @@ class Worker:
                     break
         self.log("store_gave_up", level="error", chunks=chunks)
 
-    def _reject(self, delivery: Delivery, reason: str, task: Task | None = None,
-                started: float | None = None) -> None:
-        """Dead-letter at once; a valid task of this run also reports its chunk as failed.
+    def _reject(self, delivery: Delivery, reason: str, tasks: list[Task] | None = None,
+                results: list[Result] | None = None) -> None:
+        """Dead-letter at once; valid tasks of this run (a bundle's chunks) also report their
+        chunks as failed, except those in ``results`` (computed: stored with it).
 
         Returns None so callers can ``return self._reject(...)`` from _admit()."""
-        failure = None
-        if task is not None and (task.run_id == self.settings.run_id or (
-                not self.settings.run_id and task.run_id in self._current_runs)):
-            now = time.time()
-            failure = Result(run_id=task.run_id, chunk_id=task.chunk_id, start=task.start,
-                             count=task.count, worker=self.settings.name, attempt=task.attempt,
-                             started_at=started or now, finished_at=now, error=reason,
-                             verify=bool(task.verify_of))
-        attempts = task.attempt if task else 1
-        self.backend.dead_letter(delivery, reason, attempts, failure)
+        stored = list(results or [])
+        ours = [t for t in tasks or [] if t.run_id == self.settings.run_id or (
+            not self.settings.run_id and t.run_id in self._current_runs)]
+        now, computed = time.time(), {r.chunk_id for r in stored}
+        stored += [Result(run_id=t.run_id, chunk_id=t.chunk_id, start=t.start, count=t.count,
+                          worker=self.settings.name, attempt=t.attempt, started_at=now,
+                          finished_at=now, error=reason, verify=bool(t.verify_of))
+                   for t in ours if t.chunk_id not in computed]
+        attempts = tasks[0].attempt if tasks else 1
+        self.backend.dead_letter(delivery, reason, attempts, stored)
         self.log("dead_lettered", level="warning", reason=reason,
-                 chunk=task.chunk_id if task else None)
+                 chunk=[t.chunk_id for t in tasks] if tasks and len(tasks) > 1
+                 else tasks[0].chunk_id if tasks else None)
         return None
+
+
+def _by_delivery(todo: list[tuple[Delivery, Task]]) -> list[tuple[Delivery, list[Task]]]:
+    """The chunks' tasks of each message (a bundle has several), in order."""
+    out: dict[int, tuple[Delivery, list[Task]]] = {}
+    for delivery, task in todo:
+        out.setdefault(id(delivery), (delivery, []))[1].append(task)
+    return list(out.values())
 
 
 def function_sha256(ref: str) -> str:
