@@ -193,8 +193,8 @@ def test_a_point_running_long_shows_in_the_heartbeat_and_ttg_monitor(tmp_path, m
     thread.start()
     try:
         deadline, seen = time.monotonic() + 10, []
-        while not seen and time.monotonic() < deadline:
-            seen = slow_points(tmp_path)
+        while not (seen and seen[0]["param_id"] is not None) and time.monotonic() < deadline:
+            seen = slow_points(tmp_path)  # param_id None first, while the function loads
             time.sleep(0.05)  # the heartbeat file is rewritten by another thread
         assert seen and seen[0]["worker"] == "w1" and seen[0]["param_id"] == 25
         assert seen[0]["chunk"] == 3 and seen[0]["seconds"] >= 0.3

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import childproc
@@ -37,16 +38,26 @@ from .backends import (
 )
 from .backends.blobs import CURRENT_RUN
 from .cluster import hardkill
+from .computestate import SLOW_POINT_S
 from .logs import EventLog
 from .messages import MessageError, Result, Task
 from .points import retry_delay
 from .procs import peak_rss_mib
-from .supervise import SLOW_POINT_S, ComputeBroken, InlineSupervisor, Supervisor
+from .supervise import Batch, ComputeBroken, InlineSupervisor, Supervisor
 from .workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
 
 __all__ = ["BatchSizer", "CpuMeter", "Heartbeat", "Worker", "WorkerSettings", "retry_delay"]
 
 MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to the compute process, not yet collected and stored."""
+
+    todo: list[tuple[Delivery, Task]]  # the tasks admitted
+    held: list[Delivery]  # every delivery fetched with them: their leases are ours
+    batch: Batch | None  # None: nothing was admitted
 
 
 class Worker:
@@ -103,11 +114,20 @@ class Worker:
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
         idle_since = time.monotonic()
+        flight: _InFlight | None = None  # a batch the compute process has, not yet stored
         while not self.stopping.is_set() and not self._orphaned():
             try:
-                deliveries = self.backend.fetch(self.settings.name, self.FETCH_WAIT_S,
-                                                self.batch.size)
+                if flight is not None and not self._looks_ahead():
+                    flight, current = None, flight
+                    self._finish(current)
+                deliveries = self.backend.fetch(
+                    self.settings.name, 0.0 if flight else self.FETCH_WAIT_S,
+                    self.batch.size, window=self.batch.size * (2 if self._looks_ahead() else 1))
                 if not deliveries:
+                    if flight is not None:  # none more for now: store what is computing
+                        flight, current = None, flight
+                        self._finish(current)
+                        continue
                     self.heartbeat.beat(state="idle", current_chunk=None)
                     if (self.settings.idle_exit_s
                             and time.monotonic() - idle_since > self.settings.idle_exit_s):
@@ -115,7 +135,10 @@ class Worker:
                     continue
                 if self._orphaned():  # its run is gone: these may be a new run's tasks,
                     break  # left unacked for the new run's workers (RabbitMQ requeues now)
-                self.handle_batch(deliveries)
+                ahead = self._begin(deliveries)  # computing while the batch before is stored
+                flight, current = ahead, flight
+                if current is not None:
+                    self._finish(current, also_held=ahead.held)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
@@ -123,6 +146,11 @@ class Worker:
                     break
             if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
                 break
+        if flight is not None:  # a stop lets the chunks in hand finish and be stored
+            try:
+                self._finish(flight)
+            except BrokerUnavailable as exc:
+                self.log("broker_unavailable", level="warning", error=str(exc))
         self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
@@ -165,11 +193,23 @@ class Worker:
                 self.stopping.wait(random.uniform(*self.RECONNECT_EVERY_S))
 
     # -- chunks --------------------------------------------------------------
-    def handle_batch(self, deliveries: list[Delivery]) -> None:
-        """Compute the batch's chunks in the compute process, then store every result and
-        ack every task in one round trip."""
+    def _looks_ahead(self) -> bool:
+        """Fast chunks: take the next batch while this one computes, so the compute process
+        never waits for the broker's round trips (a batch is ~20 ms of work: holding a
+        second one costs the others nothing). Slow chunks: one batch at a time."""
+        return self.batch.fast and not self.settings.max_chunks
+
+    def _begin(self, deliveries: list[Delivery]) -> _InFlight:
+        """Admit the batch's tasks and hand them to the compute process."""
         todo = [(d, t) for d in deliveries if (t := self._admit(d)) is not None]
-        done = self._compute(todo, deliveries) if todo else []
+        batch = (self.supervisor.submit([t for _d, t in todo], fetch=self._fetch_function)
+                 if todo else None)
+        return _InFlight(todo, deliveries, batch)
+
+    def _finish(self, flight: _InFlight, also_held: list[Delivery] | None = None) -> None:
+        """Collect a batch's outcomes, then store every result and ack every task in one
+        round trip (``also_held``: the batch computing next, whose leases are kept too)."""
+        done = self._compute(flight, flight.held + (also_held or [])) if flight.todo else []
         if self._handing_back:  # recomputations of our own results: for other workers
             handed, self._handing_back = self._handing_back, []
             self.backend.hand_back(handed)
@@ -201,15 +241,16 @@ class Worker:
             return None
         return task
 
-    def _compute(self, todo: list[tuple[Delivery, Task]],
+    def _compute(self, flight: _InFlight,
                  held: list[Delivery]) -> list[tuple[Delivery, Result]]:
         """The chunks' results; whatever the user's function does, it fails only its point."""
+        todo = flight.todo
         self.heartbeat.beat(force=True, state="busy", current_chunk=todo[0][1].chunk_id,
                             chunk_started_at=time.time())
         try:
-            outcomes = self.supervisor.run([t for _d, t in todo],
-                                           keepalive=lambda: self._keepalive(held),
-                                           fetch=self._fetch_function)
+            assert flight.batch is not None
+            outcomes = self.supervisor.collect(flight.batch,
+                                               keepalive=lambda: self._keepalive(held))
         except ComputeBroken as exc:
             for delivery, task in todo:
                 self._reject(delivery, str(exc), task=task)
