@@ -148,7 +148,10 @@ def test_max_failures_stops_the_run_and_retry_failed_mends_it(make_config, backe
     assert summary["state"] == "stopped" and not summary["ok"]
     failures = read_jsonl(cfg.record_dir / FAILURES_FILE)
     assert 6 <= len(failures) < 50  # of 100: stopped early, nothing more published
-    assert ended - sorted(f["at"] for f in failures)[5] < 3.0  # 2 s, plus a loaded machine
+    sixth = sorted(failures, key=lambda f: f["at"])[5]
+    computed = min(c["finished_at"] for c in read_jsonl(cfg.record_dir / "chunks.jsonl")
+                   if c["chunk_id"] == sixth["chunk_id"])
+    assert ended - computed < 2.0  # from the moment its worker had it (~0.6 s, loaded)
     assert summary["problems"][-1].startswith(  # the count when it stopped; a batch in
         "stopped: 6 points failed (first: RuntimeError: not fixed")  # flight adds to it
     before = load_results(cfg.record_dir).set_index("param_id")
