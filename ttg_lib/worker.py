@@ -15,6 +15,7 @@ again (:class:`AnnouncesLateResults`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -135,10 +136,9 @@ class Worker:
                     continue
                 if self._orphaned():  # its run is gone: these may be a new run's tasks,
                     break  # left unacked for the new run's workers (RabbitMQ requeues now)
-                ahead = self._begin(deliveries)  # computing while the batch before is stored
-                flight, current = ahead, flight
-                if current is not None:
-                    self._finish(current, also_held=ahead.held)
+                flight, current = self._begin(deliveries), flight  # it computes while ...
+                if current is not None:  # ... the batch before is stored
+                    self._finish(current, also_held=flight.held)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
@@ -147,10 +147,8 @@ class Worker:
             if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
                 break
         if flight is not None:  # a stop lets the chunks in hand finish and be stored
-            try:
+            with contextlib.suppress(BrokerUnavailable):  # else they are redelivered
                 self._finish(flight)
-            except BrokerUnavailable as exc:
-                self.log("broker_unavailable", level="warning", error=str(exc))
         self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
@@ -194,9 +192,8 @@ class Worker:
 
     # -- chunks --------------------------------------------------------------
     def _looks_ahead(self) -> bool:
-        """Fast chunks: take the next batch while this one computes, so the compute process
-        never waits for the broker's round trips (a batch is ~20 ms of work: holding a
-        second one costs the others nothing). Slow chunks: one batch at a time."""
+        """Fast chunks: the next batch is taken while this one computes, so the compute process
+        never waits for the broker (~20 ms of work more in hand); slow ones: one at a time."""
         return self.batch.fast and not self.settings.max_chunks
 
     def _begin(self, deliveries: list[Delivery]) -> _InFlight:
@@ -207,8 +204,7 @@ class Worker:
         return _InFlight(todo, deliveries, batch)
 
     def _finish(self, flight: _InFlight, also_held: list[Delivery] | None = None) -> None:
-        """Collect a batch's outcomes, then store every result and ack every task in one
-        round trip (``also_held``: the batch computing next, whose leases are kept too)."""
+        """Collect a batch, store its results, ack its tasks (``also_held``: leases kept too)."""
         done = self._compute(flight, flight.held + (also_held or [])) if flight.todo else []
         if self._handing_back:  # recomputations of our own results: for other workers
             handed, self._handing_back = self._handing_back, []
