@@ -32,7 +32,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench import cpu_budget  # noqa: E402
 from procstat import cpu_s, session_pids  # noqa: E402
 
+from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 
@@ -180,25 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = QUICK if args.quick else CASES
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    bad = [n for n in names if n not in CASES] + [b for b in backends
-                                                  if b not in ("redis", "rabbitmq")]
+    bad = [n for n in names if n not in CASES]
     pyspy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if bad or not names or not backends:
-        print(f"cpuprofile.py: unknown {bad[0] if bad else 'empty list'}; cases: "
-              f"{', '.join(CASES)}; backends: redis, rabbitmq", file=sys.stderr)
+    try:
+        backends = parse_brokers(args.backends)
+        if bad or not names:
+            raise UsageError(f"unknown case {bad[0] if bad else '(none given)'}; "
+                             f"cases: {', '.join(CASES)}")
+    except UsageError as exc:
+        print(f"cpuprofile.py: {exc}", file=sys.stderr)
         return 2
     if not Path(pyspy_bin).exists():
         print("cpuprofile.py: py-spy is not installed: pip install py-spy (or '.[bench]')",
               file=sys.stderr)
         return 2
-    out = Path(args.output_dir) / f"profile-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/cpuprofile.py", *(argv or sys.argv[1:])]),
-        "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "rate_hz": args.rate, "runs": {}}
+    out = stamped_dir(args.output_dir, "profile")
+    result: dict[str, Any] = {**header("cpuprofile.py", argv), "rate_hz": args.rate,
+                              "runs": {}}
     for name in names:
         case = table[name]
         for backend in backends:

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -66,6 +65,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from procstat import cpu_s, session_pids  # noqa: E402
 
+from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
 
@@ -74,10 +74,6 @@ WORKERS = 3
 REDIS_STREAMS = ("ttg:tasks", "ttg:results")  # the original's fixed names
 RABBIT_QUEUES = ("ttg.tasks", "ttg.results", "ttg.tasks.retry", "ttg.tasks.dlq")
 RABBIT_RESULTS = "ttg.results"
-
-
-class UsageError(ValueError):
-    """A bad option; the message says what is allowed."""
 
 
 def check_original(path: str) -> Path:
@@ -323,24 +319,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         where = check_original(args.original)
-        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        unknown = [b for b in backends if b not in ("redis", "rabbitmq")]
-        if unknown or not backends:
-            raise UsageError(f"--backends {args.backends!r}: allowed redis, rabbitmq")
+        backends = parse_brokers(args.backends)
         if args.params < 1 or args.chunk_size < 1 or args.repeats < 1:
             raise UsageError("--params, --chunk-size and --repeats must be at least 1")
     except UsageError as exc:
         print(f"original.py: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output_dir) / f"original-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = stamped_dir(args.output_dir, "original")
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/original.py", *(argv or sys.argv[1:])]),
+        **header("original.py", argv),
         "original_rev": args.original_rev or original_rev(where), "params": args.params,
         "chunk_size": args.chunk_size, "workers": WORKERS, "repeats": args.repeats,
-        "ttg_flags": args.ttg_flag, "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "python": sys.version.split()[0],
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "backends": {}}
+        "ttg_flags": args.ttg_flag, "backends": {}}
     for backend in backends:
         result["backends"][backend] = compare(where, backend, args, out)
         (out / "original.json").write_text(json.dumps(result, indent=2))

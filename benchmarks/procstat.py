@@ -15,20 +15,19 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def session_pids(sid: int) -> list[int]:
     """Processes whose session id is ``sid``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # it ended while we looked
-        if int(fields[3]) == sid:
-            found.append(int(name))
-    return found
+    pids = (int(name) for name in os.listdir("/proc") if name.isdigit())
+    return [pid for pid in pids if (fields := _stat(pid)) and int(fields[3]) == sid]
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -44,15 +43,8 @@ def rss_bytes(pids: list[int]) -> int:
 
 def cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds of the processes (clock ticks, 10 ms resolution)."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / TICK
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields in map(_stat, pids) if fields)
+    return ticks / TICK
 
 
 class PeakRss(threading.Thread):

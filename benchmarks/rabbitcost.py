@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import pika  # noqa: E402
 from procstat import cpu_s, session_pids  # noqa: E402
 
+from benchmarks.stamp import header, stamped_dir  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 
 MODES = ("tx-persistent", "confirm-persistent", "tx-transient", "plain-transient")
@@ -99,13 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         print("rabbitcost.py: --messages, --size, --batch and --repeats must be at least 1",
               file=sys.stderr)
         return 2
-    out = Path(args.output_dir) / f"rabbitcost-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = stamped_dir(args.output_dir, "rabbitcost")
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/rabbitcost.py", *(argv or sys.argv[1:])]),
-        "messages": args.messages, "size": args.size, "batch": args.batch,
-        "repeats": args.repeats, "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "runs": {m: [] for m in MODES}}
+        **header("rabbitcost.py", argv), "messages": args.messages, "size": args.size,
+        "batch": args.batch, "repeats": args.repeats, "runs": {m: [] for m in MODES}}
     broker = start_private("rabbitmq")
     try:
         for repeat in range(args.repeats):

@@ -20,6 +20,14 @@ def served(**options: Any) -> Iterator[FakeKube]:
     server.stop()
 
 
+def served_live() -> Iterator[FakeKube]:
+    """The stand-in with a kubelet that runs the worker and Redis containers for real
+    (worker grace 10 s -> 5 s) and Redis's NodePort published on this host."""
+    for server in served(run_containers=True, grace_scale=0.5):
+        server.publish_node_ports([30379])
+        yield server
+
+
 def client_on(server: FakeKube) -> Iterator[client.ApiClient]:
     configuration = client.Configuration()
     configuration.host = server.host

@@ -1,28 +1,20 @@
 """The supervisor demo as a person uses it: JupyterLab in Chromium, Run All, Start, watch.
 
-JupyterLab runs headless on loopback (random free port, random token) over a temporary
-copy of ``notebooks/supervisor_demo.ipynb`` (so autosave never writes outputs into the
-committed notebook). Playwright drives Debian's ``/usr/bin/chromium`` — Playwright's own
-browser download is never used. The test runs all cells, clicks Start, reads the live
-chart's point count from the plotly graph div while the run goes, kills a worker, stops
-the run, and saves ``outputs/screenshots/supervisor_demo.png``.
+JupyterLab runs headless on loopback over a temporary copy of
+``notebooks/supervisor_demo.ipynb`` (tests/labserver.py). Playwright drives Debian's
+``/usr/bin/chromium`` — Playwright's own browser download is never used. The test runs all
+cells, clicks Start, reads the live chart's point count from the plotly graph div while the
+run goes, kills a worker, stops the run, and saves ``outputs/screenshots/supervisor_demo.png``.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, URLS, _require
+from conftest import CHROMIUM, CHROMIUM_ARGS
+from labserver import jupyterlab as lab_server
+from labserver import live_results_points, run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "outputs" / "screenshots" / "supervisor_demo.png"
@@ -40,62 +32,10 @@ POINTS_JS = """() => {
     return gd && gd.data && gd.data.length ? (gd.data[0].x || []).length : -1; }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)  # the server is still starting; no event to wait on
-    raise TimeoutError(f"jupyter lab did not answer {url} within {timeout:.0f}s")
-
-
 @pytest.fixture
 def jupyterlab(tmp_path: Path):
-    for url in URLS.values():
-        _require(url)
-    work = tmp_path / "lab"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "supervisor_demo.ipynb", work / "supervisor_demo.ipynb")
-    outputs = tmp_path / "outputs"
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "TTG_NOTEBOOK_SCALE": "small", "TTG_NOTEBOOK_OUTPUT_DIR": str(outputs),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
-    log = (tmp_path / "jupyterlab.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--allow-root", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, 120)
-        yield {"url": f"http://127.0.0.1:{port}/lab/tree/supervisor_demo.ipynb?token={token}",
-               "outputs": outputs, "log": tmp_path / "jupyterlab.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-        from ttg_lib.cleanup import cleanup
-
-        # a failed test may leave the demo's workers running: stop exactly those
-        cleanup(output_dir=outputs, backends={}, processes=True, queues=False)
+    with lab_server(tmp_path, "supervisor_demo.ipynb") as lab:
+        yield lab
 
 
 def _button(page, text: str):
@@ -103,7 +43,6 @@ def _button(page, text: str):
 
 
 def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -116,18 +55,8 @@ def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=240_000)
 
             # wait until the kernel is up (status bar "| Idle"), then Run > Run All Cells
-            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=240_000)
             start = _button(page, "Start")
-            for attempt in range(3):
-                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-                page.locator("li.lm-Menu-item").filter(has=page.locator(
-                    ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))).first.click()
-                try:
-                    start.wait_for(state="visible", timeout=120_000)
-                    break
-                except PlaywrightTimeout:
-                    if attempt == 2:
-                        raise
+            run_all(page, lambda: start.wait_for(state="visible", timeout=120_000))
             assert _button(page, "Kill a worker now").is_disabled()
             assert _button(page, "Stop").is_disabled()
             assert page.evaluate(POINTS_JS) in (-1, 0), "chart must be empty before Start"
@@ -143,6 +72,7 @@ def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
                 seen.append(page.evaluate(POINTS_JS))
             assert seen[-1] > seen[0], f"live chart did not grow: {seen}"
             assert seen == sorted(seen), f"point count went backwards: {seen}"
+            assert live_results_points(page) > 0, "the Results chart fills in under it"
 
             kill = _button(page, "Kill a worker now")
             assert not kill.is_disabled()

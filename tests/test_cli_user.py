@@ -66,6 +66,12 @@ def test_the_human_summary_says_failed_with_the_reason(tmp_path, backend_name, b
     assert result.returncode == 1
     assert "FAILED" in result.stdout and "1 point failed (first: RuntimeError: param 13 is " \
         "configured to fail)" in " ".join(result.stdout.split())
+    # The "next:" line's export works as printed: every point, the failed one included.
+    (hint,) = [line for line in result.stdout.splitlines() if line.startswith("next: ")]
+    export = hint.removeprefix("next: ttg ").split("  ·  ")[0].split()
+    exported = ttg(*export, "--out", str(tmp_path / "r.csv"))
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "r.csv").read_text().count("\n") == 61
 
 
 def test_no_runs_yet_is_an_empty_list(tmp_path):

@@ -14,8 +14,7 @@ pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real p
 
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
 
-from k8s_standin import FakeKube  # noqa: E402
-from kubernetes import client  # noqa: E402
+from k8s_fixtures import client_on, served_live  # noqa: E402
 
 from ttg_lib.backends import open_inspector  # noqa: E402
 from ttg_lib.cluster import check  # noqa: E402
@@ -28,20 +27,12 @@ MYMODEL = "def simulate(alpha, beta):\n    return alpha * beta\n"
 
 @pytest.fixture
 def live():
-    server = FakeKube(run_containers=True, grace_scale=0.5)
-    server.host = server.start()
-    server.publish_node_ports([30379])
-    yield server
-    server.stop()
+    yield from served_live()
 
 
 @pytest.fixture
 def live_api(live):
-    configuration = client.Configuration()
-    configuration.host = live.host
-    api = client.ApiClient(configuration)
-    yield api
-    api.close()
+    yield from client_on(live)
 
 
 def cluster_for(live, api, config: RunConfig, **kwargs) -> KubernetesCluster:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real p
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 import k8s_standin as standin  # noqa: E402
-from k8s_fixtures import client_on, served  # noqa: E402
+from k8s_fixtures import client_on, served, served_live  # noqa: E402
 from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
 from k8s_standin import FakeKube, Request  # noqa: E402
 from kubernetes import client  # noqa: E402
@@ -576,21 +576,12 @@ def test_kind_credentials_action_shows_the_generated_secret(fake, api_client, mo
 #   (tests/test_k8s_defects.py); a watch request can be made to fail with HTTP 500.
 @pytest.fixture
 def live():
-    """The stand-in with a kubelet that runs the worker and Redis containers for real."""
-    server = FakeKube(run_containers=True, grace_scale=0.5)  # worker grace 10 s -> 5 s
-    server.host = server.start()
-    server.publish_node_ports([30379])
-    yield server
-    server.stop()
+    yield from served_live()
 
 
 @pytest.fixture
 def live_api(live):
-    configuration = client.Configuration()
-    configuration.host = live.host
-    api = client.ApiClient(configuration)
-    yield api
-    api.close()
+    yield from client_on(live)
 
 
 def live_cluster(fake, api_client, extra_ports: dict[str, int] | None = None,

@@ -75,6 +75,17 @@ def _results_outputs(notebook: dict) -> list[dict]:
     return [o.get("data", {}) for o in cell["outputs"]]
 
 
+def _array(value) -> list:
+    """A figure's array as saved: a list, or numbers as plotly's typed array (base64)."""
+    if isinstance(value, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).tolist()
+    return list(value)
+
+
 def _html(data: dict) -> str:
     text = data.get("text/html", "")
     return text if isinstance(text, str) else "".join(text)
@@ -107,7 +118,7 @@ def test_results_section_of_a_space_run(case: str, executed) -> None:
 
 
 @pytest.mark.slow
-def test_failed_points_are_listed_and_left_out_of_the_chart(executed) -> None:
+def test_failed_points_are_listed_and_marked_on_the_chart(executed) -> None:
     notebook, s = executed("redis-failing")
     assert not s["ok"] and s["results_rows"] == 10
     table, chart, note = _results_outputs(notebook)
@@ -115,10 +126,12 @@ def test_failed_points_are_listed_and_left_out_of_the_chart(executed) -> None:
     assert "<th>error</th>" in markup and "Failed points: 1 of 10" in markup
     assert "Failed points by error type" in markup and "<td>ValueError</td>" in markup
     assert "13 is unlucky" in markup
-    (line,) = chart[PLOTLY]["data"]  # one axis: the value against x, failed points left out
-    assert line["x"] == [10, 11, 12, 14, 15, 16, 17, 18, 19]
-    assert line["y"] == [x * x for x in line["x"]]
-    assert "9 of 10 points drawn; 1 failed point left out" in _html(note)
+    line, failed = chart[PLOTLY]["data"]  # one axis: the value against x, the failed point x
+    assert _array(line["x"]) == [10, 11, 12, 14, 15, 16, 17, 18, 19]
+    assert _array(line["y"]) == [x * x for x in _array(line["x"])]
+    assert failed["name"] == "failed" and _array(failed["x"]) == [13]
+    assert failed["marker"]["symbol"] == "x" and "13 is unlucky" in failed["text"][0]
+    assert "9 of 10 points drawn; 1 failed point marked ×" in _html(note)
 
 
 @pytest.mark.slow

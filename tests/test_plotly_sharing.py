@@ -131,7 +131,7 @@ def test_a_failed_live_run_releases_its_widget(monkeypatch: pytest.MonkeyPatch) 
     pytest.importorskip("anywidget")
     import ttg_lib.run
     from ttg_lib.config import RunConfig
-    from ttg_lib.notebook import charts, live
+    from ttg_lib.notebook import charts, landscape, live
 
     class BrokenRun:
         def __init__(self, config: RunConfig, **_options: object) -> None:
@@ -146,16 +146,23 @@ def test_a_failed_live_run_releases_its_widget(monkeypatch: pytest.MonkeyPatch) 
         def start(self) -> None:
             raise RuntimeError("broker went away")
 
-    made: list[charts.LiveChart] = []
+    made: list[charts.LiveChart | landscape.LiveResults] = []
 
     class RecordedChart(charts.LiveChart):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)
             made.append(self)
 
+    class RecordedResults(landscape.LiveResults):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
     monkeypatch.setattr(ttg_lib.run, "Run", BrokenRun)
     monkeypatch.setattr(live, "LiveChart", RecordedChart)
+    monkeypatch.setattr(live, "LiveResults", RecordedResults)
     with pytest.raises(RuntimeError, match="broker went away"):
         live.run_live(RunConfig(scale="tiny"))
-    [chart] = made
-    assert chart.widget._esm == display.EMPTY_ESM and chart.widget.comm is None
+    assert [type(c) for c in made] == [RecordedChart, RecordedResults]  # queues, results
+    for chart in made:
+        assert chart.widget._esm == display.EMPTY_ESM and chart.widget.comm is None

@@ -42,3 +42,27 @@ def test_missing_broker_binary_is_one_clear_error(tmp_path):
     assert "redis-server is not installed" in proc.stderr
     assert "apt-get install redis-server" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_restart_retries_a_start_up_refusal_and_keeps_the_data(monkeypatch):
+    """RabbitMQ refuses to start (and exits 0) while its old node name is still registered
+    with epmd: the restart tries again instead of failing the run and deleting its data."""
+    from ttg_lib.backends import private
+
+    broker = private.start_redis(aof=True)
+    try:
+        real_launch, launches = private._launch, []
+
+        def refuse_once(args, env, data_dir):
+            launches.append(args)
+            if len(launches) == 1:
+                return subprocess.Popen(["true"])  # what the clashing node does
+            return real_launch(args, env, data_dir)
+
+        monkeypatch.setattr(private, "_launch", refuse_once)
+        broker.restart(timeout=30)
+        assert len(launches) == 2
+        assert os.path.isdir(broker.data_dir) and answers(broker.url)
+    finally:
+        broker.stop()

@@ -62,7 +62,7 @@ def test_two_axes_draw_a_heatmap_with_one_cell_per_point(tmp_path: Path) -> None
     assert heat.colorbar.title.text == "value.loss"
 
 
-def test_three_axes_draw_parallel_coordinates_and_failed_points_stay_out(
+def test_three_axes_draw_parallel_coordinates_and_failed_points_are_marked(
         tmp_path: Path) -> None:
     space = {"axes": {"lr": LR, "depth": [2, 4, 6, 8], "act": ["relu", "tanh", "gelu"]}}
     path = record(tmp_path, space, loss, chunk=6, fail=frozenset({2}))  # points 12..17
@@ -70,12 +70,18 @@ def test_three_axes_draw_parallel_coordinates_and_failed_points_stay_out(
     (par,) = fig.data
     assert par.type == "parcoords"
     labels = [d.label for d in par.dimensions]
-    assert labels == ["log10 lr", "depth", "act", "value.loss"]
-    assert all(len(d["values"]) == 54 for d in par.dimensions)  # 60 points, 6 failed
+    assert labels == ["log10 lr", "depth", "act", "value.loss", "status"]
+    assert all(len(d["values"]) == 60 for d in par.dimensions)  # 54 points, 6 failed
     act = par.dimensions[2]
     assert list(act.ticktext) == ["gelu", "relu", "tanh"] and set(act["values"]) == {0, 1, 2}
-    assert nb.results_note(path) == ("<p><i>54 of 60 points drawn; 6 failed points left out "
-                                     "(their errors are in the table above).</i></p>")
+    status = par.dimensions[4]
+    assert list(status["values"]) == [0] * 54 + [1] * 6 and list(status.ticktext) == ["ok",
+                                                                                     "failed"]
+    values = list(par.dimensions[3]["values"])  # failed lines at the foot of the value axis
+    assert values[54:] == [par.line.cmin] * 6 and par.line.cmin < min(values[:54])
+    assert par.line.colorscale[0][1] == par.line.colorscale[1][1] == "#d62728"  # in red
+    assert nb.results_note(path) == ("<p><i>54 of 60 points drawn; 6 failed points marked × "
+                                     "(their errors are in the table).</i></p>")
     table = nb.results_table(path, n=5)
     assert "first 5 of 60 points" in table and "<th>error</th>" in table
     assert "Failed points: 6 of 60 (the first 5)" in table
@@ -106,8 +112,8 @@ def test_without_a_space_values_are_drawn_against_param_id_sampled_down(
     assert len(xs) == nb.results.MAX_POINTS and xs == sorted(set(xs))
     assert list(trace.y) == [(i * 7919) % 1000 for i in xs]
     assert list(nb.results_figure(path).data[0].x) == xs  # the same sample every time
-    assert nb.results_note(path) == ("<p><i>5,000 of 12,000 points drawn; a random sample "
-                                     "(seed 0) of the 12,000 with values.</i></p>")
+    assert nb.results_note(path) == ("<p><i>5,000 of 12,000 points drawn; a uniform sample "
+                                     "(by param_id hash) of the 12,000 with values.</i></p>")
     assert "first 10 of 12,000 points" in nb.results_table(path)
 
 

@@ -11,9 +11,9 @@
 ``functools.partial``) or an import path ``"module:function"``; a callable that workers
 cannot import by name travels by value (:mod:`ttg_lib.byvalue`). Every ``ttg run`` option
 is a keyword argument: the fields of :class:`ttg_lib.config.RunConfig`, checked there.
-In Jupyter the run draws its live chart (``live=True`` by default there);
-``background=True`` returns at once, and :meth:`Sweep.wait`, :meth:`Sweep.progress` and
-:meth:`Sweep.stop` follow the run.
+In Jupyter the run draws its live charts, the queues and the Results filling in
+(``live=True`` by default there); ``background=True`` returns at once, and
+:meth:`Sweep.wait`, :meth:`Sweep.progress` and :meth:`Sweep.stop` follow the run.
 """
 
 from __future__ import annotations

@@ -62,8 +62,18 @@ class PrivateBroker:
         self._terminate(20.0)
         self._wait_released(20.0)
         time.sleep(down_s)  # the outage itself is what is being simulated
-        self.process = _launch(self.args, self.extra_env)
-        _wait_for_port(self, timeout, self.data_dir)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.process = _launch(self.args, self.extra_env, self.data_dir)
+            if _started(self, deadline):
+                return
+            # Exited at start-up: RabbitMQ's old node name can stay registered with epmd a
+            # moment after its ports close ("node already running"). Try again; the data
+            # directory is the run's, so it is kept, never removed, on this path.
+            if time.monotonic() > deadline:
+                raise ClusterError(f"private {self.kind} did not come back within "
+                                   f"{timeout:.0f}s of a restart; see {self.data_dir}")
+            time.sleep(0.5)  # epmd drops a dead node's name on its own schedule
 
     def stop(self, timeout: float = 20.0) -> None:
         self._terminate(timeout)
@@ -154,18 +164,26 @@ def _binary(kind: str, name: str, install: str) -> str:
     return path
 
 
-def _wait_for_port(broker: PrivateBroker, timeout: float, log_hint: str) -> PrivateBroker:
-    deadline = time.monotonic() + timeout
+def _started(broker: PrivateBroker, deadline: float) -> bool:
+    """True once the broker's port answers, False if its process exited first."""
     while time.monotonic() < deadline:
         if broker.process.poll() is not None:
-            broker.stop()
-            raise ClusterError(f"private {broker.kind} exited with code "
-                               f"{broker.process.returncode} at start-up; see {log_hint}")
+            return False
         if answers(broker.url, timeout=0.5):
-            return broker
+            return True
         time.sleep(0.1)  # polling a port that has nobody to notify us
     broker.stop()
-    raise ClusterError(f"private {broker.kind} did not open its port within {timeout:.0f}s")
+    raise ClusterError(f"private {broker.kind} did not open its port in time; "
+                       f"see {broker.data_dir}")
+
+
+def _wait_for_port(broker: PrivateBroker, timeout: float, log_hint: str) -> PrivateBroker:
+    if not _started(broker, time.monotonic() + timeout):
+        code = broker.process.returncode
+        broker.stop()
+        raise ClusterError(f"private {broker.kind} exited with code {code} at start-up; "
+                           f"see {log_hint}")
+    return broker
 
 
 def start_redis(aof: bool = False) -> PrivateBroker:
@@ -178,8 +196,8 @@ def start_redis(aof: bool = False) -> PrivateBroker:
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
             "--save", "", "--appendonly", "yes" if aof else "no",
             "--logfile", os.path.join(data_dir, "redis.log")]
-    broker = PrivateBroker("redis", f"redis://127.0.0.1:{port}/0", _launch(args, {}), data_dir,
-                           args=args)
+    broker = PrivateBroker("redis", f"redis://127.0.0.1:{port}/0", _launch(args, {}, data_dir),
+                           data_dir, args=args)
     return _wait_for_port(broker, 15, os.path.join(data_dir, "redis.log"))
 
 
@@ -215,17 +233,20 @@ def start_rabbitmq(aof: bool = False, plugins: tuple[str, ...] = (),
         "RABBITMQ_ENABLED_PLUGINS_FILE": plugins_file,
         "RABBITMQ_CONFIG_FILE": os.path.join(data_dir, "rabbitmq"),
         "RABBITMQ_PID_FILE": os.path.join(data_dir, "rabbitmq.pid"),
+        "ERL_CRASH_DUMP": os.path.join(data_dir, "erl_crash.dump"),  # not in the caller's cwd
     }
     broker = PrivateBroker("rabbitmq", f"amqp://guest:guest@127.0.0.1:{port}/%2F",
-                           _launch([binary], env), data_dir, env, [binary])
+                           _launch([binary], env, data_dir), data_dir, env, [binary])
     return _wait_for_port(broker, 90, env["RABBITMQ_LOG_BASE"])
 
 
-def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """Own session, so stopping the broker reaches its whole process group and nothing else."""
-    return subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+def _launch(args: list[str], env: dict[str, str], data_dir: str) -> subprocess.Popen:
+    """Own session, so stopping the broker reaches its whole process group and nothing else.
+    What the launcher prints (a start-up refusal, say) goes to ``launcher.log`` beside the
+    data, so an exit at start-up can be read afterwards."""
+    with open(os.path.join(data_dir, "launcher.log"), "ab") as log:
+        return subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -210,3 +210,12 @@ def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
     for line in failed_lines(summary):
         out.print(line, highlight=False)
     out.print(f"record: {summary['record_dir']}")
+    out.print(next_steps(Path(summary["record_dir"])), highlight=False)
+
+
+def next_steps(record: Path) -> str:
+    """The two commands a person runs next on this record, as they would type them here."""
+    outputs = record.parent.parent
+    where = "" if outputs.resolve() == Path("outputs").resolve() else f" --output-dir {outputs}"
+    return (f"next: ttg results {record.name}{where} --format csv  ·  "
+            f"ttg report --run {record.name}{where}  (HTML; needs the notebooks extra)")

@@ -27,8 +27,10 @@ The package, one module per concept:
   figures and the live FigureWidget chart;
 * :mod:`.live`: driving a run from a cell (``run_live``, ``run_quiet``);
 * :mod:`.tables`: HTML tables and verdicts;
-* :mod:`.results`: the Results section, the first rows of ``results.parquet`` and a chart
-  chosen by the run's parameter space;
+* :mod:`.results`: the Results section, the first rows of ``results.parquet`` and what
+  its chart is drawn from; :mod:`.resultchart`: that chart, chosen by the run's parameter
+  space; :mod:`.sample`: the bottom-k sample it draws; :mod:`.landscape`: the same chart
+  filling in while a run writes its results;
 * :mod:`.milestone`: the milestone matrix and rendering chosen runs;
 * :mod:`.panel`: the ipywidgets supervisor panel.
 
@@ -58,12 +60,14 @@ from .charts import (
     timeline_figure,
 )
 from .display import figure_bundle, in_ipython, setup, show, show_html
+from .landscape import LiveResults
 from .live import run_live, run_quiet
 from .milestone import MATRIX, render_run, run_matrix, select_runs
 from .panel import SupervisorPanel
 from .params import SCALE_ENV, build_config, describe, notebook_scale
 from .records import check_verified, load_run, queue_stats
-from .results import RunResults, load_run_results, results_figure, results_note, results_table
+from .resultchart import results_chart, results_figure, results_note
+from .results import RunResults, load_run_results, results_table
 from .tables import (
     TABLE_CSS,
     comparison_table,
@@ -83,5 +87,6 @@ __all__ = [
     "queue_stats_table", "record_dir", "render_run", "repo_root", "resolve_output_dir", "run_live",
     "run_matrix", "run_quiet", "run_title", "sample_from_progress", "select_runs", "setup", "show",
     "show_html", "throughput", "timeline_figure", "verdict_html",
-    "RunResults", "load_run_results", "results_figure", "results_note", "results_table",
+    "LiveResults", "RunResults", "load_run_results", "results_chart", "results_figure",
+    "results_note", "results_table",
 ]

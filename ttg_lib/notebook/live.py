@@ -9,6 +9,7 @@ from typing import Any
 from ..config import RunConfig
 from .charts import REDRAW_S, LiveChart
 from .display import html_handle, strip_tags
+from .landscape import LiveResults
 
 
 def status_line(p: Any, cfg: RunConfig) -> str:
@@ -19,9 +20,10 @@ def status_line(p: Any, cfg: RunConfig) -> str:
             f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live")
 
 
-def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
-             run: Any = None) -> dict[str, Any]:
-    """Do a whole run from a notebook cell, drawing the live chart as it goes.
+def run_live(config: RunConfig, *, chart: bool = True, results: bool = True,
+             step_s: float = 0.1, run: Any = None) -> dict[str, Any]:
+    """Do a whole run from a notebook cell, drawing the live charts as it goes: the queues
+    (``chart``) and the Results chart filling in (``results``, :mod:`.landscape`).
 
     The loop runs in the cell (not a thread), so widget updates reach the front end
     under every ipykernel; Kernel > Interrupt stops the run cleanly and still writes
@@ -36,6 +38,8 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
                           f"workers on {config.backend}…")
     if live is not None:
         live.display()
+    landscape = LiveResults(config.record_dir, config.space, config.total_params).display() \
+        if results else None
     started: list[Run] = []
     last = 0.0
 
@@ -43,6 +47,8 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
         nonlocal last
         if live is not None:
             live.observe(p, started[0])
+        if landscape is not None:
+            landscape.poll()
         if status is not None and (time.monotonic() - last >= REDRAW_S or p.state.ended):
             status.update({"text/html": status_line(p, config)}, raw=True)
             last = time.monotonic()
@@ -53,9 +59,13 @@ def run_live(config: RunConfig, *, chart: bool = True, step_s: float = 0.1,
     except BaseException:
         if live is not None:  # a failed run too leaves a static chart, not the live widget
             live.finish()
+        if landscape is not None:
+            landscape.finish()
         raise
     if live is not None:
         live.finish(summary["record_dir"])
+    if landscape is not None:  # the static chart of the finished table, as a report has it
+        landscape.finish(summary["record_dir"])
     return summary
 
 

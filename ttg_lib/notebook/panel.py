@@ -15,6 +15,7 @@ from ..paths import resolve_output_dir
 from ..record import load_json
 from .charts import LiveChart
 from .display import ipython_display
+from .landscape import LiveResults
 from .live import status_line
 from .params import build_config, notebook_scale
 from .tables import html_table, verdict_html
@@ -40,6 +41,7 @@ class SupervisorPanel:
         self.run: Any = None
         self.task: asyncio.Future[Any] | None = None
         self.chart: LiveChart | None = None
+        self.landscape: LiveResults | None = None  # the Results chart filling in
         self.summary: dict[str, Any] | None = None
         self.backend = w.ToggleButtons(options=list(BACKENDS), value=DEFAULT_BACKEND,
                                        description="Backend")
@@ -64,7 +66,7 @@ class SupervisorPanel:
         self.workers_html = w.HTML(self._workers_markup([]))
         self.log = w.Textarea(value="", layout=w.Layout(width="100%", height="160px"),
                               disabled=True)
-        self.chart_box = w.Box(layout=w.Layout(width="100%"))
+        self.chart_box = w.VBox(layout=w.Layout(width="100%"))  # queues, then results
         self.start_btn.on_click(lambda _b: self.start())
         self.kill_btn.on_click(lambda _b: self.kill())
         self.stop_btn.on_click(lambda _b: self.stop())
@@ -147,8 +149,9 @@ class SupervisorPanel:
         self.summary = None
         self.run = run
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
-        if self.chart.widget is not None:
-            self.chart_box.children = (self.chart.widget,)
+        self.landscape = LiveResults(cfg.record_dir, cfg.space, cfg.total_params)
+        self.chart_box.children = tuple(c.widget for c in (self.chart, self.landscape)
+                                        if c.widget is not None)
         self._buttons()
         self.status.value = f"Starting {cfg.workers} workers on {cfg.backend}…"
         self.say(f"run {cfg.run_id}: {cfg.backend}, {cfg.scale} ({cfg.total_params:,} params, "
@@ -158,7 +161,7 @@ class SupervisorPanel:
         return self.task
 
     async def _drive(self) -> None:
-        run, chart = self.run, self.chart
+        run, chart, landscape = self.run, self.chart, self.landscape
         loop = asyncio.get_running_loop()
         seen = 0
         try:
@@ -169,6 +172,7 @@ class SupervisorPanel:
             while not run.done:
                 p = run.step(0.05)
                 chart.observe(p, run)
+                landscape.poll()
                 for e in p.events[seen:]:
                     self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
                 seen = len(p.events)
@@ -184,6 +188,7 @@ class SupervisorPanel:
             summary = await loop.run_in_executor(None, run.finish)
             self.workers_html.value = self._workers_markup(load_json(
                 Path(summary["record_dir"]) / "workers.json", []))
+            landscape.final(summary["record_dir"])  # the static chart, as a report draws it
             self.summary = summary
             self.status.value = verdict_html(summary)
             self.say(f"run {summary['run_id']} {summary['state']}: {summary['chunks_completed']}"

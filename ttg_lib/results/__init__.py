@@ -22,14 +22,16 @@ from .reading import (
     FORMATS,
     export_results,
     failed_chunks,
+    frame_of,
     load_results,
     read_table,
     result_files,
     stored_chunks,
 )
+from .tail import PartsTail
 from .writer import ROW_GROUP_ROWS, ResultsWriter
 
 __all__ = ["FORMATS", "MERGED_DIR", "MISFIT", "PARTS_DIR", "RESULTS_FILE", "ROW_GROUP_ROWS",
-           "WORKER_TYPE", "ResultsError", "ResultsWriter", "ValueLayout", "export_results",
-           "failed_chunks", "load_results", "read_table", "result_files", "stored_chunks",
-           "value_column_names"]
+           "WORKER_TYPE", "PartsTail", "ResultsError", "ResultsWriter", "ValueLayout",
+           "export_results", "failed_chunks", "frame_of", "load_results", "read_table",
+           "result_files", "stored_chunks", "value_column_names"]

@@ -109,7 +109,7 @@ def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.Data
     """A run's results as a pandas DataFrame, one row per point, sorted by ``param_id``
     (``value_json`` only when some batch did not fit the typed columns)."""
     try:
-        import pandas as pd
+        import pandas  # noqa: F401
     except ImportError:
         raise ResultsError("pandas", None, "load_results needs pandas: pip install pandas "
                                            "(or 'ttg[notebooks]')") from None
@@ -118,6 +118,13 @@ def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.Data
              ).sort_by("param_id")
     if MISFIT in table.column_names and table.column(MISFIT).null_count == len(table):
         table = table.drop_columns([MISFIT])
+    return frame_of(table)
+
+
+def frame_of(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of results as pandas, an int64 column with nulls kept integer."""
+    import pandas as pd
+
     frame = table.to_pandas()
     for name in table.column_names:  # int64 with nulls (failed points) stays integer
         column = table.column(name)
