@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -152,8 +153,10 @@ def test_max_failures_stops_the_run_and_retry_failed_mends_it(make_config, backe
     computed = min(c["finished_at"] for c in read_jsonl(cfg.record_dir / "chunks.jsonl")
                    if c["chunk_id"] == sixth["chunk_id"])
     assert ended - computed < 2.0  # from the moment its worker had it (~0.6 s, loaded)
-    assert summary["problems"][-1].startswith(  # the count when it stopped; a batch in
-        "stopped: 6 points failed (first: RuntimeError: not fixed")  # flight adds to it
+    # the count when it stopped: 6, or 7 when the chunk that crossed 5 held two failures
+    # (every third x fails: a chunk of 4 has one or two; two workers, so any order)
+    assert re.match(r"stopped: [67] points failed \(first: RuntimeError: not fixed",
+                    summary["problems"][-1]), summary["problems"][-1]
     before = load_results(cfg.record_dir).set_index("param_id")
     assert before["error"].notna().sum() == len(failures)
 
