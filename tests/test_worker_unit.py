@@ -112,6 +112,16 @@ def test_fast_chunks_are_handed_over_before_the_batch_before_is_stored(memory, w
     assert most[0] == ahead
 
 
+def test_max_chunks_stops_before_taking_another_batch(memory):
+    from dataclasses import replace
+
+    url, producer = memory
+    producer.publish_tasks(replace(task(i), work_ms=6) for i in range(10))  # one at a time
+    worker, thread = start_worker(url, max_chunks=2)
+    thread.join(20)
+    assert not thread.is_alive() and worker.chunks_done == 2
+
+
 def test_a_failing_point_is_retried_with_backoff_then_fails_alone(memory):
     url, producer = memory
     producer.publish_tasks([task(3, compute="ttg_lib.compute:failing", max_retries=2,

@@ -118,9 +118,6 @@ class Worker:
         flight: _InFlight | None = None  # a batch the compute process has, not yet stored
         while not self.stopping.is_set() and not self._orphaned():
             try:
-                if flight is not None and not self._looks_ahead():
-                    flight, current = None, flight
-                    self._finish(current)
                 deliveries = self.backend.fetch(
                     self.settings.name, 0.0 if flight else self.FETCH_WAIT_S,
                     self.batch.size, window=self.batch.size * (2 if self._looks_ahead() else 1))
@@ -139,6 +136,9 @@ class Worker:
                 flight, current = self._begin(deliveries), flight  # it computes while ...
                 if current is not None:  # ... the batch before is stored
                     self._finish(current, also_held=flight.held)
+                if not self._looks_ahead():  # slow chunks (or --max-chunks): one at a time
+                    flight, current = None, flight
+                    self._finish(current)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
