@@ -11,9 +11,9 @@
 #
 # Stage 1 builds a wheel of the project and wheels of the worker's dependencies: the `worker`
 # extra of pyproject.toml (redis with hiredis, pika, click, numpy, PyYAML, cloudpickle and
-# theirs), not the orchestrator's (pyarrow writes results.parquet, rich draws the progress bar:
-# workers do neither). Stage 2 installs tini from Debian, then the wheels offline (no index):
-# no compiler, no build tools, no project sources in the final image.
+# theirs), not the orchestrator's (pyarrow writes results.parquet, pandas reads it back, rich
+# draws the progress bar: workers do neither). Stage 2 installs tini from Debian, then the
+# wheels offline (no index): no compiler, no build tools, no project sources in the final image.
 #
 # The worker runs under tini (Debian's package), an init that forwards SIGTERM and reaps
 # children: a process that is PID 1 of its namespace cannot SIGKILL itself (the kernel drops

@@ -1,6 +1,6 @@
 # Convenience targets; each one does its own set-up through scripts/setup.sh.
 .PHONY: demo test report bench bench-quick bench-byvalue bench-peers bench-peers-quick bench-faults \
-        bench-chaos bench-original bench-scale bench-profile lint cleanup
+        bench-chaos bench-original bench-scale bench-billion bench-profile lint cleanup
 
 demo:            ## the small Redis demo on the local cluster, one worker killed at 30 %
 	scripts/demo.sh
@@ -49,6 +49,10 @@ bench-original:  ## TTG beside the original worker, 1,000,000 points, both broke
 bench-scale:     ## 1e6, 1e7, 1e8 points on both brokers, then slices of the largest read back
 	scripts/setup.sh --brokers
 	.venv/bin/python benchmarks/scale.py --read-back
+
+bench-billion:   ## 1e9 points on Redis (about 13 GB of disk), its table read back
+	scripts/setup.sh --brokers
+	.venv/bin/python benchmarks/scale.py --total 1000000000
 
 bench-profile:   ## py-spy on the large preset (dict values) and 10,000 fine chunks, both brokers
 	scripts/setup.sh --brokers --extras bench

@@ -50,6 +50,7 @@ from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
 from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 BACKENDS = backend_names(runnable=True)
 SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "memory", "monitor",
@@ -57,9 +58,9 @@ SUITES = ("efficiency", "fault", "overhead", "chunks", "scaling", "latency", "me
 
 
 def ttg_run(out: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
-            **flags: Any) -> dict[str, Any]:
+            **flags: Any) -> RunSummary:
     """One `ttg run --json` in its own process (``env``: added to the environment; ``cwd``:
-    the checkout whose ttg_lib runs); returns summary.json."""
+    the checkout whose ttg_lib runs); returns its summary, typed."""
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
             "--output-dir", str(out)]
     for key, value in flags.items():
@@ -71,9 +72,9 @@ def ttg_run(out: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
                           env={**os.environ, **(env or {})})
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"ttg run failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-    summary = json.loads(proc.stdout)
-    if not summary["ok"]:
-        raise RuntimeError(f"run {summary['run_id']} failed verification: {summary['problems']}")
+    summary = RunSummary.from_dict(json.loads(proc.stdout))
+    if not summary.ok:
+        raise RuntimeError(f"run {summary.run_id} failed verification: {summary.problems}")
     return summary
 
 
@@ -89,9 +90,9 @@ def suite_efficiency(ctx: Context) -> dict[str, Any]:
             runs = [ttg_run(ctx.out, backend=backend, scale=scale, workers=3)
                     for _ in range(ctx.repeats)]
             out[f"{backend}/{scale}"] = {
-                "efficiency": spread([r["efficiency"] for r in runs]),
-                "runtime_s": spread([r["runtime_s"] for r in runs]),
-                "ideal_runtime_s": runs[0]["ideal_runtime_s"], "goal": ">= 0.99"}
+                "efficiency": spread([r.efficiency for r in runs]),
+                "runtime_s": spread([r.runtime_s for r in runs]),
+                "ideal_runtime_s": runs[0].ideal_runtime_s, "goal": ">= 0.99"}
             ctx.say(f"efficiency {backend}/{scale}: {out[f'{backend}/{scale}']['efficiency']}")
     return out
 
@@ -105,21 +106,21 @@ def suite_fault(ctx: Context) -> dict[str, Any]:
             base.append(ttg_run(ctx.out, backend=backend, scale=scale))
             hit.append(ttg_run(ctx.out, backend=backend, scale=scale, fault_demo=True,
                                kill_at=0.3))
-        base_rt = statistics.median(r["runtime_s"] for r in base)
-        faults = [r["fault"] or {} for r in hit]  # None: the run ended before the kill
-        recovered = [f["recovered_after_s"] for f in faults
-                     if f.get("recovered_after_s") is not None]
+        base_rt = statistics.median(r.runtime_s for r in base)
+        faults = [r.fault for r in hit]  # None: the run ended before the kill
+        recovered = [f.recovered_after_s for f in faults
+                     if f is not None and f.recovered_after_s is not None]
         out[backend] = {
-            "no_fault_runtime_s": spread([r["runtime_s"] for r in base]),
-            "fault_runtime_s": spread([r["runtime_s"] for r in hit]),
-            "ratio": spread([r["runtime_s"] / base_rt for r in hit]),
+            "no_fault_runtime_s": spread([r.runtime_s for r in base]),
+            "fault_runtime_s": spread([r.runtime_s for r in hit]),
+            "ratio": spread([r.runtime_s / base_rt for r in hit]),
             "recovered_after_s": spread(recovered) if recovered else None,
             # every repeat is counted: one without a kill (the run was over first), without
             # a recovery (no chunk in flight) or recovering another chunk shows in the table
             "repeats": len(faults), "killed_repeats": sum(bool(f) for f in faults),
             "recovered_repeats": len(recovered),
-            "victim_chunk_recovered": sum(f.get("victim_chunk") is not None
-                                          and f.get("recovered_chunk") == f["victim_chunk"]
+            "victim_chunk_recovered": sum(f is not None and f.victim_chunk is not None
+                                          and f.recovered_chunk == f.victim_chunk
                                           for f in faults),
             "goal": "ratio <= 1.05, recovered <= 3 s"}
         ctx.say(f"fault {backend}: ratio {out[backend]['ratio']['median']:.3f}, "
@@ -147,10 +148,10 @@ def suite_contain(ctx: Context) -> dict[str, Any]:
             for name, (env, tree) in variants.items():
                 run = ttg_run(ctx.out, env=env, cwd=tree, backend=backend, scale="large",
                               total_params=params, workers=3)
-                large[name].append(run["throughput_params_s"])
+                large[name].append(run.throughput_params_s)
                 run = ttg_run(ctx.out, env=env, cwd=tree, backend=backend, scale=small,
                               workers=3)
-                eff[name].append(run["efficiency"])
+                eff[name].append(run.efficiency)
         ref = statistics.median(large[reference])
         out[backend] = {
             "large_throughput_params_s": {v: spread(t) for v, t in large.items()},
@@ -191,11 +192,11 @@ def suite_overhead(ctx: Context) -> dict[str, Any]:
             after = process_cpu_s(pid)
             broker = None if before is None or after is None else after - before
             budgets.append(cpu_budget(runs[-1], broker))
-        tput = [r["throughput_params_s"] for r in runs]
+        tput = [r.throughput_params_s for r in runs]
         out[backend] = {"throughput_params_s": spread(tput),
                         "fraction_of_limit": spread([t / limit for t in tput]),
-                        "runtime_s": spread([r["runtime_s"] for r in runs]),
-                        "verify_s": spread([r["verify_s"] for r in runs]),
+                        "runtime_s": spread([r.runtime_s for r in runs]),
+                        "verify_s": spread([r.verify_s for r in runs]),
                         "cpu_us_per_chunk": _median_budget(budgets), "goal": ">= 0.8"}
         ctx.say(f"overhead {backend}: {statistics.median(tput):,.0f} params/s = "
                 f"{statistics.median(tput) / limit:.2f} of limit {limit:,.0f}; CPU per chunk "
@@ -204,10 +205,10 @@ def suite_overhead(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def cpu_budget(summary: dict[str, Any], broker_s: float | None) -> dict[str, float | None]:
+def cpu_budget(summary: RunSummary, broker_s: float | None) -> dict[str, float | None]:
     """CPU microseconds per chunk by where they went; the broker's is its whole-run CPU (it
     includes set-up and the final queue reads, so it is an upper bound)."""
-    cpu, chunks = summary.get("cpu_s") or {}, summary["chunks_total"]
+    cpu, chunks = summary.cpu_s or {}, summary.chunks_total
 
     def per_chunk(seconds: float | None) -> float | None:
         return None if seconds is None else seconds / chunks * 1e6
@@ -230,7 +231,7 @@ def suite_chunks(ctx: Context) -> dict[str, Any]:
     for backend in ctx.backends:
         runs = [ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
                         chunk_size=10, workers=3) for _ in range(ctx.repeats)]
-        rts = [r["runtime_s"] for r in runs]
+        rts = [r.runtime_s for r in runs]
         out[backend] = {"chunks": params // 10, "runtime_s": spread(rts),
                         "ms_per_chunk": statistics.median(rts) / (params // 10) * 1000,
                         "goal": "<= 2 s for 10,000 chunks"}
@@ -248,7 +249,7 @@ def suite_scaling(ctx: Context) -> dict[str, Any]:
             runs = [ttg_run(ctx.out, backend=backend, scale="medium", total_params=params,
                             chunk_size=100, work_ms=work_ms, workers=workers, no_restart=True)
                     for _ in range(ctx.repeats)]
-            times[workers] = [r["runtime_s"] for r in runs]
+            times[workers] = [r.runtime_s for r in runs]
         one = statistics.median(times[1])
         out[backend] = {str(w): {"runtime_s": spread(t), "speedup": one / statistics.median(t),
                                  "speedup_per_worker": one / statistics.median(t) / w}
@@ -281,8 +282,8 @@ def suite_memory(ctx: Context) -> dict[str, Any]:
         for params in sizes:
             r = ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
                         chunk_size=min(1_000, params // 10), workers=3)
-            rows[str(params)] = {"worker_peak_rss_mib": r["worker_peak_rss_mib"],
-                                 "orchestrator_peak_rss_mib": r["orchestrator_peak_rss_mib"]}
+            rows[str(params)] = {"worker_peak_rss_mib": r.worker_peak_rss_mib,
+                                 "orchestrator_peak_rss_mib": r.orchestrator_peak_rss_mib}
         out[backend] = rows
         ctx.say(f"memory {backend}: {rows}")
     out["goal"] = "worker < 100 MiB, orchestrator < 250 MiB, flat"
@@ -300,9 +301,9 @@ def suite_monitor(ctx: Context) -> dict[str, Any]:
         for _ in range(ctx.pick(max(3, ctx.repeats), 1)):
             with external_monitor(backend, ctx.out):
                 on.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
-                                  sample_s=0.1)["runtime_s"])
+                                  sample_s=0.1).runtime_s)
             off.append(ttg_run(ctx.out, backend=backend, scale="large", total_params=params,
-                               sample_s=0)["runtime_s"])
+                               sample_s=0).runtime_s)
         sample = sample_cost(backend)
         out[backend] = {"monitored_runtime_s": spread(on), "unmonitored_runtime_s": spread(off),
                         "ratio": statistics.median(on) / statistics.median(off),

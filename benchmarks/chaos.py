@@ -45,7 +45,9 @@ from ttg_lib.backends import env_urls  # noqa: E402
 from ttg_lib.backends.private import RefusalWatch  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
-from ttg_lib.run import Run  # noqa: E402
+from ttg_lib.recorded import EventKind, load_events  # noqa: E402
+from ttg_lib.run import Run, execute  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 GOAL_RATIO = 1.25
 
@@ -123,32 +125,28 @@ def one_run(out: Path, backend: str, shape: Shape, broker_url: str | None,
     overrides: dict[str, Any] = {"broker_url": broker_url} if broker_url else {}
     cfg = RunConfig.build(backend=backend, scale="small", monitor="none",
                           output_dir=str(out), **asdict(shape), **overrides)
-    with Run(cfg, say=lambda line: print(f"  {line}", flush=True)) as run:
-        run.start()
-        while not run.done:
-            progress = run.step(0.1)
-            if chaos is not None:
-                chaos.tick(run, progress.fraction)
-        summary = run.finish()
-    return figures(summary, cfg.record_dir, chaos)
+    run = Run(cfg, say=lambda line: print(f"  {line}", flush=True))
+    summary = execute(cfg, None if chaos is None
+                      else lambda progress: chaos.tick(run, progress.fraction), run=run)
+    return figures(RunSummary.from_dict(summary), cfg.record_dir, chaos)
 
 
-def figures(summary: dict[str, Any], record_dir: Path, chaos: Chaos | None) -> dict[str, Any]:
-    events = json.loads((record_dir / "events.json").read_text())["workers"]
-    kinds = [e["event"] for e in events]
-    handed_back = sum(_leading_int(e.get("detail", "")) for e in events if e["event"] == "freed")
+def figures(summary: RunSummary, record_dir: Path, chaos: Chaos | None) -> dict[str, Any]:
+    events = load_events(record_dir).workers
+    kinds = [e.kind for e in events]
+    handed_back = sum(_leading_int(e.detail) for e in events if e.kind == EventKind.FREED)
     ids = pq.read_table(record_dir / "results.parquet", columns=["param_id"]).column(0)
     rows, distinct = len(ids), len(set(ids.to_pylist()))
     return {
-        "run_id": summary["run_id"], "ok": summary["ok"], "verified": summary["verified"],
-        "problems": summary["problems"], "runtime_s": summary["runtime_s"],
-        "total_params": summary["total_params"], "params_verified": summary["params_verified"],
-        "lost_params": summary["lost_params"], "results_rows": rows,
-        "duplicate_rows": rows - distinct, "duplicate_deliveries": summary["duplicate_deliveries"],
-        "kills": chaos.kills if chaos else 0, "killed_events": kinds.count("killed"),
-        "hung_events": kinds.count("hung"), "frozen": chaos.frozen if chaos else None,
-        "tasks_handed_back": handed_back, "workers_replaced": summary["workers_replaced"],
-        "broker_outages": len(summary["broker_outages"]),
+        "run_id": summary.run_id, "ok": summary.ok, "verified": summary.verified,
+        "problems": summary.problems, "runtime_s": summary.runtime_s,
+        "total_params": summary.total_params, "params_verified": summary.params_verified,
+        "lost_params": summary.lost_params, "results_rows": rows,
+        "duplicate_rows": rows - distinct, "duplicate_deliveries": summary.duplicate_deliveries,
+        "kills": chaos.kills if chaos else 0, "killed_events": kinds.count(EventKind.KILLED),
+        "hung_events": kinds.count(EventKind.HUNG), "frozen": chaos.frozen if chaos else None,
+        "tasks_handed_back": handed_back, "workers_replaced": summary.workers_replaced,
+        "broker_outages": len(summary.broker_outages),
     }
 
 

@@ -50,6 +50,7 @@ from procstat import cpu_s, session_pids  # noqa: E402
 from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
+from ttg_lib.record import load_summary  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,11 @@ def one_run(case: Case, backend: str, url: str, broker_sid: int, out: Path, labe
     summary_file = out / "runs-root" / "runs" / run_id / "summary.json"
     if proc.returncode not in (0, 1) or not summary_file.exists():
         raise RuntimeError(f"{run_id} failed ({proc.returncode}); see {out / run_id}.log")
-    summary = json.loads(summary_file.read_text())
+    summary = load_summary(summary_file.parent)
     budget = cpu_budget(summary, broker)
-    return {"run_id": run_id, "ok": summary["ok"], "runtime_s": summary["runtime_s"],
-            "wall_s": round(wall, 2), "chunks": summary["chunks_total"],
-            "cpu_s": summary.get("cpu_s"), "broker_cpu_s": round(broker, 3),
+    return {"run_id": run_id, "ok": summary.ok, "runtime_s": summary.runtime_s,
+            "wall_s": round(wall, 2), "chunks": summary.chunks_total,
+            "cpu_s": summary.cpu_s, "broker_cpu_s": round(broker, 3),
             "cpu_us_per_chunk": {k: None if v is None else round(v, 1)
                                  for k, v in budget.items()}}
 

@@ -92,7 +92,8 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
         [str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from ttg_lib.config import RunConfig
-    from ttg_lib.run import Run
+    from ttg_lib.run import Run, execute
+    from ttg_lib.summary import RunSummary
 
     space = space_dict(xs, reps)
     space["axes"].update(base_ms=[base_ms], slope_ms=[slope_ms])  # what sleepy sleeps
@@ -101,19 +102,23 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
                              verify="none", monitor="none", output_dir=str(out),
                              run_id=f"eta-{int(time.time())}")
     snapshot: dict[str, Any] = {}
-    with Run(config) as run:
-        run.start()
+    t0, end = 0.0, 0.0
+
+    def started(_run: Run) -> None:
+        nonlocal t0
         t0 = time.monotonic()
-        while not run.done:
-            p = run.step(0.05)
-            done = p.chunks_completed + p.chunks_failed
-            if not snapshot and done >= AT * p.chunks_total and p.eta is not None:
-                snapshot = {"at_s": time.monotonic() - t0, "chunks_done": done,
-                            "eta": p.eta.to_dict()}
-        end = time.monotonic() - t0
-        summary = run.finish()
-    if not summary["ok"]:
-        raise SystemExit(f"the run did not verify: {summary['problems']}")
+
+    def watch(p: Any) -> None:
+        nonlocal snapshot, end
+        done = p.chunks_completed + p.chunks_failed
+        if not snapshot and done >= AT * p.chunks_total and p.eta is not None:
+            snapshot = {"at_s": time.monotonic() - t0, "chunks_done": done,
+                        "eta": p.eta.to_dict()}
+        end = time.monotonic() - t0  # the last step's: the run is done, not yet finished
+
+    summary = RunSummary.from_dict(execute(config, watch, step_s=0.05, on_start=started))
+    if not summary.ok:
+        raise SystemExit(f"the run did not verify: {summary.problems}")
     return _verdict(snapshot, end - snapshot["at_s"], {
         "mode": "real", "backend": backend, "points": config.total_params,
         "chunks": config.chunks_total, "workers": workers, "base_ms": base_ms,

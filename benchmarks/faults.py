@@ -49,7 +49,9 @@ from ttg_lib.cluster.brokers import free_port, start_private  # noqa: E402
 from ttg_lib.config import RunConfig  # noqa: E402
 from ttg_lib.faults import freeze_busy_workers  # noqa: E402
 from ttg_lib.monitor import snapshot  # noqa: E402
-from ttg_lib.run import Run  # noqa: E402
+from ttg_lib.recorded import EventKind, load_events  # noqa: E402
+from ttg_lib.run import Run, execute  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 SHORT = {"total_params": 300, "chunk_size": 10, "work_ms": 100.0}  # 30 chunks of 1 s
 QUEUES = ("ttg.tasks", "ttg.tasks.retry", "ttg.tasks.dlq", "ttg.results")
@@ -64,24 +66,23 @@ class Bench:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     def run(self, backend: str, at: float | None = None,
-            action: Callable[[Run], None] | None = None, **overrides: Any) -> dict[str, Any]:
+            action: Callable[[Run], None] | None = None, **overrides: Any) -> RunSummary:
         """One verified in-process run; ``action(run)`` once the fraction ``at`` is done."""
         values = {"scale": "small", "monitor": "none", "output_dir": str(self.out),
                   **self.shape}
         cfg = RunConfig.build(backend=backend, **{**values, **overrides})
-        with Run(cfg, say=self.say) as run:
-            run.start()
-            fired = False
-            while not run.done:
-                progress = run.step(0.1)
-                if action is not None and not fired and progress.fraction >= (at or 0):
-                    action(run)
-                    fired = True
-            summary = run.finish()
-        if not summary["ok"]:
-            raise RuntimeError(f"{cfg.run_id} failed verification: {summary['problems']}")
-        events = json.loads((cfg.record_dir / "events.json").read_text())["workers"]
-        summary["events"] = [e["event"] for e in events]
+        run = Run(cfg, say=self.say)
+        fired = False
+
+        def fire(progress: Any) -> None:
+            nonlocal fired
+            if action is not None and not fired and progress.fraction >= (at or 0):
+                action(run)
+                fired = True
+
+        summary = RunSummary.from_dict(execute(cfg, fire, run=run))
+        if not summary.ok:
+            raise RuntimeError(f"{cfg.run_id} failed verification: {summary.problems}")
         return summary
 
 
@@ -95,16 +96,16 @@ def freeze_one(run: Run) -> None:
     cluster.freeze_worker(cluster.pick_victim(cluster.live_workers()).name)  # type: ignore
 
 
-def figures(summary: dict[str, Any], base: float | None = None) -> dict[str, Any]:
-    row = {"runtime_s": summary["runtime_s"], "lost_params": summary["lost_params"],
-           "duplicates": summary["duplicate_deliveries"],
-           "hung_events": summary["events"].count("hung"),
-           "replaced": summary["workers_replaced"]}
+def figures(summary: RunSummary, base: float | None = None) -> dict[str, Any]:
+    kinds = [e.kind for e in load_events(summary.record_dir).workers]
+    row = {"runtime_s": summary.runtime_s, "lost_params": summary.lost_params,
+           "duplicates": summary.duplicate_deliveries,
+           "hung_events": kinds.count(EventKind.HUNG), "replaced": summary.workers_replaced}
     if base:
-        row["ratio"] = round(summary["runtime_s"] / base, 3)
-        row["extra_s"] = round(summary["runtime_s"] - base, 2)
-    if summary.get("fault"):
-        row["recovered_after_s"] = summary["fault"]["recovered_after_s"]
+        row["ratio"] = round(summary.runtime_s / base, 3)
+        row["extra_s"] = round(summary.runtime_s - base, 2)
+    if summary.fault:
+        row["recovered_after_s"] = summary.fault.recovered_after_s
     return row
 
 
@@ -120,13 +121,13 @@ def outage_redis(bench: Bench, base: float) -> dict[str, Any]:
 
     summary = bench.run("redis", at=0.5, action=cut_all)
     return {**figures(summary, base), "fault": "CLIENT KILL TYPE normal",
-            "clients_cut": cut.get("clients"), "outages_seen": len(summary["broker_outages"])}
+            "clients_cut": cut.get("clients"), "outages_seen": len(summary.broker_outages)}
 
 
 def outage_rabbitmq(bench: Bench) -> dict[str, Any]:
     broker = start_private("rabbitmq")
     try:
-        base = bench.run("rabbitmq", broker_url=broker.url)["runtime_s"]
+        base = bench.run("rabbitmq", broker_url=broker.url).runtime_s
         watch = RefusalWatch(broker.url)
 
         restarter = threading.Thread(target=broker.stop_app_for, args=(3.0,))
@@ -175,11 +176,11 @@ def orchestrator_killed(bench: Bench, backend: str) -> dict[str, Any]:
     killed = time.monotonic()
     second = ttg_run(bench, f"after-{backend}-{stamp}", backend)
     out, err = second.communicate(timeout=300)
-    summary = json.loads(out) if second.returncode in (0, 1) else {}
+    summary = RunSummary.from_dict(json.loads(out)) if second.returncode in (0, 1) else None
     said = [line for line in err.splitlines() if line.startswith("ttg:")]
-    return {"new_run_ok": bool(summary.get("ok")), "exit_code": second.returncode,
+    return {"new_run_ok": bool(summary and summary.ok), "exit_code": second.returncode,
             "new_run_wall_s": round(time.monotonic() - killed, 2),
-            "new_run_runtime_s": summary.get("runtime_s"), "said": said}
+            "new_run_runtime_s": summary.runtime_s if summary else None, "said": said}
 
 
 def concurrent_wait(bench: Bench, backend: str) -> dict[str, Any]:
@@ -193,7 +194,8 @@ def concurrent_wait(bench: Bench, backend: str) -> dict[str, Any]:
     out1, _ = first.communicate(timeout=120)
     return {"without_wait": refused_err.strip().splitlines()[-1:],
             "without_wait_exit": refused.returncode,
-            "first_ok": json.loads(out1)["ok"], "second_ok": json.loads(out2)["ok"],
+            "first_ok": RunSummary.from_dict(json.loads(out1)).ok,
+            "second_ok": RunSummary.from_dict(json.loads(out2)).ok,
             "said": [line for line in err2.splitlines() if line.startswith("ttg:")]}
 
 
@@ -281,7 +283,7 @@ def measure(bench: Bench, backend: str) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     base = bench.run(backend)
     rows["no_fault"] = figures(base)
-    rt = base["runtime_s"]
+    rt = base.runtime_s
     bench.say(f"{backend} no fault: {rt} s")
     rows["two_killed"] = figures(bench.run(backend, at=0.5, action=kill_two), rt)
     bench.say(f"{backend} two killed: {rows['two_killed']}")

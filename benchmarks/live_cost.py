@@ -60,8 +60,8 @@ def child(results: bool, backend: str, scale: str, out: str) -> dict[str, Any]:
     config = params.build_config(backend=backend, scale=scale, workers=3, output_dir=out)
     load = os.getloadavg()[0]
     summary = live.run_live(config, chart=True, results=results)
-    return {"results": results, "runtime_s": summary["runtime_s"], "ok": summary["ok"],
-            "efficiency": summary.get("efficiency"), "load_before": load,
+    return {"results": results, "runtime_s": summary.runtime_s, "ok": summary.ok,
+            "efficiency": summary.efficiency, "load_before": load,
             "load_after": os.getloadavg()[0], **spent}
 
 

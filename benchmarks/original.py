@@ -68,6 +68,7 @@ from procstat import cpu_s, session_pids  # noqa: E402
 from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 COMPUTE = "ttg_lib.examples:original_point"
 WORKERS = 3
@@ -256,11 +257,11 @@ def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
         text = sink.read()
     if proc.returncode != 0:
         raise RuntimeError(f"ttg run failed ({proc.returncode}); see {out / 'ttg.log'}")
-    summary = json.loads(text)
-    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 2), "runtime_s": summary["runtime_s"],
-            "throughput_params_s": summary["throughput_params_s"],
-            "verify_mode": summary.get("verify_mode"), "checked": bool(summary["ok"]),
-            "run_id": summary["run_id"]}
+    summary = RunSummary.from_dict(json.loads(text))
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 2), "runtime_s": summary.runtime_s,
+            "throughput_params_s": summary.throughput_params_s,
+            "verify_mode": summary.verify_mode, "checked": bool(summary.ok),
+            "run_id": summary.run_id}
 
 
 def compare(where: Path, backend: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:

@@ -308,6 +308,7 @@ def _run_ttg(backend: str, items: list[Workload], scratch: Path, settings: dict[
              say: Any, out: dict[str, Any]) -> None:
     from ttg_lib.config import RunConfig
     from ttg_lib.run import execute
+    from ttg_lib.summary import RunSummary
 
     for w in items:
         config = RunConfig.build(**ttg_settings(backend, w, scratch, settings))
@@ -319,25 +320,25 @@ def _run_ttg(backend: str, items: list[Workload], scratch: Path, settings: dict[
 
         with PeakRss() as rss:
             called = time.perf_counter()
-            summary = execute(config, on_progress)
+            summary = RunSummary.from_dict(execute(config, on_progress))
         # like the peers' "last result in hand, checked": every chunk and every recomputation
         # in, every result on disk (the run's complete_s), not only the last result read
-        row = _row(w, summary["complete_s"] or float("nan"), rss.mib)
-        row["runtime_s_last_result"] = summary["runtime_s"]
+        row = _row(w, summary.complete_s or float("nan"), rss.mib)
+        row["runtime_s_last_result"] = summary.runtime_s
         row.update({
             "startup_s": round(first[0] - called, 3) if first else None,
             "wall_s": round(time.perf_counter() - called, 3),
-            "verify_s": summary["verify_s"], "checked": bool(summary["ok"]),
-            "params_verified": summary["params_verified"],
-            "lost_params": summary["lost_params"], "wrong_values": summary["wrong_results"],
-            "orchestrator_ru_maxrss_mib": summary["orchestrator_peak_rss_mib"],
-            "retry_count": summary["retry_count"],
-            "duplicate_deliveries": summary["duplicate_deliveries"],
-            "run_id": summary["run_id"], "record_dir": summary["record_dir"],
-            "problems": summary["problems"]})
+            "verify_s": summary.verify_s, "checked": bool(summary.ok),
+            "params_verified": summary.params_verified,
+            "lost_params": summary.lost_params, "wrong_values": summary.wrong_results,
+            "orchestrator_ru_maxrss_mib": summary.orchestrator_peak_rss_mib,
+            "retry_count": summary.retry_count,
+            "duplicate_deliveries": summary.duplicate_deliveries,
+            "run_id": summary.run_id, "record_dir": summary.record_dir,
+            "problems": summary.problems})
         if w.kill_at:
-            row["killed"] = summary["fault"]
-            row["chunks_rerun"] = _ttg_reruns(Path(summary["record_dir"]))
+            row["killed"] = summary.fault.to_dict() if summary.fault else None
+            row["chunks_rerun"] = _ttg_reruns(Path(summary.record_dir))
         out["workloads"][w.name] = row
         say(f"ttg-{backend} {w.name}: {row}")
     starts = [r["startup_s"] for r in out["workloads"].values() if r.get("startup_s")]

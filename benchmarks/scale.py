@@ -2,32 +2,40 @@
 points/s, orchestrator peak RSS, broker memory and the record's size on disk; then reading
 slices of the largest table back, with the reader's peak RSS.
 
-    python benchmarks/scale.py                              # 1e6,1e7,1e8 on both brokers
+    python benchmarks/scale.py --read-back                  # 1e6,1e7,1e8 on both brokers
     python benchmarks/scale.py --sizes 1e5,1e6 --backends redis --read-back   # a smoke
-    python benchmarks/scale.py --sizes 1e9 --backends redis --read-back       # the 10^9 run
+    python benchmarks/scale.py --total 1000000000           # the 10^9 run (Redis), read back
     python benchmarks/scale.py --read-back-only outputs/runs/<run>/results.parquet
 
 Each size is one ``ttg run --scale large --total-params N --chunk-size C --verify sample
 --workers 3`` (a trivial function, ``ttg_lib.compute:placeholder``, unless --compute) on a
 private broker started for that run alone (a fresh Redis or RabbitMQ on a free port, stopped
 afterwards), so the broker's figures are this run's: Redis ``INFO used_memory_peak`` and,
-for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak) and its CPU
-seconds. From the run's summary: ``runtime_s`` (first task published to last result in
-hand), points/s, orchestrator and worker peak RSS; the process's wall time (launch to exit,
-with start-up, writing and verification) beside it. On disk: results.parquet and the whole
-record directory. A size is skipped, with a message, when the disk has less free space than
-twice a conservative estimate of its record (16 bytes a point).
+for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak: RabbitMQ's
+process memory) and its CPU seconds. From the run's summary: ``runtime_s`` (first task
+published to last result in hand), points/s, orchestrator and worker peak RSS; the process's
+wall time (launch to exit, with start-up, writing and verification) beside it. On disk:
+results.parquet and the whole record directory. Before the first run the script refuses to
+start (exit 2, one line) when the disk under --output-dir has less free space than the
+series needs: every record kept (16 bytes a point, a bound: 10^6 points take 14) plus the
+largest once more (its parts and its merged table are both on disk while it is written).
 
---read-back (the largest table of the series, or --read-back-only FILE) reads it four ways,
-each in a fresh process whose peak RSS (``ru_maxrss``) is reported (``baseline``: the same
-process reading nothing, its imports alone, to subtract):
-  columns   one value column, every row, into memory (10^8 int64 values are 800 MB by
-            themselves: this shows what the reader adds on top, and where 1 GiB stops)
-  filter    every column of the rows with param_id in the middle 1 % of the ids
+--total N is the billion-point mode: one run of N points (Redis unless --backends), then
+its table read back, then the disk it used printed.
+
+--read-back (the largest table of the series, or --read-back-only FILE) reads it these
+ways, each in a fresh process whose peak RSS (``ru_maxrss``) is reported (``baseline``: the
+same process reading nothing, its imports alone, to subtract):
+  slice     ``load_results(run, columns=["param_id", value], filters=[param_id in the
+            middle 1 % of the ids, 10^6 at most])`` (DNF): a column slice and a filter
+  filter    ``load_results(run, filters=<a pyarrow.compute expression>)``: every column of
+            the rows with param_id in the middle 0.1 % of the ids
+  notebook  the notebook's Results section: its table and its chart (a table over 2*10^6
+            rows streamed through the sampler, never loaded)
   scan      one column streamed a batch at a time (a sum): constant memory
-  export    ``ttg results FILE --format csv --out /dev/null`` (the streaming export)
-``columns`` and ``filter`` use ``ttg_lib.load_results(run, columns=..., filters=...)`` when it
-takes those arguments, else pyarrow.dataset directly (the result says which: ``via``).
+  export    ``ttg results FILE --format csv --out /dev/null`` (the streaming export; of a
+            table over 10^8 rows, its first 10^8: all 10^9 would take most of an hour)
+  export-slice  ``ttg results FILE --format jsonl --columns param_id,VALUE --where ...``
 Each row says which of issue 23's targets held (``holds``): every row kept, runtime under 15
 minutes, orchestrator under 300 MiB, broker under 200 MB; each read under 1 GiB. The exit
 code is 1 when one did not, or a run failed.
@@ -37,13 +45,12 @@ Writes outputs/bench/scale-<stamp>/scale.json (or --output-dir) and prints a tab
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,18 +61,19 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
 
+from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
+from ttg_lib.summary import RunSummary  # noqa: E402
 
 # issue 23's targets: for every size here, and the 10^9 run's runtime (a 10^8 run meets it)
 GOALS = {"runtime_s": 900.0, "orchestrator_peak_rss_mib": 300.0, "broker_mb": 200.0,
          "read_back_peak_rss_mib": 1024.0}
-BYTES_PER_POINT_BOUND = 16  # 10^8 points took 1.2 GB (12 B a point): a bound with margin
-READ_CASES = ("baseline", "columns", "filter", "scan", "export")
-
-
-class UsageError(ValueError):
-    """A bad option; the message says what is allowed."""
+BYTES_PER_POINT_BOUND = 16  # 10^6 points: 14.2 MB with source_run (10^8 took 12 B a point)
+READ_CASES = ("baseline", "slice", "filter", "notebook", "scan", "export", "export-slice")
+SLICE_ROWS_MAX = 1_000_000  # a slice of 1 % of 10^8 rows; of 10^9, the same 10^6 rows
+EXPORT_ROWS_MAX = 100_000_000  # the whole-table export of 10^9 rows streams its first 10^8
+# (the same constant memory; all of it would be 50 GB of CSV and most of an hour)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -102,11 +110,32 @@ def broker_memory(backend: str, url: str) -> dict[str, Any]:
             "used_memory_mb": round(info["used_memory"] / 1e6, 1)}
 
 
+def disk_need(sizes: list[int], backends: list[str]) -> int:
+    """Bytes the series leaves on disk at its fullest: every record kept, and the largest
+    once more (parts and merged table side by side while the table is written)."""
+    return BYTES_PER_POINT_BOUND * (sum(sizes) * len(backends) + max(sizes))
+
+
+def check_disk(out: Path, sizes: list[int], backends: list[str]) -> dict[str, float]:
+    """Raise UsageError when the disk under ``out`` cannot hold the series."""
+    usage = shutil.disk_usage(out)
+    need = disk_need(sizes, backends)
+    if usage.free < need:
+        raise UsageError(
+            f"not enough disk: the series needs about {need / 1e9:.1f} GB on {out} "
+            f"({BYTES_PER_POINT_BOUND} bytes a point for every record, the largest twice), "
+            f"{usage.free / 1e9:.1f} GB are free; free some space, run fewer --sizes or "
+            f"give --output-dir on a larger disk")
+    return {"free_gb": round(usage.free / 1e9, 1), "need_gb": round(need / 1e9, 1)}
+
+
+def disk_used(out: Path, before: dict[str, float]) -> dict[str, float]:
+    return {"records_gb": round(dir_bytes(out) / 1e9, 3),
+            "free_gb": round(shutil.disk_usage(out).free / 1e9, 1),
+            "free_gb_before": before.get("free_gb", float("nan"))}
+
+
 def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    free = shutil.disk_usage(out).free
-    need = 2 * BYTES_PER_POINT_BOUND * params
-    if free < need:
-        return {"skipped": f"{free / 1e9:.1f} GB free, {need / 1e9:.1f} GB wanted on {out}"}
     broker = start_private(backend)
     env = {**os.environ, get_spec(backend).url_env: broker.url,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
@@ -129,18 +158,18 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         broker.stop()
     if proc.returncode != 0:
         return {"error": f"ttg run exited {proc.returncode}: {proc.stderr.strip()[-800:]}"}
-    summary = json.loads(proc.stdout)
-    record = Path(summary["record_dir"])
+    summary = RunSummary.from_dict(json.loads(proc.stdout))
+    record = Path(summary.record_dir)
     results = record / "results.parquet"
     row = {
-        "run_id": summary["run_id"], "ok": summary["ok"], "verify_mode": summary["verify_mode"],
-        "values_recomputed": summary.get("values_recomputed"),
-        "runtime_s": summary["runtime_s"], "wall_s": round(wall, 2),
-        "points_s": summary["throughput_params_s"],
-        "orchestrator_peak_rss_mib": summary["orchestrator_peak_rss_mib"],
-        "worker_peak_rss_mib": summary["worker_peak_rss_mib"],
+        "run_id": summary.run_id, "ok": summary.ok, "verify_mode": summary.verify_mode,
+        "values_recomputed": summary.values_recomputed,
+        "runtime_s": summary.runtime_s, "wall_s": round(wall, 2),
+        "points_s": summary.throughput_params_s,
+        "orchestrator_peak_rss_mib": summary.orchestrator_peak_rss_mib,
+        "worker_peak_rss_mib": summary.worker_peak_rss_mib,
         "broker_peak_rss_mib": rss.mib, "broker_cpu_s": round(broker_cpu, 2), **memory,
-        "results_rows": summary.get("results_rows"),
+        "results_rows": summary.results_rows,
         "results_parquet_bytes": results.stat().st_size if results.exists() else None,
         "record_bytes": dir_bytes(record), "results_file": str(results),
     }
@@ -156,50 +185,79 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
 
 # -- reading back ------------------------------------------------------------------------
 
-def load_results_takes_slices() -> bool:
-    from ttg_lib import load_results
-
-    names = inspect.signature(load_results).parameters
-    return "columns" in names and "filters" in names
+def middle(rows: int, share: float) -> tuple[int, int]:
+    """The param_ids of the middle ``share`` of a table, 10^6 at most: [lo, hi)."""
+    lo = rows // 2
+    return lo, lo + max(1, min(SLICE_ROWS_MAX, int(rows * share)))
 
 
 def read_case(case: str, table: Path) -> dict[str, Any]:
     """One read, in this process (the parent measures its peak RSS)."""
+    import numpy as np
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
+
+    from ttg_lib.results import load_results
 
     meta = pq.ParquetFile(table).metadata
     names = [meta.schema.column(i).name for i in range(meta.num_columns)]
     value = next((n for n in names if n.startswith("value")), names[-1])
     started = time.perf_counter()
-    via = "pyarrow.dataset"
-    if case in ("columns", "filter"):
-        columns = [value] if case == "columns" else None
-        lo = meta.num_rows // 2
-        hi = lo + max(1, meta.num_rows // 100)
-        filters = [("param_id", ">=", lo), ("param_id", "<", hi)] if case == "filter" else None
-        if load_results_takes_slices():
-            from ttg_lib import load_results
+    if case == "slice":
+        lo, hi = middle(meta.num_rows, 0.01)
+        frame = load_results(table, columns=["param_id", value],
+                             filters=[("param_id", ">=", lo), ("param_id", "<", hi)])
+        rows = len(frame)
+        assert (frame["param_id"].to_numpy() == np.arange(lo, hi)).all(), "the slice's rows"
+    elif case == "filter":
+        lo, hi = middle(meta.num_rows, 0.001)
+        rows = len(load_results(table, filters=(pc.field("param_id") >= lo)
+                                & (pc.field("param_id") < hi)))
+        assert rows == hi - lo, "the filter's rows"
+    elif case == "notebook":
+        from ttg_lib.notebook.resultchart import results_figure
+        from ttg_lib.notebook.results import load_run_results, results_table
 
-            via = "ttg_lib.load_results"
-            rows = len(load_results(table, columns=columns, filters=filters))
-        else:
-            dataset = ds.dataset(table)
-            expr = None if filters is None else ((pc.field("param_id") >= lo)
-                                                 & (pc.field("param_id") < hi))
-            rows = dataset.to_table(columns=columns, filter=expr).num_rows
+        record = table.parent
+        if table.name != "results.parquet":  # --read-back-only a file of another name
+            record = Path(tempfile.mkdtemp(prefix="scale-notebook-"))
+            (record / "results.parquet").symlink_to(table.resolve())
+        try:
+            results = load_run_results(record)
+            assert results is not None and results_table(record), "the notebook's table"
+            assert results_figure(record) is not None, "the notebook's chart"
+            rows = results.total.total
+        finally:
+            if record != table.parent:
+                shutil.rmtree(record)
     elif case == "baseline":
         rows = 0
     elif case == "scan":
         rows, total = 0, 0
-        for batch in ds.dataset(table).to_batches(columns=[value], batch_size=65_536):
+        for batch in ds.dataset(table).to_batches(columns=[value], batch_size=65_536,
+                                                  batch_readahead=1, fragment_readahead=1):
             rows += batch.num_rows
             total += pc.sum(batch.column(0)).as_py() or 0
     else:
         raise UsageError(f"unknown read case {case!r}")
-    return {"rows": rows, "seconds": round(time.perf_counter() - started, 2), "via": via,
-            "column": value}
+    return {"rows": rows, "seconds": round(time.perf_counter() - started, 2), "column": value}
+
+
+def export_command(case: str, table: Path) -> list[str]:
+    """``ttg results`` streaming the whole table (csv) or a slice (jsonl) to /dev/null."""
+    import pyarrow.parquet as pq
+
+    cmd = [sys.executable, "-m", "ttg_lib.cli", "results", str(table), "--out", os.devnull]
+    if case == "export":
+        rows = pq.ParquetFile(table).metadata.num_rows
+        return [*cmd, "--format", "csv", *(["--where", f"param_id < {EXPORT_ROWS_MAX}"]
+                                           if rows > EXPORT_ROWS_MAX else [])]
+    schema = pq.read_schema(table)
+    value = next((n for n in schema.names if n.startswith("value")), schema.names[-1])
+    lo, hi = middle(pq.ParquetFile(table).metadata.num_rows, 0.01)
+    return [*cmd, "--format", "jsonl", "--columns", f"param_id,{value}",
+            "--where", f"param_id >= {lo}", "--where", f"param_id < {hi}"]
 
 
 def measured(cmd: list[str]) -> tuple[int, str, float]:
@@ -218,13 +276,12 @@ def measured(cmd: list[str]) -> tuple[int, str, float]:
 def read_back(table: Path) -> dict[str, Any]:
     rows = {}
     for case in READ_CASES:
-        if case == "export":
-            cmd = [sys.executable, "-m", "ttg_lib.cli", "results", str(table), "--format", "csv",
-                   "--out", os.devnull]
+        if case.startswith("export"):
+            cmd = export_command(case, table)
             started = time.perf_counter()
             code, text, peak = measured(cmd)
             row: dict[str, Any] = {"seconds": round(time.perf_counter() - started, 2),
-                                   "via": "ttg results --format csv"}
+                                   "via": " ".join(["ttg", *cmd[3:]])}
         else:
             code, text, peak = measured([sys.executable, str(Path(__file__).resolve()),
                                          "--read-case", case, "--table", str(table)])
@@ -235,7 +292,13 @@ def read_back(table: Path) -> dict[str, Any]:
         print(f"[scale] read {case}: {row.get('rows', '')} rows, {row.get('seconds')} s, "
               f"peak RSS {peak} MiB {row.get('error', '')}", flush=True)
     return {"table": str(table), "table_bytes": table.stat().st_size,
-            "load_results_takes_slices": load_results_takes_slices(), "cases": rows}
+            "table_rows": _rows_of(table), "cases": rows}
+
+
+def _rows_of(table: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(table).metadata.num_rows
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -245,7 +308,7 @@ def print_table(result: dict[str, Any]) -> None:
     for backend, sizes in result["series"].items():
         for params, row in sizes.items():
             if "runtime_s" not in row:
-                print(f"{backend:<9}{int(params):>14,}  {row.get('skipped') or row.get('error')}")
+                print(f"{backend:<9}{int(params):>14,}  {row.get('error')}")
                 continue
             print(f"{backend:<9}{int(params):>14,}{row['runtime_s']:>11.2f}{row['wall_s']:>9.2f}"
                   f"{row['points_s']:>12,.0f}{row['orchestrator_peak_rss_mib']:>10.1f}"
@@ -259,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1e6,1e7,1e8", help="points per run, comma list")
-    parser.add_argument("--backends", default="redis,rabbitmq")
+    parser.add_argument("--backends", default=None, help="redis,rabbitmq [both; --total: redis]")
+    parser.add_argument("--total", metavar="N", default=None,
+                        help="the billion-point mode: one run of N points (e.g. 1000000000 "
+                             "or 1e9), its table read back, the disk it used printed")
     parser.add_argument("--chunk-size", type=int, default=10_000)
     parser.add_argument("--compute", default="ttg_lib.compute:placeholder")
     parser.add_argument("--verify", default="sample", choices=("full", "sample", "none"))
@@ -277,22 +343,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(read_case(args.read_case, Path(args.table))))
         return 0
     try:
-        sizes = parse_sizes(args.sizes)
-        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-        if not backends or any(b not in ("redis", "rabbitmq") for b in backends):
-            raise UsageError(f"--backends {args.backends!r}: allowed redis, rabbitmq")
+        sizes = parse_sizes(args.total if args.total else args.sizes)
+        if args.total:
+            sizes = sizes[:1]
+            args.read_back = True
+        backends = parse_brokers(args.backends or ("redis" if args.total else
+                                                   "redis,rabbitmq"))
         if args.read_back_only and not Path(args.read_back_only).is_file():
             raise UsageError(f"--read-back-only {args.read_back_only}: no such file")
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        disk = {} if args.read_back_only else check_disk(Path(args.output_dir), sizes,
+                                                          backends)
     except UsageError as exc:
         print(f"scale.py: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output_dir) / f"scale-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = stamped_dir(args.output_dir, "scale")
     result: dict[str, Any] = {
-        "command": " ".join(["python", "benchmarks/scale.py", *(argv or sys.argv[1:])]),
-        "chunk_size": args.chunk_size, "compute": args.compute, "verify": args.verify,
-        "ttg_flags": args.ttg_flag, "load_at_start": os.getloadavg(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **header("scale.py", argv), "chunk_size": args.chunk_size, "compute": args.compute,
+        "verify": args.verify, "ttg_flags": args.ttg_flag, "disk_at_start": disk,
         "series": {}}
     largest: Path | None = Path(args.read_back_only) if args.read_back_only else None
     largest_n = 0
@@ -311,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     if (args.read_back or args.read_back_only) and largest is not None:
         result["read_back"] = read_back(largest)
     result["load_at_end"] = os.getloadavg()
+    if not args.read_back_only:
+        result["disk_at_end"] = disk_used(out, disk)
+        print(f"[scale] disk: the records take {result['disk_at_end']['records_gb']} GB "
+              f"under {out}; {result['disk_at_end']['free_gb']} GB free "
+              f"(was {disk['free_gb']})", flush=True)
     (out / "scale.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {out / 'scale.json'}")
     failed = [f"{b} {p}" for b, s in result["series"].items() for p, r in s.items()

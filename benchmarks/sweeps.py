@@ -35,18 +35,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ttg_lib.summary import RunSummary  # noqa: E402
+
 SPACE_CPU = {"axes": {"samples": [20_000], "seed": {"range": [0, 2000]}}}
 
 
-def ttg_run(out: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def ttg_run(out: Path, *args: str, env: dict[str, str] | None = None) -> RunSummary:
     proc = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor",
-                           "none", "--output-dir", str(out), *args], cwd=ROOT, text=True,
+                           "none", "--output-dir", str(out), "--reuse", "none",  # computed,
+                           *args], cwd=ROOT, text=True,  # never reused from the last repeat
                           capture_output=True, env={**os.environ, **(env or {})}, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(f"ttg run {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    summary = json.loads(proc.stdout)
-    if not summary["ok"]:
-        raise SystemExit(f"ttg run {' '.join(args)} did not verify: {summary['problems']}")
+    summary = RunSummary.from_dict(json.loads(proc.stdout))
+    if not summary.ok:
+        raise SystemExit(f"ttg run {' '.join(args)} did not verify: {summary.problems}")
     return summary
 
 
@@ -63,10 +67,10 @@ def suite_verify(out: Path, quick: bool, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):  # interleaved, so drift hits every mode alike
         for mode in times:
             s = ttg_run(out, *args, "--verify", mode)
-            times[mode].append(s["complete_s"])
-            recomputed[mode] = s["values_recomputed"]
+            times[mode].append(s.complete_s)
+            recomputed[mode] = s.values_recomputed
             if mode == "none":
-                per_point_ms.append(2 * s["runtime_s"] / s["total_params"] * 1000)
+                per_point_ms.append(2 * s.runtime_s / s.total_params * 1000)
     base = statistics.median(times["none"])
     return {"points": space["axes"]["seed"]["range"][1], "workers": 2,
             "ms_per_point": round(statistics.median(per_point_ms), 2),
@@ -83,8 +87,8 @@ def suite_results(out: Path, quick: bool, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         for label, keep in (("dropped", False), ("kept", True)):
             s = ttg_run(out, *args, "--config", str(_config(out, keep)))
-            rates[label].append(s["total_params"] / s["complete_s"])
-            rss[label].append(s["orchestrator_peak_rss_mib"])
+            rates[label].append(s.total_params / s.complete_s)
+            rss[label].append(s.orchestrator_peak_rss_mib)
     ratio = statistics.median(rates["kept"]) / statistics.median(rates["dropped"])
     return {"points": 100_000 if quick else 1_000_000,
             "throughput_params_s": {k: round(statistics.median(v)) for k, v in rates.items()},
@@ -116,12 +120,12 @@ def suite_memory(out: Path, quick: bool, repeats: int) -> dict[str, Any]:
         client.close()
     finally:
         broker.stop()
-    return {"points": points, "verify_mode": s["verify_mode"],
-            "values_recomputed": s["values_recomputed"],
+    return {"points": points, "verify_mode": s.verify_mode,
+            "values_recomputed": s.values_recomputed,
             "redis_used_memory_peak_mb": round(peak / 1e6, 1),
             "redis_used_memory_before_mb": round(before / 1e6, 1),
-            "orchestrator_peak_rss_mib": s["orchestrator_peak_rss_mib"],
-            "complete_s": s["complete_s"], "results_rows": s["results_rows"],
+            "orchestrator_peak_rss_mib": s.orchestrator_peak_rss_mib,
+            "complete_s": s.complete_s, "results_rows": s.results_rows,
             "goal": "Redis peak < 200 MB; orchestrator < 250 MiB"}
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First contact with a real Kind cluster, for a user with Docker (with buildx) and a kind release
-# TTG has a node image for (KIND_NODE_IMAGES in ttg_lib/cluster/kind.py, v0.24.0 and later):
+# TTG has a node image for (KIND_NODE_IMAGES in ttg_lib/cluster/kind/__init__.py, v0.24.0 and later):
 #   1. create the Kind cluster "ttg" from kind/kind-config.yaml (or reuse it),
 #   2. build ttg-worker:dev without attestations (loads with either Docker image store) and
 #      load it into the nodes,
@@ -31,8 +31,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 say() { printf '\033[1;34m[kind-e2e]\033[0m %s\n' "$*"; }
-[[ -x .venv/bin/ttg ]] || scripts/setup.sh --extras dev,k8s
-PY=.venv/bin/python
+# TTG_PYTHON: an interpreter that has ttg_lib already (the tests'): nothing is installed
+[[ -n "${TTG_PYTHON:-}" || -x .venv/bin/ttg ]] || scripts/setup.sh --extras dev,k8s
+PY="${TTG_PYTHON:-$ROOT/.venv/bin/python}"
 KIND=( "$PY" -m ttg_lib.cluster.kind )
 
 say "checking docker (engine + buildx) and kind"
@@ -63,7 +64,7 @@ say "cluster, image (buildx, no attestations), brokers"
 STATUS=0
 for backend in redis rabbitmq; do
   say "demo on $backend: $SCALE sweep, 3 worker pods, one hard-killed at 30 %"
-  if ! .venv/bin/ttg run --cluster kind --backend "$backend" --scale "$SCALE" --workers 3 \
+  if ! "$PY" -m ttg_lib.cli run --cluster kind --backend "$backend" --scale "$SCALE" --workers 3 \
         --fault-demo --kill-at 0.3 --output-dir "$OUT/$backend"; then
     STATUS=1
     echo "kind-e2e.sh: the $backend run did not pass (its table and problems are above)" >&2
@@ -107,7 +108,7 @@ IMAGE="$(sed -n 's/^worker image: \([^ ]*\) .*/\1/p' <<<"$UP")"
 if [[ -z "$IMAGE" ]]; then
   echo "kind-e2e.sh: \`up --requirements\` printed no worker image tag" >&2
   STATUS=1
-elif ! (cd "$USER_DIR" && PYTHONPATH="$USER_DIR" "$ROOT/.venv/bin/ttg" run --cluster kind \
+elif ! (cd "$USER_DIR" && PYTHONPATH="$USER_DIR" "$PY" -m ttg_lib.cli run --cluster kind \
           --backend redis --image "$IMAGE" --space space.yaml --compute mymodel:simulate \
           --workers 3 --output-dir "$OUT/user"); then
   STATUS=1

@@ -70,15 +70,15 @@ def test_resolve_loads_once_and_checks_the_fingerprint():
         calls.append(key)
         return shipped.payload
 
-    fn = compute.resolve(shipped.ref, fetch)
-    assert fn(2) == 6 and compute.resolve(shipped.ref, fetch) is fn
+    fn = byvalue.resolve(shipped.ref, fetch)
+    assert fn(2) == 6 and byvalue.resolve(shipped.ref, fetch) is fn
     assert calls == [shipped.sha256]  # fetched once per process
     other = byvalue.ShippedFunction.of(lambda x: x * 5)
     with pytest.raises(ComputeImportError, match="does not match its sha256"):
-        compute.resolve(other.ref, lambda key: shipped.payload)  # wrong bytes
+        byvalue.resolve(other.ref, lambda key: shipped.payload)  # wrong bytes
     with pytest.raises(ComputeImportError, match="stored none"):
-        compute.resolve("sha256:" + "0" * 64, lambda key: None)
-    assert compute.resolve("ttg_lib.compute:placeholder") is compute.placeholder
+        byvalue.resolve("sha256:" + "0" * 64, lambda key: None)
+    assert byvalue.resolve("ttg_lib.compute:placeholder") is compute.placeholder
 
 
 def test_the_working_directory_is_searched_and_named_when_the_module_is_missing(

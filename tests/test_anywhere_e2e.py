@@ -179,7 +179,7 @@ def test_workers_from_another_directory_join_and_a_pinned_one_leaves_the_next_ru
         assert b.wait(30) == 0
         stale = worker("stale", "--run-id", summary["run_id"])
         run2 = ttg_run(project, "--workers", "0", "--expect-workers", "2", "--work-ms", "30",
-                       "--chunk-size", "1")
+                       "--chunk-size", "1", "--reuse", "none")  # computed again, not reused
         summary2, err2 = summary_of(run2)
         assert summary2["ok"] and summary2["params_verified"] == 33, err2[-3000:]
         assert summary2["dlq_count"] == 0
@@ -264,3 +264,47 @@ def test_the_supervisor_panel_sweeps_a_function_of_the_notebook(tmp_path, backen
     assert summary["compute"].endswith(".square") and summary["params_verified"] == 12
     config = json.loads((Path(summary["record_dir"]) / "config.json").read_text())
     assert config["compute_sha256"]
+
+
+@pytest.mark.slow
+def test_the_supervisor_panel_kills_and_stops_a_run_between_steps(tmp_path, backend_name,
+                                                                 broker_url):
+    """Kill and Stop clicked while execute() steps the run on its thread: both are carried
+    out between steps, the kill is recorded and the run ends stopped, its record written."""
+    pytest.importorskip("ipywidgets")
+    import asyncio
+
+    from ttg_lib.notebook.panel import SupervisorPanel
+
+    def slow_square(x: int) -> int:
+        time.sleep(0.02)
+        return x * x
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    async def click_through() -> SupervisorPanel:
+        panel = SupervisorPanel(output_dir=str(tmp_path), scale="tiny", function=slow_square,
+                                space={"axes": {"x": {"range": [0, 2000]}}})
+        panel.backend.value, panel.workers.value, panel.fault.value = backend_name, 2, False
+        task = panel.start()
+        assert task is not None, panel.status.value
+        await until(lambda: not panel.kill_btn.disabled
+                    and panel.run.progress().chunks_completed >= 2, "the run never got going")
+        await until(lambda: panel.landscape.points > 0, "the Results chart never filled in")
+        panel.kill()
+        await until(lambda: "killed" in panel.log.value, "the kill was never carried out")
+        panel.stop()
+        await task
+        return panel
+
+    panel = asyncio.run(click_through())
+    summary = panel.summary or {}
+    assert summary.get("state") == "stopped", (summary, panel.log.value)
+    assert summary["chunks_completed"] < summary["chunks_total"]
+    assert "workers ready" in panel.log.value and "VERIFIED" not in panel.log.value
+    assert (Path(summary["record_dir"]) / "summary.json").exists()
+    assert "<td>w1</td>" in panel.workers_html.value  # the heartbeats, read back typed

@@ -50,6 +50,43 @@ def test_scale_sizes_parse_and_bad_ones_are_named():
     assert proc.returncode == 2 and "--sizes: 'ten' is not a number" in proc.stderr
 
 
+def test_scale_refuses_to_start_without_the_disk_it_needs(tmp_path):
+    proc = _script("scale.py", "--sizes", "1e12", "--backends", "redis",
+                   "--output-dir", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "scale.py: not enough disk: the series needs about 32000.0 GB on" in proc.stderr
+    assert "GB are free; free some space, run fewer --sizes" in proc.stderr
+    assert not list(tmp_path.glob("scale-*"))  # refused before anything was made
+    proc = _script("scale.py", "--total", "1e13", "--output-dir", str(tmp_path))
+    assert proc.returncode == 2 and "needs about 320000.0 GB" in proc.stderr  # one run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_scale_reads_back_a_table_in_every_way(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 200_000
+    ids = np.random.default_rng(0).permutation(rows)  # written out of order, as a run does
+    table = tmp_path / "results.parquet"
+    pq.write_table(pa.table({"param_id": ids, "value": ids * 2.0,  # a run's columns
+                             "worker": pa.array(["w-1"] * rows).dictionary_encode(),
+                             "attempt": np.ones(rows, dtype=np.int64),
+                             "error": pa.nulls(rows, pa.string())}), table,
+                   row_group_size=65_536)
+    proc = _script("scale.py", "--read-back-only", str(table), "--output-dir", str(tmp_path),
+                   timeout=280)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (result_file,) = tmp_path.glob("scale-*/scale.json")
+    cases = json.loads(result_file.read_text())["read_back"]["cases"]
+    assert cases["slice"]["rows"] == 2_000 and cases["filter"]["rows"] == 200
+    assert cases["notebook"]["rows"] == rows and cases["scan"]["rows"] == rows
+    assert "--columns param_id,value --where param_id >= 100000" in cases["export-slice"]["via"]
+    assert all(c["under_1_gib"] and "error" not in c for c in cases.values())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_scale_series_and_read_back_smoke(tmp_path):
@@ -66,8 +103,11 @@ def test_scale_series_and_read_back_smoke(tmp_path):
             assert row["record_bytes"] >= row["results_parquet_bytes"] > 0
     assert result["series"]["redis"]["30000"]["used_memory_peak_mb"] > 0
     cases = result["read_back"]["cases"]
-    assert cases["columns"]["rows"] == 30_000 and cases["scan"]["rows"] == 30_000
-    assert cases["filter"]["rows"] == 300  # the middle 1 % of the ids
+    assert cases["scan"]["rows"] == 30_000 and cases["notebook"]["rows"] == 30_000
+    assert cases["slice"]["rows"] == 300  # the middle 1 % of the ids
+    assert cases["filter"]["rows"] == 30  # the middle 0.1 %
+    assert set(cases) == {"baseline", "slice", "filter", "notebook", "scan", "export",
+                          "export-slice"}
     assert all(c["peak_rss_mib"] > 10 and c["under_1_gib"] and "error" not in c
                for c in cases.values())
     assert all(all(r["holds"].values()) for s in result["series"].values() for r in s.values())

@@ -4,7 +4,9 @@ JupyterLab runs headless on loopback over a temporary copy of
 ``notebooks/supervisor_demo.ipynb`` (tests/labserver.py). Playwright drives Debian's
 ``/usr/bin/chromium`` — Playwright's own browser download is never used. The test runs all
 cells, clicks Start, reads the live chart's point count from the plotly graph div while the
-run goes, kills a worker, stops the run, and saves ``outputs/screenshots/supervisor_demo.png``.
+run goes (and its "chunks left to compute" line, which must fall and never rise: issue 22's
+story of the run, where the broker's own tasks count stays level under ``--verify full``),
+kills a worker, stops the run, and saves ``outputs/screenshots/supervisor_demo.png``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ pytestmark = [
 POINTS_JS = """() => {
     const gd = document.querySelector('.js-plotly-plot');
     return gd && gd.data && gd.data.length ? (gd.data[0].x || []).length : -1; }"""
+
+CHUNKS_LEFT_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const line = (gd.data || []).find(d => d.name === 'chunks left to compute');
+        if (line) return Array.from(line.y || []);
+    }
+    return null; }"""
 
 
 @pytest.fixture
@@ -72,6 +81,10 @@ def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
                 seen.append(page.evaluate(POINTS_JS))
             assert seen[-1] > seen[0], f"live chart did not grow: {seen}"
             assert seen == sorted(seen), f"point count went backwards: {seen}"
+            left = page.evaluate(CHUNKS_LEFT_JS)
+            assert left and len(left) >= 3, f"no chunks-left line in the live chart: {left}"
+            assert left == sorted(left, reverse=True), f"chunks left rose: {left}"
+            assert left[-1] < left[0], f"chunks left did not fall during the run: {left}"
             assert live_results_points(page) > 0, "the Results chart fills in under it"
 
             kill = _button(page, "Kill a worker now")
@@ -81,6 +94,9 @@ def test_supervisor_demo_in_jupyterlab(jupyterlab) -> None:
                 "() => [...document.querySelectorAll('textarea')].some(t => /killed w\\d+/"
                 ".test(t.value))", timeout=60_000)
             page.wait_for_timeout(2500)  # let the chart draw the kill marker
+            after = page.evaluate(CHUNKS_LEFT_JS)
+            assert after == sorted(after, reverse=True) and after[-1] <= left[-1], \
+                f"chunks left rose across the kill: {after}"
             news = page.locator(".Toastify__toast button", has_text="No")
             if news.count():
                 news.first.click()  # JupyterLab's "get notified about news?" toast

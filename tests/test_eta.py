@@ -138,8 +138,8 @@ def test_the_live_chart_sample_carries_the_eta():
                         params_done=40, live_workers=2, stats=None, state=RunState.RUNNING,
                         eta=Eta(12.34, 1.26, 4.5, "axes"))
     row = sample_from_progress(progress)
-    assert (row["eta_s"], row["eta_spread_s"]) == (12.3, 1.3)
-    assert "eta_s" not in sample_from_progress(Progress(**{**progress.__dict__, "eta": None}))
+    assert (row.eta_s, row.eta_spread_s) == (12.3, 1.3)
+    assert sample_from_progress(Progress(**{**progress.__dict__, "eta": None})).eta_s is None
 
 
 def test_a_failed_chunk_is_no_work_left_and_fits_nothing():

@@ -369,12 +369,13 @@ def test_lock_owner_is_gone_only_when_provably_dead():
 
 
 def test_charts_draw_ready_counts_when_totals_are_unknown():
-    from ttg_lib.notebook.charts import READY_ONLY, _series, series_label
+    from ttg_lib.notebook.chartdata import READY_ONLY, series, series_label
+    from ttg_lib.recorded import Sample
 
-    unknown = [{"t": 0.0, "tasks": None, "tasks_ready": 9}, {"t": 0.5, "tasks": None,
-                                                             "tasks_ready": 6}]
-    assert _series(unknown, "tasks") == ([0.0, 0.5], [9, 6])
+    unknown = [Sample.from_dict(row) for row in ({"t": 0.0, "tasks": None, "tasks_ready": 9},
+                                                 {"t": 0.5, "tasks": None, "tasks_ready": 6})]
+    assert series(unknown, "tasks") == ([0.0, 0.5], [9, 6])
     assert series_label(unknown, "tasks", "ttg.tasks") == "ttg.tasks" + READY_ONLY
-    known = [{"t": 0.0, "tasks": 12, "tasks_ready": 9}]
-    assert _series(known, "tasks") == ([0.0], [12])
+    known = [Sample.from_dict({"t": 0.0, "tasks": 12, "tasks_ready": 9})]
+    assert series(known, "tasks") == ([0.0], [12])
     assert series_label(known, "tasks", "ttg.tasks") == "ttg.tasks"

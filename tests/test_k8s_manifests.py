@@ -750,13 +750,15 @@ def _name(requirement: str) -> str:
 
 
 def test_worker_extra_is_the_dependencies_without_the_orchestrators() -> None:
-    """Workers write no Parquet (pyarrow) and draw no progress bar (rich); every other
-    dependency is the worker's too, and a new one must be put on one side or the other."""
+    """Workers write no Parquet (pyarrow), read no table back (pandas) and draw no progress
+    bar (rich); every other dependency is the worker's too, and a new one must be put on one
+    side or the other."""
+    orchestrator = {"pyarrow", "rich", "pandas"}
     project = _pyproject()["project"]
     worker = project["optional-dependencies"]["worker"]
-    core = [r for r in project["dependencies"] if _name(r) not in ("pyarrow", "rich")]
+    core = [r for r in project["dependencies"] if _name(r) not in orchestrator]
     assert set(core) <= set(worker), "a dependency the workers need is not in the worker extra"
-    assert not {"pyarrow", "rich"} & {_name(r) for r in worker}
+    assert not orchestrator & {_name(r) for r in worker}
     # beyond the project's own: only cloudpickle, which functions shipped by value need
     assert {_name(r) for r in worker} - {_name(r) for r in core} <= {"cloudpickle"}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,8 +139,11 @@ def test_first_contact_script():
 
 @pytest.mark.skipif(WHY_NOT is None, reason="docker and kind are here: the script would run")
 def test_first_contact_script_without_the_tools_changes_nothing():
+    """This interpreter (TTG_PYTHON): a checkout without .venv (CI, a worktree) must not
+    install one (scripts/setup.sh, a minute and a half) to find the tools missing."""
     done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL,
+                          env={**os.environ, "TTG_PYTHON": sys.executable})
     assert done.returncode == 3
     assert "are needed (see above); nothing was changed" in done.stderr
     assert "MISSING" in done.stdout

@@ -113,8 +113,11 @@ def test_run_notebook_records_a_verified_run(case: str, executed, nb_env: Path,
     assert not re.search(r"<script[^>]+src=[\"']https?:", page), "no CDN scripts"
     assert "Plotly.newPlot" in page
     names = nb.QUEUE_NAMES[backend]
-    # a trace per queue: its total, or its ready count where the broker gave no total
-    assert f'"name":"{names["tasks"]}' in page and f'"name":"{names["results"]}' in page
+    # the run's story, then a trace per queue labelled as the broker's own figure: its
+    # total, or its ready count where the broker gave no total
+    assert '"name":"chunks left to compute"' in page and '"name":"points on disk"' in page
+    assert f'"name":"broker: {names["tasks"]} messages' in page
+    assert f'"name":"broker: {names["results"]} messages' in page
     assert s["run_id"] in page and "VERIFIED" in page and "Target" in page
     if fault:
         assert "fault: " in page and "killed" in page
@@ -255,9 +258,9 @@ def test_nbval_every_notebook(nb_env: Path) -> None:
         _require(url)
     env = {**os.environ, nb.SCALE_ENV: "tiny", nb.OUTPUT_ENV: str(nb_env / "nbval")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax",
-         "--nbval-sanitize-with", str(NOTEBOOKS / "nbval.cfg"), "--nbval-kernel-name", KERNEL,
-         "--nbval-cell-timeout", "600", str(NOTEBOOKS)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "nbval", "-q",
+         "--nbval-lax", "--nbval-sanitize-with", str(NOTEBOOKS / "nbval.cfg"),
+         "--nbval-kernel-name", KERNEL, "--nbval-cell-timeout", "600", str(NOTEBOOKS)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]

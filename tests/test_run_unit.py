@@ -13,7 +13,7 @@ from inthread import ThreadCluster
 from ttg_lib.backends import RunLocked, open_producer
 from ttg_lib.backends.memory import broker
 from ttg_lib.config import RunConfig
-from ttg_lib.run import Run, RunState
+from ttg_lib.run import Run, RunState, execute
 
 
 def memory_run(tmp_path, **overrides) -> Run:
@@ -26,14 +26,14 @@ def memory_run(tmp_path, **overrides) -> Run:
 
 
 def drive(run: Run, action=None, at: float = 0.3) -> dict:
-    with run:
-        run.start()
-        while not run.done:
-            progress = run.step(0.02)
-            if action is not None and progress.fraction >= at:
-                action(run)
-                action = None
-        return run.finish()
+    """The run on execute()'s loop (the CLI's), ``action(run)`` once at ``at`` of it."""
+    pending = [action] if action is not None else []
+
+    def act(progress) -> None:
+        if pending and progress.fraction >= at:
+            pending.pop()(run)
+
+    return execute(run.config, act, step_s=0.02, run=run)
 
 
 def test_a_run_verifies_and_its_figures_are_what_they_must_be(tmp_path):

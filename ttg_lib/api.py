@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from . import byvalue
+from .byvalue import display_name, import_path, should_ship
 from .config import RunConfig
 from .errors import ConfigError, RunError
 from .summary import RunSummary
@@ -48,10 +48,10 @@ def sweep(fn: Callable[..., Any] | str, space: dict[str, Any] | str | None = Non
     if isinstance(fn, str):
         compute = fn
     elif callable(fn):
-        if byvalue.should_ship(fn):
-            compute, function = byvalue.display_name(fn), fn
+        if should_ship(fn):
+            compute, function = display_name(fn), fn
         else:
-            compute = byvalue.import_path(fn)
+            compute = import_path(fn)
     else:
         raise ConfigError("fn", fn, "a callable or an import path 'module:function'")
     if config is not None:
@@ -95,7 +95,7 @@ class Sweep:
         elif _live(live):
             from .notebook.live import run_live
 
-            self._summary = run_live(self.config, run=self._run)
+            self._summary = run_live(self.config, run=self._run).to_dict()
         else:
             self._drive()
             self._raise()
@@ -109,12 +109,10 @@ class Sweep:
         return self.config.record_dir
 
     def _drive(self) -> None:
+        from .run import execute
+
         try:
-            with self._run as run:
-                run.start()
-                while not run.done:
-                    run.step(0.1)
-                self._summary = run.finish()
+            self._summary = execute(self.config, run=self._run)
         except BaseException as exc:  # kept for wait() to raise in the caller's thread
             self._error = exc
 
@@ -155,8 +153,7 @@ class Sweep:
         """The typed summary (``summary.json``); the run must have ended."""
         if self._summary is None:
             raise RunError(f"run {self.run_id} has not ended yet: wait() for it")
-        known = set(RunSummary.keys())
-        return RunSummary(**{k: v for k, v in self._summary.items() if k in known})
+        return RunSummary.from_dict(self._summary)
 
     def results(self) -> Any:
         """``results.parquet`` as a pandas DataFrame, one row per point."""

@@ -1,9 +1,10 @@
-"""Arrow arrays built straight from numpy buffers and Python lists.
+"""Arrow arrays built straight from numpy buffers and Python lists, and read back.
 
 Why not ``pyarrow.array``: on its first call it imports pandas to probe its argument (about
 50 MiB and most of a second in the orchestrator, which has no use for pandas). These builders
 hand Arrow the buffers themselves: numbers and booleans without a copy or a Python loop,
-strings with one encode per value.
+strings with one encode per value. ``Array.to_numpy`` imports pandas too: :func:`int64s`
+reads an int64 column (``param_id``) as a numpy view of its buffer instead.
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def repeat(texts: Sequence[str | None], counts: np.ndarray, decode: bool = True)
     indices = pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)])
     column = pa.DictionaryArray.from_arrays(indices, strings(texts))
     return column.dictionary_decode() if decode else column
+
+
+def int64s(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An int64 column without nulls as numpy: a view of its buffer (one chunk), no copy."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    views = []
+    for chunk in chunks:
+        if chunk.null_count or chunk.type != pa.int64():
+            raise ValueError(f"int64s: a {chunk.type} column with {chunk.null_count} nulls")
+        data = chunk.buffers()[1]
+        views.append(np.frombuffer(data, dtype=np.int64, count=chunk.offset + len(chunk))
+                     [chunk.offset:] if len(chunk) else np.empty(0, np.int64))
+    if len(views) == 1:
+        return views[0]
+    return np.concatenate(views) if views else np.empty(0, np.int64)
 
 
 def nulls(length: int, arrow_type: pa.DataType) -> pa.Array:

@@ -11,7 +11,7 @@ Modules of installed distributions (numpy, your own package installed with ``pip
 The payload is fingerprinted (sha256) and stored once on the broker under that fingerprint
 (:class:`ttg_lib.backends.StoresBlobs`) and in the run's record (``function.pkl``); a task
 names it as ``sha256:<hex>``, and a worker loads it once, after checking the bytes against
-the fingerprint (:func:`ttg_lib.compute.resolve`).
+the fingerprint (:func:`resolve`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from . import compute
+from .compute import ComputeFn, Fetch
 from .errors import ComputeImportError, ConfigError, RunError
 
 PREFIX = "sha256:"
@@ -189,8 +191,6 @@ def for_run(config: Any, function: Callable[..., Any] | None = None
     """A run's function and, when it travels by value, its payload: ``function`` as given
     (the Python API), a resumed run's from its record, or ``config.compute`` imported here
     and shipped by value when workers may not import it (see the module docstring)."""
-    from . import compute
-
     if function is not None:
         shipped = ShippedFunction.of(function, config.compute)
         return function, shipped
@@ -202,3 +202,29 @@ def for_run(config: Any, function: Callable[..., Any] | None = None
     if importable_everywhere(config.compute.partition(":")[0]):
         return fn, None
     return fn, ShippedFunction.of(fn, config.compute)
+
+
+def resolve(ref: str, fetch: Fetch | None = None) -> ComputeFn:
+    """The function a task names: an import path ``module:function``
+    (:func:`ttg_lib.compute.load`), or ``sha256:<hex>``, a function shipped by value whose
+    payload ``fetch`` gets from the broker; loaded once per process, checked against its
+    fingerprint. The one entry point every worker (and its compute child) loads a function
+    through."""
+    if not is_ref(ref):
+        return compute.load(ref)
+    fn = _by_value.get(ref)
+    if fn is None:
+        if fetch is None:
+            raise ComputeImportError(ref, "a broker to fetch a function shipped by value from")
+        payload = fetch(ref[len(PREFIX):])
+        if payload is None:
+            raise ComputeImportError(ref, "a function stored on the broker: its run stored none "
+                                          "(the run is over, or the broker lost it)")
+        fn = unpickle(payload, ref[len(PREFIX):], ref)
+        if len(_by_value) >= 8:
+            _by_value.clear()
+        _by_value[ref] = fn
+    return fn
+
+
+_by_value: dict[str, ComputeFn] = {}

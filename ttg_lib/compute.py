@@ -67,33 +67,6 @@ def failing(param_id: int, work_ms: float) -> int:
 Fetch = Callable[[str], "bytes | None"]  # a fingerprint -> the payload stored under it
 
 
-def resolve(ref: str, fetch: Fetch | None = None) -> ComputeFn:
-    """The function a task names: an import path ``module:function`` (:func:`load`), or
-    ``sha256:<hex>``, a function shipped by value (:mod:`ttg_lib.byvalue`) whose payload
-    ``fetch`` gets from the broker; loaded once per process, checked against its fingerprint.
-    The one entry point every worker (and its compute child) loads a function through."""
-    from . import byvalue
-
-    if not byvalue.is_ref(ref):
-        return load(ref)
-    fn = _by_value.get(ref)
-    if fn is None:
-        if fetch is None:
-            raise ComputeImportError(ref, "a broker to fetch a function shipped by value from")
-        payload = fetch(ref[len(byvalue.PREFIX):])
-        if payload is None:
-            raise ComputeImportError(ref, "a function stored on the broker: its run stored none "
-                                          "(the run is over, or the broker lost it)")
-        fn = byvalue.unpickle(payload, ref[len(byvalue.PREFIX):], ref)
-        if len(_by_value) >= 8:
-            _by_value.clear()
-        _by_value[ref] = fn
-    return fn
-
-
-_by_value: dict[str, ComputeFn] = {}
-
-
 @lru_cache(maxsize=32)
 def load(path: str) -> ComputeFn:
     """The callable at ``package.module:function``, imported like ``python -m`` does: the

@@ -25,6 +25,7 @@ BACKENDS = backend_names(runnable=True)  # from the registry: no broker is named
 CLUSTERS = ("local", "kind", "k8s")
 MONITORS = ("cli", "none")
 VERIFY_MODES = ("", "full", "sample", "none")
+REUSE_MODES = ("all", "none")
 RESTART_POLICIES = ("always", "never")
 DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -67,6 +68,9 @@ class RunConfig:
     space: dict[str, Any] | None = None  # named axes (space.py): fn(**point) for every point
     verify: str = ""  # full | sample | none; "" = full for TTG's own functions, else sample
     verify_rtol: float = 0.0  # floats recomputed must agree within this (0: exactly)
+    reuse: str = "all"  # all: points earlier runs here computed with the same function are reused
+    version: str = ""  # salt of the function's fingerprint: change it to reuse nothing older
+    fingerprint: str = ""  # set by the run: the function's (reuse/fingerprint.py)
     keep_results: bool = True  # write results.parquet (false only to measure what it costs)
     fault_demo: bool = False
     kill_at: float = 0.3
@@ -248,6 +252,9 @@ class RunConfig:
         if self.verify not in VERIFY_MODES:
             raise ConfigError("verify", self.verify, "one of full, sample, none")
         _check_number("verify_rtol", self.verify_rtol, 0, 1)
+        _check_choice("reuse", self.reuse, REUSE_MODES)
+        if not isinstance(self.version, str) or len(self.version) > 200:
+            raise ConfigError("version", self.version, "a text of at most 200 characters")
         if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
             raise ConfigError("kill_at", self.kill_at,
                               "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")

@@ -10,6 +10,11 @@ chunks not yet done, scaled to all of them; divided by the rate at which the wor
 through work (seconds of compute per second of wall time), it is the ETA. The fit's
 uncertainty (coefficients and residual noise) gives a one-sigma spread.
 
+A resumed run knows the chunks its record holds (:meth:`EtaModel.restore`) and those the dead
+orchestrator left in the broker (observed with ``before=True``): no work is left in them, and
+none of their time is this run's throughput (the rate and the naive ETA count only chunks
+computed since the run started).
+
 Memory and time stay flat: the fit keeps only the normal equations (p x p), and features are
 computed for at most :data:`SAMPLE_CHUNKS` chunks (a point budget caps their cost).
 """
@@ -17,6 +22,7 @@ computed for at most :data:`SAMPLE_CHUNKS` chunks (a point budget caps their cos
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +46,16 @@ class Eta:
     model: str  # "axes": fitted on the axes; "rate": too few chunks yet, work per point
 
     def label(self) -> str:
-        spread = f" ± {_clock(self.spread_s)}" if self.spread_s >= 1 else ""
-        return f"ETA {_clock(self.remaining_s)}{spread}"
+        return eta_label(self.remaining_s, self.spread_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def eta_label(remaining_s: float, spread_s: float = 0.0) -> str:
+    """``ETA 1m05s ± 12s``: the progress line's words, and `ttg monitor`'s."""
+    spread = f" ± {_clock(spread_s)}" if spread_s >= 1 else ""
+    return f"ETA {_clock(remaining_s)}{spread}"
 
 
 def _clock(seconds: float) -> str:
@@ -63,10 +74,12 @@ class EtaModel:
         self.space, self.chunk_size, self.total = space, chunk_size, total_points
         self.chunks_total = max(1, math.ceil(total_points / max(1, chunk_size)))
         self.done = bytearray(self.chunks_total)  # 1 byte a chunk: 1 MB at 10^6 chunks
-        self.chunks_done = 0
+        self.chunks_done = 0  # every chunk with no work left: this run's and restored ones
+        self.chunks_timed = 0  # computed during this run: its throughput
         self.work_s = 0.0  # worker seconds spent on finished chunks
         self.points_done = 0
         self.points_failed = 0  # no work left in them, no time to fit
+        self.points_before = 0  # done before this run (restored): no work left, no rate
         self.first_start: float | None = None
         self.last_finish: float | None = None
         wanted = max(16, min(SAMPLE_CHUNKS, POINT_BUDGET // max(1, chunk_size)))
@@ -86,24 +99,42 @@ class EtaModel:
             return ()
         return tuple(a.name for a in self.space.axes if a.kind in NUMERIC)
 
+    def restore(self, chunk_ids: Iterable[int]) -> None:
+        """Chunks a resumed run finds done in its record: no work left, no time known."""
+        for chunk_id in chunk_ids:
+            if 0 <= chunk_id < self.chunks_total and not self.done[chunk_id]:
+                self.done[chunk_id] = 1
+                self.chunks_done += 1
+                self.points_before += self._points(chunk_id)
+
     def observe(self, chunk_id: int, started_at: float, finished_at: float,
-                failed: bool = False) -> None:
+                failed: bool = False, before: bool = False) -> None:
         """One finished chunk (its first result; recomputations are not new work done). A
-        failed chunk is no work left, but its time (retries, an error) fits nothing."""
+        failed chunk is no work left, but its time (retries, an error) fits nothing.
+        ``before``: computed before this run started (a resume reads it from the broker):
+        its duration fits the model, but it is not this run's throughput."""
         if not 0 <= chunk_id < self.chunks_total or self.done[chunk_id]:
             return
         self.done[chunk_id] = 1
         self.chunks_done += 1
         if failed:
             self.points_failed += self._points(chunk_id)
+            self.chunks_timed += not before
             return
         seconds = max(0.0, finished_at - started_at)
+        self._fit(chunk_id, seconds)
+        if before:
+            self.points_before += self._points(chunk_id)
+            return
+        self.chunks_timed += 1
         self.work_s += seconds
         self.first_start = started_at if self.first_start is None else min(self.first_start,
                                                                            started_at)
         self.last_finish = finished_at if self.last_finish is None else max(self.last_finish,
                                                                             finished_at)
         self.points_done += self._points(chunk_id)
+
+    def _fit(self, chunk_id: int, seconds: float) -> None:
         slot = self._slot.get(chunk_id)
         if slot is not None:
             import numpy as np
@@ -119,11 +150,10 @@ class EtaModel:
 
     def estimate(self, elapsed_s: float) -> Eta | None:
         """The ETA now; None before the first chunk or after the last."""
-        done = self.chunks_done
-        left = self.chunks_total - done
-        if not done or left <= 0 or self.work_s <= 0:
+        left = self.chunks_total - self.chunks_done
+        if not self.chunks_timed or left <= 0 or self.work_s <= 0:
             return None
-        naive = elapsed_s * left / done
+        naive = elapsed_s * left / self.chunks_timed  # this run's chunks: its own pace
         rate = self._rate(elapsed_s)  # worker seconds per wall second (~ busy workers)
         features = self.features()
         p = features.shape[1]
@@ -175,7 +205,7 @@ class EtaModel:
 
     def _per_point_work(self) -> float:
         """Remaining work as a plain rate: seconds per point so far, times points left."""
-        left = self.total - self.points_done - self.points_failed
+        left = self.total - self.points_done - self.points_failed - self.points_before
         return self.work_s / max(1, self.points_done) * left
 
     def _points(self, chunk_id: int) -> int:

@@ -182,8 +182,8 @@ def recheck_task(task: Task, result: Result) -> Task:
     if not result.failures:
         return task
     failed = {f.offset for f in result.failures}
-    return dataclasses.replace(task, only=tuple(i for i in range(task.count)
-                                                if i not in failed))
+    asked = task.only if task.only is not None else range(task.count)  # reuse: some only
+    return dataclasses.replace(task, only=tuple(i for i in asked if i not in failed))
 
 
 def retry_failed_points(config: Any, writer: Any, say: Any) -> Any:

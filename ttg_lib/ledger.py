@@ -64,18 +64,72 @@ class Ledger:
         self.verify_s = 0.0  # the orchestrator's own checking (recomputation is the workers')
         self.retries = 0
         self.received_before: set[int] = set()  # read by a dead orchestrator, not on disk
+        self.reuse: Any = None  # reuse.ReusePlan: points earlier runs computed already
+        self._copying: Iterator[None] | None = None  # reused rows still to copy in
         self._next_flush = 0.0
         self._disk_said = False
 
     # -- opening and restoring ----------------------------------------------------------
     def open(self) -> None:
         """Open the results writer (continuing any parts on disk): the record is ours."""
+        from .results import NoResults, ResultsWriter  # pyarrow: the orchestrator's alone
+
         if not self.config.keep_results:
             self.writer = NoResults()
             return
-        from .results import ResultsWriter  # pyarrow: only the orchestrator needs it
-
         self.writer = ResultsWriter(self.config.record_dir, self.space)
+
+    def prepare_reuse(self) -> None:
+        """A fresh run looks up what earlier runs here computed (after :meth:`open`)."""
+        from .reuse import plan_reuse
+
+        self.reuse = plan_reuse(self.config, self.space, self.say)
+        if self.reuse is not None and self.reuse.final:
+            self._settle_reuse()
+
+    def _settle_reuse(self) -> list[Task]:
+        """The verdict on reused points: their rows to copy in, chunks of reused points only
+        finished, the others' tasks (their missing points) returned."""
+        from .results import ResultsWriter
+
+        plan = self.reuse
+        if isinstance(self.writer, ResultsWriter):
+            self.writer.reused = plan.map.new_ids
+            self._copying = self._copy_reused(plan)
+        asks = []
+        for cid in plan.waiting.tolist():  # a rejected source's chunks are whole again
+            if self.collector.chunk_state[cid]:
+                continue
+            if plan.only(cid) == ():
+                self.collector.restore({cid}, set())
+            else:
+                asks.append(self.task(cid))
+        return asks
+
+    def _copy_reused(self, plan: Any) -> Iterator[None]:
+        """The reused rows into this run's table, a row group of an earlier table per step
+        (10^7 rows take seconds: the run's loop, and its broker lock, go on meanwhile)."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        from .results import ValueLayout
+        from .reuse import reused_rows
+
+        for index in np.unique(plan.map.src).tolist():  # the rejected ones are gone
+            layout = ValueLayout.from_schema(pq.read_schema(plan.map.sources[index].table))
+            for rows in reused_rows(plan.map, index):
+                self.writer.add_rows(rows, layout)
+                yield
+
+    def copy_reused(self, budget_s: float = 0.2, until_done: bool = False) -> None:
+        """Copy reused rows for about ``budget_s`` (all of them with ``until_done``)."""
+        if self._copying is None:
+            return
+        deadline = time.monotonic() + budget_s
+        for _ in self._copying:
+            if not until_done and time.monotonic() > deadline:
+                return
+        self._copying = None
 
     def restore(self) -> str:
         """A resumed run counts what its record holds already; restored chunks the verify
@@ -94,6 +148,7 @@ class Ledger:
 
             self.failures.restore(*failed_ids_errors(cfg.record_dir))
         self.collector.restore(done, failed & done)
+        self.eta.restore(done)  # no work left in them, and none of this run's throughput
         rechecked = self._recheck(done - failed)
         self.received_before = {row["chunk_id"] for row in
                                 read_jsonl(cfg.record_dir / "chunks.jsonl")
@@ -124,12 +179,19 @@ class Ledger:
         return sum(1 for c in self.received_before if not self.collector.chunk_state[c])
 
     # -- the run ------------------------------------------------------------------------
-    def ingest(self, frames: Iterable[Result | bytes]) -> Ingested:
-        """Check, count and buffer the frames of one read; a read is one moment."""
+    def ingest(self, frames: Iterable[Result | bytes], before: bool = False) -> Ingested:
+        """Check, count and buffer the frames of one read; a read is one moment.
+        ``before``: read before this run published anything (what a dead orchestrator left
+        in the broker): chunks done, but not this run's throughput."""
         out = Ingested()
         collector = self.collector
         for frame in frames:
             checked = time.perf_counter()
+            if isinstance(frame, Result) and frame.verify and self._reuse_check(frame):
+                self.verify_s += time.perf_counter() - checked
+                if self.reuse.final:  # the verdict: the chunks that waited go out
+                    out.asks += self._settle_reuse()
+                continue
             if isinstance(frame, Result) and frame.verify:
                 collector.add_verification(frame)
                 self.verify_s += time.perf_counter() - checked
@@ -147,15 +209,31 @@ class Ledger:
             self.writer.add(result)
             self.failures.add(result)
             self.eta.observe(result.chunk_id, result.started_at, result.finished_at,
-                             failed=result.error is not None)
+                             failed=result.error is not None, before=before)
             out.new.append(result)
             if (result.error is None and len(result.failures) < result.count
                     and self.plan.wants(result.chunk_id, result.worker)):
-                collector.expect_verification(result.chunk_id)
-                out.asks.append(recheck_task(
-                    self.task(result.chunk_id).verification(result.worker), result))
+                ask = recheck_task(self.task(result.chunk_id).verification(result.worker),
+                                   result)
+                collector.expect_verification(result.chunk_id, ask.only)
+                out.asks.append(ask)
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
+
+    def _reuse_check(self, result: Result) -> bool:
+        """A recomputation of reused points (its chunk id past the last chunk), compared
+        with their stored values here; a late copy of one is dropped."""
+        total = self.config.chunks_total
+        if (self.reuse is None or result.run_id != self.config.run_id
+                or not total <= result.chunk_id < 2 * total):
+            return False
+        if self.reuse.awaits(result.chunk_id - total):
+            from .results.writer import value_columns
+
+            self.reuse.check(result.chunk_id - total, result,
+                             getattr(self.writer, "value_columns", None)
+                             or (lambda r: value_columns(r, self.space)))  # results not kept
+        return True
 
     def _as_written(self, result: Result) -> Result:
         """A chunk the structural check refused too often is written as failed, at its own
@@ -203,6 +281,7 @@ class Ledger:
         """The final flush and merge, tried again when the disk refuses (space may be freed
         meanwhile); then one line naming the path. What is not on disk stays in the broker:
         nothing was settled past the last part written, so a --resume finds it."""
+        self.copy_reused(until_done=True)  # a run that ended early: its table whole still
         for attempt in range(CLOSE_ATTEMPTS):
             try:
                 self.writer.close()
@@ -222,12 +301,26 @@ class Ledger:
                     retry_delay_s=cfg.retry_delay_s, published_at=time.time(), space=cfg.space,
                     point_timeout_s=cfg.point_timeout_s, max_crashes=cfg.max_crashes,
                     recycle_after=cfg.recycle_after, max_worker_mib=cfg.max_worker_mib)
+        if self.reuse is not None and self.reuse.final:
+            only = self.reuse.only(chunk_id)
+            if only is not None:  # its reused points are not computed again
+                task = dataclasses.replace(task, only=only)
         return self.retrying.task(task) if self.retrying else task
 
     def tasks(self) -> Iterator[Task]:
-        """Every chunk's task (a fresh run)."""
+        """Every chunk's task (a fresh run); with reuse, the checks of reused points first,
+        then the chunks with missing points (those holding reused points once the checks
+        are answered)."""
+        if self.reuse is None:
+            for chunk_id in range(self.config.chunks_total):
+                yield self.task(chunk_id)
+            return
+        if not self.reuse.final:
+            yield from self.reuse.verification_tasks(self.task, self.config.chunks_total)
+        state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            yield self.task(chunk_id)
+            if not state[chunk_id] and not self.reuse.held(chunk_id):
+                yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:
         """The tasks still owed: chunks without a result, then recomputations without an
@@ -245,7 +338,21 @@ class Ledger:
     # -- what it knows ------------------------------------------------------------------
     @property
     def all_done(self) -> bool:
-        return self.collector.all_done
+        return (self.collector.all_done and (self.reuse is None or self.reuse.final)
+                and self._copying is None)
+
+    @property
+    def points_reused(self) -> int:
+        return len(self.reuse.map) if self.reuse is not None and self.reuse.final else 0
+
+    def reuse_summary(self) -> dict[str, Any] | None:
+        """What was reused from where, what was checked and rejected (summary.json)."""
+        if self.config.reuse == "none":
+            return None
+        if self.reuse is None:
+            return {"fingerprint": self.config.fingerprint, "sources": {}, "rejected": {},
+                    "points_checked": 0, "verify": self.plan.mode.value}
+        return self.reuse.summary(self.config.fingerprint)
 
     @property
     def seen(self) -> int:
@@ -275,19 +382,3 @@ def run_space(config: RunConfig, fn: Callable[..., Any]) -> Any:
     check_signature(space, fn, config.compute)
     return space
 
-
-class NoResults:
-    """keep_results=false: the run's results are checked and dropped (as before there was a
-    results table), to measure what keeping them costs."""
-
-    rows_written = 0
-    path = None
-
-    def add(self, result: Result) -> list[int]:
-        return []
-
-    def flush(self) -> list[int]:
-        return []
-
-    def close(self) -> None:
-        return None

@@ -1,4 +1,6 @@
-"""`ttg monitor`: the TTG queues as the broker itself reports them."""
+"""`ttg monitor`: the TTG queues as the broker itself reports them; with ``--run``, where that
+run is as its own record says (chunks left, recomputations queued, points on disk, the ETA
+modelled on the axes) and its points running for over a minute."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from rich.live import Live
 from rich.table import Table
 
 from .backends import BrokerUnavailable, Inspector, ListsConsumers, QueueStats
+from .eta import eta_label
 from .report import queue_stats_rows
+
+TAIL_BYTES = 8192  # the end of samples.jsonl: its last sample is in there
 
 
 def snapshot(backend: Inspector, record_dir: Path | None = None) -> dict[str, Any]:
@@ -25,10 +30,56 @@ def snapshot(backend: Inspector, record_dir: Path | None = None) -> dict[str, An
     snap = {"backend": backend.name, "at": time.time(), "queues": stats.to_dict(),
             "workers": [c.to_dict() for c in consumers]}
     if record_dir is not None:
+        snap["run"] = run_progress(record_dir)
         snap["slow_points"] = slow_points(record_dir)
     if stats.hint:
         snap["hint"] = stats.hint
     return snap
+
+
+def run_progress(record_dir: Path) -> dict[str, Any] | None:
+    """The run's last sample (``samples.jsonl``, read from its end): the figures a person
+    follows and the ETA; ``ended`` once the run wrote its summary. None before a sample."""
+    sample = last_sample(Path(record_dir) / "samples.jsonl")
+    if sample is None:
+        return None
+    keys = ("t", "chunks_left", "verify_queued", "rows", "eta_s", "eta_spread_s")
+    return {"run_id": Path(record_dir).name, **{k: sample.get(k) for k in keys},
+            "ended": (Path(record_dir) / "summary.json").exists()}
+
+
+def last_sample(path: Path) -> dict[str, Any] | None:
+    """The last whole JSON line of a file, reading only its end (a long run's file is big)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - TAIL_BYTES))
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line torn by the writer, or cut by the seek
+        if isinstance(row, dict):
+            return row
+    return None
+
+
+def progress_line(run: dict[str, Any] | None) -> str:
+    """``run r1 at 12.4s: 37 chunks left to compute, 63 recomputations queued, 630 points
+    on disk, ETA 12s ± 2s`` (what the broker's queue depths do not say)."""
+    if run is None:
+        return "run: no sample yet"
+    parts = [f"{run[key]:,} {what}" for key, what in (
+        ("chunks_left", "chunks left to compute"), ("verify_queued", "recomputations queued"),
+        ("rows", "points on disk")) if run.get(key) is not None]
+    if run.get("ended"):
+        parts.append("ended")
+    elif run.get("eta_s") is not None:
+        parts.append(eta_label(run["eta_s"], run.get("eta_spread_s") or 0.0))
+    return f"run {run['run_id']} at {run.get('t') or 0:.1f}s: " + ", ".join(parts)
 
 
 def stats_table(stats: QueueStats | dict[str, Any], title: str = "TTG queues") -> Table:
@@ -82,8 +133,9 @@ def watch(backend: Inspector, interval: float, console: Console | None = None,
         while True:
             try:
                 snap = snapshot(backend, record_dir)
-                parts: list[Any] = [stats_table(snap["queues"],
-                                                f"TTG queues on {backend.name}")]
+                parts: list[Any] = [progress_line(snap["run"])] if "run" in snap else []
+                parts.append(stats_table(snap["queues"], f"TTG queues on {backend.name} "
+                                                         f"(the broker's own figures)"))
                 if snap.get("hint"):
                     parts.append(f"[yellow]{snap['hint']}[/yellow]")
                 if snap["workers"]:

@@ -121,16 +121,17 @@ _SCALAR_TYPES = (int, float, str, bool, type(None))
 
 
 def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
-    if not values or type(values[0]) is not dict or not values[0]:
+    first = next((v for v in values if v is not None), None)  # None: a point not computed
+    if type(first) is not dict or not first:  # (failed, or not asked): null in every column
         return None
-    keys = values[0].keys()
-    if not all(type(v) is dict and v.keys() == keys for v in values):
+    keys = first.keys()
+    if not all(v is None or (type(v) is dict and v.keys() == keys) for v in values):
         return None
     if not all(type(key) is str for key in keys):
         return None
     schema, parts = [], []
     for key in keys:
-        column = [v[key] for v in values]
+        column = [None if v is None else v[key] for v in values]
         if not all(issubclass(t, _SCALAR_TYPES) for t in set(map(type, column))):
             return None  # a nested value: the whole chunk goes as JSON
         enc, raw = pack_values(column)

@@ -134,18 +134,19 @@ def compute_job(job: Job, *, tracked: bool = False,
     """A job's outcome; a chunk TTG cannot compute at all (its function does not load, its
     space is broken) comes back with ``load_error`` set, and the worker dead-letters it.
     A function shipped by value comes with the job (``payload``) or from ``fetch``."""
-    from . import compute
+    from . import byvalue
+    from .errors import ComputeImportError
 
     task = job.task
     if len(job.skip) >= task.count:  # every point failed for good: the function is not even
         return compute_chunk(_never, task, skip=job.skip)  # loaded (its import may crash)
     try:
-        fn = compute.resolve(task.compute, fetch or (lambda _key: job.payload))
+        fn = byvalue.resolve(task.compute, fetch or (lambda _key: job.payload))
         return compute_chunk(fn, task, tracked=tracked or job.careful, cursor=cursor,
                              skip=job.skip)
     except Exception as exc:  # noqa: BLE001 - anything but the user's function itself
         now = time.time()
-        error = str(exc) if isinstance(exc, compute.ComputeImportError) \
+        error = str(exc) if isinstance(exc, ComputeImportError) \
             else f"{type(exc).__name__}: {exc}"
         return ChunkOutcome(task.chunk_id, Packed("json", b"[]", None, 0), [], now, now, 0.0,
                             load_error=error)

@@ -70,8 +70,16 @@ def load_summary(record_dir: str | Path) -> RunSummary:
 
 
 def load_summary_dict(record_dir: str | Path) -> dict[str, Any]:
-    """``summary.json`` as it is on disk (the readers not yet typed: notebooks, reports)."""
+    """``summary.json`` as it is on disk (``ttg runs --json``; readers use
+    :func:`load_summary`)."""
     return json.loads((Path(record_dir) / "summary.json").read_text())
+
+
+def list_summaries(output_dir: str | Path = "outputs") -> list[RunSummary]:
+    """:func:`list_runs`, typed."""
+    from .summary import RunSummary
+
+    return [RunSummary.from_dict(s) for s in list_runs(output_dir)]
 
 
 def load_json(path: Path, default: Any) -> Any:

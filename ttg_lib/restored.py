@@ -118,14 +118,19 @@ class DiskComparison:
         return chunk_id in self.stored
 
     def agrees(self, chunk_id: int, result: Result) -> bool:
-        stored = self.stored.pop(chunk_id)
-        mine = self.writer.value_columns(result)
-        if len(stored.types) == len(mine):  # a part written before its column widened
-            mine = [_as_stored(m, t) for m, t in zip(mine, stored.types, strict=True)]
-        if values_digest(mine) == stored.digest:
-            return True
-        return bool(self.rtol) and stored.columns is not None and columns_close(
-            stored.columns, mine, self.rtol)
+        return stored_agrees(self.stored.pop(chunk_id), self.writer.value_columns(result),
+                             self.rtol)
+
+
+def stored_agrees(stored: StoredChunk, mine: Sequence[pa.Array], rtol: float) -> bool:
+    """Recomputed value columns against stored ones: exactly (their digests), or within
+    ``rtol`` when the stored columns were kept."""
+    if len(stored.types) == len(mine):  # a part written before its column widened
+        mine = [_as_stored(m, t) for m, t in zip(mine, stored.types, strict=True)]
+    if values_digest(mine) == stored.digest:
+        return True
+    return bool(rtol) and stored.columns is not None and columns_close(stored.columns, mine,
+                                                                       rtol)
 
 
 def _as_stored(column: pa.Array, stored: pa.DataType) -> pa.Array:

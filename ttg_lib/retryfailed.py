@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -122,20 +121,21 @@ class Supersede:
                       pc.invert(pc.is_in(chunk, value_set=self.chunks)))
         return table.filter(keep)
 
-    def old_batches(self, parts: Sequence[Path], batches: Any) -> Iterator[pa.RecordBatch]:
-        """Every batch of ``parts`` (read by ``batches``), old failed rows that were
-        replaced left out."""
+    def old_rows(self, parts: Sequence[Path]) -> Callable[[Path, pa.Table], pa.Table]:
+        """Which rows of a part to keep: in the parts before the retry, the old failed rows
+        that were replaced are left out."""
         new = [p for p in parts if _index(p) >= self.from_part]
         replaced = pa.concat_arrays(
             [pq.read_table(p, columns=["param_id"]).column(0).combine_chunks()
              for p in new] or [pa.array([], pa.int64())])
         replaced = pc.filter(replaced, pc.is_in(replaced, value_set=self.param_ids))
-        for part in parts:
-            for batch in batches([part]):
-                if _index(part) < self.from_part and len(replaced):
-                    batch = batch.filter(pc.invert(pc.is_in(batch.column("param_id"),
-                                                            value_set=replaced)))
-                yield batch
+
+        def keep(part: Path, table: pa.Table) -> pa.Table:
+            if _index(part) < self.from_part and len(replaced):
+                return table.filter(pc.invert(pc.is_in(table.column("param_id"),
+                                                       value_set=replaced)))
+            return table
+        return keep
 
     @staticmethod
     def done(record_dir: Path) -> None:

@@ -11,7 +11,6 @@ in is :class:`ttg_lib.summary.RunSummary`.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import byvalue, crashpoints
-from .backends import Producer, get_spec
+from .backends import Producer, open_producer
 from .cluster import Cluster, ClusterError, WorkerState
 from .cluster.registry import make_cluster, provider
 from .config import RunConfig
@@ -30,6 +29,7 @@ from .ledger import Ledger, run_space
 from .messages import Task
 from .procs import peak_rss_mib
 from .record import RunRecord, environment
+from .reuse.fingerprint import identified
 from .runlock import LockOwner, RecordLock, stop_leftover_workers
 from .runstate import Progress, RunState, Times
 from .sampling import Sampler
@@ -48,9 +48,7 @@ class Run:
                  retry_failed: bool = False):
         # issue 20: the function, shipped by value when workers may not import it
         fn, shipped = byvalue.for_run(config, function)  # errors: ConfigErrors
-        if shipped is not None:
-            config = dataclasses.replace(config, compute_sha256=shipped.sha256)
-        self.config = config
+        self.config = config = identified(config, shipped and shipped.sha256, resume)
         self.joined: JoinedWorkers | None = None  # workers from other hosts (expect_workers)
         self.resume = resume  # continue a run whose orchestrator died (its record is here)
         self.say = say or _say  # one-line notices before the run starts (lock taken over, ...)
@@ -118,8 +116,8 @@ class Run:
             self.broker_url = self.cluster.ensure_brokers(BROKER_READY_TIMEOUT_S)
         except ClusterError as exc:
             raise RunError(str(exc)) from None
-        producer = self._backend or get_spec(cfg.backend).producer(self.broker_url,
-                                                                    lease_s=cfg.lease_s)
+        producer = self._backend or open_producer(cfg.backend, self.broker_url,
+                                                  lease_s=cfg.lease_s)
         self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s,
                                      unfinished=self.ledger.unfinished,
                                      chunks_read=lambda: self.ledger.collector.completed)
@@ -130,10 +128,12 @@ class Run:
         if shipped is not None:
             shipped.save(cfg.record_dir)
         self.ledger.open()
-        if self.resume:
+        if not self.resume:
+            self.ledger.prepare_reuse()  # points earlier runs here computed: not published
+        else:
             self.say(self.ledger.restore()
                      + (f"; stopped {stopped} of its old workers" if stopped else ""))
-            self._drain(0.3, rounds=10_000)  # what the dead orchestrator left in the broker
+            self._drain(0.3, rounds=10_000, before=True)  # left by the dead orchestrator
             self.ledger.flush()
             self.times.last = None  # the runtime is this run's own
         self.session.clear()
@@ -176,6 +176,7 @@ class Run:
 
     def _step(self, timeout: float) -> None:
         self._read(timeout)
+        self.ledger.copy_reused()  # rows reused from earlier runs, a little at a time
         self._maybe_sample()
         self.broker.keep_lock()
         self.faults.maybe_demo(self.cluster, self.ledger.collector, self.elapsed_s)
@@ -185,11 +186,11 @@ class Run:
             self._maybe_sample(force=True)  # the chart's last point is the end state
         self.record.flush()  # a step is a moment: readers of the record see it
 
-    def _read(self, timeout: float) -> None:
+    def _read(self, timeout: float, before: bool = False) -> None:
         """One read: the frames to the ledger, its asks to the broker, and the broker's
         copies released once the ledger has the rows on disk."""
         frames = self.broker.read(timeout)
-        ingested = self.ledger.ingest(frames)
+        ingested = self.ledger.ingest(frames, before)
         if ingested.new:  # once per read, not per result: a read is one moment
             self.times.last, self.times.cpu_last = time.monotonic(), time.process_time()
             for result in ingested.new:
@@ -207,21 +208,19 @@ class Run:
             self.broker.settle()
             crashpoints.reach("settled")
 
-    def _drain(self, timeout: float, rounds: int) -> None:
+    def _drain(self, timeout: float, rounds: int, before: bool = False) -> None:
         """Read until a read changes nothing (a plain loop: nothing re-enters the session)."""
         for _ in range(rounds):
-            before = self.ledger.seen
-            self._read(timeout)
-            if self.ledger.seen == before:
+            seen = self.ledger.seen
+            self._read(timeout, before)
+            if self.ledger.seen == seen:
                 break
 
     def _maybe_sample(self, force: bool = False) -> None:
         """Queue depths every ``sample_s`` (0 turns sampling off, e.g. to measure its cost)."""
         if not self.sampler.due(force):
             return
-        c = self.ledger.collector
-        self.sampler.take(self.elapsed_s, c.completed, c.failed, c.params_done,
-                          len(self.cluster.live_workers()), self.broker.stats())
+        self.sampler.take(self.progress(), self.broker.stats())
 
     def _free_exited_workers(self) -> None:
         """A worker the cluster saw end (died, killed, hung) gives its tasks to the others at
@@ -269,7 +268,8 @@ class Run:
             state=RunState.BROKER_DOWN if down else self.state,
             events=self._cluster.events() if self._cluster else [],
             eta=self.ledger.eta.estimate(self.elapsed_s) if self.state == RunState.RUNNING
-            else None)
+            else None, verify_queued=c.awaited,
+            rows_on_disk=self.ledger.rows if self.config.keep_results else None)
 
     def _joined_live(self) -> int:
         """Workers from other hosts, as the last queue sample counts them."""
@@ -335,6 +335,7 @@ class Run:
             results_file=ledger.results_file, resumed=self.resume,
             chunks_redone=ledger.chunks_redone if self.resume else 0,
             complete_s=times.since_t0(times.complete),
+            points_reused=ledger.points_reused, reuse=ledger.reuse_summary(),
             failed_points=ledger.failures.summary(
                 retried=ledger.retrying.count if ledger.retrying else None,
                 workers=workers)).to_dict()
@@ -381,19 +382,17 @@ def execute(config: RunConfig, on_progress: Callable[[Progress], None] | None = 
     notebooks drive. ``on_start`` gets the started run; ``stop_on_interrupt``: Ctrl-C ends
     the run as stopped, record written (else aborted, the interrupt raised); ``run``: one
     built already (the Python API's)."""
+    report = on_progress or (lambda _progress: None)
     with run or Run(config, say=say, resume=resume, retry_failed=retry_failed) as run:
         run.start()
         if on_start is not None:
             on_start(run)
         try:
             while not run.done:
-                progress = run.step(step_s)
-                if on_progress is not None:
-                    on_progress(progress)
+                report(run.step(step_s))
         except KeyboardInterrupt:
             if not stop_on_interrupt:
                 raise
             run.stop()
-            if on_progress is not None:
-                on_progress(run.progress())
+            report(run.progress())
         return run.finish()

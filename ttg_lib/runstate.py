@@ -40,6 +40,8 @@ class Progress:
     state: RunState
     events: list[dict[str, Any]] = field(default_factory=list)
     eta: Eta | None = None  # time left, modelled on the axes (ttg_lib.eta)
+    verify_queued: int = 0  # recomputations asked for and not answered yet
+    rows_on_disk: int | None = None  # points in results.parquet (None: results not kept)
 
     @property
     def fraction(self) -> float:

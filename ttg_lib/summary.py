@@ -7,12 +7,14 @@ notebooks and the benchmarks read those keys).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .backends import QueueStats
 from .cluster import WorkerStatus
 from .config import RunConfig
+from .recorded import Fault, Outage
 from .verify import Verdict
 
 
@@ -55,7 +57,7 @@ class RunSummary:
     throughput_params_s: float
     ideal_runtime_s: float
     efficiency: float | None
-    fault: dict[str, Any] | None
+    fault: Fault | None
     workers_started: int
     orchestrator_peak_rss_mib: float
     verify_s: float
@@ -63,7 +65,7 @@ class RunSummary:
     cpu_s: dict[str, float | None]
     workers_replaced: int
     restart: str
-    broker_outages: list[dict[str, Any]]
+    broker_outages: list[Outage]
     state: str
     verified: bool
     ok: bool
@@ -77,9 +79,17 @@ class RunSummary:
     resumed: bool = False  # continued a run whose orchestrator died (ttg run --resume)
     chunks_redone: int = 0  # chunks a resumed run published again
     failed_points: dict[str, Any] | None = None  # failures.FailureBook.summary(): by type
+    fingerprint: str = ""  # the function's (reuse/fingerprint.py): same one, same values
+    points_reused: int = 0  # values copied from earlier runs of the same function (reuse)
+    points_computed: int | None = None  # the others: this run's workers computed them
+    reuse: dict[str, Any] | None = None  # fingerprint, sources, checked, rejected
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``summary.json``: the fault and the outages as their own ``to_dict`` spells them."""
+        data = asdict(self)
+        data["fault"] = self.fault.to_dict() if self.fault else None
+        data["broker_outages"] = [o.to_dict() for o in self.broker_outages]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
@@ -90,6 +100,8 @@ class RunSummary:
         for name, f in known.items():
             if name not in values and f.default is MISSING and f.default_factory is MISSING:
                 values[name] = None  # a field this record predates: unknown
+        values["fault"] = Fault.from_dict(values["fault"])
+        values["broker_outages"] = [Outage.from_dict(o) for o in values["broker_outages"] or []]
         return cls(**values)
 
     @property
@@ -108,6 +120,11 @@ class RunSummary:
         return tuple(f.name for f in fields(cls))
 
 
+def as_summary(summary: RunSummary | Mapping[str, Any]) -> RunSummary:
+    """A summary typed, whether it came typed or as ``summary.json``'s dict (the CLI's)."""
+    return summary if isinstance(summary, RunSummary) else RunSummary.from_dict(summary)
+
+
 def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Verdict,
                   timing: Timing, stats: QueueStats | None, dead_letters: int,
                   retries: int, fault: dict[str, Any] | None, workers: list[WorkerStatus],
@@ -116,7 +133,8 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
                   verify_s: float, verify_mode: str, results_rows: int,
                   results_file: str | None, resumed: bool = False,
                   chunks_redone: int = 0, complete_s: float | None = None,
-                  failed_points: dict[str, Any] | None = None) -> RunSummary:
+                  failed_points: dict[str, Any] | None = None, points_reused: int = 0,
+                  reuse: dict[str, Any] | None = None) -> RunSummary:
     runtime = timing.runtime_s
     failed = (failed_points or {}).get("count", 0)
     ideal = config.ideal_runtime_s
@@ -141,12 +159,13 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         throughput_params_s=round(verdict.params_verified / runtime, 2) if runtime else 0.0,
         ideal_runtime_s=round(ideal, 3),
         efficiency=round(ideal / runtime, 4) if runtime and config.work_ms > 0 else None,
-        fault=fault, workers_started=workers_started,
+        fault=Fault.from_dict(fault), workers_started=workers_started,
         orchestrator_peak_rss_mib=peak_rss_mib, verify_s=round(verify_s, 3),
         worker_peak_rss_mib=max((w.peak_rss_mib for w in workers if w.peak_rss_mib),
                                 default=None),
         cpu_s=cpu_budget(workers, timing.orchestrator_cpu_s),
-        workers_replaced=workers_replaced, restart=config.restart, broker_outages=outages,
+        workers_replaced=workers_replaced, restart=config.restart,
+        broker_outages=[Outage.from_dict(o) for o in outages],
         state=state, verified=verdict.ok, ok=verdict.ok and done and not failed,
         problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"])
         + ([_failed_problem(failed_points or {})] if failed else []),
@@ -154,7 +173,9 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         results_rows=results_rows, results_file=results_file, resumed=resumed,
         chunks_redone=chunks_redone,
         complete_s=round(complete_s, 3) if complete_s is not None else None,
-        failed_points=failed_points)
+        failed_points=failed_points, fingerprint=config.fingerprint,
+        points_reused=points_reused,
+        points_computed=config.total_params - points_reused, reuse=reuse)
 
 
 def _failed_problem(failed: dict[str, Any]) -> str:

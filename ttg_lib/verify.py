@@ -124,6 +124,7 @@ class ResultCollector:
         self.check_state = bytearray(self.chunks_total)
         self._prints = array("I", bytes(4 * self.chunks_total))
         self._kept: dict[int, Sequence[Any]] = {}  # values awaiting a tolerant comparison
+        self._asked: dict[int, int] = {}  # points a partial recomputation was asked for
         self._delivery_key: dict[int, tuple[str, float]] = {}
         self._on_disk: StoredValues | None = None
         self.completed = self.failed = self.params_done = 0
@@ -238,10 +239,14 @@ class ResultCollector:
         """The worker whose result counts for this chunk ("" before there is one)."""
         return self._delivery_key.get(chunk_id, ("", 0.0))[0]
 
-    def expect_verification(self, chunk_id: int) -> None:
+    def expect_verification(self, chunk_id: int, only: Sequence[int] | None = None) -> None:
+        """``only``: the points recomputed, when not all of the chunk's (reused or failed
+        points are not): what ``values_recomputed`` counts."""
         if self.check_state[chunk_id] == NOT_ASKED:
             self.check_state[chunk_id] = AWAITED
             self.awaited += 1
+            if only is not None:
+                self._asked[chunk_id] = len(only)
 
     def add_verification(self, result: Result | bytes) -> bool:
         """A recomputation's result: compared with the chunk's; True when it was awaited."""
@@ -257,7 +262,7 @@ class ResultCollector:
             return True
         agreed = self._agrees(cid, result)
         self.check_state[cid] = AGREED if agreed else DISAGREED
-        self.recomputed += result.count
+        self.recomputed += self._asked.pop(cid, result.count)
         if not agreed:
             self.wrong += result.count
             self._note(f"chunk {cid}: values recomputed by {result.worker} differ from the "

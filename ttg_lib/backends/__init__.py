@@ -38,19 +38,19 @@ from .registry import (
 def open_producer(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Producer:
     """The orchestrator's (or cleanup's) connection to broker ``name``, not yet connected."""
     spec = get_spec(name)
-    return spec.producer(url or spec.url(), lease_s=lease_s)
+    return spec.role_class("Producer")(url or spec.url(), lease_s=lease_s)
 
 
 def open_consumer(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Consumer:
     """A worker's connection to broker ``name``, not yet connected."""
     spec = get_spec(name)
-    return spec.consumer(url or spec.url(), lease_s=lease_s)
+    return spec.role_class("Consumer")(url or spec.url(), lease_s=lease_s)
 
 
 def open_inspector(name: str, url: str | None = None, *, lease_s: float = 2.0) -> Inspector:
     """A monitor's read-only connection to broker ``name``, not yet connected."""
     spec = get_spec(name)
-    return spec.inspector(url or spec.url(), lease_s=lease_s)
+    return spec.role_class("Inspector")(url or spec.url(), lease_s=lease_s)
 
 
 __all__ = [

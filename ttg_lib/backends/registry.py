@@ -14,12 +14,9 @@ import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .base import Consumer, Inspector, Producer
 
 
 @dataclass(frozen=True)
@@ -103,22 +100,12 @@ class BackendSpec:
     def recovery_text(self, lease_s: float = 2.0) -> str:
         return self.recovery.format(lease_s=lease_s)
 
-    def _load(self, role: str) -> Any:
+    def role_class(self, role: str) -> Any:
+        """The class for ``role`` (Producer, Consumer, Inspector), imported on first use; the
+        open_* functions of :mod:`ttg_lib.backends` type it (base.py imports this module)."""
         module = self.consumer_module if role == "Consumer" and self.consumer_module \
             else self.module
         return getattr(importlib.import_module(module), role)
-
-    def producer(self, url: str, *, lease_s: float = 2.0) -> Producer:
-        """The orchestrator's connection: declare, lock, publish, read results, purge."""
-        return self._load("Producer")(url, lease_s=lease_s)
-
-    def consumer(self, url: str, *, lease_s: float = 2.0) -> Consumer:
-        """A worker's connection: fetch, keep leases, complete, retry, dead-letter."""
-        return self._load("Consumer")(url, lease_s=lease_s)
-
-    def inspector(self, url: str, *, lease_s: float = 2.0) -> Inspector:
-        """A read-only connection for monitors: queue depths, dead letters."""
-        return self._load("Inspector")(url, lease_s=lease_s)
 
     def start_private(self, **options: Any) -> Any:
         """Start a private broker for one run (a PrivateBroker), or say why not."""

@@ -7,12 +7,20 @@ Checked with the rest of the configuration (before anything starts), without the
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
+
+class PodConfig(Protocol):
+    """The fields of a :class:`~ttg_lib.config.RunConfig` pod settings read (config.py calls
+    this module: it is not imported back)."""
+
+    cluster: str
+    image: str
+    worker_cpu: str
+    worker_memory: str
+    extra: dict[str, Any]
 
 KIND_IMAGE = "ttg-worker:dev"  # built and side-loaded by `python -m ttg_lib.cluster.kind up`
 # Kubernetes quantities: CPU in cores or millicores, memory with a binary or decimal suffix.
@@ -21,7 +29,7 @@ MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?$")
 
 
-def image_of(config: RunConfig) -> str:
+def image_of(config: PodConfig) -> str:
     """The run's worker image: ``--image``, else the older ``extra.image`` of a config file,
     else Kind's side-loaded image ("" on k8s: refused by :func:`check_pod_settings`)."""
     image = config.image or str((config.extra or {}).get("image") or "")
@@ -48,7 +56,7 @@ def pull_policy(image: str, flavor: str) -> str:
     return "Always"
 
 
-def check_pod_settings(config: RunConfig) -> None:
+def check_pod_settings(config: PodConfig) -> None:
     if config.cluster == "local":
         return
     image = image_of(config)

@@ -20,14 +20,21 @@ from .base import command
 @click.option("--once", is_flag=True, help="print once and exit")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable (with --once)")
 @click.option("--run", "run_id", default=None,
-              help="also show RUN's points running for over a minute (its workers' "
-                   "heartbeats, local workers)")
+              help="also show where RUN is (chunks left, recomputations queued, points on "
+                   "disk, ETA) and its points running for over a minute (local workers)")
 @click.option("--output-dir", default="outputs", show_default=True,
               help="where runs/ is, with --run")
 def monitor(backend: str, interval: float, once: bool, as_json: bool, run_id: str | None,
             output_dir: str) -> None:
     """Live view of the TTG queues, read from the broker itself."""
-    from ..monitor import slow_points_table, snapshot, stats_table, watch, workers_table
+    from ..monitor import (
+        progress_line,
+        slow_points_table,
+        snapshot,
+        stats_table,
+        watch,
+        workers_table,
+    )
 
     record = Path(output_dir) / "runs" / run_id if run_id else None
 
@@ -39,6 +46,8 @@ def monitor(backend: str, interval: float, once: bool, as_json: bool, run_id: st
             if as_json:
                 click.echo(json.dumps(snap, indent=2))
             else:
+                if "run" in snap:
+                    Console().print(progress_line(snap["run"]), highlight=False)
                 Console().print(stats_table(snap["queues"]))
                 if snap.get("hint"):
                     Console().print(f"[yellow]{snap['hint']}[/yellow]")

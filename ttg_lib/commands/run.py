@@ -53,6 +53,12 @@ console = Console(stderr=True)
               help="values recomputed on other workers [full for TTG's functions, else sample]")
 @click.option("--verify-rtol", type=float, default=None,
               help="floats recomputed agree within this relative tolerance [0: exactly]")
+@click.option("--reuse", type=click.Choice(("all", "none")), default=None,
+              help="all: reuse points earlier runs in --output-dir computed with the same "
+                   "function [all]; none: compute every point")
+@click.option("--function-version", "version", default=None, metavar="TEXT",
+              help="salt of the function's fingerprint: change it when results would change "
+                   "without its module changing (data, dependencies)")
 @click.option("--resume", "resume_run", default=None, metavar="RUN",
               help="continue RUN (its orchestrator died): its settings, only missing chunks")
 @click.option("--retry-failed", is_flag=True,
@@ -133,6 +139,7 @@ def _print_plan(config: RunConfig, as_json: bool) -> None:
         from ..space import format_preview, run_preview
 
         preview = run_preview(config)
+        preview["reused"] = _reusable(config)
         click.echo(json.dumps(preview, indent=2) if as_json else format_preview(preview))
         return
     try:
@@ -141,6 +148,26 @@ def _print_plan(config: RunConfig, as_json: bool) -> None:
         fail(f"--dry-run needs the Kubernetes extra (pip install 'ttg[k8s]'): {exc}")
     plan = dry_run_plan(config)
     click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan, config))
+
+
+def _reusable(config: RunConfig) -> dict[str, int]:
+    """Points earlier runs here computed with the same function, by run (what the run would
+    reuse before its checks)."""
+    import dataclasses
+
+    from .. import byvalue
+    from ..reuse import find_sources, function_fingerprint, lookup
+    from ..space import load_space
+
+    if config.reuse == "none" or config.space is None:
+        return {}
+    _fn, shipped = byvalue.for_run(config)
+    if shipped is not None:
+        config = dataclasses.replace(config, compute_sha256=shipped.sha256)
+    space = load_space(config.space)
+    sources = find_sources(config.output_dir, config.run_id, function_fingerprint(config),
+                           space)
+    return lookup(space, sources).by_source() if sources else {}
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

@@ -25,6 +25,7 @@ The package, one module per concept:
 * :mod:`.records`: reading a finished run back from its record;
 * :mod:`.charts`: chart data (samples, throughput, event markers), the static plotly
   figures and the live FigureWidget chart;
+* :mod:`.traces`: the queue chart's lines: the run's story, then the broker's own figures;
 * :mod:`.live`: driving a run from a cell (``run_live``, ``run_quiet``);
 * :mod:`.tables`: HTML tables and verdicts;
 * :mod:`.results`: the Results section, the first rows of ``results.parquet`` and what
@@ -42,21 +43,17 @@ report package never imports this one.
 from __future__ import annotations
 
 from ..paths import OUTPUT_ENV, record_dir, repo_root, resolve_output_dir
+from .chartdata import THROUGHPUT_WINDOW_S, marks_from_events, sample_from_progress, throughput
 from .charts import (
     COLORS,
     MARK_STYLE,
-    QUEUE_NAMES,
     REDRAW_S,
     SAMPLE_S,
-    THROUGHPUT_WINDOW_S,
     LiveChart,
     comparison_figure,
     figure_from_record,
-    marks_from_events,
     queue_figure,
     run_title,
-    sample_from_progress,
-    throughput,
     timeline_figure,
 )
 from .display import figure_bundle, in_ipython, setup, show, show_html
@@ -77,6 +74,7 @@ from .tables import (
     queue_stats_table,
     verdict_html,
 )
+from .traces import QUEUE_NAMES
 
 __all__ = [
     "COLORS", "LiveChart", "MARK_STYLE", "MATRIX", "OUTPUT_ENV", "QUEUE_NAMES", "REDRAW_S",

@@ -1,9 +1,11 @@
 """Queue charts: the samples they are drawn from, the static plotly figures, the live chart.
 
-* data: one sample per :class:`ttg_lib.run.Progress` (shaped like ``samples.jsonl``),
-  sliding-window throughput, and markers for the fault and every worker death;
-* static figures: the queue chart, the chunk timeline and the run comparison, drawn from
-  a run record only;
+* data (:mod:`.chartdata`): one sample per :class:`ttg_lib.run.Progress` (typed like
+  ``samples.jsonl`` read back), sliding-window throughput, and markers for the fault and
+  every worker death;
+* static figures: the queue chart (the run's story: chunks left to compute, recomputations
+  queued, points on disk; under it the broker's own figures, labelled as such: the lines are
+  :mod:`.traces`'), the chunk timeline and the run comparison, drawn from a run record only;
 * :class:`LiveChart`: a FigureWidget fed from the loop that drives a run, replaced by the
   static figure of the record when the run ends.
 """
@@ -13,216 +15,128 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import report
-from ..backends import DEFAULT_BACKEND, REGISTRY, backend_names
+from ..backends import DEFAULT_BACKEND
 from ..record import load_json, read_jsonl
-from ..sampling import sample_row
+from ..recorded import Fault, Outage, Sample, load_events, load_samples
+from ..summary import RunSummary, as_summary
+from .chartdata import (
+    Mark,
+    final_sample,
+    marks_from_events,
+    sample_from_progress,
+    series,
+    series_label,
+    t0_wall,
+    throughput,
+)
 from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
-
-# -- chart data: samples, throughput, event markers ------------------------------------
-THROUGHPUT_WINDOW_S = 2.0
-
-
-def sample_from_progress(progress: Any) -> dict[str, Any]:
-    """One chart sample from a :class:`ttg_lib.run.Progress`, shaped like samples.jsonl."""
-    row = sample_row(progress.elapsed_s, progress.chunks_completed, progress.chunks_failed,
-                     progress.params_done, progress.live_workers, progress.stats)
-    eta = getattr(progress, "eta", None)  # modelled on the axes (ttg_lib.eta)
-    if eta is not None:
-        row["eta_s"], row["eta_spread_s"] = round(eta.remaining_s, 1), round(eta.spread_s, 1)
-    return row
-
-
-def throughput(samples: list[dict[str, Any]], window_s: float = THROUGHPUT_WINDOW_S
-               ) -> tuple[list[float], list[float]]:
-    """Params per second over a sliding window, one value per sample."""
-    xs, ys = [], []
-    j = 0
-    for i, s in enumerate(samples):
-        while j < i and s["t"] - samples[j]["t"] > window_s:
-            j += 1
-        dt = s["t"] - samples[j]["t"]
-        xs.append(s["t"])
-        ys.append(round((s["params_done"] - samples[j]["params_done"]) / dt, 2) if dt > 0
-                  else 0.0)
-    return xs, ys
-
-
-def marks_from_events(events: list[dict[str, Any]], t0_wall: float,
-                      fault: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Vertical markers on the run's time axis: the fault injection and every worker
-    death and replacement (initial starts and the final stops are not marked)."""
-    marks = []
-    fault_worker = (fault or {}).get("killed_worker")
-    for e in events:
-        kind = e["event"]
-        if kind not in ("killed", "died", "replaced", "frozen", "hung"):
-            continue
-        t = round(e["t"] - t0_wall, 3)
-        if kind == "killed" and e["worker"] == fault_worker:
-            label, kind = f"fault: {e['worker']} killed", "fault"
-            fault_worker = None
-        elif kind == "replaced":
-            label = f"{e['worker']} {e.get('detail', '').split(', ')[-1]}".strip()
-        else:
-            label = f"{e['worker']} {kind}"
-        marks.append({"t": t, "kind": kind, "label": label})
-    return marks
-
-
-READY_ONLY = " ready (total unknown)"
-
-
-def _series(samples: list[dict[str, Any]], key: str) -> tuple[list[float], list[Any]]:
-    """One line of the chart. A queue whose total the broker could not give in any sample
-    (RabbitMQ without its management API) is drawn by its ready count, which
-    :func:`series_label` says; never by a total guessed from it."""
-    if _ready_only(samples, key):
-        key = f"{key}_ready"
-    rows = [s for s in samples if key in s]
-    return [s["t"] for s in rows], [s[key] for s in rows]
-
-
-def series_label(samples: list[dict[str, Any]], key: str, name: str) -> str:
-    return name + READY_ONLY if _ready_only(samples, key) else name
-
-
-def _ready_only(samples: list[dict[str, Any]], key: str) -> bool:
-    return (any(s.get(f"{key}_ready") is not None for s in samples)
-            and all(s.get(key) is None for s in samples))
-
-
-def _t0_wall(samples: list[dict[str, Any]]) -> float | None:
-    for s in samples:
-        if "wall" in s:
-            return s["wall"] - s["t"]
-    return None
-
-
-def _final_sample(summary: dict[str, Any], samples: list[dict[str, Any]],
-                  stats: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The end state, when the last periodic sample came before the last result: queue
-    depths from queue_stats.json, progress from summary.json, at the last result's time."""
-    if not samples or not stats or summary.get("runtime_s") is None:
-        return None
-    last = samples[-1]
-    if last.get("completed", 0) >= summary.get("chunks_completed", 0):
-        return None
-    row = {**last, "t": max(last["t"], summary["runtime_s"]),
-           "completed": summary["chunks_completed"], "failed": summary.get("chunks_failed", 0),
-           "params_done": summary.get("params_verified", last.get("params_done", 0))}
-    for role in ("tasks", "results", "retry", "dlq"):
-        if role in stats:  # drawn like the samples before it: totals, or ready counts
-            row[role] = stats[role]["messages"] if last.get(role) is not None else None
-            row[f"{role}_ready"] = stats[role]["ready"]
-    row.pop("wall", None)
-    return row
-
+from .traces import trace_specs, with_chunks_left
 
 # -- static figures, drawn from a run record --------------------------------------------
-QUEUE_NAMES = {name: REGISTRY[name].queues.by_role() for name in backend_names()}
-
 COLORS = {"tasks": "#1f77b4", "results": "#2ca02c", "retry": "#ff7f0e", "dlq": "#d62728",
-          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf"}
+          "consumers": "#9467bd", "live_workers": "#7f7f7f", "throughput": "#17becf",
+          "chunks_left": "#08306b", "verify_queued": "#e6550d", "rows": "#31a354"}
 
 MARK_STYLE = {"fault": ("#d62728", "dash"), "killed": ("#d62728", "dash"),
               "died": ("#ff7f0e", "dot"), "replaced": ("#2ca02c", "dot"),
               "frozen": ("#9467bd", "dash"), "hung": ("#d62728", "dash")}
 
 
-def _trace_specs(backend: str) -> list[tuple[str, str, bool]]:
-    names = QUEUE_NAMES.get(backend, QUEUE_NAMES[DEFAULT_BACKEND])
-    return [("tasks", names["tasks"], False), ("results", names["results"], False),
-            ("retry", names["retry"], False), ("dlq", names["dlq"], False),
-            ("consumers", "consumers", True), ("live_workers", "live workers", True)]
-
-
-def _mark_layout(marks: list[dict[str, Any]], outages: Iterable[dict[str, Any]] = ()
+def _mark_layout(marks: list[Mark], outages: Iterable[Outage] = ()
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     shapes, notes = [], []
     for i, m in enumerate(marks):
-        color, dash = MARK_STYLE.get(m["kind"], ("#444", "dot"))
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": m["t"], "x1": m["t"],
+        color, dash = MARK_STYLE.get(m.kind, ("#444", "dot"))
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": m.t, "x1": m.t,
                        "y0": 0, "y1": 1, "line": {"color": color, "dash": dash, "width": 2}})
-        notes.append({"x": m["t"], "xref": "x", "yref": "paper", "y": 1.0 - 0.07 * (i % 4),
-                      "text": html.escape(m["label"]), "showarrow": False, "xanchor": "left",
+        notes.append({"x": m.t, "xref": "x", "yref": "paper", "y": 1.0 - 0.07 * (i % 4),
+                      "text": html.escape(m.label), "showarrow": False, "xanchor": "left",
                       "font": {"color": color, "size": 11}, "bgcolor": "rgba(255,255,255,0.8)"})
     for o in outages:
-        end = o.get("end_s")
-        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": o["start_s"],
-                       "x1": end if end is not None else o["start_s"], "y0": 0, "y1": 1,
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": o.start_s,
+                       "x1": o.end_s if o.end_s is not None else o.start_s, "y0": 0, "y1": 1,
                        "fillcolor": "rgba(214,39,40,0.12)", "line": {"width": 0}})
-        notes.append({"x": o["start_s"], "xref": "x", "yref": "paper", "y": 0.02,
+        notes.append({"x": o.start_s, "xref": "x", "yref": "paper", "y": 0.02,
                       "text": "broker down", "showarrow": False, "xanchor": "left",
                       "font": {"color": "#d62728", "size": 11}})
     return shapes, notes
 
 
-def queue_figure(samples: list[dict[str, Any]], marks: list[dict[str, Any]], *,
+def queue_figure(samples: list[Sample], marks: list[Mark], *,
                  backend: str = DEFAULT_BACKEND, title: str = "TTG queues",
-                 outages: Iterable[dict[str, Any]] = ()) -> Any:
-    """Queue depths, consumers and live workers over time, throughput in a second panel."""
+                 outages: Iterable[Outage] = ()) -> Any:
+    """The run's story (chunks left, recomputations queued, points on disk), the broker's
+    own figures under it (queue depths, consumers, live workers), throughput at the bottom;
+    the fault and every worker death marked across all three."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        row_heights=[0.65, 0.35], specs=[[{"secondary_y": True}], [{}]],
-                        subplot_titles=("Queue depth (messages) and workers",
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.42, 0.34, 0.24],
+                        specs=[[{"secondary_y": True}], [{"secondary_y": True}], [{}]],
+                        subplot_titles=("The run: chunks left, recomputations queued, "
+                                        "points on disk",
+                                        "The broker's own figures: messages per queue",
                                         "Throughput (params/s)"))
-    for key, name, secondary in _trace_specs(backend):
-        xs, ys = _series(samples, key)
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, key, name), mode="lines",
-                                 line={"color": COLORS[key], "width": 2,
-                                       "dash": "dot" if secondary else "solid",
-                                       "shape": "hv" if secondary else "linear"}),
-                      row=1, col=1, secondary_y=secondary)
+    for spec in trace_specs(backend):
+        xs, ys = series(samples, spec.key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=series_label(samples, spec.key, spec.name),
+                                 mode="lines", line={"color": COLORS[spec.key], "width": 2,
+                                                     "dash": "dot" if spec.dotted else "solid",
+                                                     "shape": "hv" if spec.row == 2 and
+                                                     spec.secondary else "linear"}),
+                      row=spec.row, col=1, secondary_y=spec.secondary)
     tx, ty = throughput(samples)
     fig.add_trace(go.Scatter(x=tx, y=ty, name="params/s", mode="lines", fill="tozeroy",
-                             line={"color": COLORS["throughput"]}), row=2, col=1)
+                             line={"color": COLORS["throughput"]}), row=3, col=1)
     shapes, notes = _mark_layout(marks, outages)
-    fig.update_layout(title={"text": title}, height=560, margin={"t": 80, "r": 20},
-                      legend={"orientation": "h", "y": -0.12}, shapes=shapes,
+    fig.update_layout(title={"text": title}, height=760, margin={"t": 80, "r": 20},
+                      legend={"orientation": "h", "y": -0.08}, shapes=shapes,
                       annotations=list(fig.layout.annotations) + notes,
                       uirevision="ttg")
-    fig.update_yaxes(title_text="messages", rangemode="tozero", row=1, col=1,
-                     secondary_y=False)
-    fig.update_yaxes(title_text="workers", rangemode="tozero", row=1, col=1, secondary_y=True,
-                     showgrid=False)
-    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title_text="seconds since the first task", row=2, col=1)
+    for row, left, right in ((1, "chunks", "points"), (2, "messages", "workers")):
+        fig.update_yaxes(title_text=left, rangemode="tozero", row=row, col=1, secondary_y=False)
+        fig.update_yaxes(title_text=right, rangemode="tozero", row=row, col=1,
+                         secondary_y=True, showgrid=False)
+    fig.update_yaxes(title_text="params/s", rangemode="tozero", row=3, col=1)
+    fig.update_xaxes(title_text="seconds since the first task", row=3, col=1)
     return fig
 
 
 def figure_from_record(path: str | os.PathLike[str], title: str | None = None) -> Any:
     """The queue chart of a finished run, drawn only from its record."""
     path = Path(path)
-    summary = load_json(path / "summary.json", {})
-    config = load_json(path / "config.json", {})
-    samples = read_jsonl(path / "samples.jsonl")
-    final = _final_sample(summary, samples, load_json(path / "queue_stats.json", None))
+    written = load_json(path / "summary.json", None)
+    summary = as_summary(written) if written else None  # None: the run has not ended
+    samples = with_chunks_left(load_samples(path), summary.chunks_total if summary else
+                               (load_json(path / "config.json", {}) or {}).get("chunks_total"))
+    final = final_sample(summary, samples, load_json(path / "queue_stats.json", None))
     if final is not None:
         samples = samples + [final]
-    events = load_json(path / "events.json", {})
-    t0 = _t0_wall(samples)
-    marks = (marks_from_events(events.get("workers", []), t0, events.get("fault"))
-             if t0 is not None else [])
-    backend = summary.get("backend") or config.get("backend", DEFAULT_BACKEND)
+    events = load_events(path)
+    t0 = t0_wall(samples)
+    marks = marks_from_events(events.workers, t0, events.fault) if t0 is not None else []
+    backend = (summary.backend if summary else None) or \
+        (load_json(path / "config.json", {}) or {}).get("backend") or DEFAULT_BACKEND
     return queue_figure(samples, marks, backend=backend,
-                        title=title or run_title(summary or {"run_id": path.name,
-                                                             "backend": backend}),
-                        outages=events.get("broker_outages") or [])
+                        title=title or (run_title(summary) if summary
+                                        else f"{path.name} ({backend})"),
+                        outages=events.outages)
 
 
-def run_title(s: dict[str, Any]) -> str:
-    fault = s.get("fault")
-    what = (f"fault: {fault.get('killed_worker')} killed at "
-            f"{fault.get('killed_at_s', 0):.1f}s") if fault else "no fault"
-    return (f"{report.run_label(s) if 'backend' in s else s.get('run_id')} — {s.get('run_id')}"
-            f" ({s.get('scale', '?')}, {s.get('workers', '?')} workers, {what})")
+def run_title(summary: RunSummary | Mapping[str, Any]) -> str:
+    s = as_summary(summary)
+    fault = s.fault
+    what = (f"fault: {fault.killed_worker} killed at {fault.killed_at_s or 0:.1f}s"
+            if fault else "no fault")
+    return (f"{report.run_label(s) if s.backend else s.run_id} — {s.run_id}"
+            f" ({s.scale or '?'}, {s.workers if s.workers is not None else '?'} workers,"
+            f" {what})")
 
 
 def timeline_figure(path: str | os.PathLike[str]) -> Any:
@@ -231,8 +145,8 @@ def timeline_figure(path: str | os.PathLike[str]) -> Any:
 
     path = Path(path)
     chunks = [c for c in read_jsonl(path / "chunks.jsonl") if not c.get("duplicate")]
-    samples = read_jsonl(path / "samples.jsonl")
-    t0 = _t0_wall(samples) or min((c["started_at"] for c in chunks), default=0.0)
+    samples = load_samples(path)
+    t0 = t0_wall(samples) or min((c["started_at"] for c in chunks), default=0.0)
     fig = go.Figure()
     for redelivered, color, name in ((False, "#1f77b4", "chunk"),
                                      (True, "#d62728", "redelivered chunk")):
@@ -247,10 +161,9 @@ def timeline_figure(path: str | os.PathLike[str]) -> Any:
             customdata=[[c["chunk_id"], c["attempt"]] for c in rows],
             hovertemplate="chunk %{customdata[0]} (attempt %{customdata[1]})<br>"
                           "%{base:.2f}s + %{x:.2f}s<extra></extra>"))
-    events = load_json(path / "events.json", {})
+    events = load_events(path)
     if samples and t0:
-        shapes, notes = _mark_layout(marks_from_events(events.get("workers", []), t0,
-                                                       events.get("fault")))
+        shapes, notes = _mark_layout(marks_from_events(events.workers, t0, events.fault))
         fig.update_layout(shapes=shapes, annotations=notes)
     workers = sorted({c["worker"] for c in chunks}, key=lambda w: (len(w), w))
     fig.update_layout(title={"text": "Chunk timeline per worker"}, barmode="overlay",
@@ -261,7 +174,7 @@ def timeline_figure(path: str | os.PathLike[str]) -> Any:
     return fig
 
 
-def comparison_figure(summaries: list[dict[str, Any]]) -> Any:
+def comparison_figure(summaries: list[RunSummary | Mapping[str, Any]]) -> Any:
     """Runtime and throughput of every run, grouped by backend and fault, side by side."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -271,11 +184,12 @@ def comparison_figure(summaries: list[dict[str, Any]]) -> Any:
                "Redis (fault)": "#8c1c13", "RabbitMQ (fault)": "#a65c00"}
     for label, group in report.group_runs(summaries).items():
         names = [f"{label} #{i + 1}" if len(group) > 1 else label for i in range(len(group))]
-        for col, key in ((1, "runtime_s"), (2, "throughput_params_s")):
-            fig.add_trace(go.Bar(x=names, y=[s.get(key) for s in group], name=label,
+        for col, ys in ((1, [s.runtime_s for s in group]),
+                        (2, [s.throughput_params_s for s in group])):
+            fig.add_trace(go.Bar(x=names, y=ys, name=label,
                                  legendgroup=label, showlegend=col == 1,
                                  marker={"color": palette.get(label, "#1f77b4")},
-                                 customdata=[s["run_id"] for s in group],
+                                 customdata=[s.run_id for s in group],
                                  hovertemplate="%{customdata}<br>%{y}<extra></extra>"),
                           row=1, col=col)
     fig.update_layout(title={"text": "Runs side by side"}, height=420, barmode="group",
@@ -300,13 +214,13 @@ class LiveChart:
     def __init__(self, backend: str = DEFAULT_BACKEND, title: str = "TTG queues (live)",
                  live: bool = True):
         self.backend = backend
-        self.samples: list[dict[str, Any]] = []
-        self.marks: list[dict[str, Any]] = []
+        self.samples: list[Sample] = []
+        self.marks: list[Mark] = []
         self.t0_wall: float | None = None
         self._seen_events = 0
         self._last_redraw = 0.0
         self._dirty = False
-        self._fault: dict[str, Any] | None = None
+        self._fault: Fault | None = None
         self.figure = queue_figure([], [], backend=backend, title=title)
         self.widget = None
         self.handle = None
@@ -328,10 +242,10 @@ class LiveChart:
         if run is not None and self.t0_wall is None and run.times.t0 is not None:
             self.t0_wall = time.time() - run.elapsed_s
         if run is not None and getattr(run, "fault", None) and self._fault is None:
-            self._fault = run.fault
+            self._fault = Fault.from_dict(run.fault)
         if self.t0_wall is None:
             return  # workers still starting: the time axis begins at the first task
-        if force or not self.samples or progress.elapsed_s - self.samples[-1]["t"] >= SAMPLE_S:
+        if force or not self.samples or progress.elapsed_s - self.samples[-1].t >= SAMPLE_S:
             self.samples.append(sample_from_progress(progress))
             self._dirty = True
         if len(progress.events) > self._seen_events:
@@ -351,10 +265,10 @@ class LiveChart:
         shapes, notes = _mark_layout(self.marks)
         titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.xref == "paper"]
         with fig.batch_update():
-            for i, (key, name, _sec) in enumerate(_trace_specs(self.backend)):
-                xs, ys = _series(self.samples, key)
+            for i, spec in enumerate(trace_specs(self.backend)):
+                xs, ys = series(self.samples, spec.key)
                 fig.data[i].x, fig.data[i].y = xs, ys
-                fig.data[i].name = series_label(self.samples, key, name)
+                fig.data[i].name = series_label(self.samples, spec.key, spec.name)
             tx, ty = throughput(self.samples)
             fig.data[-1].x, fig.data[-1].y = tx, ty
             fig.layout.shapes = shapes

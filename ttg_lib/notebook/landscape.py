@@ -91,7 +91,7 @@ class LiveResults:
         table = self.tail.read_new()
         if table is None:
             return False
-        self._take(table)
+        self.take(table)
         results = self.results()
         fig = results_chart(results) if results is not None else None
         if fig is None:
@@ -102,7 +102,8 @@ class LiveResults:
             _sync(self.widget, fig)
         return True
 
-    def _take(self, table: pa.Table) -> None:
+    def take(self, table: pa.Table) -> None:
+        """Sample and count ``table``'s rows (new parts, or a finished table's row groups)."""
         failed = table.column("error").is_valid()
         value = _first_number(table.schema)
         if value is None:

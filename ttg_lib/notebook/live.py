@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ..config import RunConfig
+from ..summary import RunSummary
 from .charts import REDRAW_S, LiveChart
 from .display import html_handle, strip_tags
 from .landscape import LiveResults
@@ -17,17 +18,18 @@ def status_line(p: Any, cfg: RunConfig) -> str:
     rate = p.params_done / p.elapsed_s if p.elapsed_s else 0.0
     return (f"<b>{html.escape(cfg.run_id)}</b>: {p.state}, "
             f"{p.chunks_completed + p.chunks_failed}/{p.chunks_total} chunks, "
-            f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live")
+            f"{p.elapsed_s:.1f}s, {rate:,.0f} params/s, {p.live_workers} workers live"
+            + (f", {html.escape(p.eta.label())}" if getattr(p, "eta", None) else ""))
 
 
 def run_live(config: RunConfig, *, chart: bool = True, results: bool = True,
-             step_s: float = 0.1, run: Any = None) -> dict[str, Any]:
+             step_s: float = 0.1, run: Any = None) -> RunSummary:
     """Do a whole run from a notebook cell, drawing the live charts as it goes: the queues
     (``chart``) and the Results chart filling in (``results``, :mod:`.landscape`).
 
     The loop runs in the cell (not a thread), so widget updates reach the front end
     under every ipykernel; Kernel > Interrupt stops the run cleanly and still writes
-    its record. Returns the run summary. ``run``: a Run built already (the Python API's,
+    its record. Returns the run's summary, typed. ``run``: a Run built already (the Python API's,
     with its function).
     """
     from ..run import Run, execute
@@ -66,10 +68,10 @@ def run_live(config: RunConfig, *, chart: bool = True, results: bool = True,
         live.finish(summary["record_dir"])
     if landscape is not None:  # the static chart of the finished table, as a report has it
         landscape.finish(summary["record_dir"])
-    return summary
+    return RunSummary.from_dict(summary)
 
 
-def run_quiet(config: RunConfig, label: str = "") -> dict[str, Any]:
+def run_quiet(config: RunConfig, label: str = "") -> RunSummary:
     """A run with one updating status line (the milestone matrix)."""
     from ..run import execute
 
@@ -83,10 +85,10 @@ def run_quiet(config: RunConfig, label: str = "") -> dict[str, Any]:
                           raw=True)
             last = time.monotonic()
 
-    summary = execute(config, show)
-    line = (f"{html.escape(label)} <b>{summary['run_id']}</b>: {summary['chunks_completed']}/"
-            f"{summary['chunks_total']} chunks in {summary.get('runtime_s')}s — "
-            f"{'verified' if summary['ok'] else 'FAILED'}")
+    summary = RunSummary.from_dict(execute(config, show))
+    line = (f"{html.escape(label)} <b>{summary.run_id}</b>: {summary.chunks_completed}/"
+            f"{summary.chunks_total} chunks in {summary.runtime_s}s — "
+            f"{'verified' if summary.ok else 'FAILED'}")
     if status is not None:
         status.update({"text/html": line}, raw=True)
     else:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ..backends import DEFAULT_BACKEND, env_urls
 from ..byvalue import display_name
 from ..config import BACKENDS, ConfigError, RunConfig
 from ..paths import resolve_output_dir
-from ..record import load_json
+from ..recorded import Heartbeat, load_heartbeats
 from .charts import LiveChart
 from .display import ipython_display
 from .landscape import LiveResults
@@ -24,10 +24,10 @@ from .tables import html_table, verdict_html
 class SupervisorPanel:
     """The interactive demo: controls, live chart, worker table and log, one widget box.
 
-    Start schedules :meth:`_drive` on the kernel's own asyncio loop: it calls
-    ``run.step`` with a short timeout and then awaits, so button clicks (Kill, Stop)
-    are handled between steps and every widget update is sent from the kernel's main
-    thread. Nothing runs until a person clicks Start, so the notebook also executes
+    Start schedules :meth:`_drive` on the kernel's own asyncio loop: it runs the run on
+    :func:`~ttg_lib.run.execute` in a thread, so button clicks (Kill, Stop) are taken at
+    once and carried out between steps, and every widget update is sent from the kernel's
+    main thread. Nothing runs until a person clicks Start, so the notebook also executes
     headless (nbval, papermill) without side effects.
     """
 
@@ -43,6 +43,8 @@ class SupervisorPanel:
         self.chart: LiveChart | None = None
         self.landscape: LiveResults | None = None  # the Results chart filling in
         self.summary: dict[str, Any] | None = None
+        self._requests: list[Callable[[], Any]] = []  # Kill, Stop: run on the run's thread
+        self._events_seen = 0
         self.backend = w.ToggleButtons(options=list(BACKENDS), value=DEFAULT_BACKEND,
                                        description="Backend")
         self.scale = w.Dropdown(options=["tiny", "small", "medium"],
@@ -111,18 +113,16 @@ class SupervisorPanel:
             self.kill_at.disabled = not self.fault.value
 
     @staticmethod
-    def _workers_markup(rows: list[dict[str, Any]]) -> str:
-        def beat(value: Any) -> str:
+    def _workers_markup(rows: list[Heartbeat]) -> str:
+        def beat(value: float | None) -> str:
             if not value:
                 return "–"
             return f"{max(0.0, time.time() - float(value)):.1f}s ago"
 
         return html_table(["worker", "pid / pod", "state", "activity", "chunks done",
                            "current chunk", "last heartbeat"],
-                          [(r.get("name"), r.get("pid") or r.get("ident"), r.get("state"),
-                            r.get("activity"), r.get("chunks_done", 0),
-                            _current(r),
-                            beat(r.get("last_heartbeat"))) for r in rows])
+                          [(r.name, r.ident, r.state, r.activity, r.chunks_done or 0,
+                            _current(r), beat(r.last_heartbeat)) for r in rows])
 
     # actions
     def config(self) -> RunConfig:
@@ -147,7 +147,7 @@ class SupervisorPanel:
             self.say(f"config rejected: {exc}")
             return None
         self.summary = None
-        self.run = run
+        self.run, self._requests, self._events_seen = run, [], 0
         self.chart = LiveChart(cfg.backend, title=f"TTG queues, live: {cfg.run_id}")
         self.landscape = LiveResults(cfg.record_dir, cfg.space, cfg.total_params)
         self.chart_box.children = tuple(c.widget for c in (self.chart, self.landscape)
@@ -161,34 +161,36 @@ class SupervisorPanel:
         return self.task
 
     async def _drive(self) -> None:
-        run, chart, landscape = self.run, self.chart, self.landscape
+        """The run on :func:`~ttg_lib.run.execute`'s loop, in a thread: the kernel's loop
+        stays free for clicks. Run methods are called on that thread only (between steps,
+        ``between_steps``); widgets are updated on the kernel's thread (:meth:`_show`)."""
+        from ..run import execute
+
+        run = self.run
         loop = asyncio.get_running_loop()
-        seen = 0
+        last_table = 0.0
+
+        def started(_run: Any) -> None:
+            loop.call_soon_threadsafe(self._started)
+
+        def between_steps(p: Any) -> None:
+            nonlocal last_table
+            while self._requests:
+                self._requests.pop(0)()
+            if run.done and not p.state.ended:  # stopped between steps: the last picture
+                p = run.progress()
+            rows = None
+            if p.state.ended or time.monotonic() - last_table > 0.5:
+                rows = [Heartbeat.from_dict(w.to_dict()) for w in run.cluster.worker_status()]
+                last_table = time.monotonic()
+            loop.call_soon_threadsafe(self._show, p, rows)
+
         try:
-            await loop.run_in_executor(None, run.start)
-            self.say(f"{run.config.workers} workers ready; tasks published")
-            self._buttons()
-            last_table = 0.0
-            while not run.done:
-                p = run.step(0.05)
-                chart.observe(p, run)
-                landscape.poll()
-                for e in p.events[seen:]:
-                    self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
-                seen = len(p.events)
-                if time.monotonic() - last_table > 0.5:
-                    self.status.value = status_line(p, run.config)
-                    self.workers_html.value = self._workers_markup(
-                        [w.to_dict() for w in run.cluster.worker_status()])
-                    last_table = time.monotonic()
-                await asyncio.sleep(0.2)
-            chart.observe(run.progress(), run, force=True)
-            self.status.value = f"Finishing ({run.state}): stopping workers, verifying…"
-            self._buttons_finishing()
-            summary = await loop.run_in_executor(None, run.finish)
-            self.workers_html.value = self._workers_markup(load_json(
-                Path(summary["record_dir"]) / "workers.json", []))
-            landscape.final(summary["record_dir"])  # the static chart, as a report draws it
+            summary = await loop.run_in_executor(None, lambda: execute(
+                run.config, between_steps, step_s=0.1, on_start=started, run=run))
+            self.workers_html.value = self._workers_markup(
+                load_heartbeats(summary["record_dir"]))
+            self.landscape.final(summary["record_dir"])  # the static chart, as a report draws it
             self.summary = summary
             self.status.value = verdict_html(summary)
             self.say(f"run {summary['run_id']} {summary['state']}: {summary['chunks_completed']}"
@@ -199,18 +201,37 @@ class SupervisorPanel:
             self.say(f"error: {type(exc).__name__}: {exc}")
             self.status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}</b>: "
                                  f"{html.escape(str(exc))}</span>")
-            if self.summary is None:
-                run.abort()
+            if self.summary is None:  # execute() aborted the run already
                 self.summary = {"ok": False, "error": str(exc)}
         finally:
             self._buttons()
+
+    def _started(self) -> None:
+        self.say(f"{self.run.config.workers} workers ready; tasks published")
+        self._buttons()
+
+    def _show(self, p: Any, rows: list[Heartbeat] | None) -> None:
+        """One step's picture: chart, events, status line, worker table (kernel's thread)."""
+        self.chart.observe(p, self.run, force=p.state.ended)
+        self.landscape.poll()  # the parts on disk (a part moved aside is read next time)
+        for e in p.events[self._events_seen:]:
+            self.say(f"{e['event']:<9}{e['worker']:<5}{e.get('detail', '')}")
+        self._events_seen = len(p.events)
+        if rows is not None:
+            self.status.value = status_line(p, self.run.config)
+            self.workers_html.value = self._workers_markup(rows)
+        if p.state.ended:
+            self.status.value = f"Finishing ({p.state}): stopping workers, verifying…"
+            self._buttons_finishing()
 
     def _buttons_finishing(self) -> None:
         self.kill_btn.disabled = self.stop_btn.disabled = True
 
     def kill(self) -> None:
-        if not self.running or self.run.state != "running":
-            return
+        if self.running and self.run.state == "running":
+            self._requests.append(self._kill_now)  # on the run's thread, between steps
+
+    def _kill_now(self) -> None:
         try:
             info = self.run.kill_worker_now(reason="manual")
             self.say(f"killed {info['killed_worker']} at {info['killed_at_s']:.1f}s "
@@ -220,7 +241,7 @@ class SupervisorPanel:
 
     def stop(self) -> None:
         if self.running:
-            self.run.stop()
+            self._requests.append(self.run.stop)
             self.say("stop requested: workers will be stopped and the record written")
 
     def cleanup(self) -> None:
@@ -237,10 +258,10 @@ class SupervisorPanel:
             self.say(f"cleanup: {line}")
 
 
-def _current(row: dict[str, Any]) -> str:
+def _current(row: Heartbeat) -> str:
     """The current chunk; a point running for over a minute named, with its seconds."""
-    running = row.get("running")
+    running = row.running
     if running:
         return (f"{running['chunk']}: point {running.get('param_id', '?')} running "
                 f"{running['seconds']:.0f} s")
-    return "–" if row.get("current_chunk") is None else str(row["current_chunk"])
+    return "–" if row.current_chunk is None else str(row.current_chunk)

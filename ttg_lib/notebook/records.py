@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..paths import record_dir
-from ..record import load_json, load_summary_dict
+from ..record import load_json, load_summary
+from ..summary import RunSummary, as_summary
+
+Summary = RunSummary | Mapping[str, Any]  # typed, or summary.json's dict (typed on entry)
 
 
-def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+def load_run(run_id: str, output_dir: str | os.PathLike[str] | None = None) -> RunSummary:
     path = record_dir(run_id, output_dir)
     if not (path / "summary.json").exists():
         raise FileNotFoundError(f"no finished run {run_id!r}: {path / 'summary.json'} is missing"
                                 f" (runs there: {', '.join(_run_ids(path.parent)) or 'none'})")
-    return load_summary_dict(path)
+    return load_summary(path)
 
 
 def _run_ids(runs_dir: Path) -> list[str]:
@@ -24,12 +28,13 @@ def _run_ids(runs_dir: Path) -> list[str]:
 
 
 
-def queue_stats(summary: dict[str, Any]) -> dict[str, Any] | None:
-    return load_json(Path(summary["record_dir"]) / "queue_stats.json", None)
+def queue_stats(summary: Summary) -> dict[str, Any] | None:
+    return load_json(Path(as_summary(summary).record_dir) / "queue_stats.json", None)
 
 
-def check_verified(summary: dict[str, Any]) -> None:
+def check_verified(summary: Summary) -> None:
     """Fail the cell (and so papermill and CI) when the run is not fully verified."""
-    if not summary.get("ok"):
-        problems = "; ".join(summary.get("problems", [])[:5]) or summary.get("state", "?")
-        raise RuntimeError(f"run {summary.get('run_id')} is not verified: {problems}")
+    s = as_summary(summary)
+    if not s.ok:
+        problems = "; ".join((s.problems or [])[:5]) or s.state or "?"
+        raise RuntimeError(f"run {s.run_id} is not verified: {problems}")

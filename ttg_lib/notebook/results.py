@@ -4,7 +4,10 @@ table the Results chart (:mod:`.resultchart`) is drawn from, read from the run r
 :class:`RunResults` is what a chart needs to know about a run's rows: a finished run's whole
 table (:func:`load_run_results`), or the sample a live chart keeps while the run writes
 (:mod:`.landscape`), with the counts of every row so far. Both are described by the same
-:func:`describe`, so the live and the static chart read the same fields.
+:func:`describe`, so the live and the static chart read the same fields. A finished table of
+more than :data:`LOAD_ROWS` rows (10^8 would not fit) is not loaded: it is streamed a row
+group at a time through the live chart's sampler, so the section holds the same bottom-k
+sample and counts of every row as a live chart at the run's end.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..paths import record_dir
 from ..record import load_json
-from ..results import ResultsError, load_results, result_files
+from ..results import MISFIT, ResultsError, load_results, result_files, result_rows
+from ..results.layout import FIXED as _FIXED
+from ..summary import RunSummary
 from .tables import html_table
 
 if TYPE_CHECKING:
@@ -28,11 +33,11 @@ if TYPE_CHECKING:
 MAX_POINTS = 5_000  # points drawn at most (scatter, lines, parallel coordinates)
 MAX_FAILED = 500  # of which failed points marked at most
 MAX_CELLS = 40_000  # a heatmap of a bigger grid keeps one axis value in k
+LOAD_ROWS = 2_000_000  # a bigger finished table is sampled, not loaded
 MAX_PANELS = 4  # value columns drawn against one axis (the table has them all)
 LOG_FORMS = ("logspace", "loguniform")
-_FIXED = ("param_id", "worker", "attempt", "error")
 
-Run = dict[str, Any] | str | os.PathLike[str]
+Run = RunSummary | dict[str, Any] | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,9 @@ class RunResults:
 def results_dir(run: Run) -> Path:
     """A run's record directory from its summary (``record_dir``), a record directory, or
     a run id under the notebook output directory."""
-    if isinstance(run, dict):
+    if isinstance(run, RunSummary):
+        return Path(run.record_dir)
+    if isinstance(run, dict):  # summary.json's dict (the supervisor panel's)
         return Path(run["record_dir"])
     path = Path(run)
     return path if path.is_dir() else record_dir(str(run))
@@ -107,8 +114,34 @@ def load_run_results(run: Run) -> RunResults | None:
 
 @lru_cache(maxsize=2)  # the table, the chart and the note of one run read it once
 def _load(path: str, _stamp: tuple[tuple[str, int, int], ...]) -> RunResults:
+    total = result_rows(path)
+    if total > LOAD_ROWS:
+        return _sampled(path, total)
     frame = load_results(path)  # value_json only when some batch did not fit the columns
     return describe(frame, run_space(path))
+
+
+def _sampled(path: str, total: int) -> RunResults:
+    """A big table's bottom-k sample and counts, read a row group at a time (what the live
+    chart keeps, so the same rows whether the chart followed the run or not)."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    from ..results.reading import table_schema
+    from ..results.slicing import scan
+    from .landscape import LiveResults  # it imports this module
+
+    files = result_files(path)
+    schema = table_schema(files)
+    sampler = LiveResults(path, run_space(path), total, live=False)
+    for batch in scan(files, schema, [n for n in schema.names if n != MISFIT]):
+        sampler.take(pa.Table.from_batches([batch]))
+    results = sampler.results()
+    if results is None:  # no number and no error anywhere: the first rows, for the table
+        return describe(load_results(path, filters=[("param_id", "<", MAX_POINTS)]),
+                        run_space(path), counts=Counts(total, 0, 0))
+    return replace(results, expected=None)  # a finished table, not a run going on
 
 
 def run_space(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -147,8 +180,11 @@ def results_table(run: Run, n: int = 10) -> str:
     shown = [c for c in frame.columns if c != "error" or len(failed)]
     total = len(frame)
     head = frame.head(n)
+    whole = results.total.total
+    of = f"{total:,} points" if results.counts is None else \
+        f"a uniform sample (by param_id hash) of {total:,} of the {whole:,} points"
     out = html_table(shown, _rows(head, shown),
-                     f"Results: first {len(head):,} of {total:,} points (results.parquet)")
+                     f"Results: first {len(head):,} of {of} (results.parquet)")
     if len(failed):
         from ..failures import group_by_type
 
@@ -161,6 +197,8 @@ def results_table(run: Run, n: int = 10) -> str:
         keep = ["param_id", *results.axes, "worker", "attempt", "error"]
         out += html_table(keep, _rows(failed.head(n), keep),
                           f"Failed points: {len(failed):,} of {total:,}"
+                          + ("" if results.counts is None else
+                             f" in the sample ({results.total.failed:,} of {whole:,} in all)")
                           + (f" (the first {n:,})" if len(failed) > n else ""))
     return out
 

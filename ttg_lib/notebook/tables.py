@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import report
+from ..summary import as_summary
 from .charts import run_title
-from .records import queue_stats
+from .records import Summary, queue_stats
 
 TABLE_CSS = ("<style>.ttg-table{border-collapse:collapse;margin:4px 0 12px}"
              ".ttg-table th,.ttg-table td{border:1px solid #ccc;padding:3px 10px;"
@@ -33,13 +34,12 @@ def html_table(header: list[str], rows: Iterable[Iterable[Any]], caption: str = 
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def milestone_table(summary: dict[str, Any], caption: str | None = None) -> str:
+def milestone_table(summary: Summary, caption: str | None = None) -> str:
     return html_table(["Metric", "Target", "Observed"], report.milestone_rows(summary),
                       caption if caption is not None else run_title(summary), bold_last=True)
 
 
-def queue_stats_table(summary: dict[str, Any], caption: str = "Queue stats after completion"
-                      ) -> str:
+def queue_stats_table(summary: Summary, caption: str = "Queue stats after completion") -> str:
     stats = queue_stats(summary)
     if not stats:
         return "<p><i>No queue stats were recorded (the broker was unreachable at the end).</i></p>"
@@ -47,22 +47,23 @@ def queue_stats_table(summary: dict[str, Any], caption: str = "Queue stats after
                        "messages_unacknowledged"], report.queue_stats_rows(stats), caption)
 
 
-def verdict_html(summary: dict[str, Any]) -> str:
-    if summary.get("ok"):
+def verdict_html(summary: Summary) -> str:
+    s = as_summary(summary)
+    if s.ok:
         return (f"<p style='font-size:1.2em;color:#1a7f37'><b>VERIFIED</b>: "
-                f"{html.escape(report.verified_claim(summary))} "
-                f"(run {html.escape(summary['run_id'])}, data loss ZERO).</p>")
-    problems = "".join(f"<li>{html.escape(p)}</li>" for p in summary.get("problems", [])[:10])
+                f"{html.escape(report.verified_claim(s))} "
+                f"(run {html.escape(s.run_id)}, data loss ZERO).</p>")
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in (s.problems or [])[:10])
     return (f"<p style='font-size:1.2em;color:#cf222e'><b>FAILED</b>: run "
-            f"{html.escape(summary['run_id'])}</p><ul>{problems}</ul>")
+            f"{html.escape(str(s.run_id))}</p><ul>{problems}</ul>")
 
 
-def comparison_table(summaries: list[dict[str, Any]]) -> str:
+def comparison_table(summaries: list[Summary]) -> str:
     header, body = report.comparison_rows(summaries)
     return html_table(header, body, "Backend Comparison Summary (medians over repeats)")
 
 
-def observations_html(summaries: list[dict[str, Any]]) -> str:
+def observations_html(summaries: list[Summary]) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>"
                     for line in report.key_observations(summaries))
     return f"<h4>Key Observations</h4><ul>{items}</ul>"

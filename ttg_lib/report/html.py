@@ -23,10 +23,13 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ReportError
 from ..paths import repo_root, resolve_output_dir
+
+if TYPE_CHECKING:
+    from ..summary import RunSummary
 
 KERNEL = "python3"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -133,13 +136,13 @@ def write_plotly_js(directory: Path) -> Path:
     return path
 
 
-def _select(output_dir: Path, run_ids: Iterable[str], latest: int) -> list[dict[str, Any]]:
-    from ..record import list_runs
+def _select(output_dir: Path, run_ids: Iterable[str], latest: int) -> list[RunSummary]:
+    from ..record import list_summaries
 
-    runs = list_runs(output_dir)
+    runs = list_summaries(output_dir)
     wanted = list(run_ids)
     if wanted:
-        by_id = {s["run_id"]: s for s in runs}
+        by_id = {s.run_id: s for s in runs}
         missing = [r for r in wanted if r not in by_id]
         if missing:
             raise ReportError(f"no finished run {', '.join(missing)} in {output_dir / 'runs'}")
@@ -162,17 +165,17 @@ def build_reports(output_dir: str | os.PathLike[str] | None = None, *,
                           f"(ttg run, or papermill notebooks/run.ipynb ...)")
     entries: list[dict[str, Any]] = []
     for s in summaries:
-        name = f"run-{s['run_id']}"
+        name = f"run-{s.run_id}"
         log(f"report {name}.html")
         nb_path = execute_notebook(src / "run.ipynb", executed / f"{name}.ipynb",
-                                   {"render_run_id": s["run_id"], "output_dir": str(out),
+                                   {"render_run_id": s.run_id, "output_dir": str(out),
                                     "fail_on_unverified": False}, kernel=kernel)
         export_html(nb_path, reports / f"{name}.html", hide_code=hide_code,
-                    title=f"TTG run {s['run_id']}")
+                    title=f"TTG run {s.run_id}")
         entries.append({"href": f"{name}.html", "kind": "run", "summary": s})
     if milestone:
         log("report milestone.html")
-        ids = ",".join(s["run_id"] for s in summaries) if run_ids else None
+        ids = ",".join(s.run_id for s in summaries) if run_ids else None
         nb_path = execute_notebook(src / "milestone.ipynb", executed / "milestone.ipynb",
                                    {"reuse_existing": True, "run_ids": ids,
                                     "repeats": milestone_repeats, "output_dir": str(out)},
@@ -189,21 +192,21 @@ def build_reports(output_dir: str | os.PathLike[str] | None = None, *,
 def write_index(reports: Path, entries: list[dict[str, Any]]) -> Path:
     rows = []
     for e in entries:
-        s = e["summary"]
+        s: RunSummary | None = e["summary"]
         link = f"<a href='{html.escape(e['href'])}'>{html.escape(e['href'])}</a>"
         if s is None:
             rows.append(f"<tr><td>{link}</td><td colspan='6'>Milestone results: four-run "
                         f"matrix, comparison summary and key observations</td></tr>")
             continue
-        verdict = ("<span class='ok'>VERIFIED</span>" if s.get("ok")
+        verdict = ("<span class='ok'>VERIFIED</span>" if s.ok
                    else "<span class='bad'>FAILED</span>")
-        fault = s.get("fault")
+        fault = s.fault
         rows.append(
-            f"<tr><td>{link}</td><td>{html.escape(s.get('started_at', ''))}</td>"
-            f"<td>{html.escape(s.get('backend', ''))}</td>"
-            f"<td>{html.escape(str(s.get('scale', '')))}</td>"
-            f"<td>{'yes (' + html.escape(str(fault.get('killed_worker'))) + ')' if fault else 'no'}"
-            f"</td><td>{s.get('runtime_s') if s.get('runtime_s') is not None else 'n/a'}s</td>"
+            f"<tr><td>{link}</td><td>{html.escape(s.started_at or '')}</td>"
+            f"<td>{html.escape(s.backend or '')}</td>"
+            f"<td>{html.escape(str(s.scale or ''))}</td>"
+            f"<td>{'yes (' + html.escape(fault.killed_worker) + ')' if fault else 'no'}"
+            f"</td><td>{s.runtime_s if s.runtime_s is not None else 'n/a'}s</td>"
             f"<td>{verdict}</td></tr>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>TTG reports</title>
@@ -223,8 +226,8 @@ th,td{{border:1px solid #ccc;padding:4px 10px;text-align:left}}th{{background:#f
     index.write_text(page, encoding="utf-8")
     (reports / "index.json").write_text(json.dumps(
         [{"href": e["href"], "kind": e["kind"],
-          "run_id": e["summary"]["run_id"] if e["summary"] else None,
-          "ok": e["summary"].get("ok") if e["summary"] else None} for e in entries],
+          "run_id": e["summary"].run_id if e["summary"] else None,
+          "ok": e["summary"].ok if e["summary"] else None} for e in entries],
         indent=2) + "\n")
     return index
 

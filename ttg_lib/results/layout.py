@@ -26,7 +26,7 @@ RESULTS_FILE = "results.parquet"
 PARTS_DIR = "results.parts"
 MERGED_DIR = "results.parts.merged"  # parts moved aside once the table holds them all
 MISFIT = "value_json"  # a chunk whose shape differs from the table's lands here
-FIXED = ("param_id", "worker", "attempt", "error")
+FIXED = ("param_id", "worker", "attempt", "error", "source_run")
 WORKER_TYPE = pa.dictionary(pa.int32(), pa.string())
 META_KEY = b"ttg.values"
 EXACT_IN_FLOAT = 2**53
@@ -91,6 +91,20 @@ class ValueLayout:
             for (name, _kind), (old, new) in zip(self.columns, kinds, strict=True)))
         return wider if wider.fit(values) is not None else None
 
+    def merged(self, other: ValueLayout) -> ValueLayout:
+        """One layout for rows of both (reused rows beside new ones): the one that has
+        values, int64 widened to float64 where the other has floats; the other's columns
+        are kept when the two do not match (its rows then lose nothing they share)."""
+        if self.mode == "none" or self == other:
+            return other if self.mode == "none" else self
+        if other.mode != self.mode or [n for n, _k in other.columns] != \
+                [n for n, _k in self.columns]:
+            return self
+        wide = {("int64", "float64"), ("float64", "int64")}
+        return ValueLayout(self.mode, tuple(
+            (name, "float64" if (mine, theirs) in wide else mine)
+            for (name, mine), (_n, theirs) in zip(self.columns, other.columns, strict=True)))
+
     def to_json(self) -> bytes:
         return compact_json({"mode": self.mode, "columns": self.columns}).encode()
 
@@ -129,7 +143,8 @@ def schema_for(space: Any, layout: ValueLayout) -> pa.Schema:
         fields.append(pa.field(MISFIT, pa.string()))
     # a handful of workers for a million rows: their names as a dictionary column
     fields += [pa.field("worker", WORKER_TYPE), pa.field("attempt", pa.int64()),
-               pa.field("error", pa.string())]
+               pa.field("error", pa.string()),
+               pa.field("source_run", WORKER_TYPE)]  # the run that computed the value
     return pa.schema(fields, metadata={META_KEY: layout.to_json()})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..arrowcols import int64s
 from ..errors import ResultsError
-from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout, conform
-from .writer import ROW_GROUP_ROWS, batches, merge, part_files
+from .layout import MERGED_DIR, MISFIT, PARTS_DIR, RESULTS_FILE, ValueLayout
+from .ordered import sorted_batches
+from .slicing import Filters, check_columns, sample, scan, to_expression
+from .writer import ROW_GROUP_ROWS, merge, part_files
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FORMATS = ("parquet", "csv", "jsonl")
+JSON_ROWS = 8_192  # rows made Python objects at once by a JSON lines export
 
 
 def result_files(run: str | Path, output_dir: str | Path = "outputs") -> list[Path]:
@@ -73,7 +77,7 @@ def stored_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
     chunks = -(-total_params // chunk_size)
     rows = np.zeros(chunks, dtype=np.int64)
     for table in _chunk_counts(files, "", chunk_size):
-        ids = table.column(0).to_numpy()
+        ids = int64s(table.column(0))  # a resume's orchestrator: no pandas
         ids = ids[(ids >= 0) & (ids < total_params)]
         rows += np.bincount(ids // chunk_size, minlength=chunks)
     expected = np.full(chunks, chunk_size, dtype=np.int64)
@@ -102,21 +106,59 @@ def failed_chunks(record_dir: str | Path, chunk_size: int, total_params: int) ->
 def read_table(files: Sequence[Path]) -> pa.Table:
     """Every row of the files in one table, each part in the table's final layout."""
     schema = table_schema(files)
-    return pa.Table.from_batches([conform(b, schema) for b in batches(files)], schema)
+    return pa.Table.from_batches(list(scan(files, schema)), schema)
 
 
-def load_results(run: str | Path, output_dir: str | Path = "outputs") -> pd.DataFrame:
+def load_results(run: str | Path, output_dir: str | Path = "outputs", *,
+                 columns: Sequence[str] | None = None, filters: Filters = None
+                 ) -> pd.DataFrame:
     """A run's results as a pandas DataFrame, one row per point, sorted by ``param_id``
-    (``value_json`` only when some batch did not fit the typed columns)."""
+    (``value_json`` only when some batch did not fit the typed columns).
+
+    ``columns`` and ``filters`` read a slice, never the whole table: only those columns, only
+    the rows the filters keep (pyarrow's DNF form, e.g. ``[("param_id", "<", 1000)]``, or a
+    ``pyarrow.compute`` expression), row groups outside a ``param_id`` range skipped unread.
+    A column or filter the table cannot answer is one ResultsError naming what it has."""
     try:
         import pandas  # noqa: F401
     except ImportError:
-        raise ResultsError("pandas", None, "load_results needs pandas: pip install pandas "
-                                           "(or 'ttg[notebooks]')") from None
+        raise ResultsError("pandas", None, "load_results needs pandas, part of TTG's "
+                                           "install: pip install pandas") from None
     files = result_files(run, output_dir)
-    table = (pq.read_table(files[0]) if len(files) == 1 else read_table(files)
-             ).sort_by("param_id")
-    if MISFIT in table.column_names and table.column(MISFIT).null_count == len(table):
+    schema = table_schema(files)
+    wanted = check_columns(columns, schema)
+    read = wanted if wanted is None or "param_id" in wanted else [*wanted, "param_id"]
+    projected = schema if read is None else pa.schema([schema.field(c) for c in read],
+                                                      metadata=schema.metadata)
+    table = pa.Table.from_batches(list(scan(files, schema, read, filters)), projected)
+    return _frame(table, wanted)
+
+
+def sample_results(run: str | Path, rows: int, output_dir: str | Path = "outputs", *,
+                   columns: Sequence[str] | None = None, seed: int = 0) -> pd.DataFrame:
+    """``rows`` rows of a run's results drawn uniformly at random (the same for the same
+    ``seed``), as :func:`load_results` gives them: a look at a table too big to load."""
+    files = result_files(run, output_dir)
+    schema = table_schema(files)
+    wanted = check_columns(columns, schema)
+    read = wanted if wanted is None or "param_id" in wanted else [*wanted, "param_id"]
+    return _frame(sample(files, schema, rows, seed, read), wanted)
+
+
+def result_rows(run: str | Path, output_dir: str | Path = "outputs") -> int:
+    """How many rows the table holds, from the files' footers (nothing read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in result_files(run, output_dir))
+
+
+def _frame(table: pa.Table, wanted: list[str] | None) -> pd.DataFrame:
+    """Rows sorted by param_id (unless they are), the columns asked for, as pandas."""
+    ids = table.column("param_id").to_numpy()
+    if len(ids) > 1 and not bool((ids[1:] >= ids[:-1]).all()):
+        table = table.sort_by("param_id")
+    if wanted is not None and "param_id" not in wanted:
+        table = table.drop_columns(["param_id"])
+    elif wanted is None and MISFIT in table.column_names and \
+            table.column(MISFIT).null_count == len(table):
         table = table.drop_columns([MISFIT])
     return frame_of(table)
 
@@ -125,7 +167,7 @@ def frame_of(table: pa.Table) -> pd.DataFrame:
     """An Arrow table of results as pandas, an int64 column with nulls kept integer."""
     import pandas as pd
 
-    frame = table.to_pandas()
+    frame = table.to_pandas(split_blocks=True)  # no consolidating copy of a big table
     for name in table.column_names:  # int64 with nulls (failed points) stays integer
         column = table.column(name)
         if pa.types.is_integer(column.type) and column.null_count:
@@ -134,29 +176,42 @@ def frame_of(table: pa.Table) -> pd.DataFrame:
 
 
 def export_results(run: str | Path, format: str = "parquet", out: str | Path | None = None,
-                   output_dir: str | Path = "outputs") -> Path | None:
-    """Write a run's results as Parquet, CSV or JSON lines, streaming a row group at a time
-    (rows in the order they were written; sort by ``param_id`` to read them in order).
+                   output_dir: str | Path = "outputs", *, columns: Sequence[str] | None = None,
+                   filters: Filters = None) -> Path | None:
+    """Write a run's results as Parquet, CSV or JSON lines in ``param_id`` order, streaming
+    a batch at a time: memory stays a few row groups whatever the table's size (a closed
+    run's table is written in order; a dead orchestrator's parts are merged as the close
+    would). ``columns``/``filters``: a slice, as :func:`load_results` takes them.
     ``out`` defaults to ``results-<run>.<format>`` here; ``-`` means stdout (csv, jsonl).
     JSON lines write NaN and infinities as ``null`` (strict JSON has neither).
     Returns the path written (None for stdout)."""
     if format not in FORMATS:
         raise ResultsError("format", format, f"one of {', '.join(FORMATS)}")
     files = result_files(run, output_dir)
+    table = table_schema(files)
+    wanted = check_columns(columns, table)
+    to_expression(filters, table)  # a bad filter fails before a file is made
+    if wanted is None and format != "parquet" and _never_set(files, MISFIT):
+        wanted = [n for n in table.names if n != MISFIT]  # text: no column of nulls
+    schema = table if wanted is None else pa.schema(
+        [table.field(c) for c in wanted],  # a slice's values are no longer the table's
+        metadata=table.metadata if columns is None else None)
+    rows = (scan(files, table, wanted, filters) if len(files) == 1
+            else _merged_slice(files, table, wanted, filters))
     if out is None:
         out = Path(f"results-{_run_name(files[0])}.{format}")
     if str(out) == "-":
         if format == "parquet":
             raise ResultsError("out", "-", "Parquet is binary: give a file with --out")
-        _write_text(files, format, sys.stdout.buffer)
+        _write_text(rows, schema, format, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return None
     out = Path(out)
     if format == "parquet":
-        merge(files, out, table_schema(files), ROW_GROUP_ROWS)
+        merge(files, out, schema, ROW_GROUP_ROWS, source=rows)
     else:
         with open(out, "wb") as handle:
-            _write_text(files, format, handle)
+            _write_text(rows, schema, format, handle)
     return out
 
 
@@ -166,24 +221,38 @@ def _run_name(file: Path) -> str:
     return file.parent.name if file.name == RESULTS_FILE else file.stem
 
 
-def _write_text(files: Sequence[Path], format: str, handle: Any) -> None:
-    drop = [MISFIT] if _never_set(files, MISFIT) else []
-    schema = table_schema(files)
+def _write_text(rows: Iterable[pa.RecordBatch], schema: pa.Schema, format: str,
+                handle: Any) -> None:
+    """CSV (one header) or JSON lines, a batch at a time."""
     if format == "csv":
         import pyarrow.csv as pacsv
         first = True
-        for batch in batches(files):
-            table = pa.Table.from_batches([conform(batch, schema)]).drop_columns(drop)
+        for batch in rows:
             buffer = pa.BufferOutputStream()
-            pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=first))
+            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=first))
             handle.write(buffer.getvalue().to_pybytes())
             first = False
+        if first:  # no row: still the header
+            handle.write((",".join(f'"{n}"' for n in schema.names) + "\n").encode())
         return
-    for batch in batches(files):
-        lines = (json.dumps({k: _finite(v) for k, v in row.items()}, separators=(",", ":"),
-                            allow_nan=False)
-                 for row in conform(batch, schema).drop_columns(drop).to_pylist())
-        handle.write(("\n".join(lines) + "\n").encode())
+    for batch in rows:
+        for start in range(0, batch.num_rows, JSON_ROWS):  # Python dicts: ~600 bytes a row
+            lines = (json.dumps({k: _finite(v) for k, v in row.items()},
+                                separators=(",", ":"), allow_nan=False)
+                     for row in batch.slice(start, JSON_ROWS).to_pylist())
+            handle.write(("\n".join(lines) + "\n").encode())
+
+
+def _merged_slice(files: Sequence[Path], schema: pa.Schema, wanted: list[str] | None,
+                  filters: Filters) -> Iterator[pa.RecordBatch]:
+    """Parts not yet merged (a dead orchestrator's), in ``param_id`` order, sliced."""
+    expression = to_expression(filters, schema)
+    for table in sorted_batches(files, schema):
+        if expression is not None:
+            table = table.filter(expression)
+        if wanted is not None:
+            table = table.select(wanted)
+        yield from (b for b in table.to_batches() if b.num_rows)
 
 
 def _finite(value: Any) -> Any:

@@ -127,6 +127,7 @@ def _table(batch: list[Result], rows: list[_Rows], space: Any,
     columns["worker"] = arrowcols.repeat([r.worker for r in batch], counts, decode=False)
     columns["attempt"] = arrowcols.from_numpy(np.repeat(
         np.fromiter((r.attempt for r in batch), dtype=np.int64, count=len(batch)), counts))
+    columns["source_run"] = arrowcols.repeat([r.run_id for r in batch], counts, decode=False)
     columns["error"] = _errors(rows, counts, total)
     per_point = row_columns(batch, [p.error for p in rows], counts)  # points that failed
     if per_point is not None:  # alone (the worker's per-point errors)

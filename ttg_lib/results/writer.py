@@ -4,7 +4,8 @@ Durability: every :meth:`ResultsWriter.flush` writes its rows as one complete Pa
 under ``results.parts/`` (written aside, fsynced, renamed, the directory fsynced), so rows it
 reported are on disk, name included, before the broker drops its copies.
 :meth:`ResultsWriter.close` merges the parts into ``results.parquet`` a row group at a time,
-laid out once more from every part (a column widened late is widened in all of them).
+in ``param_id`` order (each part is sorted when written; :mod:`.ordered` merges them), laid
+out once more from every part (a column widened late is widened in all of them).
 
 The table is only ever built from complete information: the parts are moved aside
 (``results.parts.merged``, one atomic rename) before the finished table takes their place,
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -31,16 +33,17 @@ from ..retryfailed import FailedPoints, Supersede
 from ..space import Space
 from .layout import (
     MERGED_DIR,
+    META_KEY,
     MISFIT,
     NO_VALUES,
     PARTS_DIR,
     RESULTS_FILE,
     ValueLayout,
     axis_names,
-    conform,
     schema_for,
     value_column_names,
 )
+from .ordered import Keep, is_sorted, sorted_batches
 from .rows import rows_table
 
 ROW_GROUP_ROWS = 65_536
@@ -70,6 +73,7 @@ class ResultsWriter:
         self._closed = False
         self._reopen()
         self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
+        self.reused: np.ndarray | None = None  # sorted param_ids whose rows are copied in
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -105,10 +109,27 @@ class ResultsWriter:
         """Write the buffered rows as one durable part; returns their chunk ids."""
         if not self._buffer:
             return []
-        batch = self._buffer
+        batch = sorted(self._buffer, key=lambda r: r.start)  # a part is in param_id order
         table, layout = rows_table(batch, self.space, self._layout)
         if self.supersede is not None:  # --retry-failed: only the retried points' rows
             table = self.supersede.new_rows(table)
+        if self.reused is not None and len(self.reused):  # their rows come from the source
+            table = table.filter(pa.array(~in_sorted(table.column("param_id").to_numpy(),
+                                                     self.reused)))
+        self._write_part(table)
+        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
+        self._layout = layout
+        return [r.chunk_id for r in batch]
+
+    def add_rows(self, table: pa.Table, layout: ValueLayout) -> None:
+        """Rows made elsewhere (reused from an earlier run, under that table's ``layout``)
+        as one durable part; the table's layout widens to hold them."""
+        self.flush()
+        self._layout = self._layout.merged(layout)
+        self._write_part(table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), META_KEY: layout.to_json()}))
+
+    def _write_part(self, table: pa.Table) -> None:
         if not self.parts.exists():
             self.parts.mkdir(parents=True)
             fsync_dir(self.dir)
@@ -116,11 +137,8 @@ class ResultsWriter:
         write_durably(part, lambda handle: pq.write_table(
             table, handle, row_group_size=max(1, len(table)),
             **write_options(table.schema)))
-        self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
-        self._layout = layout
         self._next_part += 1
         self.rows_written += len(table)
-        return [r.chunk_id for r in batch]
 
     def close(self) -> Path:
         """Flush, then merge the parts into ``results.parquet`` (one row group at a time);
@@ -133,13 +151,12 @@ class ResultsWriter:
         parts = part_files(self.parts)
         tmp = self.path.with_name(self.path.name + ".tmp")
         if len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
-                schema, check_metadata=True):
+                schema, check_metadata=True) and is_sorted(parts[0]):
             shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
             _fsync_file(tmp)
         else:
             merge(parts, tmp, schema, self.row_group_rows, durable=True,
-                  source=self.supersede.old_batches(parts, batches) if self.supersede
-                  else None)
+                  keep=self.supersede.old_rows(parts) if self.supersede else None)
         crashpoints.reach("table-written")
         merged = self.dir / MERGED_DIR
         if self.parts.exists():
@@ -162,8 +179,7 @@ class ResultsWriter:
     def value_columns(self, result: Result) -> list[pa.Array]:
         """A result's value columns exactly as this table would store them: what the
         recomputation of a chunk restored from disk is compared with."""
-        table, _layout = rows_table([result], self.space, self._layout, widen=False)
-        return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
+        return value_columns(result, self.space, self._layout)
 
     # -- internals --
 
@@ -202,6 +218,19 @@ class ResultsWriter:
                             NO_VALUES)
         self.rows_written = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
         self._next_part = int(existing[-1].stem.split("-")[1]) + 1
+
+
+def value_columns(result: Result, space: Space | None,
+                  layout: ValueLayout = NO_VALUES) -> list[pa.Array]:
+    """A result's value columns as a table of ``layout`` would store them."""
+    table, _layout = rows_table([result], space, layout, widen=False)
+    return [table.column(name).combine_chunks() for name in value_column_names(table.schema)]
+
+
+def in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """A mask: which of ``values`` are in ``sorted_set`` (a sorted search, no hash table)."""
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def fsync_dir(path: Path) -> None:
@@ -253,23 +282,29 @@ def batches(files: Sequence[Path]) -> Iterator[pa.RecordBatch]:
 
 
 def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
-          durable: bool = False, source: Iterable[pa.RecordBatch] | None = None) -> None:
-    """Parts into one file of ``schema``, rows coalesced into row groups of about ``rows``
-    (``source``: their rows, if not all of them); ``durable``: ``out`` is written in place
-    and fsynced (the caller renames it)."""
+          durable: bool = False, keep: Keep | None = None,
+          source: Iterable[pa.RecordBatch] | None = None) -> None:
+    """Parts into one file of ``schema`` in ``param_id`` order, rows coalesced into row
+    groups of about ``rows`` (``keep``: which rows of a file, if not all of them;
+    ``source``: the rows to write instead, in order, e.g. a slice); ``durable``: ``out`` is
+    written in place and fsynced (the caller renames it)."""
     def write(handle: Any) -> None:
         with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
-            pending: list[pa.RecordBatch] = []
+            pending: list[pa.Table] = []
             size = 0
-            for batch in batches(files) if source is None else source:
-                pending.append(conform(batch, schema))
-                size += batch.num_rows
-                if size >= rows:
-                    writer.write_table(pa.Table.from_batches(pending, schema),
-                                       row_group_size=size)
-                    pending, size = [], 0
-            if pending or not files:
-                writer.write_table(pa.Table.from_batches(pending, schema))
+            tables = (sorted_batches(files, schema, keep) if source is None else
+                      (pa.Table.from_batches([b]) for b in source))
+            for table in tables:
+                pending.append(table)
+                size += table.num_rows
+                if size >= rows:  # row groups of exactly ``rows``: the rest waits
+                    whole = pa.concat_tables(pending)
+                    cut = size - size % rows
+                    writer.write_table(whole.slice(0, cut), row_group_size=rows)
+                    pending, size = [whole.slice(cut)], size - cut
+            if size or not files:
+                writer.write_table(pa.concat_tables(pending) if size
+                                   else schema.empty_table())
     if durable:
         with open(out, "wb") as handle:
             write(handle)
@@ -277,3 +312,20 @@ def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
             os.fsync(handle.fileno())
     else:
         write_durably(out, write)
+
+
+class NoResults:
+    """keep_results=false: the run's results are checked and dropped (as before there was a
+    results table), to measure what keeping them costs."""
+
+    rows_written = 0
+    path = None
+
+    def add(self, result: Result) -> list[int]:
+        return []
+
+    def flush(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        return None

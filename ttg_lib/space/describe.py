@@ -55,4 +55,9 @@ def format_preview(plan: Mapping[str, Any]) -> str:
              f"first {len(plan['first_points'])} points:"]
     lines += [f"  {i}: " + ", ".join(f"{k}={v!r}" for k, v in point.items())
               for i, point in enumerate(plan["first_points"])]
+    reused = plan.get("reused") or {}
+    if reused:
+        lines.append(f"reused from earlier runs (before their check): {sum(reused.values()):,} "
+                     f"points (" + ", ".join(f"{n:,} from {run}" for run, n in reused.items())
+                     + ")")
     return "\n".join(lines)

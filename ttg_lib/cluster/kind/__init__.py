@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backends import DEFAULT_BACKEND, backend_names
-from .base import ClusterError
-from .kindnodes import (
+from ...backends import DEFAULT_BACKEND, backend_names
+from ..base import ClusterError
+from ..kindnodes import (
     KIND_NODE_IMAGES,
     KIND_VERSION,  # noqa: F401 (re-exported: kind-e2e.sh, tests)
     NODE_IMAGE_ENV,
@@ -42,7 +42,7 @@ from .kindnodes import (
 CLUSTER_NAME = "ttg"
 CONTEXT = f"kind-{CLUSTER_NAME}"
 IMAGE = "ttg-worker:dev"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 KIND_CONFIG = REPO_ROOT / "kind" / "kind-config.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 BOTH = "both"  # every broker at once (the notebooks' choice)
@@ -227,7 +227,7 @@ def build_image(tag: str = IMAGE) -> str:
 def build_user_image(requirements: Path | None, code: Path | None) -> tuple[str, str]:
     """Build ``ttg-worker:user-<hash>`` FROM the base with the user's requirements and code
     (:mod:`.userimage`); returns (tag, what was done). An unchanged content keeps its tag."""
-    from .userimage import UserImage
+    from ..userimage import UserImage
 
     require("docker")
     image = UserImage(IMAGE, requirements, code)
@@ -255,7 +255,7 @@ def load_image(tag: str = IMAGE) -> str:
 
 # -- notebook actions ----------------------------------------------------------------
 def _provider(backend: str) -> Any:
-    from .kubernetes import KubernetesCluster
+    from ..kubernetes import KubernetesCluster
 
     return KubernetesCluster(flavor="kind", backend=backend, run_id="provision",
                              context=CONTEXT, poll_s=2.0)
@@ -333,8 +333,8 @@ def credentials() -> list[str]:
 
 def down(run_id: str | None = None, dry_run: bool = False) -> list[str]:
     """Delete TTG-labelled objects in namespace ttg of the Kind cluster (cluster stays)."""
-    from ..cleanup import CleanupReport
-    from .kubernetes import cleanup_kubernetes
+    from ...cleanup_report import CleanupReport
+    from ..kubernetes import cleanup_kubernetes
 
     report = CleanupReport(dry_run=dry_run)
     cleanup_kubernetes(run_id=run_id, dry_run=dry_run, report=report, context=CONTEXT)
@@ -366,9 +366,3 @@ def provision(action: str = "status", backend: str = DEFAULT_BACKEND, build: boo
     if action == "credentials":
         return credentials()
     return [delete_cluster(force=force)]
-
-
-if __name__ == "__main__":
-    from ttg_lib.commands.kind import kind
-
-    kind.main(prog_name="python -m ttg_lib.cluster.kind")

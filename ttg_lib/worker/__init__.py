@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import childproc
-from .backends import (
+from .. import childproc
+from ..backends import (
     AnnouncesLateResults,
     BrokerUnavailable,
     Consumer,
@@ -37,15 +37,15 @@ from .backends import (
     open_consumer,
     stored_key,
 )
-from .backends.blobs import CURRENT_RUN
-from .cluster import hardkill
-from .computestate import SLOW_POINT_S
-from .logs import EventLog
-from .messages import MessageError, Result, Task
-from .points import retry_delay
-from .procs import peak_rss_mib
-from .supervise import Batch, ComputeBroken, InlineSupervisor, Supervisor
-from .workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
+from ..backends.blobs import CURRENT_RUN
+from ..cluster import hardkill
+from ..computestate import SLOW_POINT_S
+from ..logs import EventLog
+from ..messages import MessageError, Result, Task
+from ..points import retry_delay
+from ..procs import peak_rss_mib
+from ..supervise import Batch, ComputeBroken, InlineSupervisor, Supervisor
+from ..workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
 
 __all__ = ["BatchSizer", "CpuMeter", "Heartbeat", "Worker", "WorkerSettings", "retry_delay"]
 
@@ -391,9 +391,3 @@ def _tighten_timer_slack() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK
         except (OSError, AttributeError):
             pass
-
-
-if __name__ == "__main__":
-    from ttg_lib.commands.worker import worker
-
-    worker.main(prog_name="python -m ttg_lib.worker")
