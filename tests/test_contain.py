@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -148,9 +149,14 @@ def test_max_failures_stops_the_run_and_retry_failed_mends_it(make_config, backe
     assert summary["state"] == "stopped" and not summary["ok"]
     failures = read_jsonl(cfg.record_dir / FAILURES_FILE)
     assert 6 <= len(failures) < 50  # of 100: stopped early, nothing more published
-    assert ended - sorted(f["at"] for f in failures)[5] < 3.0  # 2 s, plus a loaded machine
-    assert summary["problems"][-1].startswith(  # the count when it stopped; a batch in
-        "stopped: 6 points failed (first: RuntimeError: not fixed")  # flight adds to it
+    sixth = sorted(failures, key=lambda f: f["at"])[5]
+    computed = min(c["finished_at"] for c in read_jsonl(cfg.record_dir / "chunks.jsonl")
+                   if c["chunk_id"] == sixth["chunk_id"])
+    assert ended - computed < 2.0  # from the moment its worker had it (~0.6 s, loaded)
+    # the count when it stopped: 6, or 7 when the chunk that crossed 5 held two failures
+    # (every third x fails: a chunk of 4 has one or two; two workers, so any order)
+    assert re.match(r"stopped: [67] points failed \(first: RuntimeError: not fixed",
+                    summary["problems"][-1]), summary["problems"][-1]
     before = load_results(cfg.record_dir).set_index("param_id")
     assert before["error"].notna().sum() == len(failures)
 

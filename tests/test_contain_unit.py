@@ -127,6 +127,45 @@ def test_the_supervisor_contains_crashes_and_hangs_and_recycles():
         supervisor.close()
 
 
+@pytest.mark.slow  # starts compute processes
+def test_the_compute_process_starts_the_next_batch_before_this_one_is_collected():
+    import time
+
+    supervisor = Supervisor()
+    try:
+        first = supervisor.submit([task("ttg_lib.misbehave:raises_at_13", start=0)])
+        second = supervisor.submit([task("ttg_lib.misbehave:raises_at_13", start=8)])
+        deadline = time.monotonic() + 30
+        while supervisor.child.where()[0] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the cursor is shared memory: nothing to wait on
+        assert supervisor.child.where()[0] == 2  # nobody collected the first batch yet
+        (one,) = supervisor.collect(first, keepalive=lambda: None)
+        (two,) = supervisor.collect(second, keepalive=lambda: None)
+        assert one.failures == [] and len(one.values) == 8
+        assert [(f.offset, f.error) for f in two.failures] == [(5, "ValueError: 13 is unlucky")]
+    finally:
+        supervisor.close()
+
+
+@pytest.mark.slow  # starts compute processes
+def test_a_crash_with_two_batches_in_flight_fails_its_point_and_both_complete():
+    supervisor = Supervisor()
+    try:
+        first = supervisor.submit([task("ttg_lib.misbehave:kills_itself", start=0)])
+        second = supervisor.submit([task("ttg_lib.misbehave:kills_itself", start=8),
+                                    task("ttg_lib.misbehave:kills_itself", start=16)])
+        (one,) = supervisor.collect(first, keepalive=lambda: None)
+        two, three = supervisor.collect(second, keepalive=lambda: None)
+        assert [(f.offset, f.error) for f in one.failures] == [
+            (7, "crashed: signal 9 (SIGKILL)")]
+        assert two.failures == [] and len(two.values) == 8
+        assert [(f.offset, f.error) for f in three.failures] == [
+            (7, "crashed: signal 11 (SIGSEGV)")]  # x = 23, sent to three processes
+        assert supervisor.counters.crashes == 4 and supervisor.counters.started == 5
+    finally:
+        supervisor.close()
+
+
 def test_auto_point_timeout_is_ten_times_p99_never_under_ten_seconds():
     clock = PointClock()
     assert clock.limit() == 0.0  # no points yet: no limit
@@ -193,8 +232,8 @@ def test_a_point_running_long_shows_in_the_heartbeat_and_ttg_monitor(tmp_path, m
     thread.start()
     try:
         deadline, seen = time.monotonic() + 10, []
-        while not seen and time.monotonic() < deadline:
-            seen = slow_points(tmp_path)
+        while not (seen and seen[0]["param_id"] is not None) and time.monotonic() < deadline:
+            seen = slow_points(tmp_path)  # param_id None first, while the function loads
             time.sleep(0.05)  # the heartbeat file is rewritten by another thread
         assert seen and seen[0]["worker"] == "w1" and seen[0]["param_id"] == 25
         assert seen[0]["chunk"] == 3 and seen[0]["seconds"] >= 0.3

@@ -449,3 +449,18 @@ def test_the_lock_names_its_owner_and_an_expiring_one_can_be_taken_over(broker: 
         holder.close()
         other.close()
         broker.producer.acquire_run(TEST_LOCK)
+
+
+def test_a_window_hands_over_the_next_batch_while_one_is_held(broker: Broker):
+    """A worker computing a batch takes the next one (RabbitMQ: a prefetch of the window,
+    not of the batch, else nothing more comes until the held batch is acked)."""
+    p, c = broker.producer, broker.consumer()
+    p.publish_tasks(task(i) for i in range(4))
+    held, ahead, deadline = [], [], time.monotonic() + 5
+    while len(held) < 2 and time.monotonic() < deadline:
+        held += c.fetch("ahead", 0.2, max_count=2 - len(held), window=4)
+    while len(ahead) < 2 and time.monotonic() < deadline:
+        ahead += c.fetch("ahead", 0.2, max_count=2 - len(ahead), window=4)
+    assert len(held) == 2 and len(ahead) == 2
+    c.complete([(d, result_for(Task.decode(d.body))) for d in held + ahead])
+    assert sorted(r.chunk_id for r in read_all_results(p, 4)) == list(range(4))

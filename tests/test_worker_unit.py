@@ -82,6 +82,46 @@ def test_worker_computes_every_chunk_and_reports_itself(memory):
     assert worker.chunks_done == 10
 
 
+@pytest.mark.parametrize("work_ms, chunks, ahead", [(0, 200, 2), (2, 30, 1)])
+def test_fast_chunks_are_handed_over_before_the_batch_before_is_stored(memory, work_ms,
+                                                                       chunks, ahead):
+    """Fast chunks: the compute process gets the next batch while the worker stores the one
+    before (two batches in hand at most); slow ones: one batch at a time."""
+    from dataclasses import replace
+
+    url, producer = memory
+    producer.publish_tasks(replace(task(i), work_ms=work_ms) for i in range(chunks))
+    worker, _thread = start_worker(url)
+    outstanding, most = [0], [0]
+    submit, collect = worker.supervisor.submit, worker.supervisor.collect
+
+    def counted_submit(*args, **kwargs):
+        outstanding[0] += 1
+        most[0] = max(most[0], outstanding[0])
+        return submit(*args, **kwargs)
+
+    def counted_collect(*args, **kwargs):
+        outstanding[0] -= 1
+        return collect(*args, **kwargs)
+
+    worker.supervisor.submit, worker.supervisor.collect = counted_submit, counted_collect
+    got: list = []
+    poll(lambda: got.extend(results(producer)) or len(got) >= chunks, 30)
+    stop((worker, _thread))
+    assert sorted(r.chunk_id for r in got) == list(range(chunks)) and worker.chunks_done == chunks
+    assert most[0] == ahead
+
+
+def test_max_chunks_stops_before_taking_another_batch(memory):
+    from dataclasses import replace
+
+    url, producer = memory
+    producer.publish_tasks(replace(task(i), work_ms=6) for i in range(10))  # one at a time
+    worker, thread = start_worker(url, max_chunks=2)
+    thread.join(20)
+    assert not thread.is_alive() and worker.chunks_done == 2
+
+
 def test_a_failing_point_is_retried_with_backoff_then_fails_alone(memory):
     url, producer = memory
     producer.publish_tasks([task(3, compute="ttg_lib.compute:failing", max_retries=2,

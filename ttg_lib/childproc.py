@@ -63,7 +63,7 @@ class ComputeChild:
                                              stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
-        self.jobs_done = 0
+        self.sent = 0  # jobs sent so far: the n-th one runs with the cursor's SEQ at n
         self.functions: set[str] = set()  # functions shipped by value it has been sent
         self.ready = False  # its hello arrived
         self.cpu_s = 0.0  # the process's CPU seconds, as it last reported them
@@ -108,7 +108,6 @@ class ComputeChild:
         if kind == "ready":
             self.ready = True
             return []
-        self.jobs_done += len(outcomes)
         return outcomes
 
     def rss_mib(self, field: str = "VmRSS") -> float:

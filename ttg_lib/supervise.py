@@ -2,7 +2,11 @@
 
 :class:`Supervisor` hands a batch of chunks to a :class:`~ttg_lib.childproc.ComputeChild`
 in one message and gets them back packed: no round trip per point, none per chunk of a fast
-batch. While it waits it keeps the leases alive and watches the process's cursor:
+batch. Batches are submitted and collected apart (:meth:`Supervisor.submit`,
+:meth:`Supervisor.collect`), so the worker can hand over its next batch before it collects
+this one: the process goes from one batch to the next without waiting for the worker's
+round trips to the broker. While it waits it keeps the leases alive and watches the
+process's cursor:
 
 * the process died (SIGKILL, SIGSEGV, ``os._exit``, OOM): the point the cursor names is
   tried again, at most ``max_crashes`` more times, then recorded as its own failed row
@@ -18,65 +22,25 @@ batch. While it waits it keeps the leases alive and watches the process's cursor
 
 from __future__ import annotations
 
-import bisect
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import byvalue
 from .childproc import ChildDied, ComputeChild
 from .compute import Fetch
+from .computestate import AUTO, Counters, PointClock, Running
 from .messages import PointFailure, Task
 from .points import UNTRACKED, WAITING, ChunkOutcome, Job, compute_job
 
-AUTO = -1.0  # Task.point_timeout_s: learn the limit from the run
-AUTO_FACTOR, AUTO_FLOOR_S, AUTO_MIN_POINTS = 10.0, 10.0, 10
 START_FAILURES = 3  # a compute process that dies this often before any chunk: give up
-SLOW_POINT_S = 60.0  # a point running longer is shown (heartbeat: ttg monitor, the panel)
 
 
 class ComputeBroken(RuntimeError):
     """The compute process cannot even start; the batch's chunks are dead-lettered."""
-
-
-@dataclass
-class Running:
-    """The point a worker's compute process is on, when it has run for a while."""
-
-    chunk_id: int
-    param_id: int | None  # None: the chunk's points are not tracked (fast ones)
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"chunk": self.chunk_id, "param_id": self.param_id,
-                "seconds": round(self.seconds, 1)}
-
-
-class PointClock:
-    """Durations of the points finished so far (tracked ones), for ``--point-timeout auto``."""
-
-    KEEP = 4096
-
-    def __init__(self) -> None:
-        self._sorted: list[float] = []
-        self.seen = 0
-
-    def add(self, seconds: list[float]) -> None:
-        for s in seconds[-self.KEEP:]:
-            bisect.insort(self._sorted, s)
-        self.seen += len(seconds)
-        if len(self._sorted) > self.KEEP:  # drop evenly: the shape stays
-            self._sorted = self._sorted[::2]
-
-    def limit(self) -> float:
-        """10 x p99, never under 10 s; 0 (none yet) until enough points finished."""
-        if self.seen < AUTO_MIN_POINTS or not self._sorted:
-            return 0.0
-        p99 = self._sorted[min(len(self._sorted) - 1, int(0.99 * len(self._sorted)))]
-        return max(AUTO_FLOOR_S, AUTO_FACTOR * p99)
 
 
 @dataclass
@@ -86,18 +50,21 @@ class _Tracking:
     job: Job
     crashes: dict[int, int] = field(default_factory=dict)
     unknown: int = 0  # crashes or hangs whose point the cursor could not name
+    seq: int = 0  # its number in the process it was last sent to (the cursor's SEQ)
+    outcome: ChunkOutcome | None = None
 
 
 @dataclass
-class Counters:
-    crashes: int = 0
-    timeouts: int = 0
-    recycled: int = 0
-    started: int = 0
+class Batch:
+    """Chunks submitted together; :meth:`Supervisor.collect` gives their outcomes."""
 
-    def to_dict(self) -> dict[str, int]:
-        return {"compute_crashes": self.crashes, "point_timeouts": self.timeouts,
-                "compute_recycled": self.recycled, "compute_started": self.started}
+    tracking: list[_Tracking]
+    begun: float
+    future: Future[list[ChunkOutcome]] | None = None  # InlineSupervisor's
+
+    @property
+    def complete(self) -> bool:
+        return all(t.outcome is not None for t in self.tracking)
 
 
 class Supervisor:
@@ -115,6 +82,12 @@ class Supervisor:
         self._fetch: Fetch | None = None
         self._payloads: dict[str, bytes | None] = {}  # functions shipped by value, by ref
         self._dead_peak_mib = 0.0
+        self._owed: deque[_Tracking] = deque()  # sent to the process, in order, not back yet
+        self._unsent: deque[_Tracking] = deque()  # waiting for a (new) process
+        self._seen: tuple[int, int] | None = None  # the cursor, as last read ...
+        self._since = 0.0  # ... and since when it has read so
+        self._next_keepalive = 0.0
+        self._start_failures = 0
 
     def peak_rss_mib(self) -> float:
         """The highest peak memory of this worker's compute processes (the worker's own
@@ -157,82 +130,131 @@ class Supervisor:
             fetch: Fetch | None = None) -> list[ChunkOutcome]:
         """Every task's outcome, in order, whatever the user's function does (``fetch``: a
         function shipped by value, from the broker, which only this process talks to)."""
+        return self.collect(self.submit(tasks, fetch), keepalive)
+
+    def submit(self, tasks: list[Task], fetch: Fetch | None = None) -> Batch:
+        """Hand ``tasks`` to the compute process now (behind any batch it is computing)."""
         self._fetch = fetch
-        begun = time.time()
-        tracking = [_Tracking(Job(task)) for task in tasks]
-        done: dict[int, ChunkOutcome] = {}
-        start_failures = 0
-        while len(done) < len(tracking):
-            self._maybe_recycle(tasks[0])
-            child = self._child()
-            pending = [i for i in range(len(tracking)) if i not in done]
-            if tasks[0].recycle_after:  # exactly N chunks a process, whatever the batches
-                pending = pending[:max(1, tasks[0].recycle_after - child.jobs_done)]
-            base = child.seq
-            try:
-                self._batch(child, [tracking[i] for i in pending], pending, done, keepalive,
-                            base)
-                start_failures = 0
-            except _Restart:  # a point ran out of time: recorded, the process replaced
-                continue
-            except ChildDied as exc:
-                seq, offset = child.where()
-                self._retire(child)
-                if seq == base:
-                    start_failures += 1
-                    if start_failures >= START_FAILURES:
-                        raise ComputeBroken(f"the compute process does not start: "
-                                            f"{exc.how}") from None
+        batch = Batch([_Tracking(Job(task)) for task in tasks], time.time())
+        self._unsent.extend(batch.tracking)
+        try:
+            self._send()
+        except BaseException:  # the broker failed us (a function shipped by value)
+            self._drop(batch)
+            raise
+        return batch
+
+    def collect(self, batch: Batch, keepalive: Callable[[], None]) -> list[ChunkOutcome]:
+        """The batch's outcomes, in order; batches submitted earlier are collected first."""
+        self._next_keepalive = time.monotonic() + self.POLL_S
+        try:
+            while not batch.complete:
+                if not self._owed:
+                    self._send()
+                child = self.child
+                assert child is not None and self._owed, "a batch waits with nothing sent"
+                try:
+                    self._watch(child, keepalive)
+                except _Restart:  # a point ran out of time: recorded, the process replaced
                     continue
-                index = pending[seq - base - 1] if seq - base - 1 < len(pending) else None
-                if index is not None and index not in done:
-                    self._crashed(tracking[index], offset, exc.how)
+                except ChildDied as exc:
+                    self._died(child, exc.how)
+        except BaseException:  # given up (ComputeBroken, the broker): not sent again
+            self._drop(batch)
+            raise
         self.running = None
-        for index, outcome in done.items():
+        outcomes = [t.outcome for t in batch.tracking if t.outcome is not None]
+        for tracked, outcome in zip(batch.tracking, outcomes, strict=True):
             self.clock.add(outcome.point_seconds)
-            if tracking[index].job.careful:  # computed again after a crash or a hang: it
-                outcome.started_at = begun  # started with the batch
-        return [done[i] for i in range(len(tracking))]
+            if tracked.job.careful:  # computed again after a crash or a hang: it started
+                outcome.started_at = batch.begun  # with the batch
+        return outcomes
 
-    def _batch(self, child: ComputeChild, jobs: list[_Tracking], order: list[int],
-               done: dict[int, ChunkOutcome], keepalive: Callable[[], None],
-               base: int) -> None:
-        child.send([self._with_function(child, t.job) for t in jobs])
-        got = 0
-        seen, since = child.where(), time.monotonic()
-        next_keepalive = since + self.POLL_S
-        while got < len(jobs):
-            outcomes = child.receive(self.POLL_S)
-            for outcome in outcomes or ():
-                done[order[got]] = outcome
-                got += 1
-            now = time.monotonic()
-            if outcomes:
-                continue
-            if now >= next_keepalive:
-                keepalive()
-                next_keepalive = now + self.POLL_S
-            where = child.where()
-            if where != seen:
-                seen, since = where, now
-            seq, offset = where
-            if not 0 < seq - base <= len(jobs):
-                continue
-            tracked = jobs[seq - base - 1]
-            task = tracked.job.task
-            running_s = now - since
-            if offset != WAITING:
-                self.running = Running(task.chunk_id, None if offset < 0 else
-                                       task.start + offset, running_s)
-            limit = self.limit_of(task)
-            if limit and offset != WAITING and running_s > limit:
-                self._timed_out(child, tracked, offset, limit)
-                raise _Restart() from None
+    def _drop(self, batch: Batch) -> None:
+        mine = {id(t) for t in batch.tracking}
+        self._unsent = deque(t for t in self._unsent if id(t) not in mine)
 
-    def _timed_out(self, child: ComputeChild, tracked: _Tracking, offset: int,
-                   limit: float) -> None:
-        child.kill()
+    def _send(self) -> None:
+        """Send what waits to the compute process, as far as recycling allows: a process
+        due for replacement takes nothing more, and is replaced once it has caught up."""
+        if not self._unsent:
+            return
+        task = self._unsent[0].job.task
+        child = self.child
+        if child is not None and (why := self._recycle_due(child, task)):
+            if self._owed:
+                return  # it finishes what it has first: collect() sends again then
+            self.counters.recycled += 1
+            self.log("compute_recycled", after=why)
+            self._retire(child)
+        child = self._child()
+        room = len(self._unsent)
+        if task.recycle_after:  # exactly N chunks a process, whatever the batches
+            room = min(room, task.recycle_after - child.sent)
+        jobs = [self._with_function(child, self._unsent[i].job) for i in range(room)]
+        for _ in jobs:
+            tracked = self._unsent.popleft()
+            child.sent += 1
+            tracked.seq = child.sent
+            self._owed.append(tracked)
+        try:
+            child.send(jobs)
+        except ChildDied:
+            pass  # the next receive sees it ended, and deals with what it owed
+
+    def _watch(self, child: ComputeChild, keepalive: Callable[[], None]) -> None:
+        """One wait for outcomes; between them, the leases and the cursor (a hung point)."""
+        outcomes = child.receive(self.POLL_S)
+        if outcomes:
+            for outcome in outcomes:
+                self._owed.popleft().outcome = outcome
+            self._start_failures = 0
+            return
+        now = time.monotonic()
+        if now >= self._next_keepalive:
+            keepalive()
+            self._next_keepalive = now + self.POLL_S
+        where = child.where()
+        if where != self._seen:
+            self._seen, self._since = where, now
+        seq, offset = where
+        tracked = next((t for t in self._owed if t.seq == seq), None)
+        if tracked is None:  # between jobs: nothing of ours is running
+            return
+        task = tracked.job.task
+        running_s = now - self._since
+        if offset != WAITING:
+            self.running = Running(task.chunk_id, None if offset < 0 else
+                                   task.start + offset, running_s)
+        limit = self.limit_of(task)
+        if limit and offset != WAITING and running_s > limit:
+            child.kill()
+            self._requeue(child)
+            self._timed_out(tracked, offset, limit)
+            raise _Restart() from None
+
+    def _died(self, child: ComputeChild, how: str) -> None:
+        """The process ended: the point it was on is charged, what it owed is sent again."""
+        seq, _offset = where = child.where()
+        owed = self._requeue(child)
+        tracked = next((t for t in owed if t.seq == seq), None)
+        if tracked is None:  # none of its jobs had started: it dies starting
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES:
+                self._start_failures = 0
+                raise ComputeBroken(f"the compute process does not start: {how}")
+            return
+        self._crashed(tracked, where[1], how)
+
+    def _requeue(self, child: ComputeChild) -> list[_Tracking]:
+        """Retire the process; what it owed goes first in line for the next one."""
+        owed = list(self._owed)
+        self._owed.clear()
+        self._unsent.extendleft(reversed(owed))
         self._retire(child)
+        return owed
+
+    def _timed_out(self, tracked: _Tracking, offset: int, limit: float) -> None:
         task = tracked.job.task
         tracked.job.careful = True
         if offset == UNTRACKED:  # a fast chunk stalled: find the point with every one tracked
@@ -286,6 +308,7 @@ class Supervisor:
         if self.child is None:
             self.child = ComputeChild()
             self.counters.started += 1
+            self._seen = None
         return self.child
 
     def _retire(self, child: ComputeChild) -> None:
@@ -295,21 +318,14 @@ class Supervisor:
         if self.child is child:
             self.child = None
 
-    def _maybe_recycle(self, task: Task) -> None:
-        """Leaky functions: a process past its chunk count or memory cap is replaced (the
-        run's settings travel with its tasks)."""
-        child = self.child
-        if child is None:
-            return
-        why = ""
-        if task.recycle_after and child.jobs_done >= task.recycle_after:
-            why = f"{child.jobs_done} chunks"
-        elif task.max_worker_mib and (rss := child.rss_mib()) > task.max_worker_mib:
-            why = f"{rss:.0f} MiB"
-        if why:
-            self.counters.recycled += 1
-            self.log("compute_recycled", after=why)
-            self._retire(child)
+    def _recycle_due(self, child: ComputeChild, task: Task) -> str:
+        """Leaky functions: why a process past its chunk count or memory cap is to be
+        replaced ("" if it is not; the run's settings travel with its tasks)."""
+        if task.recycle_after and child.sent >= task.recycle_after:
+            return f"{child.sent} chunks"
+        if task.max_worker_mib and (rss := child.rss_mib()) > task.max_worker_mib:
+            return f"{rss:.0f} MiB"
+        return ""
 
 
 class _Restart(ChildDied):
@@ -335,12 +351,16 @@ class InlineSupervisor(Supervisor):
     def close(self) -> None:
         self.pool.shutdown(wait=False)
 
-    def run(self, tasks: list[Task], keepalive: Callable[[], None],
-            fetch: Fetch | None = None) -> list[ChunkOutcome]:
-        future = self.pool.submit(lambda: [compute_job(Job(task), fetch=fetch)
-                                           for task in tasks])
+    def submit(self, tasks: list[Task], fetch: Fetch | None = None) -> Batch:
+        batch = Batch([_Tracking(Job(task)) for task in tasks], time.time())
+        batch.future = self.pool.submit(lambda: [compute_job(Job(task), fetch=fetch)
+                                                 for task in tasks])
+        return batch
+
+    def collect(self, batch: Batch, keepalive: Callable[[], None]) -> list[ChunkOutcome]:
+        assert batch.future is not None
         while True:
             try:
-                return future.result(timeout=self.POLL_S)
+                return batch.future.result(timeout=self.POLL_S)
             except FutureTimeout:
                 keepalive()

@@ -199,8 +199,12 @@ class Consumer(Connection):
     """A worker's side: at-least-once delivery with leases."""
 
     @abc.abstractmethod
-    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
-        """Up to ``max_count`` tasks, waiting up to ``timeout`` for the first one."""
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1,
+              window: int = 0) -> list[Delivery]:
+        """Up to ``max_count`` tasks, waiting up to ``timeout`` for the first one.
+        ``window``: how many unacked tasks this consumer may hold at once, those it has
+        already included (0: ``max_count``); a broker that pushes tasks (RabbitMQ's
+        prefetch) needs it to hand over a batch while the one before is still held."""
 
     @abc.abstractmethod
     def keepalive(self, consumer: str, deliveries: list[Delivery]) -> None:

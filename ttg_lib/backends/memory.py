@@ -261,7 +261,8 @@ class MemoryConsumer(MemoryConnection, base.Consumer, base.AnnouncesLateResults,
         self.close()
         self.severed = True
 
-    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1,
+              window: int = 0) -> list[Delivery]:
         b = self._check()
         deadline = time.monotonic() + timeout
         with b.cond:

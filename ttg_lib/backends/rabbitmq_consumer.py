@@ -45,10 +45,12 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self._announced: set[str] = set()
 
     @amqp_errors
-    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
-        if self._consuming != TASKS or max_count != self.prefetch:
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1,
+              window: int = 0) -> list[Delivery]:
+        window = max(window, max_count)
+        if self._consuming != TASKS or window != self.prefetch:
             try:
-                self._subscribe_tasks(consumer, max_count)
+                self._subscribe_tasks(consumer, window)
             except pika.exceptions.ChannelClosedByBroker as exc:
                 if exc.reply_code != 404:
                     raise

@@ -44,7 +44,8 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
             self.r.xgroup_delconsumer(TASKS, GROUP, consumer)
 
     @redis_errors
-    def fetch(self, consumer: str, timeout: float, max_count: int = 1) -> list[Delivery]:
+    def fetch(self, consumer: str, timeout: float, max_count: int = 1,
+              window: int = 0) -> list[Delivery]:
         with group_lost(self.declare):  # the orchestrator refills the tasks
             return self._fetch(consumer, timeout, max_count)
         return []

@@ -15,13 +15,13 @@ again (:class:`AnnouncesLateResults`).
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
 import random
 import signal
-import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .. import childproc
@@ -31,22 +31,31 @@ from ..backends import (
     Consumer,
     Delivery,
     ForgetsConsumers,
-    StoresBlobs,
     open_consumer,
     stored_key,
 )
-from ..backends.blobs import CURRENT_RUN
 from ..cluster import hardkill
+from ..computestate import SLOW_POINT_S
 from ..logs import EventLog
 from ..messages import MessageError, Result, Task
 from ..points import retry_delay
-from ..procs import peak_rss_mib
-from ..supervise import SLOW_POINT_S, ComputeBroken, InlineSupervisor, Supervisor
+from ..procs import peak_rss_mib, tighten_timer_slack
+from ..supervise import Batch, ComputeBroken, InlineSupervisor, Supervisor
 from ..workerstate import BatchSizer, CpuMeter, Heartbeat, WorkerSettings
+from .current import CurrentRuns
 
 __all__ = ["BatchSizer", "CpuMeter", "Heartbeat", "Worker", "WorkerSettings", "retry_delay"]
 
 MAX_BOUNCES = 20  # a recomputation its own producer keeps getting: one worker left; do it
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to the compute process, not yet collected and stored."""
+
+    todo: list[tuple[Delivery, Task]]  # the tasks admitted
+    held: list[Delivery]  # every delivery fetched with them: their leases are ours
+    batch: Batch | None  # None: nothing was admitted
 
 
 class Worker:
@@ -66,7 +75,7 @@ class Worker:
         self.cpu = CpuMeter()
         self._parent = os.getppid()
         self._reconnected_at = float("-inf")  # when this worker last came back from an outage
-        self._current_runs: set[str] = set()  # runs seen current on the broker (issue 20)
+        self.runs = CurrentRuns(self.backend)  # which run is ours (issue 20)
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -87,7 +96,7 @@ class Worker:
         signal.signal(signal.SIGINT, stop)
 
     def run(self) -> int:
-        _tighten_timer_slack()
+        tighten_timer_slack()
         self.supervisor.start()  # its start-up overlaps the broker connection
         try:
             return self._run()
@@ -103,11 +112,17 @@ class Worker:
         self.heartbeat.beat(force=True, state="ready")  # the first write: never throttled
         self.log("worker_ready", backend=self.settings.backend, pid=os.getpid())
         idle_since = time.monotonic()
+        flight: _InFlight | None = None  # a batch the compute process has, not yet stored
         while not self.stopping.is_set() and not self._orphaned():
             try:
-                deliveries = self.backend.fetch(self.settings.name, self.FETCH_WAIT_S,
-                                                self.batch.size)
+                deliveries = self.backend.fetch(
+                    self.settings.name, 0.0 if flight else self.FETCH_WAIT_S,
+                    self.batch.size, window=self.batch.size * (2 if self._looks_ahead() else 1))
                 if not deliveries:
+                    if flight is not None:  # none more for now: store what is computing
+                        flight, current = None, flight
+                        self._finish(current)
+                        continue
                     self.heartbeat.beat(state="idle", current_chunk=None)
                     if (self.settings.idle_exit_s
                             and time.monotonic() - idle_since > self.settings.idle_exit_s):
@@ -115,7 +130,12 @@ class Worker:
                     continue
                 if self._orphaned():  # its run is gone: these may be a new run's tasks,
                     break  # left unacked for the new run's workers (RabbitMQ requeues now)
-                self.handle_batch(deliveries)
+                flight, current = self._begin(deliveries), flight  # it computes while ...
+                if current is not None:  # ... the batch before is stored
+                    self._finish(current, also_held=flight.held)
+                if not self._looks_ahead():  # slow chunks (or --max-chunks): one at a time
+                    flight, current = None, flight
+                    self._finish(current)
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
@@ -123,6 +143,9 @@ class Worker:
                     break
             if self.settings.max_chunks and self.chunks_done >= self.settings.max_chunks:
                 break
+        if flight is not None:  # a stop lets the chunks in hand finish and be stored
+            with contextlib.suppress(BrokerUnavailable):  # else they are redelivered
+                self._finish(flight)
         self.heartbeat._last = 0.0  # the final state is always written
         self.heartbeat.beat(force=True, state="stopped", current_chunk=None)
         self.log("worker_stopped", chunks_done=self.chunks_done)
@@ -165,12 +188,22 @@ class Worker:
                 self.stopping.wait(random.uniform(*self.RECONNECT_EVERY_S))
 
     # -- chunks --------------------------------------------------------------
-    def handle_batch(self, deliveries: list[Delivery]) -> None:
-        """Compute the batch's chunks in the compute process, then store every result and
-        ack every task in one round trip."""
+    def _looks_ahead(self) -> bool:
+        """Fast chunks: the next batch is taken while this one computes, so the compute process
+        never waits for the broker (~20 ms of work more in hand); slow ones: one at a time."""
+        return self.batch.fast and not self.settings.max_chunks
+
+    def _begin(self, deliveries: list[Delivery]) -> _InFlight:
+        """Admit the batch's tasks and hand them to the compute process."""
         todo = [(d, part) for d in deliveries if (t := self._admit(d)) is not None
                 for part in t.parts()]  # a bundle: a result per chunk, an ack for all
-        done = self._compute(todo, deliveries) if todo else []
+        batch = (self.supervisor.submit([t for _d, t in todo], fetch=self.runs.fetch_function)
+                 if todo else None)
+        return _InFlight(todo, deliveries, batch)
+
+    def _finish(self, flight: _InFlight, also_held: list[Delivery] | None = None) -> None:
+        """Collect a batch, store its results, ack its tasks (``also_held``: leases kept too)."""
+        done = self._compute(flight, flight.held + (also_held or [])) if flight.todo else []
         if self._handing_back:  # recomputations of our own results: for other workers
             handed, self._handing_back = self._handing_back, []
             self.backend.hand_back(handed)
@@ -186,7 +219,7 @@ class Worker:
         except MessageError as exc:
             return self._reject(delivery, str(exc))
         if task.run_id != self.settings.run_id:  # issue 20: whose task is it?
-            current = self._is_current(task.run_id)
+            current = self.runs.is_current(task.run_id)
             if self.settings.run_id and current:
                 return self._leave_for_its_run(delivery, task)
             if self.settings.run_id or current is False:
@@ -202,15 +235,16 @@ class Worker:
             return None
         return task
 
-    def _compute(self, todo: list[tuple[Delivery, Task]],
+    def _compute(self, flight: _InFlight,
                  held: list[Delivery]) -> list[tuple[Delivery, Result]]:
         """The chunks' results; whatever the user's function does, it fails only its point."""
+        todo = flight.todo
         self.heartbeat.beat(force=True, state="busy", current_chunk=todo[0][1].chunk_id,
                             chunk_started_at=time.time())
         try:
-            outcomes = self.supervisor.run([t for _d, t in todo],
-                                           keepalive=lambda: self._keepalive(held),
-                                           fetch=self._fetch_function)
+            assert flight.batch is not None
+            outcomes = self.supervisor.collect(flight.batch,
+                                               keepalive=lambda: self._keepalive(held))
         except ComputeBroken as exc:
             for delivery, tasks in _by_delivery(todo):
                 self._reject(delivery, str(exc), tasks=tasks)
@@ -257,31 +291,11 @@ class Worker:
         """CPU and compute-process counters for the heartbeat (the worker table, summary)."""
         return {**self.cpu.snapshot(self.supervisor.cpu_s), **self.supervisor.counters.to_dict()}
 
-    # issue 20 (several machines): a worker joins whichever run is current on the broker (the
-    # run id its orchestrator stored there). A worker pinned to a run (--run-id) that receives
-    # a task of the current run leaves it for that run's workers, untouched, and stops: its
-    # own run is over (a new run empties the queues first). A task of a run that is not
-    # current (a stray) is dead-lettered, as before.
-    def _is_current(self, run_id: str) -> bool | None:
-        """Is ``run_id`` the broker's current run? None: the broker does not say."""
-        if run_id in self._current_runs:
-            return True
-        raw = (self.backend.get_blob(CURRENT_RUN) if isinstance(self.backend, StoresBlobs)
-               else None)
-        if raw is not None and raw.decode() != run_id:
-            return False
-        self._current_runs.add(run_id)
-        return True if raw is not None else None
-
     def _leave_for_its_run(self, delivery: Delivery, task: Task) -> None:
         self._handing_back.append((delivery, task))
         self.log("run_over", level="warning", task_run=task.run_id)
         self.stopping.set()
         return None
-
-    def _fetch_function(self, key: str) -> bytes | None:
-        """A function shipped by value, from the broker (issue 20)."""
-        return self.backend.get_blob(key) if isinstance(self.backend, StoresBlobs) else None
 
     ANNOUNCE_WAIT_S = 0.5  # right after an outage: how long a handed-back task waits to hear
     ANNOUNCE_WINDOW_S = 5.0  # that its holder, reconnecting too, stored it (they come within
@@ -343,7 +357,7 @@ class Worker:
         Returns None so callers can ``return self._reject(...)`` from _admit()."""
         stored = list(results or [])
         ours = [t for t in tasks or [] if t.run_id == self.settings.run_id or (
-            not self.settings.run_id and t.run_id in self._current_runs)]
+            not self.settings.run_id and t.run_id in self.runs)]
         now, computed = time.time(), {r.chunk_id for r in stored}
         stored += [Result(run_id=t.run_id, chunk_id=t.chunk_id, start=t.start, count=t.count,
                           worker=self.settings.name, attempt=t.attempt, started_at=now,
@@ -369,11 +383,3 @@ def function_sha256(ref: str) -> str:
     """The fingerprint a result carries: its function's, when it was shipped by value."""
     return ref.removeprefix("sha256:") if ref.startswith("sha256:") else ""
 
-
-def _tighten_timer_slack() -> None:
-    """Linux pads every sleep by 50 us of timer slack; 1 us keeps simulated work honest."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK
-        except (OSError, AttributeError):
-            pass

@@ -1,0 +1,62 @@
+"""What a worker's supervisor keeps about its compute processes between batches: the
+durations that set ``--point-timeout auto``, the point running now, the counters the
+heartbeat reports (:mod:`ttg_lib.supervise` does the supervising)."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+AUTO = -1.0  # Task.point_timeout_s: learn the limit from the run
+AUTO_FACTOR, AUTO_FLOOR_S, AUTO_MIN_POINTS = 10.0, 10.0, 10
+SLOW_POINT_S = 60.0  # a point running longer is shown (heartbeat: ttg monitor, the panel)
+
+
+@dataclass
+class Running:
+    """The point a worker's compute process is on, when it has run for a while."""
+
+    chunk_id: int
+    param_id: int | None  # None: the chunk's points are not tracked (fast ones)
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunk": self.chunk_id, "param_id": self.param_id,
+                "seconds": round(self.seconds, 1)}
+
+
+class PointClock:
+    """Durations of the points finished so far (tracked ones), for ``--point-timeout auto``."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self._sorted: list[float] = []
+        self.seen = 0
+
+    def add(self, seconds: list[float]) -> None:
+        for s in seconds[-self.KEEP:]:
+            bisect.insort(self._sorted, s)
+        self.seen += len(seconds)
+        if len(self._sorted) > self.KEEP:  # drop evenly: the shape stays
+            self._sorted = self._sorted[::2]
+
+    def limit(self) -> float:
+        """10 x p99, never under 10 s; 0 (none yet) until enough points finished."""
+        if self.seen < AUTO_MIN_POINTS or not self._sorted:
+            return 0.0
+        p99 = self._sorted[min(len(self._sorted) - 1, int(0.99 * len(self._sorted)))]
+        return max(AUTO_FLOOR_S, AUTO_FACTOR * p99)
+
+
+@dataclass
+class Counters:
+    crashes: int = 0
+    timeouts: int = 0
+    recycled: int = 0
+    started: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"compute_crashes": self.crashes, "point_timeouts": self.timeouts,
+                "compute_recycled": self.recycled, "compute_started": self.started}
