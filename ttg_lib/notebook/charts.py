@@ -34,7 +34,7 @@ from .chartdata import (
     t0_wall,
     throughput,
 )
-from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
+from .display import LiveFigure
 from .traces import trace_specs, with_chunks_left
 
 # -- static figures, drawn from a run record --------------------------------------------
@@ -202,7 +202,7 @@ SAMPLE_S = 0.5
 REDRAW_S = 0.5
 
 
-class LiveChart:
+class LiveChart(LiveFigure):
     """A FigureWidget fed from the loop that drives the run; ends as a static figure.
 
     Call :meth:`observe` after each ``run.step()``; it records a sample every
@@ -221,22 +221,7 @@ class LiveChart:
         self._last_redraw = 0.0
         self._dirty = False
         self._fault: Fault | None = None
-        self.figure = queue_figure([], [], backend=backend, title=title)
-        self.widget = None
-        self.handle = None
-        if live:
-            try:
-                import plotly.graph_objects as go
-
-                self.widget = go.FigureWidget(self.figure)
-            except (ImportError, ValueError):  # no anywidget/ipywidgets: static only
-                self.widget = None
-
-    def display(self) -> LiveChart:
-        if in_ipython():
-            target = self.widget if self.widget is not None else figure_bundle(self.figure)
-            self.handle = ipython_display(target, display_id=True, raw=self.widget is None)
-        return self
+        self._open(queue_figure([], [], backend=backend, title=title), live)
 
     def observe(self, progress: Any, run: Any = None, force: bool = False) -> None:
         if run is not None and self.t0_wall is None and run.times.t0 is not None:
@@ -284,10 +269,4 @@ class LiveChart:
                (Path(path) / "samples.jsonl").exists()
                else queue_figure(self.samples, self.marks, backend=self.backend))
         self.figure = fig
-        if self.handle is not None:
-            self.handle.update(figure_bundle(fig), raw=True)
-        elif in_ipython():
-            show(fig)
-        if self.widget is not None:
-            release_widget(self.widget)
-        return fig
+        return self._settle(fig)

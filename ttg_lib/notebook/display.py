@@ -4,7 +4,7 @@ HTML, and plain text outside IPython."""
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, TypeVar
 
 from ..report.html import PLOTLY_MIME
 
@@ -98,3 +98,42 @@ def strip_tags(markup: str) -> str:
     markup = re.sub(r"</(tr|p|li|h\d|caption)>", "\n", markup)
     markup = re.sub(r"</t[dh]>", "  ", markup)
     return html.unescape(re.sub(r"<[^>]+>", "", markup)).strip()
+
+
+Shown = TypeVar("Shown", bound="LiveFigure")
+
+
+class LiveFigure:
+    """A chart shown once and updated in place while a run goes: a plotly FigureWidget where
+    the widget stack is installed (else a static figure through its display handle), and in
+    the end the static figure in its place (what a saved notebook or an HTML export keeps)."""
+
+    figure: Any = None
+    widget: Any = None
+    handle: Any = None
+
+    def _open(self, figure: Any, live: bool) -> None:
+        self.figure, self.widget, self.handle = figure, None, None
+        if live:
+            try:
+                import plotly.graph_objects as go
+
+                self.widget = go.FigureWidget(figure)
+            except (ImportError, ValueError):  # no anywidget/ipywidgets: static only
+                self.widget = None
+
+    def display(self: Shown) -> Shown:
+        if in_ipython():
+            target = self.widget if self.widget is not None else figure_bundle(self.figure)
+            self.handle = ipython_display(target, display_id=True, raw=self.widget is None)
+        return self
+
+    def _settle(self, fig: Any) -> Any:
+        """``fig`` in the live chart's place; the widget released."""
+        if self.handle is not None:
+            self.handle.update(figure_bundle(fig), raw=True)
+        elif in_ipython():
+            show(fig)
+        if self.widget is not None:
+            release_widget(self.widget)
+        return fig

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..results import MISFIT, PartsTail, ValueLayout, frame_of
-from .display import figure_bundle, in_ipython, ipython_display, release_widget, show
+from .display import LiveFigure
 from .resultchart import results_chart, results_figure
 from .resultdata import MAX_FAILED, MAX_POINTS, Counts, RunResults, describe
 from .sample import Reservoir, smallest
@@ -31,7 +31,7 @@ NUMERIC = ("int64", "float64", "bool")
 WAITING = "Results: waiting for the first results on disk"
 
 
-class LiveResults:
+class LiveResults(LiveFigure):
     """The Results chart of a run writing its record in ``record_dir`` over ``space`` (the
     config's dict; None without a space) of ``expected`` points."""
 
@@ -49,22 +49,7 @@ class LiveResults:
         self._last: float | None = None  # the first read a second into the run, not sooner
         self._cost = 0.0  # what the last poll took
         _warm_up()  # imports now, before the run's clock starts, not in its first poll
-        self.figure: Any = _placeholder()
-        self.widget: Any = None
-        self.handle: Any = None
-        if live:
-            try:
-                import plotly.graph_objects as go
-
-                self.widget = go.FigureWidget(self.figure)
-            except (ImportError, ValueError):  # no anywidget/ipywidgets: static only
-                self.widget = None
-
-    def display(self) -> LiveResults:
-        if in_ipython():
-            target = self.widget if self.widget is not None else figure_bundle(self.figure)
-            self.handle = ipython_display(target, display_id=True, raw=self.widget is None)
-        return self
+        self._open(_placeholder(), live)
 
     @property
     def points(self) -> int:
@@ -153,14 +138,7 @@ class LiveResults:
     def finish(self, record_dir: str | os.PathLike[str] | None = None) -> Any:
         """Replace the live widget by the static chart of the finished table: what a saved
         notebook or an HTML export keeps."""
-        fig = self.final(record_dir) if record_dir is not None else self.figure
-        if self.handle is not None:
-            self.handle.update(figure_bundle(fig), raw=True)
-        elif in_ipython():
-            show(fig)
-        if self.widget is not None:
-            release_widget(self.widget)
-        return fig
+        return self._settle(self.final(record_dir) if record_dir is not None else self.figure)
 
 
 def _first_number(schema: pa.Schema) -> str | None:
