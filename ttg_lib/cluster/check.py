@@ -21,11 +21,8 @@ from typing import Any
 
 def load(spec: str) -> Callable[..., Any]:
     """The function a worker would run for a task naming ``spec``."""
-    from .. import compute
+    from ..byvalue import resolve
 
-    resolve = getattr(compute, "resolve", None)  # by value (issue 20), when TTG has it
-    if resolve is None:
-        return compute.load(spec)
     return resolve(spec, _fetch_from_broker)
 
 
