@@ -25,6 +25,7 @@ from .redis_streams import (
     STATS,
     TASKS,
     RedisConnection,
+    block_ms,
     group_lost,
     redis_errors,
 )
@@ -62,7 +63,7 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
             # yet a run waiting for workers to join counts them: a waiting worker is one
             self.r.xgroup_createconsumer(TASKS, GROUP, consumer)
         reply = self.r.xreadgroup(GROUP, consumer, {TASKS: ">"}, count=max_count,
-                                  block=max(1, int(timeout * 1000)))
+                                  block=block_ms(timeout))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
         self._idle = not out

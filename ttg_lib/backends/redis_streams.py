@@ -240,8 +240,8 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
 
     @redis_errors
     def read_results(self, timeout: float) -> list[Result | bytes]:
-        block = max(1, int(timeout * 1000))
-        reply = self.r.xread({RESULTS: self._results_cursor}, count=1000, block=block)
+        reply = self.r.xread({RESULTS: self._results_cursor}, count=1000,
+                             block=block_ms(timeout))
         out: list[Result | bytes] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
@@ -295,6 +295,13 @@ def group_lost(recreate: Callable[[], None] | None = None) -> Iterator[None]:
             raise
         if recreate is not None:
             recreate()
+
+
+def block_ms(timeout: float) -> int | None:
+    """XREAD's BLOCK for a wait of ``timeout`` s; None (no BLOCK) for no wait at all. Redis
+    times blocked clients out in its cron (hz 10), so even BLOCK 1 can wait ~100 ms: a caller
+    that must not wait (a worker looking ahead while it computes) must not block."""
+    return max(1, int(timeout * 1000)) if timeout > 0 else None
 
 
 def _zero_copy_packer() -> dict[str, Any]:
