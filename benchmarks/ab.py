@@ -13,6 +13,8 @@ Cases:
     large   1,000,000 params, chunk 1,000, 0 ms, 3 workers   -> throughput_params_s
     small   the small preset (3 workers, 50 ms a param)       -> efficiency
     tiny    the tiny preset, 2 workers (a smoke of this script) -> efficiency
+    dict    the large preset through the original system's per-point work (a sha256 and a
+            dict: ttg_lib.examples:original_point)               -> throughput_params_s
     chunks  10,000 chunks x 10 params, 0 ms, 3 workers          -> complete_s (lower: faster)
 Results: outputs/bench/ab-<stamp>/ab.json (or --out DIR) and a printed table with the load.
 """
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.stamp import fresh_dir  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ CASES = {
     "large": Case("large", ("--scale", "large", "--workers", "3"), "throughput_params_s"),
     "small": Case("small", ("--scale", "small", "--workers", "3"), "efficiency"),
     "tiny": Case("tiny", ("--scale", "tiny", "--workers", "2"), "efficiency"),  # a smoke
+    "dict": Case("dict", ("--scale", "large", "--workers", "3", "--compute",
+                          "ttg_lib.examples:original_point"), "throughput_params_s"),
     # the peers benchmark's fine chunks: results kept, every value recomputed (lower is better)
     "chunks": Case("chunks", ("--scale", "large", "--total-params", "100000", "--chunk-size",
                               "10", "--workers", "3"), "complete_s"),
@@ -68,7 +74,7 @@ def checkout(rev: str, into: Path) -> Path:
 def one_run(side: Side, case: Case, backend: str, out: Path) -> float:
     env = dict(os.environ, PYTHONPATH=str(side.tree))
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
-            "--backend", backend, "--output-dir", str(out / side.label), *case.flags]
+            "--backend", backend, "--output-dir", str(fresh_dir(out / side.label)), *case.flags]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=side.tree, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{side.label} {case.name}/{backend} failed ({proc.returncode}): "

@@ -45,9 +45,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
+from benchmarks.stamp import fresh_dir  # noqa: E402
 from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -62,7 +62,7 @@ def ttg_run(out: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
     """One `ttg run --json` in its own process (``env``: added to the environment; ``cwd``:
     the checkout whose ttg_lib runs); returns its summary, typed."""
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
-            "--output-dir", str(out)]
+            "--output-dir", str(fresh_dir(out))]
     for key, value in flags.items():
         if value is True:
             args.append(f"--{key.replace('_', '-')}")

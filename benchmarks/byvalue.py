@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import types
 from pathlib import Path
@@ -28,6 +29,9 @@ import ttg_lib
 from ttg_lib.compute import placeholder
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.stamp import fresh_dir  # noqa: E402
+
 PATH = "ttg_lib.compute:placeholder"
 ACCEPT = 0.95
 
@@ -40,7 +44,7 @@ by_value.__qualname__ = "by_value"
 def one_run(fn: Any, backend: str, out: Path, quick: bool, verify: str) -> dict[str, Any]:
     sizes = {"total_params": 20_000} if quick else {}
     sweep = ttg_lib.sweep(fn, None, backend=backend, scale="large", workers=3, verify=verify,
-                          output_dir=str(out), monitor="none", live=False, **sizes)
+                          output_dir=str(fresh_dir(out)), monitor="none", live=False, **sizes)
     summary = sweep.summary
     if not summary.ok:
         raise SystemExit(f"run {summary.run_id} failed: {summary.problems[:3]}")

@@ -38,9 +38,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 import pyarrow.parquet as pq  # noqa: E402
 
+from benchmarks.stamp import fresh_dir  # noqa: E402
 from ttg_lib.backends import env_urls  # noqa: E402
 from ttg_lib.backends.private import RefusalWatch  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
@@ -124,7 +124,7 @@ def one_run(out: Path, backend: str, shape: Shape, broker_url: str | None,
             chaos: Chaos | None) -> dict[str, Any]:
     overrides: dict[str, Any] = {"broker_url": broker_url} if broker_url else {}
     cfg = RunConfig.build(backend=backend, scale="small", monitor="none",
-                          output_dir=str(out), **asdict(shape), **overrides)
+                          output_dir=str(fresh_dir(out)), **asdict(shape), **overrides)
     run = Run(cfg, say=lambda line: print(f"  {line}", flush=True))
     summary = execute(cfg, None if chaos is None
                       else lambda progress: chaos.tick(run, progress.fraction), run=run)

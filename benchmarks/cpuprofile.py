@@ -47,7 +47,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench import cpu_budget  # noqa: E402
 from procstat import cpu_s, session_pids  # noqa: E402
 
-from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
+from benchmarks.stamp import (  # noqa: E402
+    UsageError,
+    header,
+    parse_brokers,
+    stamped_dir,
+)
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 from ttg_lib.record import load_summary  # noqa: E402
@@ -77,7 +82,7 @@ def ttg_cmd(case: Case, backend: str, out: Path, run_id: str) -> list[str]:
     return [sys.executable, "-m", "ttg_lib.cli", "run", "--monitor", "none", "--backend",
             backend, "--scale", "large", "--compute", case.compute, "--total-params",
             str(case.params), "--chunk-size", str(case.chunk), "--workers", "3",
-            "--run-id", run_id, "--output-dir", str(out / "runs-root")]
+            "--run-id", run_id, "--output-dir", str(out / "runs-root" / run_id)]  # fresh: no reuse
 
 
 def one_run(case: Case, backend: str, url: str, broker_sid: int, out: Path, label: str,
@@ -93,7 +98,7 @@ def one_run(case: Case, backend: str, url: str, broker_sid: int, out: Path, labe
                               stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     wall = time.perf_counter() - started
     broker = cpu_s(session_pids(broker_sid)) - before
-    summary_file = out / "runs-root" / "runs" / run_id / "summary.json"
+    summary_file = out / "runs-root" / run_id / "runs" / run_id / "summary.json"
     if proc.returncode not in (0, 1) or not summary_file.exists():
         raise RuntimeError(f"{run_id} failed ({proc.returncode}); see {out / run_id}.log")
     summary = load_summary(summary_file.parent)

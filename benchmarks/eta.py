@@ -31,7 +31,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks.stamp import fresh_dir  # noqa: E402
 from ttg_lib.eta import EtaModel  # noqa: E402
 from ttg_lib.space import load_space  # noqa: E402
 
@@ -99,7 +99,7 @@ def real(xs: int, reps: int, chunk: int, workers: int, backend: str, out: Path,
     space["axes"].update(base_ms=[base_ms], slope_ms=[slope_ms])  # what sleepy sleeps
     config = RunConfig.build(backend=backend, workers=workers, chunk_size=chunk,
                              space=json.dumps(space), compute="eta:sleepy",
-                             verify="none", monitor="none", output_dir=str(out),
+                             verify="none", monitor="none", output_dir=str(fresh_dir(out)),
                              run_id=f"eta-{int(time.time())}")
     snapshot: dict[str, Any] = {}
     t0, end = 0.0, 0.0

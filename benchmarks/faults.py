@@ -42,7 +42,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from benchmarks.stamp import fresh_dir  # noqa: E402
 from ttg_lib.backends import env_urls, open_inspector  # noqa: E402
 from ttg_lib.backends.private import RefusalWatch  # noqa: E402
 from ttg_lib.cluster.brokers import free_port, start_private  # noqa: E402
@@ -68,7 +68,7 @@ class Bench:
     def run(self, backend: str, at: float | None = None,
             action: Callable[[Run], None] | None = None, **overrides: Any) -> RunSummary:
         """One verified in-process run; ``action(run)`` once the fraction ``at`` is done."""
-        values = {"scale": "small", "monitor": "none", "output_dir": str(self.out),
+        values = {"scale": "small", "monitor": "none", "output_dir": str(fresh_dir(self.out)),
                   **self.shape}
         cfg = RunConfig.build(backend=backend, **{**values, **overrides})
         run = Run(cfg, say=self.say)
@@ -146,7 +146,7 @@ def outage_rabbitmq(bench: Bench) -> dict[str, Any]:
 
 def ttg_run(bench: Bench, run_id: str, backend: str, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
-            "--backend", backend, "--output-dir", str(bench.out), "--run-id", run_id,
+            "--backend", backend, "--output-dir", str(fresh_dir(bench.out)), "--run-id", run_id,
             *[str(v) for k, v in SHORT.items() for v in (f"--{k.replace('_', '-')}", v)],
             *extra]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

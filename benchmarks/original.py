@@ -65,7 +65,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from procstat import cpu_s, session_pids  # noqa: E402
 
-from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
+from benchmarks.stamp import (  # noqa: E402
+    UsageError,
+    fresh_dir,
+    header,
+    parse_brokers,
+    stamped_dir,
+)
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -247,7 +253,7 @@ def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
             "--backend", backend, "--scale", "large", "--compute", COMPUTE,
             "--total-params", str(params), "--chunk-size", str(chunk),
-            "--workers", str(WORKERS), "--output-dir", str(out / "ttg"), *extra]
+            "--workers", str(WORKERS), "--output-dir", str(fresh_dir(out / "ttg")), *extra]
     with (out / "ttg.log").open("a") as log, (out / "ttg-summary.json").open("w+") as sink:
         started = time.perf_counter()
         proc = subprocess.Popen(args, stdout=sink, stderr=log, cwd=ROOT, env=env)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peer_work import PLACEHOLDER, WORKERS, Workload, chunk_task
+from benchmarks.stamp import fresh_dir
 from ttg_lib.compute import load, run_chunk
 
 WARM_UP_MS = 200.0  # long enough that three warm-up chunks need three worker processes
@@ -353,7 +354,7 @@ def ttg_settings(backend: str, w: Workload, scratch: Path,
     return {"backend": backend, "scale": scale, "total_params": w.params,
             "chunk_size": w.chunk, "work_ms": w.work_ms, "workers": WORKERS,
             "compute": w.compute, "fault_demo": bool(w.kill_at), "kill_at": w.kill_at or 0.3,
-            "monitor": "none", "output_dir": str(scratch / "ttg"), **settings}
+            "monitor": "none", "output_dir": str(fresh_dir(scratch / "ttg")), **settings}
 
 
 def _ttg_reruns(record_dir: Path) -> int:

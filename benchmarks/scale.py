@@ -61,7 +61,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from procstat import PeakRss, cpu_s, session_pids  # noqa: E402
 
-from benchmarks.stamp import UsageError, header, parse_brokers, stamped_dir  # noqa: E402
+from benchmarks.stamp import (  # noqa: E402
+    UsageError,
+    fresh_dir,
+    header,
+    parse_brokers,
+    stamped_dir,
+)
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -143,7 +149,8 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
     cmd = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
            "--backend", backend, "--scale", "large", "--compute", args.compute,
            "--total-params", str(params), "--chunk-size", str(args.chunk_size),
-           "--workers", "3", "--verify", args.verify, "--output-dir", str(out / "runs-root"),
+           "--workers", "3", "--verify", args.verify,
+           "--output-dir", str(fresh_dir(out / "runs-root")),
            *args.ttg_flag]
     try:
         pids = session_pids(broker.pid)

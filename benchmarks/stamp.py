@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,14 @@ def header(script: str, argv: Sequence[str] | None) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_at_start": os.getloadavg(),
             "cpus": os.cpu_count(), "machine": platform.platform(),
             "python": sys.version.split()[0]}
+
+
+def fresh_dir(parent: str | Path) -> Path:
+    """A new, empty output directory under ``parent`` for one run. A benchmark measures
+    computing: no run may reuse the points of an earlier run in its output directory (issue
+    22's reuse), and a fresh directory says so to every version of TTG, old ones included."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=parent))
 
 
 def parse_brokers(text: str) -> list[str]:
