@@ -48,7 +48,8 @@ def one_run(fn: Any, backend: str, out: Path, quick: bool, verify: str) -> dict[
     summary = sweep.summary
     if not summary.ok:
         raise SystemExit(f"run {summary.run_id} failed: {summary.problems[:3]}")
-    return {"run_id": summary.run_id, "throughput_params_s": summary.throughput_params_s,
+    return {"run_id": summary.run_id, "record_dir": summary.record_dir,
+            "throughput_params_s": summary.throughput_params_s,
             "runtime_s": summary.runtime_s, "verify_mode": summary.verify_mode}
 
 

@@ -212,7 +212,7 @@ def test_the_by_value_benchmark_runs_and_writes_its_table(tmp_path):
     for row in result["rows"]:
         assert row["path_params_s"] > 0 and row["value_params_s"] > 0
         (value_run,) = row["runs"]["value"]
-        config = json.loads((tmp_path / "runs" / value_run["run_id"] / "config.json").read_text())
+        config = json.loads((Path(value_run["record_dir"]) / "config.json").read_text())
         assert config["compute"] == "__main__:by_value" and config["compute_sha256"]
 
 
