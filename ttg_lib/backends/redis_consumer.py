@@ -66,9 +66,10 @@ class RedisConsumer(RedisConnection, base.Consumer, base.ForgetsConsumers, Redis
                                   block=block_ms(timeout))
         out = [Delivery(body=_task_body(fields), handle=entry_id)
                for _stream, entries in reply or [] for entry_id, fields in entries]
-        self._idle = not out
-        if not out:
-            self._last_sweep = 0.0  # idle: look for stale work again on the next call
+        if timeout > 0 or out:  # a look-ahead (timeout 0) that finds nothing is not idleness:
+            self._idle = not out  # resetting the sweep then cost a promote and an XAUTOCLAIM
+            if not out:  # every batch of a fast run (issue 18's cost line)
+                self._last_sweep = 0.0  # idle: look for stale work again on the next call
         return out
 
     def _claim_stale(self, consumer: str) -> Delivery | None:
