@@ -95,6 +95,35 @@ def test_a_raising_point_fails_alone_and_is_retried_on_its_own():
     assert decoded.failures == outcome.failures
 
 
+def test_by_default_a_raising_point_is_retried_once_and_nothing_waits():
+    """A 1 % failure rate must cost about its own points: with the old defaults (3 retries
+    waiting 1 + 2 + 4 s in the compute process) every chunk holding a bad point took 7 s, and
+    a 3,000-point sweep in chunks of 100 ended timed-out."""
+    cfg = RunConfig(compute="mymod:f", space=SPACE)
+    calls: list[int] = []
+    slept: list[float] = []
+
+    def fn(x: int) -> int:
+        calls.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    outcome = compute_chunk(fn, task("m:f", max_retries=cfg.max_retries,
+                                     retry_delay_s=cfg.retry_delay_s), sleep=slept.append)
+    assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 3]
+    assert not any(slept)
+    assert [(f.offset, f.attempts) for f in outcome.failures] == [(3, 2)]
+
+
+def test_a_users_function_has_no_wall_clock_limit_unless_given():
+    """Its cost is unknown: a sweep of 75 s of work must not end timed-out at 61 s. TTG's own
+    simulated work keeps its generous default, and a given --timeout always holds."""
+    assert RunConfig(compute="mymod:f", space=SPACE).effective_timeout_s == 0
+    assert RunConfig(compute="mymod:f", space=SPACE, timeout_s=30).effective_timeout_s == 30
+    assert RunConfig(scale="small").effective_timeout_s > 60
+
+
 def test_only_computes_the_points_asked_for():
     calls: list[int] = []
     outcome = compute_chunk(lambda x: calls.append(x) or x, task("m:f", only=(2, 5)))

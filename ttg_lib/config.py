@@ -75,8 +75,10 @@ class RunConfig:
     fault_demo: bool = False
     kill_at: float = 0.3
     restart: str = "always"
-    max_retries: int = 3  # a point whose function raises is tried again this many times
-    retry_delay_s: float = 1.0
+    max_retries: int = 1  # a point whose function raises is tried again this many times
+    # ... at once by default: the wait is spent in the compute process, holding its chunk (a
+    # bug raises again anyway; a flaky service may want a delay, doubling per retry)
+    retry_delay_s: float = 0.0
     point_timeout: str = ""  # a point running longer is stopped: seconds, "auto" or "" (none)
     max_crashes: int = 1  # a point that kills its compute process is tried 1 + this often
     recycle_after: int = 0  # replace a worker's compute process after N chunks; 0: never
@@ -130,10 +132,21 @@ class RunConfig:
         return Path(self.output_dir) / "runs" / self.run_id
 
     @property
+    def simulated(self) -> bool:
+        """TTG's own work (``ttg_lib.compute``): its cost is ``work_ms``, its values cheap to
+        recompute; any other function is the user's, its cost unknown."""
+        return self.compute.startswith("ttg_lib.compute:")
+
+    @property
     def effective_timeout_s(self) -> float:
-        """Generous default: ten times the ideal plus a fixed margin for start-up."""
+        """The run's wall-clock limit, 0 for none. Given: that. TTG's own simulated work,
+        whose cost is known: ten times the ideal plus a margin for start-up. A user's
+        function: none, since its cost is unknown (a 75-s sweep must not end ``timed-out`` at
+        61 s); dead workers end it as ``stalled``, a hung point meets --point-timeout."""
         if self.timeout_s > 0:
             return self.timeout_s
+        if not self.simulated:
+            return 0.0
         per_chunk_floor = self.chunks_total * 0.05 / self.worker_count
         return 10 * max(self.ideal_runtime_s, per_chunk_floor) + 60
 
@@ -150,7 +163,7 @@ class RunConfig:
         milestone demo's claim stays exact; a user's function is sampled."""
         if self.verify:
             return self.verify
-        return "full" if self.compute.startswith("ttg_lib.compute:") else "sample"
+        return "full" if self.simulated else "sample"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

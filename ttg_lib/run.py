@@ -248,7 +248,7 @@ class Run:
                 return  # on disk before the run counts as complete (or it times out)
             self.state = RunState.DONE
             times.complete = time.monotonic()
-        elif self.elapsed_s > cfg.effective_timeout_s:
+        elif 0 < cfg.effective_timeout_s < self.elapsed_s:
             self.state = RunState.TIMED_OUT
         elif self.cluster.live_workers() or self._joined_live():
             times.stalled_since = None

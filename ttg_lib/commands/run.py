@@ -41,7 +41,9 @@ console = Console(stderr=True)
               help="cli: progress bar; none: quiet ('both' is accepted as cli)")
 @click.option("--run-id", default=None)
 @click.option("--output-dir", default=None, help="where runs/ is written [outputs]")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="seconds [auto]")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="seconds; default: none for your own function, 10 x the ideal + 60 s "
+                   "for TTG's simulated work")
 @click.option("--sample-s", type=float, default=None, help="queue sampling period [0.5]; 0=off")
 @click.option("--liveness-s", type=float, default=None,
               help="kill and replace a worker whose heartbeat is older [3]; 0=off")
@@ -74,7 +76,10 @@ console = Console(stderr=True)
 @click.option("--max-worker-mib", type=float, default=None, metavar="MIB",
               help="replace a compute process grown past this, checked between chunks")
 @click.option("--max-retries", type=int, default=None,
-              help="retries of a point whose function raises [3]")
+              help="retries of a point whose function raises [1]")
+@click.option("--retry-delay", "retry_delay_s", type=float, default=None, metavar="SECONDS",
+              help="wait before a point's retry, doubling per retry; its chunk waits with "
+                   "it [0: at once]")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help="JSON file of settings; flags override it")
 @click.option("--json", "as_json", is_flag=True, help="print summary.json to stdout")
@@ -118,7 +123,8 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
 
 RESUME_KEEPS = ("output_dir", "monitor", "wait", "timeout_s", "sample_s", "liveness_s",
                 "point_timeout", "max_crashes", "max_failures", "recycle_after",
-                "max_worker_mib")  # how failures are handled, not what is computed
+                "max_worker_mib", "max_retries", "retry_delay_s")  # how failures are
+# handled, not what is computed
 
 
 def _resumed_config(run_id: str, flags: dict[str, Any]) -> RunConfig:
