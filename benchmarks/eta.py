@@ -31,8 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.mdtable import publish, table  # noqa: E402
 from benchmarks.stamp import fresh_dir  # noqa: E402
+from benchmarks.tables import md_table, publish  # noqa: E402
 from ttg_lib.eta import EtaModel  # noqa: E402
 from ttg_lib.space import load_space  # noqa: E402
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# ETA at {AT:.0%} done ({result['mode']}, {result['points']:,} points in "
              f"{result['chunks']} chunks, {result['workers']} workers, "
              f"{result['base_ms']} + {result['slope_ms']}·x ms a point)", "",
-             *table(["ETA", "seconds", "error vs true", "within 20 %"], [
+             *md_table(["ETA", "seconds", "error vs true", "within 20 %"], [
                  ["true remaining", f"{result['true_remaining_s']:.2f}", "", ""],
                  ["modelled on the axes", f"{eta['remaining_s']:.2f} ± {eta['spread_s']:.2f}",
                   f"{result['model_error']:.1%}", "yes" if result["model_within"] else "no"],

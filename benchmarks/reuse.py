@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mdtable import publish, table  # noqa: E402
 from benchmarks.stamp import header, stamped_dir  # noqa: E402
+from benchmarks.tables import md_table, publish  # noqa: E402
 
 FINGERPRINT = "fp1:" + "0" * 64
 LIMIT_S, LIMIT_MIB = 30.0, 1024.0
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{result['load_at_end']} at end.", "",
              f"New space {result['points_new']:,} points, {result['points_reused']:,} reused, "
              f"{result['chunks_checked']} chunk(s) to check (sample).", "",
-             *table(["step", "seconds", "CPU seconds", "peak RSS MiB", "limit"], rows), "",
+             *md_table(["step", "seconds", "CPU seconds", "peak RSS MiB", "limit"], rows), "",
              f"RSS before the plan: {result['rss_before_mib']} MiB. "
              f"{'PASS' if result['ok'] else 'FAIL'}."]
     publish(out, "\n".join(lines), out / "reuse.json")

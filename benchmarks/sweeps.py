@@ -36,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.mdtable import publish, table  # noqa: E402
+from benchmarks.tables import md_table, publish  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
 
 SPACE_CPU = {"axes": {"samples": [20_000], "seed": {"range": [0, 2000]}}}
@@ -137,7 +137,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"Measured {results['when']} on {results['cores']} cores "
              f"({'quick' if results['quick'] else 'full'} mode, {results['repeats']} "
              f"repeat(s), medians). Command: `{results['command']}`.", "",
-             *table(["what", "goal", "measured"])]
+             *md_table(["what", "goal", "measured"])]
     s = results["suites"]
     if "verify" in s:
         v = s["verify"]
