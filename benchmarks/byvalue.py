@@ -31,6 +31,7 @@ from ttg_lib.compute import placeholder
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.stamp import fresh_dir  # noqa: E402
+from benchmarks.tables import text_table  # noqa: E402
 
 PATH = "ttg_lib.compute:placeholder"
 ACCEPT = 0.95
@@ -80,12 +81,11 @@ def main() -> None:
     result = {"quick": args.quick, "repeats": repeats, "verify": args.verify,
               "accept": ACCEPT, "load": os.getloadavg(), "host": platform.node(), "rows": rows}
     (out / "byvalue.json").write_text(json.dumps(result, indent=2))
-    print(f"{'backend':10} {'by path':>14} {'by value':>14} {'ratio':>7}")
-    for row in rows:
-        ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "n/a"
-        print(f"{row['backend']:10} {row['path_params_s']:>12,.0f}/s "
-              f"{row['value_params_s']:>12,.0f}/s {ratio:>7}"
-              + ("" if row["accepted"] else f"  (below {ACCEPT})"))
+    print("\n".join(text_table(
+        ["backend", "by path", "by value", "ratio", ""],
+        [[row["backend"], f"{row['path_params_s']:,.0f}/s", f"{row['value_params_s']:,.0f}/s",
+          "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}",
+          "" if row["accepted"] else f"(below {ACCEPT})"] for row in rows], align="<>>><")))
     print(f"load {os.getloadavg()[0]:.1f}; {out / 'byvalue.json'}")
 
 

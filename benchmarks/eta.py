@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.stamp import fresh_dir  # noqa: E402
+from benchmarks.tables import md_table, publish  # noqa: E402
 from ttg_lib.eta import EtaModel  # noqa: E402
 from ttg_lib.space import load_space  # noqa: E402
 
@@ -153,20 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         result = simulate(xs, reps, chunk, args.workers, base_ms, slope_ms)
     result["quick"] = args.quick
     (out / "eta.json").write_text(json.dumps(result, indent=2) + "\n")
+    eta = result["eta"]
     lines = [f"# ETA at {AT:.0%} done ({result['mode']}, {result['points']:,} points in "
              f"{result['chunks']} chunks, {result['workers']} workers, "
              f"{result['base_ms']} + {result['slope_ms']}·x ms a point)", "",
-             "| ETA | seconds | error vs true | within 20 % |", "|---|---|---|---|",
-             f"| true remaining | {result['true_remaining_s']:.2f} | | |",
-             f"| modelled on the axes | {result['eta']['remaining_s']:.2f} "
-             f"± {result['eta']['spread_s']:.2f} | {result['model_error']:.1%} | "
-             f"{'yes' if result['model_within'] else 'no'} |",
-             f"| naive (rate) | {result['eta']['naive_s']:.2f} | {result['naive_error']:.1%} | "
-             f"{'yes' if result['naive_within'] else 'no'} |", "",
+             *md_table(["ETA", "seconds", "error vs true", "within 20 %"], [
+                 ["true remaining", f"{result['true_remaining_s']:.2f}", "", ""],
+                 ["modelled on the axes", f"{eta['remaining_s']:.2f} ± {eta['spread_s']:.2f}",
+                  f"{result['model_error']:.1%}", "yes" if result["model_within"] else "no"],
+                 ["naive (rate)", f"{eta['naive_s']:.2f}", f"{result['naive_error']:.1%}",
+                  "yes" if result["naive_within"] else "no"]]), "",
              f"Accepted: {'yes' if result['accepted'] else 'NO'}"]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"written: {out}")
+    publish(out, "\n".join(lines), out / "eta.json")
     return 0 if result["accepted"] else 1
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench import machine  # noqa: E402
 from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
+from benchmarks.tables import md_table, publish  # noqa: E402
 from ttg_lib.backends import env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
 from ttg_lib.messages import pack_values  # noqa: E402
@@ -130,7 +131,7 @@ def markdown(results: dict[str, Any]) -> str:
     m, r = results["machine"], results["parts"]
     lines = [f"Measured {m['when']} on {m['cores']} cores, Python {m['python']}, "
              f"Redis {m['brokers'].get('redis')}, RabbitMQ {m['brokers'].get('rabbitmq')} "
-             f"with `python benchmarks/micro.py`.", "", "| what | value |", "|---|---|"]
+             f"with `python benchmarks/micro.py`.", "", *md_table(["what", "value"])]
     if "pack" in r:
         lines.append(f"| packing {r['pack']['values']:,} values into int64 | "
                      f"{r['pack']['us']:.1f} µs |")
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         results["parts"][part] = globals()[f"measure_{part}"]()
         print(f"{part}: {results['parts'][part]}", flush=True)
     (out / "micro.json").write_text(json.dumps(results, indent=2))
-    (out / "summary.md").write_text(markdown(results))
-    print(markdown(results))
-    print(f"wrote {out / 'micro.json'} and {out / 'summary.md'}")
+    publish(out, markdown(results), out / "micro.json")
     return 0
 
 

@@ -72,6 +72,7 @@ from benchmarks.stamp import (  # noqa: E402
     parse_brokers,
     stamped_dir,
 )
+from benchmarks.tables import text_table  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -345,13 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "original.json").write_text(json.dumps(result, indent=2))
     print(f"\n{args.params:,} points, chunks of {args.chunk_size:,}, {WORKERS} workers, "
           f"{args.repeats} repeats, load at start {result['load_at_start'][0]:.2f}")
-    print(f"{'broker':<10}{'original s':>12}{'TTG s':>10}{'ratio':>8}{'TTG runtime_s':>15}"
-          f"{'ratio (runtime)':>17}{'CPU s: original':>17}{'TTG':>8}")
-    for backend, row in result["backends"].items():
-        print(f"{backend:<10}{row['original_wall_s_median']:>12.2f}"
-              f"{row['ttg_wall_s_median']:>10.2f}{row['ratio']:>8.2f}"
-              f"{row['ttg_runtime_s_median']:>15.2f}{row['ratio_ttg_runtime']:>17.2f}"
-              f"{row['cpu_s_median']['original']:>17.2f}{row['cpu_s_median']['ttg']:>8.2f}")
+    print("\n".join(text_table(
+        ["broker", "original s", "TTG s", "ratio", "TTG runtime_s", "ratio (runtime)",
+         "CPU s: original", "TTG"],
+        [[backend, *(f"{figure:.2f}" for figure in (
+            row["original_wall_s_median"], row["ttg_wall_s_median"], row["ratio"],
+            row["ttg_runtime_s_median"], row["ratio_ttg_runtime"],
+            row["cpu_s_median"]["original"], row["cpu_s_median"]["ttg"]))]
+         for backend, row in result["backends"].items()])))
     print(f"wrote {out / 'original.json'}")
     unchecked = [b for b, r in result["backends"].items() if not r["all_checked"]]
     if unchecked:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.tables import text_table  # noqa: E402
 
 CASES = ("int", "int+space", "dict+space")
 
@@ -114,12 +115,12 @@ def main() -> None:
         return
     print(f"ResultsWriter, {args.points:,} points in chunks of {args.chunk:,} "
           f"(one process per case)")
-    print(f"{'case':<11} {'rows/s':>10} {'add rows/s':>11} {'close s':>8} {'file MiB':>9} "
-          f"{'RSS before':>11} {'peak RSS':>9}  RSS every 100k rows (MiB)")
-    for r in rows:
-        print(f"{r['case']:<11} {r['rows_per_s']:>10,} {r['add_rows_per_s']:>11,} "
-              f"{r['close_s']:>8.2f} {r['file_mib']:>9.1f} {r['rss_before_mib']:>11.1f} "
-              f"{r['peak_rss_mib']:>9.1f}  {r['rss_samples_mib']}")
+    print("\n".join(text_table(
+        ["case", "rows/s", "add rows/s", "close s", "file MiB", "RSS before", "peak RSS",
+         "RSS every 100k rows (MiB)"],
+        [[r["case"], f"{r['rows_per_s']:,}", f"{r['add_rows_per_s']:,}", f"{r['close_s']:.2f}",
+          f"{r['file_mib']:.1f}", f"{r['rss_before_mib']:.1f}", f"{r['peak_rss_mib']:.1f}",
+          r["rss_samples_mib"]] for r in rows], align="<>>>>>><")))
 
 
 if __name__ == "__main__":

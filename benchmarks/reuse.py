@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.stamp import header, stamped_dir  # noqa: E402
+from benchmarks.tables import md_table, publish  # noqa: E402
 
 FINGERPRINT = "fp1:" + "0" * 64
 LIMIT_S, LIMIT_MIB = 30.0, 1024.0
@@ -156,23 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     result = {**stamp, **result, "setup_s": round(setup_s, 1), "load_at_end": os.getloadavg()}
     result["ok"] = result["plan_s"] < LIMIT_S and result["plan_peak_rss_mib"] < LIMIT_MIB
     (out / "reuse.json").write_text(json.dumps(result, indent=2))
+    rows = [["plan (sources, lookup, sample read)", result["plan_s"], result["plan_cpu_s"],
+             result["plan_peak_rss_mib"], f"< {LIMIT_S:.0f} s, < {LIMIT_MIB:.0f} MiB"]]
+    if "copy_s" in result:
+        rows.append(["copy of the reused rows", result["copy_s"], "-",
+                     result["copy_peak_rss_mib"], "-"])
     lines = [f"# Reuse lookup, {args.points:,} earlier points", "",
              f"`{stamp['command']}`, {stamp['date']}, load {stamp['load_at_start']} at start, "
              f"{result['load_at_end']} at end.", "",
              f"New space {result['points_new']:,} points, {result['points_reused']:,} reused, "
              f"{result['chunks_checked']} chunk(s) to check (sample).", "",
-             "| step | seconds | CPU seconds | peak RSS MiB | limit |", "|---|---|---|---|---|",
-             f"| plan (sources, lookup, sample read) | {result['plan_s']} | "
-             f"{result['plan_cpu_s']} | {result['plan_peak_rss_mib']} | "
-             f"< {LIMIT_S:.0f} s, < {LIMIT_MIB:.0f} MiB |"]
-    if "copy_s" in result:
-        lines.append(f"| copy of the reused rows | {result['copy_s']} | - | "
-                     f"{result['copy_peak_rss_mib']} | - |")
-    lines += ["", f"RSS before the plan: {result['rss_before_mib']} MiB. "
-                  f"{'PASS' if result['ok'] else 'FAIL'}."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+             *md_table(["step", "seconds", "CPU seconds", "peak RSS MiB", "limit"], rows), "",
+             f"RSS before the plan: {result['rss_before_mib']} MiB. "
+             f"{'PASS' if result['ok'] else 'FAIL'}."]
+    publish(out, "\n".join(lines), out / "reuse.json")
     return 0 if result["ok"] else 1
 
 

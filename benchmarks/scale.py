@@ -68,6 +68,7 @@ from benchmarks.stamp import (  # noqa: E402
     parse_brokers,
     stamped_dir,
 )
+from benchmarks.tables import text_table  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import start_private  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -309,20 +310,23 @@ def _rows_of(table: Path) -> int:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{'broker':<9}{'points':>14}{'runtime s':>11}{'wall s':>9}{'points/s':>12}"
-          f"{'orch MiB':>10}{'broker MiB':>11}{'redis peak MB':>14}{'parquet MB':>12}"
-          f"{'record MB':>11}")
+    rows = []
     for backend, sizes in result["series"].items():
         for params, row in sizes.items():
             if "runtime_s" not in row:
-                print(f"{backend:<9}{int(params):>14,}  {row.get('error')}")
+                rows.append([backend, f"{int(params):,}", str(row.get("error"))])
                 continue
-            print(f"{backend:<9}{int(params):>14,}{row['runtime_s']:>11.2f}{row['wall_s']:>9.2f}"
-                  f"{row['points_s']:>12,.0f}{row['orchestrator_peak_rss_mib']:>10.1f}"
-                  f"{row['broker_peak_rss_mib']:>11.1f}"
-                  f"{row.get('used_memory_peak_mb', float('nan')):>14.1f}"
-                  f"{(row['results_parquet_bytes'] or 0) / 1e6:>12.1f}"
-                  f"{row['record_bytes'] / 1e6:>11.1f}")
+            rows.append([backend, f"{int(params):,}", f"{row['runtime_s']:.2f}",
+                         f"{row['wall_s']:.2f}", f"{row['points_s']:,.0f}",
+                         f"{row['orchestrator_peak_rss_mib']:.1f}",
+                         f"{row['broker_peak_rss_mib']:.1f}",
+                         f"{row.get('used_memory_peak_mb', float('nan')):.1f}",
+                         f"{(row['results_parquet_bytes'] or 0) / 1e6:.1f}",
+                         f"{row['record_bytes'] / 1e6:.1f}"])
+    print()
+    print("\n".join(text_table(["broker", "points", "runtime s", "wall s", "points/s",
+                                "orch MiB", "broker MiB", "redis peak MB", "parquet MB",
+                                "record MB"], rows)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from benchmarks.tables import md_table
+
 Row = tuple[str, str, dict[str, str]]
 
 
@@ -157,7 +159,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"Measured {m['when']} on {m['cores']} cores, Python {m['python']}, "
              f"Redis {m['brokers'].get('redis')}, RabbitMQ {m['brokers'].get('rabbitmq')}; "
              f"{results['repeats']} repeat(s), median (min–max).", "",
-             "| what | goal | Redis | RabbitMQ |", "|---|---|---|---|"]
+             *md_table(["what", "goal", "Redis", "RabbitMQ"])]
     for what, goal, values in rows(results):
         lines.append(f"| {what} | {goal} | {values.get('redis', '—')} | "
                      f"{values.get('rabbitmq', '—')} |")

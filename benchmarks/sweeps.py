@@ -36,6 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.tables import md_table, publish  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
 
 SPACE_CPU = {"axes": {"samples": [20_000], "seed": {"range": [0, 2000]}}}
@@ -136,7 +137,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"Measured {results['when']} on {results['cores']} cores "
              f"({'quick' if results['quick'] else 'full'} mode, {results['repeats']} "
              f"repeat(s), medians). Command: `{results['command']}`.", "",
-             "| what | goal | measured |", "|---|---|---|"]
+             *md_table(["what", "goal", "measured"])]
     s = results["suites"]
     if "verify" in s:
         v = s["verify"]
@@ -189,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         results["suites"][name] = SUITES[name](out / "runs", args.quick, repeats)
         print(json.dumps(results["suites"][name]), flush=True)
         (out / "bench.json").write_text(json.dumps(results, indent=2))
-    (out / "summary.md").write_text(markdown(results))
-    print(markdown(results))
-    print(f"wrote {out / 'bench.json'} and {out / 'summary.md'}")
+    publish(out, markdown(results), out / "bench.json")
     return 0
 
 

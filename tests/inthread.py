@@ -5,10 +5,37 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
 
-from ttg_lib.backends import open_consumer
+from ttg_lib.backends import open_consumer, open_producer
+from ttg_lib.backends.memory import MemoryProducer
 from ttg_lib.cluster import Cluster, ClusterError, WorkerInfo, WorkerState
 from ttg_lib.worker import Worker, WorkerSettings
+
+
+def memory_broker(name: str) -> Iterator[tuple[str, MemoryProducer]]:
+    """An in-memory broker of a test's own (a fresh url), its queues declared: the url and a
+    producer on it, closed after (a fixture's ``yield from``)."""
+    url = f"memory://{name}-{uuid.uuid4().hex}"
+    producer = cast(MemoryProducer, open_producer("memory", url))
+    producer.connect()
+    producer.declare()
+    yield url, producer
+    producer.close()
+
+
+def thread_worker(url: str, run_id: str = "", name: str = "u1", lease_s: float = 0.5,
+                  **settings: Any) -> tuple[Worker, threading.Thread]:
+    """A worker on the memory broker at ``url``, running on a daemon thread of its own."""
+    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=run_id, name=name,
+                                   lease_s=lease_s, **settings),
+                    open_consumer("memory", url, lease_s=lease_s))
+    worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
+    thread = threading.Thread(target=worker.run, name=f"worker-{name}", daemon=True)
+    thread.start()
+    return worker, thread
 
 
 class ThreadCluster(Cluster):
@@ -27,15 +54,10 @@ class ThreadCluster(Cluster):
         return [self._spawn(f"t{len(self.live) + len(self.gone) + 1}") for _ in range(count)]
 
     def _spawn(self, name: str) -> WorkerInfo:
-        settings = WorkerSettings(backend="memory", url=self.url, run_id=self.run_id,
-                                  name=name, lease_s=self.lease_s)
-        worker = Worker(settings, open_consumer("memory", self.url, lease_s=self.lease_s))
-        worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
-        thread = threading.Thread(target=worker.run, name=f"worker-{name}", daemon=True)
+        worker, thread = thread_worker(self.url, self.run_id, name, self.lease_s)
         info = WorkerInfo(name=name, ident=name, state=WorkerState.RUNNING,
                           started_at=time.time())
         self.live[name] = (worker, thread, info)
-        thread.start()
         self.book.add("started", name)
         return info
 

@@ -13,14 +13,14 @@ import uuid
 
 import numpy as np
 import pytest
+from inthread import memory_broker, thread_worker
 
 from ttg_lib import byvalue, compute
 from ttg_lib.api import sweep, sweep_options
-from ttg_lib.backends import open_consumer, open_producer
 from ttg_lib.backends.blobs import CURRENT_RUN
 from ttg_lib.errors import ComputeImportError, ConfigError
 from ttg_lib.messages import Result, Task, decode_results
-from ttg_lib.worker import Worker, WorkerSettings
+from ttg_lib.worker import Worker
 
 
 def scaled(x: float, factor: float) -> float:
@@ -112,12 +112,7 @@ def test_every_run_option_is_a_keyword_and_a_wrong_one_names_them():
 # -- workers and runs: which run's task a worker takes ---------------------------------
 @pytest.fixture
 def memory():
-    url = f"memory://anywhere-{uuid.uuid4().hex}"
-    producer = open_producer("memory", url)
-    producer.connect()
-    producer.declare()
-    yield url, producer
-    producer.close()
+    yield from memory_broker("anywhere")
 
 
 def task(run_id: str, chunk_id: int = 0) -> Task:
@@ -126,12 +121,7 @@ def task(run_id: str, chunk_id: int = 0) -> Task:
 
 
 def start_worker(url: str, run_id: str = "") -> tuple[Worker, threading.Thread]:
-    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=run_id, name="j1",
-                                   lease_s=0.5), open_consumer("memory", url, lease_s=0.5))
-    worker.FETCH_WAIT_S = 0.05
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return worker, thread
+    return thread_worker(url, run_id, "j1")
 
 
 def test_a_worker_pinned_to_a_finished_run_leaves_the_current_runs_task_and_stops(memory):

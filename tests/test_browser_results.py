@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from browser import LAB_MARKS, lab_page, readings
 from labserver import RESULTS_JS, jupyterlab, live_results_points, run_all
 
 from ttg_lib import notebook as nb
@@ -21,52 +20,28 @@ from ttg_lib import notebook as nb
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "outputs" / "screenshots" / "results_live.png"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is absent (scripts/setup.sh --browser "
-                              "installs Debian's chromium; TTG_CHROMIUM names another)"),
-]
+pytestmark = LAB_MARKS
 
 
 def test_results_chart_fills_in_and_ends_as_the_static_one(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    with jupyterlab(tmp_path, "run.ipynb") as lab, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        try:
-            page.set_default_timeout(180_000)
-            page.goto(lab["url"], wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=240_000)
-            run_all(page, lambda: page.wait_for_function(
-                f"() => ({RESULTS_JS})().length > 0", timeout=180_000))
-            page.wait_for_function(  # the first points on disk
-                f"() => ({RESULTS_JS})().some(c => c.title.includes('so far') && "
-                "c.traces.some(t => t.x.length > 0))", timeout=240_000)
-            seen = [live_results_points(page)]
-            for _ in range(6):
-                page.wait_for_timeout(2_000)
-                seen.append(live_results_points(page))
-            live = [n for n in seen if n >= 0]  # -1: the run ended between two reads
-            assert len(live) >= 3 and live[-1] > live[0], f"results chart did not grow: {seen}"
-            assert live == sorted(live), f"point count went backwards: {seen}"
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-            # the end: the run cell's chart and the Results section's, both static
-            page.wait_for_function(
-                f"() => {{ const c = ({RESULTS_JS})(); return c.length >= 2 && "
-                "c.every(x => !x.title.includes('so far') && !x.title.includes('waiting')); }",
-                timeout=600_000)
-            in_cell, in_section = page.evaluate(RESULTS_JS)[:2]
-        except Exception:
-            page.screenshot(path=str(SCREENSHOT.with_name("results_live-failure.png")),
-                            full_page=True)
-            raise
-        finally:
-            browser.close()
-        [record] = [s.parent for s in (lab["outputs"] / "runs").glob("*/summary.json")]
+    with jupyterlab(tmp_path, "run.ipynb") as lab, lab_page(lab, SCREENSHOT) as page:
+        run_all(page, lambda: page.wait_for_function(
+            f"() => ({RESULTS_JS})().length > 0", timeout=180_000))
+        page.wait_for_function(  # the first points on disk
+            f"() => ({RESULTS_JS})().some(c => c.title.includes('so far') && "
+            "c.traces.some(t => t.x.length > 0))", timeout=240_000)
+        seen = readings(page, lambda: live_results_points(page), every_ms=2_000)
+        live = [n for n in seen if n >= 0]  # -1: the run ended between two reads
+        assert len(live) >= 3 and live[-1] > live[0], f"results chart did not grow: {seen}"
+        assert live == sorted(live), f"point count went backwards: {seen}"
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        # the end: the run cell's chart and the Results section's, both static
+        page.wait_for_function(
+            f"() => {{ const c = ({RESULTS_JS})(); return c.length >= 2 && "
+            "c.every(x => !x.title.includes('so far') && !x.title.includes('waiting')); }",
+            timeout=600_000)
+        in_cell, in_section = page.evaluate(RESULTS_JS)[:2]
+    [record] = [s.parent for s in (lab["outputs"] / "runs").glob("*/summary.json")]
     static = nb.results_figure(record)
     expected = {"title": static.layout.title.text,
                 "traces": [{"name": t.name or "", "x": list(t.x), "y": list(t.y)}

@@ -16,6 +16,7 @@ pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip in
 
 from k8s_fixtures import client_on, served  # noqa: E402
 from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
+from polling import wait_for  # noqa: E402
 
 from ttg_lib.cluster.kubernetes import KubernetesCluster  # noqa: E402
 from ttg_lib.cluster.kubernetes.portforward import PortForwarder  # noqa: E402
@@ -36,16 +37,6 @@ def api_client(fake):
 
 def make_cluster(api_client, **kwargs) -> KubernetesCluster:
     return shared_make_cluster(api_client, **{"run_id": RUN_ID, "workers": 2, **kwargs})
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)  # the provider's threads give no event to wait on
-    raise AssertionError("condition not met in time")
 
 
 # -- port-forward: the pod is picked again when it was replaced ---------------------------

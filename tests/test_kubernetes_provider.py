@@ -22,6 +22,7 @@ from k8s_fixtures import client_on, served, served_live  # noqa: E402
 from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
 from k8s_standin import FakeKube, Request  # noqa: E402
 from kubernetes import client  # noqa: E402
+from polling import wait_for  # noqa: E402
 
 from ttg_lib.cleanup import CleanupReport  # noqa: E402
 from ttg_lib.cluster import kind as ttg_kind  # noqa: E402
@@ -60,16 +61,6 @@ def cluster(api_client):
     c = make_cluster(api_client)
     yield c
     c.stop(timeout=1)
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def body_labels(req: Request) -> dict[str, str]:

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, URLS, _require
+from browser import block_network, chromium_page, require_chromium
+from conftest import URLS, _require
 
 from ttg_lib import notebook as nb
 from ttg_lib.record import read_jsonl
@@ -205,32 +206,22 @@ def test_ttg_report_writes_linked_offline_pages(reports: Path, executed) -> None
 
 @pytest.mark.slow
 def test_report_chart_is_drawn_in_chromium(reports: Path, executed) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (scripts/setup.sh --browser installs it)")
-    from playwright.sync_api import sync_playwright
-
+    require_chromium()
     s = executed("rabbitmq-fault")[1]
     page_path = reports / f"run-{s['run_id']}.html"
     shot = ROOT / "outputs" / "screenshots" / "report-chart.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            requests: list[str] = []
-            page.route("http*://**", lambda route: (requests.append(route.request.url),
-                                                    route.abort()))
-            page.goto(page_path.as_uri(), wait_until="domcontentloaded", timeout=180_000)
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
-            points = page.evaluate("""() => {
-                const gd = document.querySelector('.js-plotly-plot');
-                return gd.data.map(t => (t.x || []).length); }""")
-            chart = page.query_selector(".js-plotly-plot")
-            chart.scroll_into_view_if_needed()
-            png = chart.screenshot(path=str(shot))
-            inked = _inked_fraction(page, png)
-        finally:
-            browser.close()
+    with chromium_page(1280, 900) as page:
+        requests = block_network(page)
+        page.goto(page_path.as_uri(), wait_until="domcontentloaded", timeout=180_000)
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
+        points = page.evaluate("""() => {
+            const gd = document.querySelector('.js-plotly-plot');
+            return gd.data.map(t => (t.x || []).length); }""")
+        chart = page.query_selector(".js-plotly-plot")
+        chart.scroll_into_view_if_needed()
+        png = chart.screenshot(path=str(shot))
+        inked = _inked_fraction(page, png)
     assert requests == [], f"the report asked the network for {requests}"
     assert min(points) >= 1 and max(points) >= 2, points
     assert inked > 0.02, f"chart area looks blank ({inked:.1%} non-white pixels)"

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from ttg_lib.backends import open_consumer
 from ttg_lib.messages import Task
@@ -57,16 +58,6 @@ def namespace_init(outer: subprocess.Popen, timeout: float = 10.0) -> int:
     raise AssertionError("unshare did not fork its child")
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # polled: the worker is another process
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def busy_heartbeat(path: Path) -> dict | None:
     try:
         state = json.loads(path.read_text())
@@ -90,7 +81,8 @@ def test_worker_as_pid1_ends_at_sigterm_and_its_chunk_is_redelivered(
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         init = namespace_init(outer)
-        state = wait_for(lambda: busy_heartbeat(beat), 30, "the worker to take chunk 0")
+        state = wait_for(lambda: busy_heartbeat(beat), 30, "the worker to take chunk 0",
+                         every=0.05)
         assert state["pid"] == 1  # the worker really is its namespace's init
         # The kubelet signals the container's init from outside its namespace.
         os.kill(init, signal.SIGTERM)
@@ -111,7 +103,7 @@ def test_worker_as_pid1_ends_at_sigterm_and_its_chunk_is_redelivered(
     other.connect()
     try:
         got = wait_for(lambda: other.fetch("survivor", timeout=0.5), 15,
-                       "chunk 0 to be redelivered to another worker")
+                       "chunk 0 to be redelivered to another worker", every=0.05)
         assert [Task.decode(d.body).chunk_id for d in got] == [0]
     finally:
         other.close()

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from browser import block_network, chromium_page, require_chromium
 
 from ttg_lib.notebook import display
 from ttg_lib.report.html import PLOTLY_JS, PLOTLY_MIME, export_html
@@ -102,26 +102,18 @@ def test_a_page_without_figures_loads_no_script(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # a browser
 def test_page_draws_its_charts_offline_in_chromium(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (scripts/setup.sh --browser installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
+    require_chromium()
+    pytest.importorskip("playwright.sync_api")
     page_path = export_html(_saved_notebook(tmp_path / "c.ipynb", ["first", "second"]),
                             tmp_path / "reports" / "c.html")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests: list[str] = []
-            page.route("http*://**", lambda route: (requests.append(route.request.url),
-                                                    route.abort()))
-            page.goto(page_path.as_uri(), wait_until="load", timeout=120_000)
-            page.wait_for_function(
-                "() => document.querySelectorAll('.js-plotly-plot .main-svg .scatterlayer "
-                ".trace').length === 2", timeout=60_000)
-            drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-                .map(gd => [gd.layout.title.text, gd.data[0].x.length])""")
-        finally:
-            browser.close()
+    with chromium_page(1200, 900) as page:
+        requests = block_network(page)
+        page.goto(page_path.as_uri(), wait_until="load", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot .main-svg .scatterlayer "
+            ".trace').length === 2", timeout=60_000)
+        drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+            .map(gd => [gd.layout.title.text, gd.data[0].x.length])""")
     assert requests == [], f"the page asked the network for {requests}"
     assert drawn == [["first", 4], ["second", 4]]
 

@@ -162,3 +162,27 @@ def test_a_record_this_version_writes_loads_typed(tmp_path: Path):
     assert EventKind.KILLED in kinds and EventKind.OTHER not in kinds
     beats = load_heartbeats(path)
     assert beats and all(isinstance(b.state, Activity) for b in beats)
+
+
+def test_the_summary_carries_the_verdicts_counts_and_nests_them_again(tmp_path: Path):
+    from dataclasses import fields
+
+    from ttg_lib.config import RunConfig
+    from ttg_lib.summary import VERDICT_COUNTS, Timing, build_summary
+    from ttg_lib.verify import Verdict
+
+    config = RunConfig.build(backend="redis", total_params=100, chunk_size=10,
+                             output_dir=str(tmp_path))
+    shared = {f.name for f in fields(Verdict)} & set(RunSummary.keys())
+    assert set(VERDICT_COUNTS) == shared - {"total_params", "chunks_total", "problems"}
+    counts = {name: 11 + i for i, name in enumerate(VERDICT_COUNTS)}  # each its own figure
+    verdict = Verdict(total_params=100, chunks_total=10, **counts, problems=["one"])
+    summary = build_summary(config=config, started_at="now", state="done", verdict=verdict,
+                            timing=Timing(runtime_s=1.0, orchestrator_cpu_s=0.1), stats=None,
+                            dead_letters=0, retries=0, fault=None, workers=[],
+                            workers_started=1, workers_replaced=0, outages=[],
+                            peak_rss_mib=1.0, verify_s=0.0, verify_mode="full",
+                            results_rows=0, results_file=None)
+    assert {name: getattr(summary, name) for name in VERDICT_COUNTS} == counts
+    assert summary.verdict == verdict
+    assert RunSummary.from_dict(summary.to_dict()).verdict == verdict

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import pytest
+from inthread import memory_broker, thread_worker
 
-from ttg_lib.backends import open_consumer, open_producer
+from ttg_lib.backends import open_consumer
 from ttg_lib.messages import Task
 from ttg_lib.worker import BatchSizer, Heartbeat, Worker, WorkerSettings, retry_delay
 
@@ -24,22 +24,11 @@ def task(chunk_id: int, compute: str = "ttg_lib.compute:placeholder", **kw) -> T
 
 @pytest.fixture
 def memory():
-    url = f"memory://unit-{uuid.uuid4().hex}"
-    producer = open_producer("memory", url)
-    producer.connect()
-    producer.declare()
-    yield url, producer
-    producer.close()
+    yield from memory_broker("unit")
 
 
 def start_worker(url: str, name: str = "u1", **settings) -> tuple[Worker, threading.Thread]:
-    worker = Worker(WorkerSettings(backend="memory", url=url, run_id=RUN, name=name,
-                                   lease_s=0.5, **settings),
-                    open_consumer("memory", url, lease_s=0.5))
-    worker.FETCH_WAIT_S = 0.05  # a stop is seen at once: the unit layer stays fast
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return worker, thread
+    return thread_worker(url, RUN, name, **settings)
 
 
 def poll(until, timeout: float) -> None:

@@ -39,7 +39,13 @@ def sweep(fn: Callable[..., Any] | str, space: dict[str, Any] | str | None = Non
     ``fn(param_id, work_ms)`` over ``total_params`` ids) and verify the results.
     ``options``: any RunConfig field (backend, workers, verify, scale, chunk_size, ...);
     ``config``: settings to start from (a notebook's ``build_config``), options override
-    them, and its space is the space when none is given."""
+    them, and its space is the space when none is given.
+
+    A sweep into the same ``output_dir`` as earlier runs reuses the points they already
+    computed with the same function (its fingerprint; ``version=`` salts it) and the same
+    values, and computes only the rest: widening an axis computes the new points alone. The
+    workers recompute some reused points to check them (``verify``: sample, full or none);
+    ``reuse="none"`` computes every point."""
     taken = sorted(set(options) & set(SET_BY_SWEEP))
     if taken:
         raise ConfigError(taken[0], options[taken[0]], "given by sweep's own arguments: "

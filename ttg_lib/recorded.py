@@ -12,23 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .record import load_json, read_jsonl
-from .textenum import TextEnum
-
-E = TypeVar("E", bound="Lenient")
-
-
-class Lenient(TextEnum):
-    """An enum that reads text it does not know as ``OTHER`` (a newer record's)."""
-
-    @classmethod
-    def of(cls: type[E], text: Any) -> E:
-        try:
-            return cls(text)
-        except ValueError:
-            return cls("other")
+from .textenum import Lenient, TextEnum
 
 
 class EventKind(Lenient):

@@ -27,6 +27,11 @@ class Timing:
     orchestrator_cpu_s: float | None
 
 
+# the verification's counts a summary carries as its own fields, by the Verdict's names
+VERDICT_COUNTS = ("chunks_completed", "chunks_failed", "params_verified", "lost_params",
+                  "wrong_results", "duplicate_deliveries", "foreign_results", "values_recomputed")
+
+
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
@@ -108,12 +113,8 @@ class RunSummary:
     def verdict(self) -> Verdict:
         """The verification's verdict, nested as the collector gave it."""
         return Verdict(total_params=self.total_params, chunks_total=self.chunks_total,
-                       chunks_completed=self.chunks_completed,
-                       chunks_failed=self.chunks_failed, params_verified=self.params_verified,
-                       lost_params=self.lost_params, wrong_results=self.wrong_results,
-                       duplicate_deliveries=self.duplicate_deliveries,
-                       foreign_results=self.foreign_results,
-                       values_recomputed=self.values_recomputed, problems=list(self.problems))
+                       **{name: getattr(self, name) for name in VERDICT_COUNTS},
+                       problems=list(self.problems))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -145,11 +146,8 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         backend=config.backend, cluster=config.cluster, scale=config.scale,
         workers=config.workers, total_params=config.total_params,
         chunk_size=config.chunk_size, work_ms=config.work_ms,
-        chunks_total=config.chunks_total, chunks_completed=verdict.chunks_completed,
-        chunks_failed=verdict.chunks_failed, params_verified=verdict.params_verified,
-        lost_params=verdict.lost_params, wrong_results=verdict.wrong_results,
-        duplicate_deliveries=verdict.duplicate_deliveries,
-        foreign_results=verdict.foreign_results, retry_count=retries,
+        chunks_total=config.chunks_total,
+        **{name: getattr(verdict, name) for name in VERDICT_COUNTS}, retry_count=retries,
         dlq_count=stats.dlq.messages if stats and stats.dlq.messages is not None
         else dead_letters,
         retry_queue=stats.retry.messages if stats else None,
@@ -169,7 +167,7 @@ def build_summary(*, config: RunConfig, started_at: str, state: str, verdict: Ve
         state=state, verified=verdict.ok, ok=verdict.ok and done and not failed,
         problems=verdict.problems + ([] if done else [f"run ended in state {state!r}"])
         + ([_failed_problem(failed_points or {})] if failed else []),
-        verify_mode=verify_mode, values_recomputed=verdict.values_recomputed,
+        verify_mode=verify_mode,
         results_rows=results_rows, results_file=results_file, resumed=resumed,
         chunks_redone=chunks_redone,
         complete_s=round(complete_s, 3) if complete_s is not None else None,
