@@ -99,13 +99,17 @@ class Zygote:
         """A new compute process, given ``fds`` (its socket, its cursor); OSError if the
         zygote is gone or does not answer."""
         with self._lock:
-            if not self.alive:
-                raise OSError("the zygote is gone")
-            socket.send_fds(self.sock, [b"spawn"], list(fds))
-            deadline = time.monotonic() + SPAWN_TIMEOUT_S
-            while not self._spawned:
-                if not self.alive or not self._read(deadline - time.monotonic()):
-                    raise OSError("the zygote did not start a compute process")
+            try:
+                if not self.alive:
+                    raise OSError("the zygote is gone")
+                socket.send_fds(self.sock, [b"spawn"], list(fds))
+                deadline = time.monotonic() + SPAWN_TIMEOUT_S
+                while not self._spawned:
+                    if not self.alive or not self._read(deadline - time.monotonic()):
+                        raise OSError("the zygote did not start a compute process")
+            except OSError:
+                self._lost()  # the supervisor starts another one
+                raise
             pid = self._spawned.pop(0)
             self._live.add(pid)
         return ZygoteChild(self, pid)
@@ -129,7 +133,7 @@ class Zygote:
         """End it: it kills and reaps any compute process it still has, then exits."""
         with contextlib.suppress(OSError):
             self.sock.close()
-        self.alive = False
+        self._lost()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -145,10 +149,8 @@ class Zygote:
             return False
         except OSError:
             message = b""
-        if not message:  # its compute processes died with it (PDEATHSIG: SIGKILL)
-            self.alive = False
-            self._codes.update((pid, -signal.SIGKILL) for pid in self._live)
-            self._live.clear()
+        if not message:
+            self._lost()
             return False
         kind, *numbers = message.split()
         if kind == b"pid":
@@ -157,6 +159,12 @@ class Zygote:
             self._live.discard(int(numbers[0]))
             self._codes[int(numbers[0])] = int(numbers[1])
         return True
+
+    def _lost(self) -> None:
+        """Gone or closed: its compute processes die with it (PDEATHSIG: SIGKILL)."""
+        self.alive = False
+        self._codes.update((pid, -signal.SIGKILL) for pid in self._live)
+        self._live.clear()
 
 
 class ZygoteChild:
