@@ -1,7 +1,7 @@
 """The compute process: runs the user's function for its worker, and nothing else.
 
-``python -m ttg_lib.child CONN_FD CURSOR_FD WORKER_PID``, started by
-:class:`ttg_lib.childproc.ComputeChild`.
+``python -m ttg_lib.child CONN_FD CURSOR_FD PARENT_PID``, started by
+:class:`ttg_lib.childproc.ComputeChild` (or forked by :mod:`ttg_lib.zygote`, its parent then).
 It holds no broker connection, so whatever the function does to this process (a segfault,
 ``os._exit``, the OOM killer, an endless loop) leaves its worker standing: the worker sees
 the pipe close, reads the cursor to learn which point was running, and starts another one.
@@ -32,8 +32,8 @@ CURSOR_BYTES = 16
 
 
 def main(argv: list[str]) -> int:
-    conn_fd, cursor_fd, worker_pid = int(argv[0]), int(argv[1]), int(argv[2])
-    _die_with_parent(worker_pid)
+    conn_fd, cursor_fd, parent = int(argv[0]), int(argv[1]), int(argv[2])
+    die_with_parent(parent)
     faulthandler.enable()  # a segfault's Python stack goes to the worker's log
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     cursor = memoryview(mmap.mmap(cursor_fd, CURSOR_BYTES)).cast("q")
@@ -80,14 +80,15 @@ class ChildLoop:
         return outcome
 
 
-def _die_with_parent(worker_pid: int) -> None:
-    """Linux: the kernel kills this process when its worker dies (even by SIGKILL)."""
+def die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent (the worker, or the zygote that
+    dies with it) dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != worker_pid:  # it died before the line above took effect
+    if os.getppid() != parent:  # it died before the line above took effect
         sys.exit(0)
 
 

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .points import OFFSET, SEQ, UNTRACKED, ChunkOutcome, Job
+from .zygote import Zygote
 
 CURSOR_BYTES = 16
 
@@ -46,7 +47,9 @@ class ComputeChild:
     """One compute process, talking over a socket pair; its cursor (which job, which point)
     is 16 bytes of shared memory the worker reads without asking."""
 
-    def __init__(self) -> None:
+    def __init__(self, zygote: Zygote | None = None) -> None:
+        """Forked by ``zygote`` (a few ms); without one, or if it is gone, a fresh
+        interpreter (``python -m ttg_lib.child``)."""
         ours, theirs = socket.socketpair()
         with tempfile.TemporaryFile(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) \
                 as backing:  # unlinked already: nothing to clean up, whatever dies
@@ -54,10 +57,12 @@ class ComputeChild:
             self._map = mmap.mmap(backing.fileno(), CURSOR_BYTES)
             self.cursor = memoryview(self._map).cast("q")
             self.cursor[OFFSET] = UNTRACKED
-            args = [str(theirs.fileno()), str(backing.fileno()), str(os.getpid())]
-            if _may_fork():
-                self.proc: Any = ForkedChild(args, close=ours)
-            else:
+            self.proc: Any = None
+            if zygote is not None:
+                with contextlib.suppress(OSError):  # gone: the slow way below
+                    self.proc = zygote.spawn((theirs.fileno(), backing.fileno()))
+            if self.proc is None:
+                args = [str(theirs.fileno()), str(backing.fileno()), str(os.getpid())]
                 self.proc = subprocess.Popen([sys.executable, "-m", "ttg_lib.child", *args],
                                              pass_fds=(theirs.fileno(), backing.fileno()),
                                              stdin=subprocess.DEVNULL)
@@ -153,11 +158,10 @@ class ComputeChild:
             self._map.close()
 
 
-def _may_fork() -> bool:
-    """Fork (a few ms) instead of starting an interpreter (~0.1-0.2 s, on the path of a
-    replacement worker's first chunk) only while this process is one thread with no broker
-    connection yet: a fork then copies nothing that could deadlock or keep a connection
-    open. Later compute processes (after a crash, a recycle) start a fresh interpreter."""
+def may_fork() -> bool:
+    """Fork (the zygote: a few ms) instead of starting an interpreter (~0.1-0.7 s) only while
+    this process is one thread with no broker connection yet: a fork then copies nothing
+    that could deadlock or keep a connection open. Later, the zygote forks for it."""
     return hasattr(os, "fork") and threading.active_count() == 1 and not _connected.is_set()
 
 
@@ -167,43 +171,3 @@ _connected = threading.Event()
 def connected() -> None:
     """The worker has opened its broker connection: from now on, never fork."""
     _connected.set()
-
-
-class ForkedChild:
-    """A compute process forked from a worker that has not connected yet; the same face as
-    the ``subprocess.Popen`` used otherwise (pid, poll, wait, kill, returncode)."""
-
-    def __init__(self, args: list[str], close: socket.socket):
-        self.returncode: int | None = None
-        pid = os.fork()
-        if pid == 0:  # the compute process: never returns into the worker's code
-            code = 1
-            try:
-                close.close()
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the worker's handler
-                from .child import main
-
-                code = main(args)
-            finally:
-                os._exit(code)
-        self.pid = pid
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"compute process {self.pid}", timeout or 0)
-            time.sleep(0.005)
-        assert self.returncode is not None
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, signal.SIGKILL)

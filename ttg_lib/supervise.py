@@ -30,11 +30,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from . import byvalue
-from .childproc import ChildDied, ComputeChild
+from .childproc import ChildDied, ComputeChild, may_fork
 from .compute import Fetch
 from .computestate import AUTO, Counters, PointClock, Running
 from .messages import PointFailure, Task
 from .points import UNTRACKED, WAITING, ChunkOutcome, Job, compute_job
+from .zygote import Zygote
 
 START_FAILURES = 3  # a compute process that dies this often before any chunk: give up
 
@@ -75,6 +76,7 @@ class Supervisor:
     def __init__(self, log: Callable[..., None] | None = None):
         self.log = log or (lambda *_a, **_k: None)
         self.child: ComputeChild | None = None
+        self.zygote: Zygote | None = None  # forks the compute processes
         self.clock = PointClock()
         self.counters = Counters()
         self.running: Running | None = None
@@ -122,6 +124,9 @@ class Supervisor:
         if self.child is not None:
             self.child.stop()
             self.child = None
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
     def limit_of(self, task: Task) -> float:
         return self.clock.limit() if task.point_timeout_s == AUTO else task.point_timeout_s
@@ -306,7 +311,11 @@ class Supervisor:
 
     def _child(self) -> ComputeChild:
         if self.child is None:
-            self.child = ComputeChild()
+            if self.zygote is None or not self.zygote.alive:  # (a lost one: once more)
+                if self.zygote is not None:
+                    self.zygote.close(0.5)
+                self.zygote = Zygote(fork=may_fork())
+            self.child = ComputeChild(self.zygote)
             self.counters.started += 1
             self._seen = None
         return self.child
