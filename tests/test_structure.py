@@ -42,7 +42,7 @@ def test_the_circle_finder_sees_function_level_and_type_checking_imports():
     assert two_file_circles({"ttg_lib.a": {"ttg_lib.b"}, "ttg_lib.b": {"ttg_lib.a"},
                              "ttg_lib.c": {"ttg_lib.a"}}) == [("ttg_lib.a", "ttg_lib.b")]
     graph = import_graph()
-    assert "ttg_lib.cluster.podsettings" in graph["ttg_lib.config"]  # inside validate()
+    assert "ttg_lib.cluster.podsettings" in graph["ttg_lib.configcheck"]  # inside check()
     assert "ttg_lib.config" in graph["ttg_lib.cluster.kubernetes.plan"]  # TYPE_CHECKING
     assert {"ttg_lib", "ttg_lib.childproc"} <= graph["ttg_lib.worker"]  # from .. import childproc
 

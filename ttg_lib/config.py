@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from .backends.registry import DEFAULT_BACKEND, backend_names, get_spec
+from .configcheck import (
+    BACKENDS,
+    check,
+    check_choice,
+    point_timeout_text,
+)
 from .errors import ConfigError
 from .urls import redact_url
 
-BACKENDS = backend_names(runnable=True)  # from the registry: no broker is named here
-CLUSTERS = ("local", "kind", "k8s")
-MONITORS = ("cli", "none")
-VERIFY_MODES = ("", "full", "sample", "none")
-REUSE_MODES = ("all", "none")
-RESTART_POLICIES = ("always", "never")
 DEFAULT_COMPUTE = "ttg_lib.compute:placeholder"
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -186,7 +183,7 @@ class RunConfig:
             raise ConfigError(unknown[0], given[unknown[0]],
                               f"unknown setting; allowed: {', '.join(sorted(known))}")
         scale = given.get("scale", "small")
-        _check_choice("scale", scale, tuple(SCALES))
+        check_choice("scale", scale, tuple(SCALES))
         preset = SCALES[scale]
         values: dict[str, Any] = {
             "total_params": preset.total_params,
@@ -197,9 +194,9 @@ class RunConfig:
         values = _coerce(values)
         if values.get("space") is not None:
             _apply_space(values, given)
-        values["point_timeout"] = _point_timeout(values.get("point_timeout", ""))
+        values["point_timeout"] = point_timeout_text(values.get("point_timeout", ""))
         backend = values.get("backend", DEFAULT_BACKEND)
-        _check_choice("backend", backend, BACKENDS)
+        check_choice("backend", backend, BACKENDS)
         if not values.get("broker_url"):
             values["broker_url"] = get_spec(backend).url()
         if not values.get("run_id"):
@@ -240,85 +237,8 @@ class RunConfig:
         return cls.build(**settings)
 
     def validate(self) -> None:
-        _check_choice("backend", self.backend, BACKENDS)
-        _check_choice("cluster", self.cluster, CLUSTERS)
-        _check_choice("monitor", self.monitor, MONITORS)
-        _check_choice("restart", self.restart, RESTART_POLICIES)
-        _check_int("total_params", self.total_params, 1, 100_000_000)
-        _check_int("chunk_size", self.chunk_size, 1, 1_000_000)
-        _check_int("workers", self.workers, 0, 256)
-        _check_int("expect_workers", self.expect_workers, 0, 10_000)
-        if self.workers == 0 and not self.expect_workers:
-            raise ConfigError("workers", 0, "at least 1, or 0 with expect_workers N: the run "
-                                            "then waits for N workers started elsewhere "
-                                            "(ttg worker) to join")
-        if self.workers == 0 and self.cluster != "local":
-            raise ConfigError("workers", 0, f"at least 1 with cluster {self.cluster!r} (0 "
-                                            f"is for workers on hosts of your own)")
-        if self.compute_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.compute_sha256):
-            raise ConfigError("compute_sha256", self.compute_sha256,
-                              "the sha256 of a function shipped by value (64 hex digits)")
-        _check_int("max_retries", self.max_retries, 0, 100)
-        _check_int("max_crashes", self.max_crashes, 0, 100)
-        _check_int("recycle_after", self.recycle_after, 0, 100_000_000)
-        _check_int("chunks_per_task", self.chunks_per_task, 0, 1_000)
-        _check_number("max_worker_mib", self.max_worker_mib, 0, 1 << 30)
-        from .failures import FailureBudget
-
-        FailureBudget.parse(self.max_failures)  # a ConfigError names what is allowed
-        _check_number("work_ms", self.work_ms, 0, 60_000)
-        _check_number("retry_delay_s", self.retry_delay_s, 0, 3600)
-        _check_number("lease_s", self.lease_s, 0.5, 600)
-        _check_number("liveness_s", self.liveness_s, 0, 3600)
-        if 0 < self.liveness_s < 1:
-            raise ConfigError("liveness_s", self.liveness_s,
-                              "0 (off) or at least 1 s: a busy worker's heartbeat may be "
-                              "0.5 s old")
-        _check_number("timeout_s", self.timeout_s, 0, 7 * 24 * 3600)
-        _check_number("sample_s", self.sample_s, 0, 3600)
-        if self.verify not in VERIFY_MODES:
-            raise ConfigError("verify", self.verify, "one of full, sample, none")
-        _check_number("verify_rtol", self.verify_rtol, 0, 1)
-        _check_choice("reuse", self.reuse, REUSE_MODES)
-        if not isinstance(self.version, str) or len(self.version) > 200:
-            raise ConfigError("version", self.version, "a text of at most 200 characters")
-        if not isinstance(self.kill_at, (int, float)) or not 0 < self.kill_at < 1:
-            raise ConfigError("kill_at", self.kill_at,
-                              "a fraction of chunks done, strictly between 0 and 1 (e.g. 0.3)")
-        if self.chunk_size > self.total_params:
-            raise ConfigError("chunk_size", self.chunk_size,
-                              f"must not exceed total_params ({self.total_params})")
-        if not RUN_ID_PATTERN.match(self.run_id):
-            raise ConfigError("run_id", self.run_id,
-                              "1-63 characters: letters, digits, '-', '_' or '.', "
-                              "starting with a letter or digit")
-        if ":" not in self.compute or self.compute.count(":") != 1:
-            raise ConfigError("compute", self.compute,
-                              "an import path 'package.module:function'")
-        _check_url("broker_url", self.broker_url, self.backend)
-        from .cluster.podsettings import check_pod_settings
-
-        check_pod_settings(self)
-        if self.fault_demo and self.workers < 2:
-            raise ConfigError("workers", self.workers,
-                              "the fault demo kills one worker, so it needs at least 2")
-
-
-def _point_timeout(value: Any) -> str:
-    """``--point-timeout``: seconds (> 0), ``auto``, or nothing; as canonical text."""
-    if value in (None, "", 0, "0", "none"):
-        return ""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if isinstance(value, bool) or not 0 < seconds <= 7 * 24 * 3600:
-        raise ConfigError("point_timeout", value, "a number of seconds greater than 0, "
-                                                  "'auto' (10 x the p99 of the points "
-                                                  "finished so far, at least 10 s) or none")
-    return f"{seconds:g}"
+        """One ConfigError naming the field and what is allowed (:mod:`.configcheck`)."""
+        check(self)
 
 
 def _apply_space(values: dict[str, Any], given: dict[str, Any]) -> None:
@@ -371,22 +291,6 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(name, value, f"one of {', '.join(allowed)}")
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(name, value, f"a whole number from {low:,} to {high:,}")
-
-
-def _check_number(name: str, value: Any, low: float, high: float) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or math.isnan(value) or not low <= value <= high:
-        raise ConfigError(name, value, f"a number from {low:g} to {high:g}")
-
-
 def _broker_url_alias(given: dict[str, Any]) -> dict[str, Any]:
     """``<backend>_url`` (e.g. from older config files) is the broker URL when it names the
     run's backend; another broker's URL is not this run's business."""
@@ -396,17 +300,3 @@ def _broker_url_alias(given: dict[str, Any]) -> dict[str, Any]:
         if url is not None and name == backend and not given.get("broker_url"):
             given["broker_url"] = url
     return given
-
-
-def _check_url(name: str, value: Any, backend: str) -> None:
-    spec = get_spec(backend)
-    schemes = spec.url_schemes
-    parsed = urlparse(value) if isinstance(value, str) else None
-    if parsed is None or parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
-        raise ConfigError(name, redact_url(value) if isinstance(value, str) else value,
-                          f"a {spec.title} URL with scheme {' or '.join(schemes)}, e.g. "
-                          f"{spec.default_url}")
-    try:
-        _ = parsed.port
-    except ValueError:
-        raise ConfigError(name, redact_url(value), "the port must be a number 1-65535") from None

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..config import BACKENDS, CLUSTERS, SCALES, RunConfig
+from ..config import SCALES, RunConfig
+from ..configcheck import BACKENDS, CLUSTERS
 from .base import command, fail
 
 console = Console(stderr=True)
