@@ -13,6 +13,7 @@ with no Docker engine and the side-by-side run of the original system without it
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -29,12 +30,14 @@ from ttg_lib.config import RunConfig
 # --- pytest-xdist (scripts/test.sh: -n 2) ----------------------------------------------------
 # Each xdist worker gets brokers of its own on the same servers, before any URL is read (its
 # subprocesses - `ttg run`, workers, notebook kernels - inherit them): Redis database N+1+k for
-# worker gwk (N: the database of TTG_REDIS_URL) and a RabbitMQ vhost of its own, created here
-# and deleted when the worker ends. Tests that purge queues or take the run lock thus never
+# worker gwk (N: the database of TTG_REDIS_URL) and a RabbitMQ vhost of its own, named here,
+# created after collection when a test that may use it is selected, deleted when the worker
+# ends. Tests that purge queues or take the run lock thus never
 # meet the other worker's runs.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 XDIST_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
 _OWN_VHOST: str | None = None
+_WANTED_VHOST: tuple[str, str] | None = None  # (vhost, user): made after collection, if needed
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -45,7 +48,7 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 def _isolate_xdist_worker() -> None:
-    global _OWN_VHOST
+    global _WANTED_VHOST
     index = int(XDIST_WORKER.removeprefix("gw"))
     urls = env_urls()
     redis_url = urlparse(urls["redis"])
@@ -59,11 +62,21 @@ def _isolate_xdist_worker() -> None:
     if amqp.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise RuntimeError(f"{XDIST_WORKER}: a vhost of its own needs the local rabbitmqctl; "
                            f"{amqp.hostname} is not this machine (run without -n)")
+    _WANTED_VHOST = (vhost, unquote(amqp.username or "guest"))
+    os.environ["TTG_RABBITMQ_URL"] = amqp._replace(path="/" + quote(vhost, safe="")).geturl()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The worker's vhost is made once the tests are known, and only if a slow one (which
+    may use a broker) is among them: the unit layer needs none, and each rabbitmqctl call
+    starts an Erlang VM (~1 s)."""
+    global _OWN_VHOST
+    if _WANTED_VHOST is None or not any(i.get_closest_marker("slow") for i in session.items):
+        return
+    vhost, user = _WANTED_VHOST
     _rabbitmqctl("add_vhost", vhost)
     _OWN_VHOST = vhost
-    _rabbitmqctl("set_permissions", "-p", vhost, unquote(amqp.username or "guest"),
-                 ".*", ".*", ".*")
-    os.environ["TTG_RABBITMQ_URL"] = amqp._replace(path="/" + quote(vhost, safe="")).geturl()
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -196,6 +209,30 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def require_package(name: str, reason: str) -> None:
+    """Skip the calling test module where ``name`` is not installed, as importorskip would,
+    but without importing it: kubernetes and papermill load jsonschema's format grammars
+    (~2 s of CPU), which every pytest process would pay at collection even when none of
+    the module's tests is selected (the tests import what they use)."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(reason, allow_module_level=True)
+
+
+def ttg_in_process(*args: str, env: dict[str, str] | None = None
+                   ) -> subprocess.CompletedProcess:
+    """``ttg ARGS`` in this process (click's CliRunner), ``env`` set for the call: its exit
+    code, stdout and stderr as a subprocess gives them, without a new interpreter's start-up
+    (~0.3 s of CPU). An exception escaping the command propagates (a subprocess would print
+    its traceback)."""
+    from click.testing import CliRunner
+
+    from ttg_lib.cli import main
+
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(["ttg", *args], result.exit_code, result.stdout,
+                                       result.stderr)
 
 
 def _require(url: str) -> None:

@@ -4,12 +4,14 @@ keeps thin fixtures of its own (``yield from served()`` / ``yield from client_on
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k8s_standin import FakeKube
-from kubernetes import client
 
 from ttg_lib.cluster.kubernetes import KubernetesCluster
+
+if TYPE_CHECKING:  # the client is imported by the tests that use it, not at collection
+    from kubernetes import client
 
 
 def served(**options: Any) -> Iterator[FakeKube]:
@@ -29,6 +31,8 @@ def served_live() -> Iterator[FakeKube]:
 
 
 def client_on(server: FakeKube) -> Iterator[client.ApiClient]:
+    from kubernetes import client
+
     configuration = client.Configuration()
     configuration.host = server.host
     api = client.ApiClient(configuration)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ttg_in_process
 from rich.console import Console
 from test_contract import task
 
@@ -75,7 +76,7 @@ def test_the_human_summary_says_failed_with_the_reason(tmp_path, backend_name, b
 
 
 def test_no_runs_yet_is_an_empty_list(tmp_path):
-    listed = ttg("runs", "--output-dir", str(tmp_path), "--json")
+    listed = ttg_in_process("runs", "--output-dir", str(tmp_path), "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
 
 
@@ -115,9 +116,9 @@ def test_monitor_watch_refreshes_from_the_broker(backend):
 
 def test_monitor_without_a_broker_is_one_clear_error(backend_name):
     dead = {"redis": "redis://127.0.0.1:1/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:1/"}
-    result = ttg("monitor", "--backend", backend_name, "--once",
-                 env={"TTG_REDIS_URL": dead["redis"], "TTG_RABBITMQ_URL": dead["rabbitmq"]},
-                 timeout=60)
+    result = ttg_in_process("monitor", "--backend", backend_name, "--once",
+                            env={"TTG_REDIS_URL": dead["redis"],
+                                 "TTG_RABBITMQ_URL": dead["rabbitmq"]})
     assert result.returncode == 2
     assert result.stderr.startswith("ttg: error:") and "127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,8 +1,7 @@
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import ttg_in_process
 
 from ttg_lib.config import ConfigError, RunConfig
 
@@ -123,8 +122,7 @@ def test_config_file(tmp_path):
 ])
 def test_cli_bad_input_is_one_clear_error_and_starts_nothing(tmp_path, args, needle):
     out = tmp_path / "outputs"
-    proc = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "run", "--output-dir", str(out),
-                           *args], capture_output=True, text=True, timeout=60)
+    proc = ttg_in_process("run", "--output-dir", str(out), *args)
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

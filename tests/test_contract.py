@@ -52,6 +52,18 @@ class Broker:
     producer: Producer
     consumers: list[Consumer] = field(default_factory=list)
 
+    @property
+    def absent_s(self) -> float:
+        """How long to wait before a message that has not come is taken to be absent: a
+        network broker pushes it asynchronously; memory hands it over within the call."""
+        return 0.2 if self.name == "memory" else 2.0
+
+    @property
+    def expired_s(self) -> float:
+        """How long until a lease nobody keeps has surely expired and its task is back:
+        memory checks its leases at every fetch; a network broker sweeps on its own time."""
+        return LEASE_S + 0.2 if self.name == "memory" else 3 * LEASE_S + 0.5
+
     def consumer(self) -> Consumer:
         c = open_consumer(self.name, self.url, lease_s=LEASE_S)
         c.connect()
@@ -193,7 +205,7 @@ def test_lease_is_kept_while_alive(broker: Broker):
     broker.producer.publish_tasks([task(2)])
     slow, thief = broker.consumer(), broker.consumer()
     d = fetch(slow, "slow")
-    deadline = time.monotonic() + 3 * LEASE_S + 0.2
+    deadline = time.monotonic() + broker.expired_s  # unkept, the lease would be over by then
     while time.monotonic() < deadline:
         slow.keepalive("slow", [d])
         assert thief.fetch("thief", 0.1) == []
@@ -220,7 +232,7 @@ def test_a_duplicate_result_is_stored_at_most_once_per_chunk(broker: Broker):
     p.publish_tasks([task(4), task(4)])
     for _ in range(2):
         complete(c, fetch(c))
-    results = read_all_results(p, 2, timeout=1.0)
+    results = read_all_results(p, 2, timeout=broker.absent_s / 2)
     assert {r.chunk_id for r in results} == {4}
 
 
@@ -278,7 +290,7 @@ def test_final_counts_keep_the_runs_output_and_count_what_the_broker_dropped(bro
         complete(first, fetch(first, "first"))
     p.publish_tasks([task(0)])  # computed again by another worker: a duplicate result
     complete(second, fetch(second, "second"), worker="second")
-    read = read_all_results(p, 3, timeout=2.0)
+    read = read_all_results(p, 3, timeout=broker.absent_s)
     counts = p.final_counts()
     assert len(read) + counts.duplicates_dropped == 3, (len(read), counts.duplicates_dropped)
     assert counts.dead_letters == []
@@ -400,7 +412,7 @@ def test_a_result_stored_after_a_reconnect_is_not_computed_again(broker: Broker)
     if not isinstance(other, AnnouncesLateResults):
         holder.complete([(held, late)])
         complete(other, on_time)
-        assert fetch(other, "other", timeout=3 * LEASE_S + 0.5) is None  # settled, not leased
+        assert fetch(other, "other", timeout=broker.expired_s) is None  # settled, not leased
     else:
         complete(other, on_time)
         on_time_key = stored_key("r1", Task.decode(on_time.body).chunk_id, False)
@@ -412,7 +424,7 @@ def test_a_result_stored_after_a_reconnect_is_not_computed_again(broker: Broker)
         assert other.stored_elsewhere(key, wait_s=3.0)
         other.discard(again)
         assert not other.stored_elsewhere(on_time_key, wait_s=0.3)
-        assert fetch(holder, "holder", timeout=3 * LEASE_S + 0.5) is None  # settled for good
+        assert fetch(holder, "holder", timeout=broker.expired_s) is None  # settled for good
     assert sorted(r.chunk_id for r in read_all_results(p, 2)) == [4, 5]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import require_package
 
-pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+require_package("kubernetes", "the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 from k8s_fixtures import client_on, served  # noqa: E402
 from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import require_package
 
 pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real processes
 
-pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+require_package("kubernetes", "the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 from k8s_fixtures import client_on, served_live  # noqa: E402
 

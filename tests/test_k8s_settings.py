@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from conftest import require_package
 
-pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+require_package("kubernetes", "the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 from ttg_lib.cli import main  # noqa: E402
 from ttg_lib.cluster.kubernetes import KubernetesCluster  # noqa: E402

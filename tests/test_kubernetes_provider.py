@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_package
 
 pytestmark = pytest.mark.slow  # a stand-in API server whose kubelet runs real processes
 
-pytest.importorskip("kubernetes", reason="the k8s extra is not installed (pip install 'ttg[k8s]')")
+require_package("kubernetes", "the k8s extra is not installed (pip install 'ttg[k8s]')")
 
 import k8s_standin as standin  # noqa: E402
 from k8s_fixtures import client_on, served, served_live  # noqa: E402
 from k8s_fixtures import make_cluster as shared_make_cluster  # noqa: E402
 from k8s_standin import FakeKube, Request  # noqa: E402
-from kubernetes import client  # noqa: E402
 from polling import wait_for  # noqa: E402
 
 from ttg_lib.cleanup import CleanupReport  # noqa: E402
@@ -315,6 +315,8 @@ def test_logs_and_health(fake, cluster):
 
 
 def test_unreachable_api_is_a_clear_error(tmp_path):
+    from kubernetes import client
+
     configuration = client.Configuration()
     configuration.host = "http://127.0.0.1:9"  # discard port: nothing listens
     configuration.retries = 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from browser import block_network, chromium_page, require_chromium
-from conftest import URLS, _require
+from conftest import URLS, _require, require_package
 
 from ttg_lib import notebook as nb
 from ttg_lib.record import read_jsonl
@@ -26,7 +26,7 @@ NOTEBOOKS = ROOT / "notebooks"
 KERNEL = "python3"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
-papermill = pytest.importorskip("papermill", reason="pip install -e '.[notebooks]'")
+require_package("papermill", "pip install -e '.[notebooks]'")
 
 # (backend, fault_demo, cwd for papermill): both working directories must work
 CASES = {
@@ -62,6 +62,8 @@ def executed(nb_env: Path):
             _require(URLS[backend])
             dest = nb_env / "executed" / f"run-{case}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
+            import papermill  # here, not at collection (conftest.require_package)
+
             papermill.execute_notebook(
                 str(NOTEBOOKS / "run.ipynb"), str(dest), kernel_name=KERNEL, cwd=str(cwd),
                 parameters={"backend": backend, "fault_demo": fault}, progress_bar=False)
@@ -152,6 +154,8 @@ def assert_loads_shared_plotly_js(page: str, directory: Path) -> None:
 
 @pytest.mark.slow
 def test_bad_parameter_fails_with_the_library_message(nb_env: Path, tmp_path: Path) -> None:
+    import papermill
+
     with pytest.raises(papermill.PapermillExecutionError) as err:
         papermill.execute_notebook(str(NOTEBOOKS / "run.ipynb"), str(tmp_path / "bad.ipynb"),
                                    kernel_name=KERNEL, parameters={"workers": 0},

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import URLS, _require
+from conftest import URLS, _require, require_package
 from test_notebooks import KERNEL, NOTEBOOKS, _run_id_from, nb_env  # noqa: F401 (a fixture)
 
 from ttg_lib import load_results
 
-papermill = pytest.importorskip("papermill", reason="pip install -e '.[notebooks]'")
+require_package("papermill", "pip install -e '.[notebooks]'")
 
 
 def simulate(alpha: float, beta: int) -> dict:  # the notebook's own, repeated to check it
@@ -29,6 +29,8 @@ def test_the_notebooks_own_function_is_swept_by_value(backend: str, nb_env: Path
     _require(URLS[backend])
     dest = nb_env / "executed" / f"own-{backend}.ipynb"
     dest.parent.mkdir(parents=True, exist_ok=True)
+    import papermill  # here, not at collection (conftest.require_package)
+
     papermill.execute_notebook(str(NOTEBOOKS / "run.ipynb"), str(dest), kernel_name=KERNEL,
                                parameters={"backend": backend, "workers": 2,
                                            "own_function": True}, progress_bar=False)

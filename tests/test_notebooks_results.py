@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import URLS, _require
+from conftest import URLS, _require, require_package
 from test_notebooks import KERNEL, NOTEBOOKS, _run_id_from, nb_env  # noqa: F401 (a fixture)
 
 from ttg_lib import load_results
 from ttg_lib.examples import train
 from ttg_lib.space import load_space
 
-papermill = pytest.importorskip("papermill", reason="pip install -e '.[notebooks]'")
+require_package("papermill", "pip install -e '.[notebooks]'")
 
 SPACE = {"axes": {"lr": {"logspace": [-3, -1, 4]}, "depth": [2, 4, 6]}}  # a 4 × 3 grid
 TRAIN = "ttg_lib.examples:train"
@@ -27,6 +27,8 @@ PLOTLY = "application/vnd.plotly.v1+json"
 def _execute(dest: Path, parameters: dict, cli: bool) -> None:
     """papermill from its command line (parameters as the text a shell passes) or its API."""
     if not cli:
+        import papermill  # here, not at collection (conftest.require_package)
+
         papermill.execute_notebook(str(NOTEBOOKS / "run.ipynb"), str(dest),
                                    kernel_name=KERNEL, parameters=parameters,
                                    progress_bar=False)

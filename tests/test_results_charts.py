@@ -119,7 +119,8 @@ def test_without_a_space_values_are_drawn_against_param_id_sampled_down(
 
 def test_a_sample_of_a_grid_covers_every_axis_value(tmp_path: Path) -> None:
     space = {"axes": {"a": {"range": [0, 20]}, "b": {"range": [0, 20]}, "c": {"range": [0, 20]}}}
-    path = record(tmp_path, space, lambda a, b, c: a + b + c, chunk=500)  # 8,000 points
+    path = record(tmp_path, space, lambda a, b, c: a + b + c, chunk=500,
+                  row_group_rows=1_000)  # 8,000 points (16-row groups: 500 reads)
     (par,) = nb.results_figure(path).data
     assert all(len(d["values"]) == 5_000 for d in par.dimensions)
     for dim in par.dimensions[:3]:  # every 2nd point would keep c even: a biased chart
@@ -130,7 +131,8 @@ def test_a_sample_of_a_grid_covers_every_axis_value(tmp_path: Path) -> None:
 
 def test_a_big_grid_of_two_axes_is_a_coarser_heatmap_of_true_points(tmp_path: Path) -> None:
     space = {"axes": {"x": {"range": [0, 300]}, "y": {"range": [0, 300]}}}
-    path = record(tmp_path, space, lambda x, y: x * 1000 + y, chunk=5_000)
+    path = record(tmp_path, space, lambda x, y: x * 1000 + y, chunk=5_000,
+                  row_group_rows=5_000)  # 16-row groups: 5,625 reads, ~3 s
     (heat,) = nb.results_figure(path).data
     assert heat.type == "heatmap" and len(heat.x) * len(heat.y) <= nb.results.MAX_CELLS
     assert list(heat.x) == [str(x) for x in range(0, 300, 2)]

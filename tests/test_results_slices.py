@@ -201,6 +201,7 @@ print(json.dumps({"arrow": pa.default_memory_pool().max_memory(),
 """
 
 
+@pytest.mark.slow  # a fresh interpreter each, under tracemalloc: JSON lines take ~20 s of CPU
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_an_export_streams_in_memory_far_below_the_table(table, tmp_path, fmt):
     """The peak of Arrow's memory pool and of Python's allocations while exporting 300,000

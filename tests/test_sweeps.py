@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ttg_in_process
 
 from ttg_lib import load_results
 from ttg_lib.examples import train
@@ -78,10 +79,8 @@ def test_verify_none_checks_structure_only_and_says_so(make_config, broker_url):
 ])
 def test_a_bad_space_is_one_clear_error_and_starts_nothing(tmp_path, space, needle):
     out = tmp_path / "outputs"
-    proc = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "run", "--output-dir",
-                           str(out), "--space", json.dumps(space), "--compute",
-                           "ttg_lib.examples:train"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    proc = ttg_in_process("run", "--output-dir", str(out), "--space", json.dumps(space),
+                          "--compute", "ttg_lib.examples:train")
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -89,10 +88,8 @@ def test_a_bad_space_is_one_clear_error_and_starts_nothing(tmp_path, space, need
 
 
 def test_a_function_that_does_not_take_the_axes_is_refused(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "run", "--output-dir",
-                           str(tmp_path), "--space", '{"axes": {"x": [1, 2]}}',
-                           "--compute", "ttg_lib.examples:train"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = ttg_in_process("run", "--output-dir", str(tmp_path), "--space",
+                          '{"axes": {"x": [1, 2]}}', "--compute", "ttg_lib.examples:train")
     assert proc.returncode == 2 and "x" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
 
