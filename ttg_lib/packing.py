@@ -132,9 +132,10 @@ def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
     schema, parts = [], []
     for key in keys:
         column = [None if v is None else v[key] for v in values]
-        if not all(issubclass(t, _SCALAR_TYPES) for t in set(map(type, column))):
+        types = set(map(type, column))
+        if not all(issubclass(t, _SCALAR_TYPES) for t in types):
             return None  # a nested value: the whole chunk goes as JSON
-        enc, raw = pack_values(column)
+        enc, raw = pack_values(column, types)
         schema.append([key, enc, len(raw)])
         parts.append(raw)
     return schema, b"".join(parts)
