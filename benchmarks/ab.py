@@ -16,6 +16,8 @@ Cases:
     dict    the large preset through the original system's per-point work (a sha256 and a
             dict: ttg_lib.examples:original_point)               -> throughput_params_s
     chunks  10,000 chunks x 10 params, 0 ms, 3 workers          -> complete_s (lower: faster)
+Beside each case's figure: wall_s and cpu_s, the run launch to exit (interpreter start-up,
+workers' start and stop, the table's merge included) and the CPU of it and its workers.
 Results: outputs/bench/ab-<stamp>/ab.json (or --out DIR) and a printed table with the load.
 """
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,16 +74,26 @@ def checkout(rev: str, into: Path) -> Path:
     return into
 
 
-def one_run(side: Side, case: Case, backend: str, out: Path) -> float:
+def one_run(side: Side, case: Case, backend: str, out: Path) -> dict[str, float]:
+    """The case's figure, and the run launch to exit: wall seconds and the CPU seconds of
+    `ttg run` with the workers it reaped (what a user waits for and pays)."""
     env = dict(os.environ, PYTHONPATH=str(side.tree))
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
             "--backend", backend, "--output-dir", str(fresh_dir(out / side.label)), *case.flags]
+    cpu0, started = _children_cpu(), time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, cwd=side.tree, env=env)
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu0
     if proc.returncode != 0:
         raise SystemExit(f"{side.label} {case.name}/{backend} failed ({proc.returncode}): "
                          f"{proc.stderr.strip()[-600:]}")
     summary = json.loads(proc.stdout)
-    return float(summary[case.figure])
+    return {case.figure: float(summary[case.figure]), "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3)}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children, theirs included
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -108,11 +121,14 @@ def main() -> int:
                     for repeat in range(args.repeats):
                         order = (base, head) if repeat % 2 == 0 else (head, base)
                         for side in order:
-                            value = one_run(side, case, backend, out)
-                            side.values.setdefault(key, []).append(value)
-                    print(f"{key:>16}: base {statistics.median(base.values[key]):,.4g}  head "
-                          f"{statistics.median(head.values[key]):,.4g}  head/base "
-                          f"{_ratio(head.values[key], base.values[key]):.3f}", flush=True)
+                            for name, value in one_run(side, case, backend, out).items():
+                                label = key if name == case.figure else f"{key} {name}"
+                                side.values.setdefault(label, []).append(value)
+                    for label in (key, f"{key} wall_s", f"{key} cpu_s"):
+                        print(f"{label:>24}: base {statistics.median(base.values[label]):,.4g}"
+                              f"  head {statistics.median(head.values[label]):,.4g}  head/base "
+                              f"{_ratio(head.values[label], base.values[label]):.3f}",
+                              flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(base.tree)], check=False)

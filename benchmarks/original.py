@@ -3,7 +3,16 @@ points, the same per-point work, the same private broker, interleaved repeats.
 
     python benchmarks/original.py --original /tmp/ttg-original           # 1,000,000 points
     python benchmarks/original.py --original DIR --params 20000 --repeats 1   # a smoke
-    python benchmarks/original.py --original DIR --backends rabbitmq --repeats 5
+    python benchmarks/original.py --original DIR --backends rabbitmq --same-chunks ''
+
+The rows, per broker:
+  headline   each system as its user runs it: the original at its own default CHUNK_SIZE
+             (read from its worker.py: 100) beside `ttg run --scale large` at the preset's
+             defaults (chunks of 1,000; no --chunk-size passed), launch to exit;
+  same-N     both sides at chunks of N (``--same-chunks``, default 100 and 1,000), so nobody
+             reads the headline as a like-for-like chunk size.
+Each distinct (side, chunk size) run is made once per repeat and every row that needs it reads
+it (the headline's original run is the same-100 row's). Runs alternate order between repeats.
 
 The original is not part of this repository and nothing here builds it: give a checkout of
 it with ``--original DIR`` (DIR/src/worker.py must exist). To make one:
@@ -37,12 +46,13 @@ the worker id and timestamp, which would make every recomputation differ). The o
 keeps each chunk's dicts in memory and publishes a summary per chunk; TTG sends every
 point's value back and writes it: TTG does more per point, not less.
 
-The ratio reported is median(original time) / median(TTG time) per broker (the issue's
-acceptance: >= 2.0 on both). Beside the times, each side's CPU seconds: its processes' (wait4's
-rusage: the original's 3 workers; `ttg run` with the workers it reaped) plus the private
-broker's over that run. On a CPU-bound machine, wall time cannot fall below CPU / cores.
-Repeats alternate which side goes first. Results go to
-outputs/bench/original-<stamp>/original.json (or --output-dir) with the load at start and end.
+The ratio reported is median(original time) / median(TTG time) per row and broker (the issue's
+acceptance, read on the headline row: >= 2.0 on both brokers). Beside the times, each
+side's CPU seconds: its processes' (wait4's rusage: the original's 3 workers; `ttg run` with
+the workers it reaped) plus the private broker's over that run. On a CPU-bound machine, wall
+time cannot fall below CPU / cores. Results go to
+outputs/bench/original-<stamp>/ (or --output-dir): original.json (the command, TTG's commit,
+the load at start and end, every run and every row) and table.txt (the printed table).
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -75,6 +86,7 @@ from benchmarks.stamp import (  # noqa: E402
 from benchmarks.tables import text_table  # noqa: E402
 from ttg_lib.backends import get_spec  # noqa: E402
 from ttg_lib.cluster.brokers import PrivateBroker, start_private  # noqa: E402
+from ttg_lib.config import SCALES  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
 
 COMPUTE = "ttg_lib.examples:original_point"
@@ -246,14 +258,14 @@ def run_original(where: Path, backend: str, url: str, params: int, chunk: int, o
             "checked": counted == params}
 
 
-def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
+def run_ttg(backend: str, url: str, params: int, sized: list[str], out: Path,
             extra: list[str]) -> dict[str, Any]:
     env = {**os.environ, get_spec(backend).url_env: url,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
                                          if p)}
     args = [sys.executable, "-m", "ttg_lib.cli", "run", "--json", "--monitor", "none",
             "--backend", backend, "--scale", "large", "--compute", COMPUTE,
-            "--total-params", str(params), "--chunk-size", str(chunk),
+            "--total-params", str(params), *sized,
             "--workers", str(WORKERS), "--output-dir", str(fresh_dir(out / "ttg")), *extra]
     with (out / "ttg.log").open("a") as log, (out / "ttg-summary.json").open("w+") as sink:
         started = time.perf_counter()
@@ -271,41 +283,125 @@ def run_ttg(backend: str, url: str, params: int, chunk: int, out: Path,
             "run_id": summary.run_id}
 
 
-def compare(where: Path, backend: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+ORIGINAL_DEFAULT = re.compile(r"""getenv\(\s*['"]CHUNK_SIZE['"]\s*,\s*['"](\d+)['"]""")
+
+
+def original_default_chunk(where: Path) -> int:
+    """The original's own default CHUNK_SIZE, read from its worker's source (100 today)."""
+    found = ORIGINAL_DEFAULT.findall((where / "src" / "worker.py").read_text())
+    if len(found) != 1:
+        raise UsageError(f"cannot read the default CHUNK_SIZE from {where}/src/worker.py "
+                         f"(found {found or 'none'}); give --original-chunk")
+    return int(found[0])
+
+
+def parse_chunks(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise UsageError(f"--same-chunks {text!r}: whole numbers, comma-separated") from None
+    if any(size < 1 for size in sizes):
+        raise UsageError(f"--same-chunks {text!r}: each at least 1")
+    return sizes
+
+
+def plan(original_chunk: int, ttg_chunk: int, same: list[int]) -> dict[str, tuple[int, int]]:
+    """The rows: name -> (the original's chunk size, TTG's). The headline compares each system
+    at its own default; each same-size row runs both sides at one chunk size."""
+    rows = {"headline": (original_chunk, ttg_chunk)}
+    rows.update({f"same-{size}": (size, size) for size in same})
+    return rows
+
+
+def runs_of(rows: dict[str, tuple[int, int]]) -> list[tuple[str, int]]:
+    """The distinct (side, chunk size) runs the rows need: a run two rows share is made once
+    per repeat, so both rows read the same measurement."""
+    needed: list[tuple[str, int]] = []
+    for original, ttg in rows.values():
+        for run in (("original", original), ("ttg", ttg)):
+            if run not in needed:
+                needed.append(run)
+    return needed
+
+
+def summarise(rows: dict[str, tuple[int, int]],
+              measured: dict[tuple[str, int], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per row: each side's median wall and CPU (its processes plus the broker's), the ratio
+    original ÷ TTG launch to exit, and beside it on TTG's own runtime_s."""
+    out: dict[str, Any] = {}
+    for name, (original_chunk, ttg_chunk) in rows.items():
+        original = measured[("original", original_chunk)]
+        ttg = measured[("ttg", ttg_chunk)]
+        o_wall = statistics.median(r["wall_s"] for r in original)
+        t_wall = statistics.median(r["wall_s"] for r in ttg)
+        t_runtime = statistics.median(r["runtime_s"] for r in ttg)
+        out[name] = {
+            "original_chunk": original_chunk, "ttg_chunk": ttg_chunk,
+            "original_wall_s_median": o_wall, "ttg_wall_s_median": t_wall,
+            "ttg_runtime_s_median": t_runtime, "ratio": round(o_wall / t_wall, 3),
+            "ratio_ttg_runtime": round(o_wall / t_runtime, 3),
+            "cpu_s_median": {
+                "original": statistics.median(r["cpu_s"] + r["broker_cpu_s"] for r in original),
+                "ttg": statistics.median(r["cpu_s"] + r["broker_cpu_s"] for r in ttg)},
+            "all_checked": all(r["checked"] for r in (*original, *ttg))}
+    return out
+
+
+def compare(where: Path, backend: str, args: argparse.Namespace, out: Path,
+            rows: dict[str, tuple[int, int]], ttg_default: int) -> dict[str, Any]:
     broker: PrivateBroker = start_private(backend)
     print(f"[original] {backend}: private broker at {broker.url}", flush=True)
-    sides: dict[str, list[dict[str, Any]]] = {"original": [], "ttg": []}
+    runs = runs_of(rows)
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {run: [] for run in runs}
     timeout = max(120.0, args.params / 2_000)
     try:
         for repeat in range(args.repeats):
-            order = ("original", "ttg") if repeat % 2 == 0 else ("ttg", "original")
-            for side in order:
+            for side, chunk in (runs if repeat % 2 == 0 else runs[::-1]):
                 before = cpu_s(session_pids(broker.pid))
                 if side == "original":
-                    row = run_original(where, backend, broker.url, args.params, args.chunk_size,
-                                       out, repeat, timeout)
-                else:
-                    row = run_ttg(backend, broker.url, args.params, args.chunk_size, out,
-                                  args.ttg_flag)
-                row["broker_cpu_s"] = round(cpu_s(session_pids(broker.pid)) - before, 2)
-                sides[side].append(row)
-                print(f"[original] {backend} repeat {repeat + 1} {side}: {row['wall_s']:.2f} s,"
-                      f" CPU {row['cpu_s']:.2f} s + broker {row['broker_cpu_s']:.2f} s"
-                      f" (checked: {row['checked']})", flush=True)
+                    row = run_original(where, backend, broker.url, args.params, chunk, out,
+                                       repeat, timeout)
+                else:  # the preset's own chunk size is not passed: TTG as its user runs it
+                    sized = [] if chunk == ttg_default else ["--chunk-size", str(chunk)]
+                    row = run_ttg(backend, broker.url, args.params, sized, out, args.ttg_flag)
+                row.update(side=side, chunk_size=chunk, repeat=repeat,
+                           broker_cpu_s=round(cpu_s(session_pids(broker.pid)) - before, 2))
+                measured[(side, chunk)].append(row)
+                print(f"[original] {backend} repeat {repeat + 1} {side} chunk {chunk}: "
+                      f"{row['wall_s']:.2f} s, CPU {row['cpu_s']:.2f} s + broker "
+                      f"{row['broker_cpu_s']:.2f} s (checked: {row['checked']})", flush=True)
     finally:
         broker.stop()
-    original = statistics.median(r["wall_s"] for r in sides["original"])
-    ttg = statistics.median(r["wall_s"] for r in sides["ttg"])
-    ttg_runtime = statistics.median(r["runtime_s"] for r in sides["ttg"])
-    return {"original": sides["original"], "ttg": sides["ttg"],
-            "original_wall_s_median": original, "ttg_wall_s_median": ttg,
-            "ttg_runtime_s_median": ttg_runtime,
-            "ratio": round(original / ttg, 3),
-            "ratio_ttg_runtime": round(original / ttg_runtime, 3),
-            "cpu_s_median": {side: statistics.median(r["cpu_s"] + r["broker_cpu_s"]
-                                                     for r in rows)
-                             for side, rows in sides.items()},
-            "all_checked": all(r["checked"] for rows in sides.values() for r in rows)}
+    summary = summarise(rows, measured)
+    return {"runs": [r for rs in measured.values() for r in rs], "rows": summary,
+            "all_checked": all(r["all_checked"] for r in summary.values())}
+
+
+def table(result: dict[str, Any]) -> str:
+    """The printed table: the headline first, the same-chunk-size rows beside it."""
+    lines = [f"{result['params']:,} points, {WORKERS} workers, {result['repeats']} interleaved "
+             f"repeats, load at start {result['load_at_start'][0]:.2f}, TTG "
+             f"{result['ttg_commit'] or '?'}",
+             "headline: the original at its own default CHUNK_SIZE "
+             f"({result['original_default_chunk']}) beside `ttg run --scale large` at its "
+             f"defaults (chunks of {result['ttg_default_chunk']}), launch to exit"]
+    lines += text_table(
+        ["broker", "row", "chunks o/TTG", "original s", "TTG s", "ratio", "TTG runtime_s",
+         "ratio (runtime)", "CPU s: original", "TTG"],
+        [[backend, name, f"{row['original_chunk']}/{row['ttg_chunk']}",
+          *(f"{figure:.2f}" for figure in (
+              row["original_wall_s_median"], row["ttg_wall_s_median"], row["ratio"],
+              row["ttg_runtime_s_median"], row["ratio_ttg_runtime"],
+              row["cpu_s_median"]["original"], row["cpu_s_median"]["ttg"]))]
+         for backend, data in result["backends"].items()
+         for name, row in data["rows"].items()], align="<<" + ">" * 8)
+    return "\n".join(lines)
+
+
+def ttg_commit() -> str | None:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +413,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the original's commit, recorded in the result (read from DIR "
                         "when it is a git checkout)")
     parser.add_argument("--params", type=int, default=1_000_000)
-    parser.add_argument("--chunk-size", type=int, default=1_000)
+    parser.add_argument("--original-chunk", type=int, default=None, metavar="N",
+                        help="the original's chunk size in the headline (default: its own "
+                        "default CHUNK_SIZE, read from its worker.py)")
+    parser.add_argument("--same-chunks", default="100,1000", metavar="N,N",
+                        help="the same-chunk-size rows, both sides at each (default 100,1000;"
+                        " '' for none)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="redis,rabbitmq")
     parser.add_argument("--ttg-flag", action="append", default=[], metavar="FLAG",
@@ -325,36 +426,36 @@ def main(argv: list[str] | None = None) -> int:
                         " --ttg-flag=full")
     parser.add_argument("--output-dir", default=str(ROOT / "outputs" / "bench"))
     args = parser.parse_args(argv)
+    ttg_default = SCALES["large"].chunk_size
     try:
         where = check_original(args.original)
         backends = parse_brokers(args.backends)
-        if args.params < 1 or args.chunk_size < 1 or args.repeats < 1:
-            raise UsageError("--params, --chunk-size and --repeats must be at least 1")
+        if args.params < 1 or args.repeats < 1:
+            raise UsageError("--params and --repeats must be at least 1")
+        original_chunk = args.original_chunk or original_default_chunk(where)
+        if original_chunk < 1:
+            raise UsageError("--original-chunk must be at least 1")
+        rows = plan(original_chunk, ttg_default, parse_chunks(args.same_chunks))
     except UsageError as exc:
         print(f"original.py: {exc}", file=sys.stderr)
         return 2
     out = stamped_dir(args.output_dir, "original")
     result: dict[str, Any] = {
-        **header("original.py", argv),
+        **header("original.py", argv), "ttg_commit": ttg_commit(),
         "original_rev": args.original_rev or original_rev(where), "params": args.params,
-        "chunk_size": args.chunk_size, "workers": WORKERS, "repeats": args.repeats,
-        "ttg_flags": args.ttg_flag, "backends": {}}
+        "original_default_chunk": original_chunk, "ttg_default_chunk": ttg_default,
+        "rows": {name: {"original_chunk": o, "ttg_chunk": t} for name, (o, t) in rows.items()},
+        "workers": WORKERS, "repeats": args.repeats, "ttg_flags": args.ttg_flag,
+        "backends": {}}
     for backend in backends:
-        result["backends"][backend] = compare(where, backend, args, out)
+        result["backends"][backend] = compare(where, backend, args, out, rows, ttg_default)
         (out / "original.json").write_text(json.dumps(result, indent=2))
     result["load_at_end"] = os.getloadavg()
     (out / "original.json").write_text(json.dumps(result, indent=2))
-    print(f"\n{args.params:,} points, chunks of {args.chunk_size:,}, {WORKERS} workers, "
-          f"{args.repeats} repeats, load at start {result['load_at_start'][0]:.2f}")
-    print("\n".join(text_table(
-        ["broker", "original s", "TTG s", "ratio", "TTG runtime_s", "ratio (runtime)",
-         "CPU s: original", "TTG"],
-        [[backend, *(f"{figure:.2f}" for figure in (
-            row["original_wall_s_median"], row["ttg_wall_s_median"], row["ratio"],
-            row["ttg_runtime_s_median"], row["ratio_ttg_runtime"],
-            row["cpu_s_median"]["original"], row["cpu_s_median"]["ttg"]))]
-         for backend, row in result["backends"].items()])))
-    print(f"wrote {out / 'original.json'}")
+    text = table(result)
+    (out / "table.txt").write_text(text + "\n")
+    print("\n" + text)
+    print(f"wrote {out / 'original.json'} and {out / 'table.txt'}")
     unchecked = [b for b, r in result["backends"].items() if not r["all_checked"]]
     if unchecked:
         print(f"original.py: results not checked on {', '.join(unchecked)}", file=sys.stderr)

@@ -140,8 +140,15 @@ def test_beside_the_original_smoke(tmp_path):
                    "5000", "--repeats", "1", "--output-dir", str(tmp_path), timeout=540)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (result_file,) = tmp_path.glob("original-*/original.json")
-    for row in json.loads(result_file.read_text())["backends"].values():
-        assert row["all_checked"] and row["ratio"] > 0
+    result = json.loads(result_file.read_text())
+    assert result["original_default_chunk"] == 100  # read from the original's worker.py
+    assert result["rows"]["headline"] == {"original_chunk": 100, "ttg_chunk": 1000}
+    for backend in result["backends"].values():
+        assert backend["all_checked"] and set(backend["rows"]) == {"headline", "same-100",
+                                                                  "same-1000"}
+        assert all(row["ratio"] > 0 for row in backend["rows"].values())
+        assert len(backend["runs"]) == 4  # original and TTG at 100 and 1,000: none twice
+    assert "headline" in (result_file.parent / "table.txt").read_text()
 
 
 @pytest.mark.slow

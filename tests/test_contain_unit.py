@@ -64,6 +64,19 @@ def test_what_cannot_be_stored_is_that_points_error_and_packing_never_raises():
     assert pack_values([np.int64(1), object()])[0] == "json"  # never raises
 
 
+def test_dicts_sharing_their_keys_are_checked_a_column_at_a_time_like_one_by_one():
+    rows = [{"id": i, "x": i / 2, "tag": f"t{i}", "ok": None} for i in range(50)]
+    assert normalise(rows)[0] is rows  # plain: the fast path, nothing copied
+    for bad in ({"id": 1, "x": 0.5, "tag": "t\ud800", "ok": None},  # a lone surrogate
+                {"id": 1, "x": [0.5], "tag": "t", "ok": None},  # a nested value
+                {"id": 1, "x": np.float32(0.5), "tag": "t", "ok": None}):  # not plain
+        values, errors = normalise([*rows, bad])  # the slow path: each value made storable
+        assert values[:50] == rows and values[50] == storable(bad) and errors == {}
+    assert storable({"tag": "t\ud800"}) == {"tag": "t\\ud800"}  # escaped, not kept as is
+    bad_key = {"id\udc00": 1, "x": 0.5, "tag": "t", "ok": None}
+    assert normalise([*rows, bad_key])[0][50] == storable(bad_key)  # as one by one
+
+
 def test_an_int64_stays_an_int_column_and_a_float32_keeps_its_value():
     outcome = compute_chunk(lambda x: np.int64(x), task("m:f"))
     assert outcome.values.enc == "i64"

@@ -186,6 +186,9 @@ def test_small_parts_are_coalesced_into_row_groups_on_close(tmp_path):
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [25, 25, 10]
     with pytest.raises(ValueError, match="outside the space"):
         ResultsWriter(tmp_path / "other", space).add(result(58, [1.0] * 5))
+    with pytest.raises(ResultsError, match="after results.parquet was written"):
+        writer.add(result(0, [2.0] * 5))  # closed: a row now would never reach the table
+    assert pq.ParquetFile(tmp_path / RESULTS_FILE).metadata.num_rows == 60
 
 
 def test_dict_values_give_one_column_per_key_and_a_failing_point_its_error(tmp_path):

@@ -252,3 +252,21 @@ def test_a_bad_task_is_a_message_error_with_its_reason(changes, reason):
 def test_an_unreadable_task_is_a_message_error(body):
     with pytest.raises(MessageError, match="malformed message"):
         Task.decode(body)
+
+
+def test_dict_values_fingerprint_from_their_bytes_as_if_packed_again():
+    from ttg_lib.packing import ValueColumns
+    from ttg_lib.values import normalise
+    from ttg_lib.verify import fingerprint
+
+    rows = normalise([{"n": i, "x": i / 3 if i % 2 else i, "flag": None if i % 3 else True,
+                       "tag": "é\ud800" if i == 5 else f"t{i}", "big": 2**70 + i}
+                      for i in range(40)])[0]
+    (decoded,) = decode_results(Result("r", 0, 0, 40, "w", 1, 0.0, 1.0, values=rows).encode())
+    assert isinstance(decoded.values, ValueColumns) and decoded.values.crc is not None
+    repacked = ValueColumns(decoded.values.columns)  # no crc: packed again to fingerprint
+    assert fingerprint(decoded.values) == fingerprint(repacked)
+    changed = [dict(r) for r in rows]
+    changed[7]["x"] += 1e-9
+    (other,) = decode_results(Result("r", 0, 0, 40, "w", 1, 0.0, 1.0, values=changed).encode())
+    assert fingerprint(other.values) != fingerprint(decoded.values)

@@ -4,7 +4,6 @@ heartbeat reports (:mod:`ttg_lib.supervise` does the supervising)."""
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +35,8 @@ class PointClock:
         self.seen = 0
 
     def add(self, seconds: list[float]) -> None:
-        for s in seconds[-self.KEEP:]:
-            bisect.insort(self._sorted, s)
+        self._sorted += seconds[-self.KEEP:]  # one sort merges a chunk's run into the kept
+        self._sorted.sort()  # ones (an insort a point moved up to 4,096 floats each time)
         self.seen += len(seconds)
         if len(self._sorted) > self.KEEP:  # drop evenly: the shape stays
             self._sorted = self._sorted[::2]

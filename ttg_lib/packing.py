@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,14 +62,19 @@ def unpack_columns(schema: Any, payload: memoryview) -> Sequence[Any]:
             or sum(c[2] for c in schema) != len(payload)):
         raise MessageError("malformed message: a 'cols' row needs its columns' schema "
                            "([key, i64|f64|json, size], ...) matching the values")
-    columns, offset = {}, 0
+    columns, raw, offset = {}, {}, 0
     for key, enc, size in schema:
-        columns[key] = unpack(enc, payload[offset:offset + size])
+        raw[key] = payload[offset:offset + size]
+        columns[key] = unpack(enc, raw[key])
         offset += size
     lengths = {len(column) for column in columns.values()}
     if len(lengths) != 1:
         return []  # a corrupted column: the checksum flags it, the size check counts it wrong
-    return ValueColumns(columns)
+    crc = 0  # verify.fingerprint of these values, from the bytes they came in: packing is
+    for key in sorted(raw):  # deterministic, so packing them again would give these bytes
+        crc = zlib.crc32(raw[key], zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0",
+                                              crc))
+    return ValueColumns(columns, crc)
 
 
 _COLUMN_ENCODINGS = frozenset({"i64", "f64", "json"})
@@ -78,10 +84,11 @@ class ValueColumns(Sequence[dict[str, Any]]):
     """Dict values as one column per key: reads as a sequence of dicts (verification compares
     them one by one), while a results table takes ``columns`` as they are."""
 
-    __slots__ = ("columns", "_length")
+    __slots__ = ("columns", "crc", "_length")
 
-    def __init__(self, columns: dict[str, Sequence[Any]]):
+    def __init__(self, columns: dict[str, Sequence[Any]], crc: int | None = None):
         self.columns = columns
+        self.crc = crc  # their fingerprint, when known from the wire (verify.fingerprint)
         self._length = len(next(iter(columns.values()))) if columns else 0
 
     def __len__(self) -> int:
@@ -132,9 +139,10 @@ def _pack_dicts(values: Sequence[Any]) -> tuple[list[list[Any]], bytes] | None:
     schema, parts = [], []
     for key in keys:
         column = [None if v is None else v[key] for v in values]
-        if not all(issubclass(t, _SCALAR_TYPES) for t in set(map(type, column))):
+        types = set(map(type, column))
+        if not all(issubclass(t, _SCALAR_TYPES) for t in types):
             return None  # a nested value: the whole chunk goes as JSON
-        enc, raw = pack_values(column)
+        enc, raw = pack_values(column, types)
         schema.append([key, enc, len(raw)])
         parts.append(raw)
     return schema, b"".join(parts)

@@ -70,8 +70,7 @@ class Run:
         self.times = Times()
         self.faults = Faults(config.kill_at if config.fault_demo else None,
                              config.chunks_total)
-        self.sampler = Sampler(config.sample_s, lambda row: self.record.append("samples.jsonl",
-                                                                               row))
+        self.sampler = Sampler(config.sample_s, lambda r: self.record.append("samples.jsonl", r))
         self._asks: list[Task] = []  # tasks to publish once the broker takes them
         self._workers_started = 0
         self._summary: dict[str, Any] | None = None
@@ -219,9 +218,8 @@ class Run:
 
     def _maybe_sample(self, force: bool = False) -> None:
         """Queue depths every ``sample_s`` (0 turns sampling off, e.g. to measure its cost)."""
-        if not self.sampler.due(force):
-            return
-        self.sampler.take(self.progress(), self.broker.stats())
+        if self.sampler.due(force):
+            self.sampler.take(self.progress(), self.broker.stats())
 
     def _free_exited_workers(self) -> None:
         """A worker the cluster saw end (died, killed, hung) gives its tasks to the others at
@@ -231,8 +229,7 @@ class Run:
 
     def kill_worker_now(self, name: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Kill one worker without warning; the first kill is the run's recorded fault."""
-        info = self.faults.kill(self.cluster, self.ledger.collector, self.elapsed_s, name,
-                                reason)
+        info = self.faults.kill(self.cluster, self.ledger.collector, self.elapsed_s, name, reason)
         if self.state == RunState.RUNNING:
             self._free_exited_workers()
         return info
@@ -289,7 +286,12 @@ class Run:
         if self._summary is not None:
             return self._summary
         try:
-            self.cluster.stop()
+            self.cluster.request_stop()  # they exit while the table is merged: every chunk
+            try:  # is in, so whatever a worker still sends is a duplicate, never a row
+                if self.state == RunState.DONE:
+                    self.ledger.close()
+            finally:
+                self.cluster.stop()
             self._drain_late_results()
             stats, dead, dropped = self.broker.final_state()
             self.ledger.collector.duplicates += dropped
@@ -302,9 +304,8 @@ class Run:
             self._release()
 
     def _drain_late_results(self) -> None:
-        """Results stored after the last chunk finished (a frozen worker woken by the stop)
-        are duplicates; read them so they are counted, never lost from the books. Then every
-        result read is on disk, and the broker lets go of its copies."""
+        """Results stored after the last chunk finished (a frozen worker woken by the stop) are
+        duplicates, read to be counted; then the broker lets go of what is on disk."""
         if self.broker.down:
             self.broker.went_down(RuntimeError("reconnecting for final stats"))
         if self.state != RunState.RUNNING:
@@ -364,7 +365,6 @@ class Run:
 
     def __enter__(self) -> Run:
         return self
-
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and self._summary is None:
             self.abort()

@@ -57,7 +57,7 @@ def normalise_typed(values: list[Any]) -> tuple[list[Any], dict[int, str], set[t
     if types <= PLAIN and (str not in types or all(_clean_text(v) for v in values
                                                    if type(v) is str)):
         return values, {}, types
-    if types == {dict} and all(_plain_dict(v) for v in values):
+    if types == {dict} and _plain_dicts(values):
         return values, {}, types
     out, errors = list(values), {}
     for i, value in enumerate(values):
@@ -183,6 +183,24 @@ def _from_numpy(value: Any) -> Any:
     if isinstance(value, np.bytes_):
         return base64.b64encode(bytes(value)).decode("ascii")
     return _NOT_NUMPY
+
+
+def _plain_dicts(values: list[dict[Any, Any]]) -> bool:
+    """Dicts of plain values with clean text. Dicts that share their keys (what a function
+    returns, point after point) are checked a key at a time: one type set and one text check
+    per column, not a Python loop over every value of every dict."""
+    keys = values[0].keys()
+    if not all(v.keys() == keys for v in values):
+        return all(_plain_dict(v) for v in values)
+    if not all(type(k) is str for k in keys) or not _clean_text("".join(keys)):
+        return False
+    for key in keys:
+        column = [v[key] for v in values]
+        kinds = set(map(type, column))
+        if not kinds <= PLAIN or (str in kinds and not _clean_text(  # a lone surrogate stays
+                "".join(t for t in column if type(t) is str))):  # one when joined
+            return False
+    return True
 
 
 def _plain_dict(value: dict[Any, Any]) -> bool:

@@ -91,6 +91,8 @@ def fingerprint(values: Sequence[Any]) -> int:
     """CRC32 of the values as the wire packs them, dict keys included (in sorted order, so
     the same mapping in another order agrees): two results agree exactly when these do."""
     if isinstance(values, ValueColumns):
+        if values.crc is not None:  # decoded from the wire: the same CRC over its bytes
+            return values.crc
         crc = 0
         for key in sorted(values.columns):
             crc = zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0", crc)

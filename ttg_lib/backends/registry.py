@@ -125,6 +125,9 @@ MODULES: dict[str, str] = {
 inside one process: unit tests and the contract suite use it; runs with worker processes
 need a broker they can share."""
 
+IN_PROCESS = frozenset({"memory"})  # not shared (BackendSpec.shared): known without importing
+# a spec, so listing the runnable brokers loads no broker's client (tests check they agree)
+
 
 class _Registry(Mapping[str, BackendSpec]):
     """name -> spec, each imported on first use (a broker's client library loads only when
@@ -159,7 +162,7 @@ DEFAULT_BACKEND = "redis"
 
 def backend_names(*, runnable: bool = False) -> tuple[str, ...]:
     """Registered names; ``runnable``: only brokers that worker processes can share."""
-    return tuple(n for n in MODULES if not runnable or REGISTRY[n].shared)
+    return tuple(n for n in MODULES if not runnable or n not in IN_PROCESS)
 
 
 def get_spec(name: str) -> BackendSpec:

@@ -162,6 +162,10 @@ class Cluster(abc.ABC):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every worker this cluster started, gracefully first."""
 
+    def request_stop(self) -> None:
+        """Ask every worker to stop and return at once, so the run's last writes overlap
+        their exit; :meth:`stop` still waits for them (default: nothing asked early)."""
+
     def worker_status(self) -> list[WorkerStatus]:
         """Workers with their live state (heartbeat) for monitors and the demo's table;
         a cluster that reads no heartbeat gives the cluster's view alone."""

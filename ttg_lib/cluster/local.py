@@ -50,6 +50,7 @@ class LocalCluster(Cluster):
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._killed: set[str] = set()
+        self._asked: set[str] = set()  # workers sent SIGTERM by request_stop
         self._restart_due: list[tuple[float, str]] = []
         self._crash_streak = 0
 
@@ -251,14 +252,21 @@ class LocalCluster(Cluster):
             self.book.add("thawed", name, f"SIGCONT pid {info.ident}")
             return info
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """SIGTERM every live worker (once), without waiting for it to exit."""
         with self._lock:
             self._stopping.set()
-            procs = dict(self._procs)
-        for proc in procs.values():
+            procs = [p for name, p in self._procs.items() if name not in self._asked]
+            self._asked.update(self._procs)
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)  # a frozen worker cannot act on SIGTERM
                 proc.terminate()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        with self._lock:
+            procs = dict(self._procs)
         deadline = time.monotonic() + timeout
         for name, proc in procs.items():
             try:

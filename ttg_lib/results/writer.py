@@ -91,6 +91,9 @@ class ResultsWriter:
             raise ResultsError("result", f"chunk {result.chunk_id}",
                                f"params {result.start}..{result.start + result.count - 1} "
                                f"are outside the space")
+        if self._closed:  # the table is final: a row now would be lost, so never silently
+            raise ResultsError("result", f"chunk {result.chunk_id}",
+                               "it arrived after results.parquet was written")
         self._buffer.append(result)
         self._buffered_rows += result.count
         return self.flush() if self._buffered_rows >= self.row_group_rows else []

@@ -164,7 +164,8 @@ class Worker:
             return True
         return False
 
-    FETCH_WAIT_S = 0.5  # how long one fetch waits for work (so also: how soon a stop is seen)
+    FETCH_WAIT_S = 0.1  # how long one fetch waits for work (so also: how soon a stop is
+    # seen: the run's end waits for it; an idle fetch is a round trip or two, 10 a second)
     RECONNECT_EVERY_S = (0.03, 0.09)  # jittered: reconnect within ~0.1 s of the broker
 
     def _connect_with_backoff(self) -> bool:
