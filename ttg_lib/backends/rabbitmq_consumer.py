@@ -48,7 +48,10 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
     def fetch(self, consumer: str, timeout: float, max_count: int = 1,
               window: int = 0) -> list[Delivery]:
         window = max(window, max_count)
-        if self._consuming != TASKS or window != self.prefetch:
+        gives_back = window < self.prefetch and window <= self.GIVE_BACK_AT
+        if self._consuming == TASKS and window != self.prefetch and not gives_back:
+            self._set_window(window)
+        elif self._consuming != TASKS or window != self.prefetch:
             try:
                 self._subscribe_tasks(consumer, window)
             except pika.exceptions.ChannelClosedByBroker as exc:
@@ -72,14 +75,27 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self.conn.sleep(timeout)
         return []
 
+    GIVE_BACK_AT = 2  # a window this small (slow chunks) re-subscribes: see _subscribe_tasks
+
+    def _set_window(self, prefetch: int) -> None:
+        """A new window in one round trip: the channel's limit (``global_qos``) applies to
+        its running consumer at once. A re-subscribe costs four round trips, and requeues
+        the deliveries pika holds undispatched, to be delivered again: a fast run's window
+        changes five or six times (it grows from 1, and shrinks as bundles grow)."""
+        self.ch.basic_qos(prefetch_count=prefetch, global_qos=True)
+        self.prefetch = prefetch
+
     def _subscribe_tasks(self, consumer: str, prefetch: int) -> None:
-        """(Re)start the task consumer with a new prefetch: RabbitMQ applies a consumer's
-        limit only to consumers started after it. Unacked deliveries stay ours."""
+        """(Re)start the task consumer with a new prefetch: when subscribing, and when the
+        window falls to GIVE_BACK_AT or less (slow chunks), so the deliveries pika holds
+        undispatched go back to the queue for other workers (fair shares; what a killed
+        worker holds). Unacked deliveries stay ours. The limit is the channel's
+        (``global_qos``): announcements are auto-acked, so it counts tasks only."""
         if self._consuming == TASKS and self._task_tag is not None:
             self.ch.basic_cancel(self._task_tag)  # pika requeues undispatched deliveries
             self._commit()  # in a transaction that reject waits for the commit
         self._hear_announcements(consumer)
-        self.ch.basic_qos(prefetch_count=prefetch)
+        self.ch.basic_qos(prefetch_count=prefetch, global_qos=True)
         self.ch.add_on_cancel_callback(self._cancelled)
         self._task_tag = self.ch.basic_consume(TASKS, self._on_message,
                                                consumer_tag=f"{consumer}.{time.time()}")
