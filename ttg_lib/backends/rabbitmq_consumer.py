@@ -42,12 +42,15 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self.prefetch = 1
         self._task_tag: str | None = None
         self._hearing = 0  # the connection generation whose announcements we consume
+        self._hear_channel: Any = None  # theirs: the tasks' channel limit would hold them
         self._announced: set[str] = set()
 
     @amqp_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1,
               window: int = 0) -> list[Delivery]:
         window = max(window, max_count)
+        if self._consuming == TASKS and self._hearing != self._generation:
+            self._hear_announcements(consumer)  # their consumer was cancelled: again
         gives_back = window < self.prefetch and window <= self.GIVE_BACK_AT
         if self._consuming == TASKS and window != self.prefetch and not gives_back:
             self._set_window(window)
@@ -102,14 +105,20 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self._consuming, self.prefetch = TASKS, prefetch
 
     def _hear_announcements(self, consumer: str) -> None:
-        """Bind this worker's durable announcement queue once per connection."""
+        """Bind this worker's durable announcement queue once per connection, on a channel
+        of its own: RabbitMQ holds back even auto-acked deliveries on a channel whose
+        limit (``global_qos``) its unacked tasks have reached."""
         if self._hearing == self._generation:
             return
+        if self._hear_channel is not None and self._hear_channel.is_open:
+            self._hear_channel.close()  # a consumer of the same queue is replaced, not added
+        channel = self._hear_channel = self.conn.channel()
         queue = f"{STORED}.{consumer}"
-        self.ch.exchange_declare(STORED, "fanout", durable=True)
-        self.ch.queue_declare(queue, durable=True, arguments=STORED_QUEUE_ARGS)
-        self.ch.queue_bind(queue, STORED)
-        self.ch.basic_consume(queue, self._on_announcement, auto_ack=True)
+        channel.exchange_declare(STORED, "fanout", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=STORED_QUEUE_ARGS)
+        channel.queue_bind(queue, STORED)
+        channel.add_on_cancel_callback(self._cancelled)
+        channel.basic_consume(queue, self._on_announcement, auto_ack=True)
         self._hearing = self._generation
 
     def _on_announcement(self, _channel: Any, _method: Any, _props: Any, body: bytes) -> None:
