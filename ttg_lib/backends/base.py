@@ -225,6 +225,16 @@ class Consumer(Connection):
         """Put these tasks back on the tasks queue for other workers and ack the originals,
         in one round trip (a worker's recomputations of its own results)."""
 
+    def settle_batch(self, done: list[tuple[Delivery, Result]],
+                     handed: list[tuple[Delivery, Task]]) -> None:
+        """A batch's end: hand ``handed`` back (:meth:`hand_back`), then store ``done``
+        (:meth:`complete`). Default: a round trip each; a broker that commits both at once
+        (RabbitMQ: one transaction) overrides it."""
+        if handed:
+            self.hand_back(handed)
+        if done:
+            self.complete(done)
+
     @abc.abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     results: Sequence[Result] = ()) -> None:
