@@ -476,3 +476,14 @@ def test_a_window_hands_over_the_next_batch_while_one_is_held(broker: Broker):
     assert len(held) == 2 and len(ahead) == 2
     c.complete([(d, result_for(Task.decode(d.body))) for d in held + ahead])
     assert sorted(r.chunk_id for r in read_all_results(p, 4)) == list(range(4))
+
+
+def test_tasks_are_sent_in_a_small_first_batch_then_large_ones():
+    from ttg_lib.backends.base import publish_batches
+
+    tasks = [Task(run_id="r1", chunk_id=c, start=c, count=1, work_ms=0.0, compute="m:f")
+             for c in range(1_100)]
+    sizes = [len(b) for b in publish_batches(tasks, size=500, first=16)]
+    assert sizes == [16, 500, 500, 84]
+    assert [t for b in publish_batches(tasks) for t in b] == tasks
+    assert list(publish_batches([])) == []

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from brokerwire import publish_raw
 
-from ttg_lib.bundles import bundled
+from ttg_lib.bundles import RECHECK_MAX, bundled, recheck_size
 from ttg_lib.compute import placeholder
 from ttg_lib.messages import (
     FRAME_MAGIC,
@@ -230,6 +230,14 @@ def test_bundled_groups_alike_tasks_up_to_a_size_in_order():
     out = list(bundled([t(0), t(1, "a"), t(2), t(3), t(4, "a"), t(5)], 3))
     assert [[p.chunk_id for p in b.parts()] for b in out] == [[0, 2, 3], [1, 4], [5]]
     assert [b.chunks for b in bundled([t(0), t(1)], 1)] == [1, 1]  # 1: no bundles
+
+
+def test_recomputations_of_cheap_chunks_travel_in_larger_bundles_than_slow_ones():
+    assert recheck_size(16, 500 * 30e-6, 500) == RECHECK_MAX  # 30 µs a chunk: the cap
+    assert recheck_size(1, 100 * 1e-3, 100) == 20  # 1 ms a chunk: ~20 ms a message
+    assert recheck_size(16, 10 * 0.5, 10) == 16  # slow: as the run's tasks travel
+    assert recheck_size(1, 10 * 0.5, 10) == 1
+    assert recheck_size(4, 0.0, 0) == 4 and recheck_size(4, 0.0, 3) == RECHECK_MAX
 
 
 @pytest.mark.parametrize("changes,reason", [

@@ -279,3 +279,15 @@ def test_a_bundled_recomputation_is_handed_back_whole_and_done_by_another(memory
     got = results(producer)  # u1 computes what bounced MAX_BOUNCES times: then it is alone
     run_worker(url, lambda: got.extend(results(producer)) or len(got) >= 2, name="u2")
     assert sorted((r.chunk_id, r.verify) for r in got) == [(1, True), (2, True)]
+
+
+def test_batch_size_holds_steady_over_bundles_of_mixed_sizes():
+    """Tasks in bundles of 16, recomputations in bundles of 64: the size must not flip with
+    each message (on RabbitMQ every change is a re-subscribe that requeues its prefetch)."""
+    sizer = BatchSizer()
+    sizes = []
+    for i in range(200):
+        sizer.observe(0.0005, chunks=64 if i % 4 == 0 else 16)
+        sizes.append(sizer.size)
+    assert len(set(sizes[20:])) == 1
+    assert sizes[-1] * 16 <= BatchSizer.MAX_CHUNKS

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .bundles import bundled, fresh_bundles
+from .bundles import bundled, fresh_bundles, recheck_size
 from .config import RunConfig
 from .errors import disk_error, is_disk_error
 from .eta import EtaModel
@@ -186,7 +186,7 @@ class Ledger:
         ``before``: read before this run published anything (what a dead orchestrator left
         in the broker): chunks done, but not this run's throughput."""
         out = Ingested()
-        collector = self.collector
+        collector, asked_s = self.collector, 0.0  # the asked chunks' measured compute time
         for frame in frames:
             checked = time.perf_counter()
             if isinstance(frame, Result) and frame.verify and self._reuse_check(frame):
@@ -219,7 +219,9 @@ class Ledger:
                                    result)
                 collector.expect_verification(result.chunk_id, ask.only)
                 out.asks.append(ask)
-        out.asks = list(bundled(out.asks, self.config.task_bundle))  # one worker's: a message
+                asked_s += result.finished_at - result.started_at
+        out.asks = list(bundled(out.asks, recheck_size(  # one worker's chunks: a message
+            self.config.task_bundle, asked_s, len(out.asks))))
         out.asks += [self.task(cid) for cid in collector.take_republish()]
         return out
 

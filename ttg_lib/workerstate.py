@@ -114,12 +114,18 @@ class BatchSizer:
     def __init__(self) -> None:
         self.ema_s: float | None = None
         self._size = 1
-        self._chunks = 1  # a message's, as last seen
+        self._chunks = 1.0  # a message's, smoothed
 
     def observe(self, seconds: float, chunks: int = 1) -> None:
         """One message's compute time, and how many chunks it held."""
-        self.ema_s = seconds if self.ema_s is None else 0.7 * self.ema_s + 0.3 * seconds
-        self._chunks = max(1, chunks)
+        chunks = max(1, chunks)
+        if self.ema_s is None:
+            self.ema_s, self._chunks = seconds, float(chunks)
+            return
+        self.ema_s = 0.7 * self.ema_s + 0.3 * seconds
+        # smoothed too: tasks and recomputations travel in bundles of different sizes, and a
+        # size flipping with each costs RabbitMQ a re-subscribe (its prefetch requeued)
+        self._chunks = 0.7 * self._chunks + 0.3 * chunks
 
     @property
     def fast(self) -> bool:
@@ -130,7 +136,7 @@ class BatchSizer:
     def size(self) -> int:
         if self.ema_s is None:
             return 1
-        wanted = max(1, min(self.MAX, self.MAX_CHUNKS // self._chunks,
+        wanted = max(1, min(self.MAX, int(self.MAX_CHUNKS / self._chunks),
                             int(self.TARGET_S / max(self.ema_s, 1e-6))))
         if wanted >= 2 * self._size or wanted * 4 <= self._size:  # hysteresis: a change
             self._size = 1 << (wanted.bit_length() - 1)  # costs RabbitMQ a re-subscribe

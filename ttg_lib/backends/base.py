@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -225,6 +225,16 @@ class Consumer(Connection):
         """Put these tasks back on the tasks queue for other workers and ack the originals,
         in one round trip (a worker's recomputations of its own results)."""
 
+    def settle_batch(self, done: list[tuple[Delivery, Result]],
+                     handed: list[tuple[Delivery, Task]]) -> None:
+        """A batch's end: hand ``handed`` back (:meth:`hand_back`), then store ``done``
+        (:meth:`complete`). Default: a round trip each; a broker that commits both at once
+        (RabbitMQ: one transaction) overrides it."""
+        if handed:
+            self.hand_back(handed)
+        if done:
+            self.complete(done)
+
     @abc.abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str, attempts: int,
                     results: Sequence[Result] = ()) -> None:
@@ -296,6 +306,27 @@ class AnnouncesLateResults(abc.ABC):
     @abc.abstractmethod
     def discard(self, delivery: Delivery) -> None:
         """Ack a task whose result another worker stored: nothing is published."""
+
+
+PUBLISH_BATCH = 500  # tasks sent (and made durable) together
+FIRST_BATCH = 16  # the first send's: workers start on it while the rest is sent
+
+
+def publish_batches(tasks: Iterable[Task], size: int = PUBLISH_BATCH,
+                    first: int = FIRST_BATCH) -> Iterator[list[Task]]:
+    """``tasks`` in the lists a producer sends in one round trip (a transaction, a
+    pipeline): a small one first, so the workers start while the rest is encoded and sent.
+    With 500 from the start, 10,000 fine chunks' first tasks reached the workers only after
+    500 bundles were sent (40-90 ms)."""
+    batch: list[Task] = []
+    limit = first
+    for task in tasks:
+        batch.append(task)
+        if len(batch) >= limit:
+            yield batch
+            batch, limit = [], size
+    if batch:
+        yield batch
 
 
 def stored_key(run_id: str, chunk_id: int, verify: bool) -> str:

@@ -42,13 +42,19 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self.prefetch = 1
         self._task_tag: str | None = None
         self._hearing = 0  # the connection generation whose announcements we consume
+        self._hear_channel: Any = None  # theirs: the tasks' channel limit would hold them
         self._announced: set[str] = set()
 
     @amqp_errors
     def fetch(self, consumer: str, timeout: float, max_count: int = 1,
               window: int = 0) -> list[Delivery]:
         window = max(window, max_count)
-        if self._consuming != TASKS or window != self.prefetch:
+        if self._consuming == TASKS and self._hearing != self._generation:
+            self._hear_announcements(consumer)  # their consumer was cancelled: again
+        gives_back = window < self.prefetch and window <= self.GIVE_BACK_AT
+        if self._consuming == TASKS and window != self.prefetch and not gives_back:
+            self._set_window(window)
+        elif self._consuming != TASKS or window != self.prefetch:
             try:
                 self._subscribe_tasks(consumer, window)
             except pika.exceptions.ChannelClosedByBroker as exc:
@@ -72,28 +78,47 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         self.conn.sleep(timeout)
         return []
 
+    GIVE_BACK_AT = 2  # a window this small (slow chunks) re-subscribes: see _subscribe_tasks
+
+    def _set_window(self, prefetch: int) -> None:
+        """A new window in one round trip: the channel's limit (``global_qos``) applies to
+        its running consumer at once. A re-subscribe costs four round trips, and requeues
+        the deliveries pika holds undispatched, to be delivered again: a fast run's window
+        changes five or six times (it grows from 1, and shrinks as bundles grow)."""
+        self.ch.basic_qos(prefetch_count=prefetch, global_qos=True)
+        self.prefetch = prefetch
+
     def _subscribe_tasks(self, consumer: str, prefetch: int) -> None:
-        """(Re)start the task consumer with a new prefetch: RabbitMQ applies a consumer's
-        limit only to consumers started after it. Unacked deliveries stay ours."""
+        """(Re)start the task consumer with a new prefetch: when subscribing, and when the
+        window falls to GIVE_BACK_AT or less (slow chunks), so the deliveries pika holds
+        undispatched go back to the queue for other workers (fair shares; what a killed
+        worker holds). Unacked deliveries stay ours. The limit is the channel's
+        (``global_qos``): announcements are auto-acked, so it counts tasks only."""
         if self._consuming == TASKS and self._task_tag is not None:
             self.ch.basic_cancel(self._task_tag)  # pika requeues undispatched deliveries
             self._commit()  # in a transaction that reject waits for the commit
         self._hear_announcements(consumer)
-        self.ch.basic_qos(prefetch_count=prefetch)
+        self.ch.basic_qos(prefetch_count=prefetch, global_qos=True)
         self.ch.add_on_cancel_callback(self._cancelled)
         self._task_tag = self.ch.basic_consume(TASKS, self._on_message,
                                                consumer_tag=f"{consumer}.{time.time()}")
         self._consuming, self.prefetch = TASKS, prefetch
 
     def _hear_announcements(self, consumer: str) -> None:
-        """Bind this worker's durable announcement queue once per connection."""
+        """Bind this worker's durable announcement queue once per connection, on a channel
+        of its own: RabbitMQ holds back even auto-acked deliveries on a channel whose
+        limit (``global_qos``) its unacked tasks have reached."""
         if self._hearing == self._generation:
             return
+        if self._hear_channel is not None and self._hear_channel.is_open:
+            self._hear_channel.close()  # a consumer of the same queue is replaced, not added
+        channel = self._hear_channel = self.conn.channel()
         queue = f"{STORED}.{consumer}"
-        self.ch.exchange_declare(STORED, "fanout", durable=True)
-        self.ch.queue_declare(queue, durable=True, arguments=STORED_QUEUE_ARGS)
-        self.ch.queue_bind(queue, STORED)
-        self.ch.basic_consume(queue, self._on_announcement, auto_ack=True)
+        channel.exchange_declare(STORED, "fanout", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=STORED_QUEUE_ARGS)
+        channel.queue_bind(queue, STORED)
+        channel.add_on_cancel_callback(self._cancelled)
+        channel.basic_consume(queue, self._on_announcement, auto_ack=True)
         self._hearing = self._generation
 
     def _on_announcement(self, _channel: Any, _method: Any, _props: Any, body: bytes) -> None:
@@ -149,6 +174,17 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
             self._ack_upto([delivery for delivery, _result in done])
             self._announce_late([r for d, r in done if d.handle[0] != self._generation])
         self._commit()
+
+    @amqp_errors
+    def settle_batch(self, done: list[tuple[Delivery, Result]],
+                     handed: list[tuple[Delivery, Task]]) -> None:
+        """Hand-backs and results in one transaction: one commit (a round trip and a disk
+        sync on the broker) a batch, not two. The hand-backs' own acks come first, so the
+        results' multiple ack never names a tag twice."""
+        for delivery, task in handed:
+            self._publish(TASKS, task.encode(), PERSISTENT)
+            self._ack(delivery)
+        self.complete(done)  # commits, with nothing done too
 
     def _announce_late(self, results: list[Result]) -> None:
         """Results whose tasks came over an older connection: the broker has handed those

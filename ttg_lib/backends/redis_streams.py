@@ -69,7 +69,6 @@ GROUP = "ttg-workers"
 FREED = "ttg-freed"  # holds a dead worker's entries until a live worker's sweep takes them
 TTG_KEYS = (TASKS, RETRY, DLQ, RESULTS, INDEX, STATS)
 RUN_LOCK_TTL_MS = 15_000
-PUBLISH_BATCH = 500
 SCRIPTS = ("complete", "dead_letter", "retry", "promote", "renew_lock", "release_lock",
            "take_over_lock", "release_pending")
 
@@ -230,12 +229,11 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
     def publish_tasks(self, tasks: Iterable[Task]) -> int:
         sent = 0
         pipe = self.r.pipeline(transaction=False)
-        for task in tasks:
-            pipe.xadd(TASKS, {"t": task.encode()})
-            sent += 1
-            if sent % PUBLISH_BATCH == 0:
-                pipe.execute()
-        pipe.execute()
+        for batch in base.publish_batches(tasks):
+            for task in batch:
+                pipe.xadd(TASKS, {"t": task.encode()})
+            pipe.execute()
+            sent += len(batch)
         return sent
 
     @redis_errors

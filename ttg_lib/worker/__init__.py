@@ -205,10 +205,8 @@ class Worker:
     def _finish(self, flight: _InFlight, also_held: list[Delivery] | None = None) -> None:
         """Collect a batch, store its results, ack its tasks (``also_held``: leases kept too)."""
         done = self._compute(flight, flight.held + (also_held or [])) if flight.todo else []
-        if self._handing_back:  # recomputations of our own results: for other workers
-            handed, self._handing_back = self._handing_back, []
-            self.backend.hand_back(handed)
-        self._store(done)
+        handed, self._handing_back = self._handing_back, []  # recomputations of our own
+        self._store(done, handed)  # results (for other workers), handed back with the store
         self.chunks_done += len(done)
         self.heartbeat.beat(state="idle", chunks_done=self.chunks_done, current_chunk=None,
                             running=None, **self._report())
@@ -328,17 +326,24 @@ class Worker:
         else:
             self.heartbeat.beat()
 
-    def _store(self, done: list[tuple[Delivery, Result]]) -> None:
-        """Store, reconnecting as needed; a result that cannot be stored is recomputed later."""
+    def _store(self, done: list[tuple[Delivery, Result]],
+               handed: list[tuple[Delivery, Task]] | None = None) -> None:
+        """Hand back ``handed`` and store, in one round trip where the broker can; reconnect
+        as needed (a hand-back is not tried again: a lost connection gives its tasks back
+        by itself, or their lease runs out); a result that cannot be stored is recomputed."""
+        orphaned = self._orphaned()
+        if handed and (orphaned or not done):
+            self.backend.hand_back(handed)
+            handed = None
         if not done:
             return
         chunks = [r.chunk_id for _d, r in done]
-        if self._orphaned():  # nobody collects its run's results now, and a new run may
+        if orphaned:  # nobody collects its run's results now, and a new run may
             self.log("store_skipped", chunks=chunks, reason="the run is gone")  # own the
             return  # queues: storing them there would be another run's foreign results
         for attempt in range(1, 4):
-            try:
-                self.backend.complete(done)  # late ones are announced where handed back
+            try:  # late ones are announced where handed back
+                self.backend.settle_batch(done, handed if handed and attempt == 1 else [])
                 self.log("chunks_done", chunks=chunks,
                          redelivered=[r.chunk_id for d, r in done if d.redelivered],
                          seconds=round(sum(r.finished_at - r.started_at for _d, r in done), 4))
