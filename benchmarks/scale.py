@@ -14,7 +14,9 @@ afterwards), so the broker's figures are this run's: Redis ``INFO used_memory_pe
 for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak: RabbitMQ's
 process memory) and its CPU seconds. From the run's summary: ``runtime_s`` (first task
 published to last result in hand), points/s, orchestrator and worker peak RSS; the process's
-wall time (launch to exit, with start-up, writing and verification) beside it. On disk:
+wall time (launch to exit, with start-up, writing and verification) beside it, split at the
+last result: ``startup_s`` (launch to the first task), ``close_s`` (last result to exit) and
+of that ``table_s`` (last result to results.parquet in place). On disk:
 results.parquet and the whole record directory. Before the first run the script refuses to
 start (exit 2, one line) when the disk under --output-dir has less free space than the
 series needs: every record kept (16 bytes a point, a bound: 10^6 points take 14) plus the
@@ -156,9 +158,9 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         pids = session_pids(broker.pid)
         cpu0 = cpu_s(pids)
         with PeakRss(broker.pid) as rss:
-            started = time.perf_counter()
+            started, launched = time.perf_counter(), time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-            wall = time.perf_counter() - started
+            wall, exited = time.perf_counter() - started, time.time()
         broker_cpu = cpu_s(session_pids(broker.pid)) - cpu0
         memory = broker_memory(backend, broker.url)
     finally:
@@ -176,6 +178,7 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         "orchestrator_peak_rss_mib": summary.orchestrator_peak_rss_mib,
         "worker_peak_rss_mib": summary.worker_peak_rss_mib,
         "broker_peak_rss_mib": rss.mib, "broker_cpu_s": round(broker_cpu, 2), **memory,
+        **phases(record, summary.runtime_s, launched, exited),
         "results_rows": summary.results_rows,
         "results_parquet_bytes": results.stat().st_size if results.exists() else None,
         "record_bytes": dir_bytes(record), "results_file": str(results),
@@ -188,6 +191,26 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
                     < GOALS["orchestrator_peak_rss_mib"],
                     "broker_under_200_mb": broker_mb < GOALS["broker_mb"]}
     return row
+
+
+def phases(record: Path, runtime_s: float | None, launched: float, exited: float
+           ) -> dict[str, float | None]:
+    """The wall time split at the last result (the latest ``finished_at`` in chunks.jsonl,
+    the same host's clock): ``startup_s`` launch to the first task published, ``close_s``
+    last result to exit (workers stopped, the table merged and fsynced, the summary), and of
+    that ``table_s``, last result to results.parquet in place (its mtime)."""
+    last = None
+    timeline = record / "chunks.jsonl"
+    if timeline.exists():
+        with timeline.open() as lines:
+            last = max((json.loads(line)["finished_at"] for line in lines if line.strip()),
+                       default=None)
+    if last is None or runtime_s is None:
+        return {"startup_s": None, "close_s": None, "table_s": None}
+    table = record / "results.parquet"
+    return {"startup_s": round(last - runtime_s - launched, 2),
+            "close_s": round(exited - last, 2),
+            "table_s": round(table.stat().st_mtime - last, 2) if table.exists() else None}
 
 
 # -- reading back ------------------------------------------------------------------------
@@ -309,7 +332,8 @@ def _rows_of(table: Path) -> int:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{'broker':<9}{'points':>14}{'runtime s':>11}{'wall s':>9}{'points/s':>12}"
+    print(f"\n{'broker':<9}{'points':>14}{'runtime s':>11}{'close s':>9}{'wall s':>9}"
+          f"{'points/s':>12}"
           f"{'orch MiB':>10}{'broker MiB':>11}{'redis peak MB':>14}{'parquet MB':>12}"
           f"{'record MB':>11}")
     for backend, sizes in result["series"].items():
@@ -317,7 +341,9 @@ def print_table(result: dict[str, Any]) -> None:
             if "runtime_s" not in row:
                 print(f"{backend:<9}{int(params):>14,}  {row.get('error')}")
                 continue
-            print(f"{backend:<9}{int(params):>14,}{row['runtime_s']:>11.2f}{row['wall_s']:>9.2f}"
+            close = row.get("close_s")
+            print(f"{backend:<9}{int(params):>14,}{row['runtime_s']:>11.2f}"
+                  f"{close if close is not None else float('nan'):>9.2f}{row['wall_s']:>9.2f}"
                   f"{row['points_s']:>12,.0f}{row['orchestrator_peak_rss_mib']:>10.1f}"
                   f"{row['broker_peak_rss_mib']:>11.1f}"
                   f"{row.get('used_memory_peak_mb', float('nan')):>14.1f}"
