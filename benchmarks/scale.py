@@ -15,7 +15,7 @@ for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak: R
 process memory) and its CPU seconds. From the run's summary: ``runtime_s`` (first task
 published to last result in hand), points/s, orchestrator and worker peak RSS; the process's
 wall time (launch to exit, with start-up, writing and verification) beside it, split at the
-last result: ``startup_s`` (launch to the first task), ``close_s`` (last result to exit) and
+last result read: ``startup_s`` (launch to the first task), ``close_s`` (last result to exit) and
 of that ``table_s`` (last result to results.parquet in place). On disk:
 results.parquet and the whole record directory. Before the first run the script refuses to
 start (exit 2, one line) when the disk under --output-dir has less free space than the
@@ -195,19 +195,14 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
 
 def phases(record: Path, runtime_s: float | None, launched: float, exited: float
            ) -> dict[str, float | None]:
-    """The wall time split at the last result (the latest ``finished_at`` in chunks.jsonl,
-    the same host's clock): ``startup_s`` launch to the first task published, ``close_s``
-    last result to exit (workers stopped, the table merged and fsynced, the summary), and of
-    that ``table_s``, last result to results.parquet in place (its mtime)."""
-    last = None
-    timeline = record / "chunks.jsonl"
-    if timeline.exists():
-        with timeline.open() as lines:
-            last = max((json.loads(line)["finished_at"] for line in lines if line.strip()),
-                       default=None)
-    if last is None or runtime_s is None:
+    """The wall time split at the last result read (chunks.jsonl's mtime: its last line is
+    appended as the result is read): ``startup_s`` launch to the first task published,
+    ``close_s`` last result to exit (workers stopped, the table merged and fsynced, the
+    summary), and of that ``table_s``, last result to results.parquet in place (its mtime)."""
+    timeline, table = record / "chunks.jsonl", record / "results.parquet"
+    if not timeline.exists() or runtime_s is None:
         return {"startup_s": None, "close_s": None, "table_s": None}
-    table = record / "results.parquet"
+    last = timeline.stat().st_mtime
     return {"startup_s": round(last - runtime_s - launched, 2),
             "close_s": round(exited - last, 2),
             "table_s": round(table.stat().st_mtime - last, 2) if table.exists() else None}
