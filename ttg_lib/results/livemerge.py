@@ -4,7 +4,9 @@ Why: at close every part was read back and written again into ``results.parquet`
 10^9 rows that took minutes after the last result. Here every id below the *frontier* (the
 end of the contiguous run of chunks written from id 0) can no longer change, so a thread
 merges those rows into the table's row groups while results still arrive, and the close
-merges only the tail.
+merges only the tail. The thread is niced: it takes spare CPU, the run's reading and its
+workers first (an orchestrator reading behind the workers lets results pile up in the
+broker); whatever it has not reached by the close, the close merges at its own priority.
 
 Crash consistency is unchanged: the merged rows go to ``results.parquet.tmp``, a Parquet
 file without its footer until the close (unreadable; a reopening writer deletes it), and
@@ -88,6 +90,7 @@ class LiveMerge:
         self.failed: BaseException | None = None
         self._handle = open(out, "wb")  # noqa: SIM115 (closed by the thread or abandon)
         self._groups = RowGroups(pq.ParquetWriter(self._handle, schema, **options), rows)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="ttg-live-merge", daemon=True)
         self._thread.start()
 
@@ -105,20 +108,32 @@ class LiveMerge:
         return True
 
     def finish(self) -> bool:
-        """Merge the rest, write the footer, fsync; False if merging failed (the caller
-        merges every part instead)."""
-        self._queue.put((None, _END))
-        self._thread.join()
-        if self.failed is not None:
+        """Merge the rest here (the caller's thread, at the caller's priority: the niced
+        thread stops after its step), write the footer, fsync; False if merging failed
+        (the caller merges every part instead)."""
+        self._stop_thread()
+        try:
+            if self.failed is not None:
+                raise self.failed
+            self._step(_END)
+            self._groups.close(self.schema, empty=False)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+        except Exception:  # any: the merge of every part decides, and says what failed
             self._discard()
             return False
         return True
 
     def abandon(self) -> None:
         """Stop merging; ``out`` is left for the caller to overwrite or delete."""
+        self._stop_thread()
+        self._discard()
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
         self._queue.put((None, -1))
         self._thread.join()
-        self._discard()
 
     def _discard(self) -> None:
         """Close a file no one will read (the close writes ``out`` anew): a footer that
@@ -143,27 +158,21 @@ class LiveMerge:
                     except queue.Empty:
                         break
                 if frontier < 0:
-                    return  # abandoned
-                if frontier - self._merged_to < self._step_rows and frontier != _END:
-                    continue
-                self._step(frontier)
-                if frontier == _END:
-                    self._groups.close(self.schema, empty=False)
-                    self._handle.flush()
-                    os.fsync(self._handle.fileno())
-                    self._handle.close()
-                    return
+                    return  # stopped: the close does the rest
+                while frontier - self._merged_to >= self._step_rows and not self._stop.is_set():
+                    self._step(min(frontier, self._merged_to + self._step_rows))
         except Exception as exc:  # the close merges every part instead
             self.failed = exc
 
     def _step(self, frontier: int) -> None:
         """Every pending row in [merged_to, frontier) out, in order."""
         low, due = self._merged_to, [p for p in self._pending if p.low < frontier]
-        if frontier <= low or not due:
+        if frontier <= low:
             return
-        for table in sorted_batches([p.path for p in due], self.schema,
-                                    keep=lambda _file, t: _between(t, low, frontier)):
-            self._groups.put(table)
+        if due:
+            for table in sorted_batches([p.path for p in due], self.schema,
+                                        keep=lambda _file, t: _between(t, low, frontier)):
+                self._groups.put(table)
         self._merged_to = frontier
         self._pending = [p for p in self._pending if p.high >= frontier]
 
