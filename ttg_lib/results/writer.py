@@ -78,7 +78,8 @@ class ResultsWriter:
         self._reopen()
         self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
         self._live: LiveMerge | None = None  # the table merged as the parts come (fresh runs)
-        self._live_ok = self._next_part == 0 and self.supersede is None
+        self._live_ok = (self._next_part == 0 and self.supersede is None  # TTG_LIVE_MERGE=0:
+                         and os.environ.get("TTG_LIVE_MERGE", "1") != "0")  # all at close
         self.reused: np.ndarray | None = None  # sorted param_ids whose rows are copied in
 
     def __enter__(self) -> ResultsWriter:
