@@ -14,7 +14,9 @@ afterwards), so the broker's figures are this run's: Redis ``INFO used_memory_pe
 for both, the broker's whole process tree's RSS sampled every 0.1 s (its peak: RabbitMQ's
 process memory) and its CPU seconds. From the run's summary: ``runtime_s`` (first task
 published to last result in hand), points/s, orchestrator and worker peak RSS; the process's
-wall time (launch to exit, with start-up, writing and verification) beside it. On disk:
+wall time (launch to exit, with start-up, writing and verification) beside it, split at the
+last result read: ``startup_s`` (launch to the first task), ``close_s`` (last result to exit) and
+of that ``table_s`` (last result to results.parquet in place). On disk:
 results.parquet and the whole record directory. Before the first run the script refuses to
 start (exit 2, one line) when the disk under --output-dir has less free space than the
 series needs: every record kept (16 bytes a point, a bound: 10^6 points take 14) plus the
@@ -157,9 +159,9 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         pids = session_pids(broker.pid)
         cpu0 = cpu_s(pids)
         with PeakRss(broker.pid) as rss:
-            started = time.perf_counter()
+            started, launched = time.perf_counter(), time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-            wall = time.perf_counter() - started
+            wall, exited = time.perf_counter() - started, time.time()
         broker_cpu = cpu_s(session_pids(broker.pid)) - cpu0
         memory = broker_memory(backend, broker.url)
     finally:
@@ -177,6 +179,7 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
         "orchestrator_peak_rss_mib": summary.orchestrator_peak_rss_mib,
         "worker_peak_rss_mib": summary.worker_peak_rss_mib,
         "broker_peak_rss_mib": rss.mib, "broker_cpu_s": round(broker_cpu, 2), **memory,
+        **phases(record, summary.runtime_s, launched, exited),
         "results_rows": summary.results_rows,
         "results_parquet_bytes": results.stat().st_size if results.exists() else None,
         "record_bytes": dir_bytes(record), "results_file": str(results),
@@ -189,6 +192,21 @@ def one_size(backend: str, params: int, args: argparse.Namespace, out: Path) -> 
                     < GOALS["orchestrator_peak_rss_mib"],
                     "broker_under_200_mb": broker_mb < GOALS["broker_mb"]}
     return row
+
+
+def phases(record: Path, runtime_s: float | None, launched: float, exited: float
+           ) -> dict[str, float | None]:
+    """The wall time split at the last result read (chunks.jsonl's mtime: its last line is
+    appended as the result is read): ``startup_s`` launch to the first task published,
+    ``close_s`` last result to exit (workers stopped, the table merged and fsynced, the
+    summary), and of that ``table_s``, last result to results.parquet in place (its mtime)."""
+    timeline, table = record / "chunks.jsonl", record / "results.parquet"
+    if not timeline.exists() or runtime_s is None:
+        return {"startup_s": None, "close_s": None, "table_s": None}
+    last = timeline.stat().st_mtime
+    return {"startup_s": round(last - runtime_s - launched, 2),
+            "close_s": round(exited - last, 2),
+            "table_s": round(table.stat().st_mtime - last, 2) if table.exists() else None}
 
 
 # -- reading back ------------------------------------------------------------------------
@@ -316,7 +334,9 @@ def print_table(result: dict[str, Any]) -> None:
             if "runtime_s" not in row:
                 rows.append([backend, f"{int(params):,}", str(row.get("error"))])
                 continue
+            close = row.get("close_s")
             rows.append([backend, f"{int(params):,}", f"{row['runtime_s']:.2f}",
+                         f"{close if close is not None else float('nan'):.2f}",
                          f"{row['wall_s']:.2f}", f"{row['points_s']:,.0f}",
                          f"{row['orchestrator_peak_rss_mib']:.1f}",
                          f"{row['broker_peak_rss_mib']:.1f}",
@@ -324,9 +344,9 @@ def print_table(result: dict[str, Any]) -> None:
                          f"{(row['results_parquet_bytes'] or 0) / 1e6:.1f}",
                          f"{row['record_bytes'] / 1e6:.1f}"])
     print()
-    print("\n".join(text_table(["broker", "points", "runtime s", "wall s", "points/s",
-                                "orch MiB", "broker MiB", "redis peak MB", "parquet MB",
-                                "record MB"], rows)))
+    print("\n".join(text_table(["broker", "points", "runtime s", "close s", "wall s",
+                                "points/s", "orch MiB", "broker MiB", "redis peak MB",
+                                "parquet MB", "record MB"], rows)))
 
 
 def main(argv: list[str] | None = None) -> int:

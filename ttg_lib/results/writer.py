@@ -5,7 +5,9 @@ under ``results.parts/`` (written aside, fsynced, renamed, the directory fsynced
 reported are on disk, name included, before the broker drops its copies.
 :meth:`ResultsWriter.close` merges the parts into ``results.parquet`` a row group at a time,
 in ``param_id`` order (each part is sorted when written; :mod:`.ordered` merges them), laid
-out once more from every part (a column widened late is widened in all of them).
+out once more from every part (a column widened late is widened in all of them). In a fresh
+run most of that merge is done while results still arrive (:mod:`.livemerge`: the settled
+prefix, on a thread), so the close merges only the tail.
 
 The table is only ever built from complete information: the parts are moved aside
 (``results.parts.merged``, one atomic rename) before the finished table takes their place,
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import crashpoints
+from ..arrowcols import int64s
 from ..errors import ResultsError
 from ..messages import Result
 from ..retryfailed import FailedPoints, Supersede
@@ -43,6 +46,7 @@ from .layout import (
     schema_for,
     value_column_names,
 )
+from .livemerge import LiveMerge, RowGroups
 from .ordered import Keep, is_sorted, sorted_batches
 from .rows import rows_table
 
@@ -73,6 +77,9 @@ class ResultsWriter:
         self._closed = False
         self._reopen()
         self.supersede = Supersede.load(self.dir)  # --retry-failed: old failed rows to drop
+        self._live: LiveMerge | None = None  # the table merged as the parts come (fresh runs)
+        self._live_ok = (self._next_part == 0 and self.supersede is None  # TTG_LIVE_MERGE=0:
+                         and os.environ.get("TTG_LIVE_MERGE", "1") != "0")  # all at close
         self.reused: np.ndarray | None = None  # sorted param_ids whose rows are copied in
 
     def __enter__(self) -> ResultsWriter:
@@ -119,20 +126,51 @@ class ResultsWriter:
         if self.reused is not None and len(self.reused):  # their rows come from the source
             table = table.filter(pa.array(~in_sorted(table.column("param_id").to_numpy(),
                                                      self.reused)))
-        self._write_part(table)
+        part = self._write_part(table)
         self._buffer, self._buffered_rows = [], 0  # only once on disk: a full disk loses nothing
         self._layout = layout
+        self._merge_live(part, table, [(r.start, r.start + r.count) for r in batch])
         return [r.chunk_id for r in batch]
+
+    def _merge_live(self, part: Path, table: pa.Table, ranges: list[tuple[int, int]]) -> None:
+        """A part to the live merge (started by the first); any doubt stops it for good."""
+        if not self._live_ok or self.supersede is not None or self.reused is not None:
+            return self._stop_live()
+        schema = self._schema()
+        if self._live is None:
+            try:
+                self._live = LiveMerge(self._tmp, schema, self.row_group_rows,
+                                       write_options(schema))
+            except OSError:  # the part is on disk: the close merges every part instead
+                return self._stop_live()
+        if not (self._live.schema.equals(schema, check_metadata=True)
+                and self._live.add(part, int64s(table.column("param_id")), ranges)):
+            self._stop_live()
+
+    def _stop_live(self) -> None:
+        self._live_ok = False
+        if self._live is not None:
+            self._live.abandon()
+            self._live = None
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def _schema(self) -> pa.Schema:
+        final = self._layout if self._layout.mode != "none" else ValueLayout.infer(None)
+        return schema_for(self.space, final)
 
     def add_rows(self, table: pa.Table, layout: ValueLayout) -> None:
         """Rows made elsewhere (reused from an earlier run, under that table's ``layout``)
         as one durable part; the table's layout widens to hold them."""
         self.flush()
+        self._stop_live()  # rows from elsewhere: the close merges every part
         self._layout = self._layout.merged(layout)
         self._write_part(table.replace_schema_metadata(
             {**(table.schema.metadata or {}), META_KEY: layout.to_json()}))
 
-    def _write_part(self, table: pa.Table) -> None:
+    def _write_part(self, table: pa.Table) -> Path:
         if not self.parts.exists():
             self.parts.mkdir(parents=True)
             fsync_dir(self.dir)
@@ -142,6 +180,7 @@ class ResultsWriter:
             **write_options(table.schema)))
         self._next_part += 1
         self.rows_written += len(table)
+        return part
 
     def close(self) -> Path:
         """Flush, then merge the parts into ``results.parquet`` (one row group at a time);
@@ -149,11 +188,16 @@ class ResultsWriter:
         if self._closed:
             return self.path
         self.flush()
-        final = self._layout if self._layout.mode != "none" else ValueLayout.infer(None)
-        schema = schema_for(self.space, final)
+        schema, live, self._live = self._schema(), self._live, None
         parts = part_files(self.parts)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        if len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
+        tmp = self._tmp
+        merged_live = live is not None and live.schema.equals(schema, check_metadata=True) \
+            and live.finish()  # merged as the run went: the tail in, the footer, fsynced
+        if live is not None and not merged_live:
+            live.abandon()
+        if merged_live:
+            pass
+        elif len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
                 schema, check_metadata=True) and is_sorted(parts[0]):
             shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
             _fsync_file(tmp)
@@ -264,10 +308,20 @@ def write_durably(path: Path, write: Any) -> None:
 
 
 def write_options(schema: pa.Schema) -> dict[str, Any]:
-    """Dictionary pages for text (worker names, errors, categories), not for numbers (a
-    value column rarely repeats; trying costs more than the bytes it saves); statistics
-    where they are read (param_id ranges for resume, value_json's null count for exports)."""
-    return {"use_dictionary": [f.name for f in schema if f.type == pa.string()],
+    """How each column is encoded, chosen by measurement (benchmarks/results/
+    2026-12-05-close-profile): 14.2 bytes a row became 8.0, and writing and merging take
+    less than half the CPU. Dictionary pages for text and for the columns that repeat (worker
+    and run names, written plain they were 32 bytes a row before compression; ``attempt``,
+    nearly always 1), not for values (a value column rarely repeats; trying costs more than
+    the bytes it saves); ``param_id`` delta-encoded (consecutive ids: a bit or two a row);
+    statistics where they are read (param_id ranges for resume and the merge, value_json's
+    null count for exports)."""
+    repeating = [f.name for f in schema
+                 if f.type == pa.string() or pa.types.is_dictionary(f.type)
+                 or f.name == "attempt"]
+    return {"use_dictionary": repeating,
+            "column_encoding": ({"param_id": "DELTA_BINARY_PACKED"}
+                                if "param_id" in schema.names else None),
             "write_statistics": [name for name in ("param_id", MISFIT) if name in schema.names],
             "compression": os.environ.get("TTG_RESULTS_COMPRESSION", "snappy")}
 
@@ -292,22 +346,12 @@ def merge(files: Sequence[Path], out: Path, schema: pa.Schema, rows: int,
     ``source``: the rows to write instead, in order, e.g. a slice); ``durable``: ``out`` is
     written in place and fsynced (the caller renames it)."""
     def write(handle: Any) -> None:
-        with pq.ParquetWriter(handle, schema, **write_options(schema)) as writer:
-            pending: list[pa.Table] = []
-            size = 0
-            tables = (sorted_batches(files, schema, keep) if source is None else
-                      (pa.Table.from_batches([b]) for b in source))
-            for table in tables:
-                pending.append(table)
-                size += table.num_rows
-                if size >= rows:  # row groups of exactly ``rows``: the rest waits
-                    whole = pa.concat_tables(pending)
-                    cut = size - size % rows
-                    writer.write_table(whole.slice(0, cut), row_group_size=rows)
-                    pending, size = [whole.slice(cut)], size - cut
-            if size or not files:
-                writer.write_table(pa.concat_tables(pending) if size
-                                   else schema.empty_table())
+        groups = RowGroups(pq.ParquetWriter(handle, schema, **write_options(schema)), rows)
+        tables = (sorted_batches(files, schema, keep) if source is None else
+                  (pa.Table.from_batches([b]) for b in source))
+        for table in tables:
+            groups.put(table)
+        groups.close(schema, empty=not files)
     if durable:
         with open(out, "wb") as handle:
             write(handle)
