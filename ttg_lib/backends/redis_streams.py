@@ -166,6 +166,7 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
     def __init__(self, url: str, *, lease_s: float = 2.0):
         super().__init__(url, lease_s=lease_s)
         self._results_cursor = "0-0"
+        self._points_per_entry = 0.0  # what a results entry has held so far (0: not known)
         self._lock_values: dict[str, str] = {}  # run id -> the value this process locked with
 
     @redis_errors
@@ -236,15 +237,27 @@ class RedisProducer(RedisInspector, base.Producer, base.ExpiringLock, base.Resul
             sent += len(batch)
         return sent
 
+    READ_POINTS = 1 << 18  # values one read brings at most, about what a second's flush holds
+
     @redis_errors
     def read_results(self, timeout: float) -> list[Result | bytes]:
-        reply = self.r.xread({RESULTS: self._results_cursor}, count=1000,
+        """A read is bounded in points, not entries: an entry holds a worker's batch, and
+        1,000 entries of 10,000-point chunks were 10^7 values in the orchestrator at once when
+        the workers ran ahead (10^8 runs went past 300 MiB)."""
+        count = (max(1, min(1000, int(self.READ_POINTS / self._points_per_entry)))
+                 if self._points_per_entry else 16)
+        reply = self.r.xread({RESULTS: self._results_cursor}, count=count,
                              block=block_ms(timeout))
         out: list[Result | bytes] = []
+        entries_read = 0
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 self._results_cursor = entry_id.decode()
                 out.extend(decode_results(fields.get(b"r", b"")))
+                entries_read += 1
+        if entries_read:
+            points = sum(r.count for r in out if isinstance(r, Result))
+            self._points_per_entry = max(1.0, points / entries_read)
         return out
 
     @redis_errors
