@@ -37,6 +37,12 @@ def test_env_urls(monkeypatch):
     assert "secret" not in json.dumps(cfg.to_dict())
 
 
+def test_a_billion_points_is_a_valid_run():
+    """The 10^9-point run (benchmarks/scale.py --total 1000000000) was refused at 10^8."""
+    assert RunConfig.build(scale="large", total_params=10**9, chunk_size=10_000).chunks_total \
+        == 100_000
+
+
 @pytest.mark.parametrize("field,value,allowed", [
     ("backend", "kafka", "one of redis, rabbitmq"),
     ("scale", "huge", "one of tiny, small, medium, large"),
@@ -46,6 +52,7 @@ def test_env_urls(monkeypatch):
     ("workers", 2.5, "a whole number"),
     ("workers", "three", "a whole number"),
     ("total_params", -5, "a whole number from 1"),
+    ("total_params", 10**9 + 1, "a whole number from 1 to 1,000,000,000"),
     ("chunk_size", 0, "a whole number from 1"),
     ("work_ms", -1, "a number from 0"),
     ("work_ms", float("nan"), "a number from 0"),

@@ -27,7 +27,7 @@ def check(cfg: Any) -> None:
     check_choice("cluster", cfg.cluster, CLUSTERS)
     check_choice("monitor", cfg.monitor, MONITORS)
     check_choice("restart", cfg.restart, RESTART_POLICIES)
-    _check_int("total_params", cfg.total_params, 1, 100_000_000)
+    _check_int("total_params", cfg.total_params, 1, 1_000_000_000)  # a space: up to 10^9 too
     _check_int("chunk_size", cfg.chunk_size, 1, 1_000_000)
     _check_int("workers", cfg.workers, 0, 256)
     _check_int("expect_workers", cfg.expect_workers, 0, 10_000)
