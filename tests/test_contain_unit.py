@@ -84,7 +84,8 @@ def test_an_int64_stays_an_int_column_and_a_float32_keeps_its_value():
     assert outcome.values.enc == "f64"
 
 
-def test_a_raising_point_fails_alone_and_is_retried_on_its_own():
+def three_raises(max_retries: int, retry_delay_s: float):
+    """The chunk of x = 0..7 through a function raising for x = 3: (outcome, calls, sleeps)."""
     calls: list[int] = []
     slept: list[float] = []
 
@@ -94,8 +95,13 @@ def test_a_raising_point_fails_alone_and_is_retried_on_its_own():
             raise ValueError("three")
         return x
 
-    outcome = compute_chunk(fn, task("m:f", max_retries=2, retry_delay_s=0.5),
-                            sleep=slept.append)
+    outcome = compute_chunk(fn, task("m:f", max_retries=max_retries,
+                                     retry_delay_s=retry_delay_s), sleep=slept.append)
+    return outcome, calls, slept
+
+
+def test_a_raising_point_fails_alone_and_is_retried_on_its_own():
+    outcome, calls, slept = three_raises(max_retries=2, retry_delay_s=0.5)
     assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 3, 3] and slept == [0.5, 1.0]
     (failure,) = outcome.failures
     assert (failure.offset, failure.error, failure.attempts) == (3, "ValueError: three", 3)
@@ -113,17 +119,7 @@ def test_by_default_a_raising_point_is_retried_once_and_nothing_waits():
     waiting 1 + 2 + 4 s in the compute process) every chunk holding a bad point took 7 s, and
     a 3,000-point sweep in chunks of 100 ended timed-out."""
     cfg = RunConfig(compute="mymod:f", space=SPACE)
-    calls: list[int] = []
-    slept: list[float] = []
-
-    def fn(x: int) -> int:
-        calls.append(x)
-        if x == 3:
-            raise ValueError("three")
-        return x
-
-    outcome = compute_chunk(fn, task("m:f", max_retries=cfg.max_retries,
-                                     retry_delay_s=cfg.retry_delay_s), sleep=slept.append)
+    outcome, calls, slept = three_raises(cfg.max_retries, cfg.retry_delay_s)
     assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 3]
     assert not any(slept)
     assert [(f.offset, f.attempts) for f in outcome.failures] == [(3, 2)]
