@@ -8,7 +8,7 @@ import json
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,11 +70,18 @@ def unpack_columns(schema: Any, payload: memoryview) -> Sequence[Any]:
     lengths = {len(column) for column in columns.values()}
     if len(lengths) != 1:
         return []  # a corrupted column: the checksum flags it, the size check counts it wrong
-    crc = 0  # verify.fingerprint of these values, from the bytes they came in: packing is
-    for key in sorted(raw):  # deterministic, so packing them again would give these bytes
-        crc = zlib.crc32(raw[key], zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0",
-                                              crc))
-    return ValueColumns(columns, crc)
+    # verify.fingerprint of these values, from the bytes they came in: packing is
+    # deterministic, so packing them again would give these bytes
+    return ValueColumns(columns, columns_crc((key, raw[key]) for key in sorted(raw)))
+
+
+def columns_crc(packed: Iterable[tuple[str, bytes | memoryview]]) -> int:
+    """CRC32 of dict values as packed columns, (key, bytes) in sorted key order: what
+    verify.fingerprint compares, computed once here for packing and unpacking alike."""
+    crc = 0
+    for key, raw in packed:
+        crc = zlib.crc32(raw, zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0", crc))
+    return crc
 
 
 _COLUMN_ENCODINGS = frozenset({"i64", "f64", "json"})

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .messages import Result, ValueColumns, pack_chunk, pack_values
+from .packing import columns_crc
 from .textenum import TextEnum
 
 MAX_EXAMPLES = 20
@@ -93,11 +94,8 @@ def fingerprint(values: Sequence[Any]) -> int:
     if isinstance(values, ValueColumns):
         if values.crc is not None:  # decoded from the wire: the same CRC over its bytes
             return values.crc
-        crc = 0
-        for key in sorted(values.columns):
-            crc = zlib.crc32(key.encode("utf-8", "surrogatepass") + b"\0", crc)
-            crc = zlib.crc32(pack_values(values.columns[key])[1], crc)
-        return crc
+        return columns_crc((key, pack_values(values.columns[key])[1])
+                           for key in sorted(values.columns))
     return zlib.crc32(pack_chunk(values)[1])
 
 
