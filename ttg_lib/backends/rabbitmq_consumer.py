@@ -52,9 +52,11 @@ class RabbitConsumer(RabbitConnection, base.Consumer, base.AnnouncesLateResults,
         if self._consuming == TASKS and self._hearing != self._generation:
             self._hear_announcements(consumer)  # their consumer was cancelled: again
         gives_back = window < self.prefetch and window <= self.GIVE_BACK_AT
-        if self._consuming == TASKS and window != self.prefetch and not gives_back:
-            self._set_window(window)
-        elif self._consuming != TASKS or window != self.prefetch:
+        if self._consuming == TASKS and window > self.prefetch:
+            self._set_window(window)  # grown in place; never shrunk in place: the channel's
+            # limit counts the deliveries the caller still holds, so a smaller one could
+            # leave it none to fetch (a batch asked for its last 2 of 5 holding 3 got none)
+        elif self._consuming != TASKS or gives_back:
             try:
                 self._subscribe_tasks(consumer, window)
             except pika.exceptions.ChannelClosedByBroker as exc:
