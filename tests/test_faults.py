@@ -189,11 +189,17 @@ def test_broker_restarted_mid_run(make_config, kind, shape):
     assert "republished_chunks" not in summary["broker_outages"][0]  # nothing was lost
 
 
-def test_redis_restarted_without_its_data(make_config):
+@pytest.mark.parametrize("window", [None, 30], ids=["tasks-all-out", "window-of-30"])
+def test_redis_restarted_without_its_data(make_config, monkeypatch, window):
     """No persistence: the restarted Redis is empty. The run notices (its dedup index holds
     fewer chunks than were read), publishes every unfinished chunk again, and verifies.
-    Fast chunks, so results travel in batches (a frame per batch, not per chunk)."""
+    Fast chunks, so results travel in batches (a frame per batch, not per chunk). With a
+    window smaller than the run, the window starts over with every unfinished chunk."""
+    from ttg_lib import window as window_module
     from ttg_lib.cluster.brokers import start_private
+
+    if window:
+        monkeypatch.setattr(window_module, "WINDOW_POINTS", window * FAST["chunk_size"])
 
     broker = start_private("redis", aof=False)
     try:

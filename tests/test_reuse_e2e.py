@@ -77,8 +77,15 @@ def assert_direct(summary: dict) -> None:
         assert (row._4, row._5) == (expected["loss"], expected["accuracy"])
 
 
+@pytest.mark.parametrize("window", [None, 2], ids=["tasks-all-out", "window-of-2"])
 def test_a_wider_axis_computes_only_the_new_points_and_checks_a_sample_of_the_rest(
-        make_config, backend_name, broker_url, model):
+        make_config, backend_name, broker_url, model, monkeypatch, window):
+    """(With a window of 2 chunks, the held chunks come out once, when the verdict asks.)"""
+    if window:
+        from ttg_lib import window as window_module
+
+        monkeypatch.setattr(window_module, "WINDOW_POINTS", 1)
+        monkeypatch.setattr(window_module, "WINDOW_PER_WORKER", window // 2)
     model()
     first = sweep(make_config, backend_name, grid(5))
     assert first["ok"] and first["points_reused"] == 0 and first["points_computed"] == 20
@@ -86,6 +93,7 @@ def test_a_wider_axis_computes_only_the_new_points_and_checks_a_sample_of_the_re
     lines: list[str] = []
     second = sweep(make_config, backend_name, grid(6), lines)
     assert second["ok"], second["problems"]
+    assert second["duplicate_deliveries"] == 0
     assert second["fingerprint"] == first["fingerprint"]
     assert (second["points_reused"], second["points_computed"]) == (20, 4)
     reuse = second["reuse"]

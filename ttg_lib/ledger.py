@@ -320,11 +320,15 @@ class Ledger:
         return bundled(self._reused_tasks(), self.config.task_bundle)
 
     def _reused_tasks(self) -> Iterator[Task]:
-        if self.reuse is not None and not self.reuse.final:
-            yield from self.reuse.verification_tasks(self.task, self.config.chunks_total)
+        """Read as the run's window moves: what is held back is decided at the start (the
+        verdict asks for the held chunks itself, so they must not come out here later)."""
+        reuse = self.reuse
+        held = reuse.touches if reuse is not None and not reuse.final else (lambda _c: False)
+        if reuse is not None and not reuse.final:
+            yield from reuse.verification_tasks(self.task, self.config.chunks_total)
         state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            if not state[chunk_id] and (self.reuse is None or not self.reuse.held(chunk_id)):
+            if not state[chunk_id] and not held(chunk_id):
                 yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:

@@ -44,6 +44,17 @@ class RunRecord:
         os.replace(tmp, path)
         return path
 
+    def write_end(self, *, events: list[dict[str, Any]], fault: Any, outages: list[Any],
+                  workers: list[Any], stats: Any, dead: list[dict[str, Any]]) -> None:
+        """The files a finished run leaves beside its summary: what happened to its workers
+        and the broker, each worker's last state, the queues' final depths, dead letters."""
+        self.write_json("events.json", {"workers": events, "fault": fault,
+                                        "broker_outages": outages})
+        self.write_json("workers.json", [w.to_dict() for w in workers])
+        if stats is not None:
+            self.write_json("queue_stats.json", stats.to_dict())
+        self.write_json("dlq.json", dead)
+
     def append(self, name: str, row: dict[str, Any]) -> None:
         stream = self._streams.get(name)
         if stream is None:

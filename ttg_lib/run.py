@@ -35,6 +35,7 @@ from .runstate import Progress, RunState, Times
 from .sampling import Sampler
 from .session import BrokerSession
 from .summary import Timing, build_summary
+from .window import TaskWindow, window_chunks
 
 BROKER_READY_TIMEOUT_S = 600.0  # first pull of broker images on a fresh Kind cluster
 JOIN_TIMEOUT_S = 3600.0  # --expect-workers: how long workers from other hosts may take
@@ -150,9 +151,10 @@ class Run:
             self.joined.wait(cfg.timeout_s or JOIN_TIMEOUT_S, self.say, self.session.keep_lock)
         self.times.t0, self.times.cpu0 = time.monotonic(), time.process_time()
         owed = list(self.ledger.unfinished()) if self.resume else self.ledger.tasks()
-        producer.publish_tasks(owed)
+        self.session.start_publishing(TaskWindow(owed, window_chunks(
+            cfg.chunk_size, cfg.worker_count), lambda: self.ledger.collector.finished))
         if self.resume:  # computed once already, lost with the dead orchestrator's memory
-            self.say(f"published {sum(t.chunks for t in owed):,} chunks; "
+            self.say(f"publishing {sum(t.chunks for t in owed):,} chunks; "
                      f"{self.ledger.chunks_redone} of them had been computed before")
         self.state = RunState.RUNNING
 
@@ -200,6 +202,8 @@ class Run:
                 asked, self._asks = self._asks, []
                 if not self.broker.publish(asked):
                     self._asks = asked + self._asks  # the broker went down: later
+        if self.state == RunState.RUNNING:
+            self.broker.top_up()  # the chunks read make room for as many more
         self._settle(idle=not frames)
 
     def _settle(self, idle: bool) -> None:
@@ -316,12 +320,8 @@ class Run:
         events = self.cluster.events()
         workers = self.cluster.worker_status()
         outages = self.session.outages if self.session else []
-        self.record.write_json("events.json", {"workers": events, "fault": self.faults.summary(),
-                                               "broker_outages": outages})
-        self.record.write_json("workers.json", [w.to_dict() for w in workers])
-        if stats is not None:
-            self.record.write_json("queue_stats.json", stats.to_dict())
-        self.record.write_json("dlq.json", dead)
+        self.record.write_end(events=events, fault=self.faults.summary(), outages=outages,
+                              workers=workers, stats=stats, dead=dead)
         times, ledger = self.times, self.ledger
         runtime = times.since_t0(times.last)
         timing = Timing(runtime_s=runtime, orchestrator_cpu_s=None if runtime is None

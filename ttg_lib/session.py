@@ -1,8 +1,9 @@
 """The orchestrator's hold on the broker for one run.
 
 Connect and take the run lock; ride out an outage (reconnect, take the lock again, and
-when the broker came back without its data, publish every unfinished chunk again); keep an
-expiring lock renewed; at the end, read what the broker holds (queue depths, dead letters,
+when the broker came back without its data, publish every unfinished chunk again); publish
+the run's tasks a window at a time (:class:`ttg_lib.window.TaskWindow`); keep an expiring
+lock renewed; at the end, read what the broker holds (queue depths, dead letters,
 duplicates it dropped) and let go. :class:`ttg_lib.run.Run` drives it and never asks which
 broker it is: what only some brokers can do is a capability checked here.
 """
@@ -19,6 +20,7 @@ from .backends.blobs import CURRENT_RUN
 from .errors import RunError
 from .messages import Result, Task
 from .runlock import LockOwner, acquire, broker_progress
+from .window import TaskWindow
 
 RENEW_EVERY_S = 3.0  # an expiring lock lives 15 s: renewed five times before it lapses
 RETRY_PAUSE_S = 0.05  # refused at once while down: retry soon, resume within ~0.1 s
@@ -34,6 +36,7 @@ class BrokerSession:
         self.clock = clock  # the run's elapsed seconds, for the outage record
         self.unfinished = unfinished  # the ledger's: what to publish again after data loss
         self.chunks_read = chunks_read
+        self.window: TaskWindow | None = None  # the run's own tasks, published as results come
         self.outages: list[dict[str, Any]] = []
         self._down_since: float | None = None
         self._next_renew = 0.0
@@ -100,6 +103,25 @@ class BrokerSession:
             self.went_down(exc)
             return False
 
+    def start_publishing(self, window: TaskWindow) -> None:
+        """Publish the window's first tasks (a broker that refuses them fails the start)."""
+        self.window = window
+        first = window.due()
+        self.producer.publish_tasks(first)
+        window.sent(first)
+
+    def top_up(self) -> None:
+        """Publish what the results read since have made room for (nothing while down)."""
+        if self.window is None or self.down:
+            return
+        tasks = self.window.due()
+        if not tasks:
+            return
+        if self.publish(tasks):
+            self.window.sent(tasks)
+        else:
+            self.window.put_back(tasks)
+
     def settle(self) -> None:
         """Every result read is on disk: let the broker drop its copies (best effort: what
         stays is read again only by a resume, which skips what is on disk)."""
@@ -157,7 +179,8 @@ class BrokerSession:
 
     def _republish_if_data_lost(self) -> None:
         """A broker that came back without its data (no persistence) lost our tasks: publish
-        every unfinished chunk again. Results are keyed by chunk id, so this is safe."""
+        every unfinished chunk again (through the window: it starts over with them). Results
+        are keyed by chunk id, so this is safe."""
         if not isinstance(self.producer, ResultsIndex):
             return
         stored = self.producer.stored_chunks()
@@ -171,7 +194,11 @@ class BrokerSession:
         self.producer.rewind_results()
         for key, data in self._blobs.items():  # the function, before the tasks that need it
             self.producer.put_blob(key, data)  # type: ignore[attr-defined]
-        self.producer.publish_tasks(missing)
+        if self.window is None:
+            self.producer.publish_tasks(missing)
+            return
+        self.window.restart(missing)
+        self.top_up()
 
     # -- at the end --------------------------------------------------------------------
     def final_state(self) -> tuple[QueueStats | None, list[dict[str, Any]], int]:

@@ -65,11 +65,11 @@ class ReusePlan:
     # -- what is published --------------------------------------------------------------
     def held(self, chunk_id: int) -> bool:
         """A chunk holding reused points, before the verdict says which of them stay."""
-        return not self.final and self._touches(chunk_id)
+        return not self.final and self.touches(chunk_id)
 
     def only(self, chunk_id: int) -> tuple[int, ...] | None:
         """The offsets a chunk computes: None for all of them (no reused point), () for none."""
-        if not self._touches(chunk_id):
+        if not self.touches(chunk_id):
             return None
         reused = self.offsets(chunk_id)
         count = min(self.chunk_size, self.total_params - chunk_id * self.chunk_size)
@@ -83,7 +83,7 @@ class ReusePlan:
             ids = ids[self.map.src[part] == source]
         return ids - chunk_id * self.chunk_size
 
-    def _touches(self, chunk_id: int) -> bool:
+    def touches(self, chunk_id: int) -> bool:
         at = int(np.searchsorted(self.touched, chunk_id))
         return at < len(self.touched) and int(self.touched[at]) == chunk_id
 
