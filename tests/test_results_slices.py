@@ -193,7 +193,7 @@ import json, sys, tracemalloc
 import pyarrow as pa
 import pyarrow.csv, pyarrow.dataset  # their imports (pandas) are not the export's memory
 from ttg_lib.results import export_results, reading
-reading.ROW_GROUP_ROWS = 10_000  # Parquet out: row groups the size of the table's, not 65,536
+reading.ROW_GROUP_ROWS = 10_000  # Parquet out: row groups the size of the table's, not 262,144
 tracemalloc.start()
 export_results(sys.argv[1], sys.argv[2], sys.argv[3])
 print(json.dumps({"arrow": pa.default_memory_pool().max_memory(),

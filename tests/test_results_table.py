@@ -175,6 +175,44 @@ def test_a_5x4x3_grid_gives_60_rows_whose_values_equal_a_direct_call(tmp_path):
     assert parquet.metadata.num_rows == 60
 
 
+def test_parts_stay_small_while_the_table_has_large_row_groups(tmp_path):
+    """A writer holds every row group's metadata until the footer (and copies it to write
+    it): 10^9 points in 65,536-row groups took ~180 MiB at the close. The table's groups
+    are ROW_GROUP_ROWS, the parts (what the orchestrator buffers) PART_ROWS at most."""
+    from array import array as typed
+
+    from ttg_lib.results.writer import PART_ROWS, ROW_GROUP_ROWS
+
+    assert ROW_GROUP_ROWS >= 4 * PART_ROWS
+    total = ROW_GROUP_ROWS + PART_ROWS + 10
+    with ResultsWriter(tmp_path) as writer:
+        for start in range(0, total, 10_000):
+            count = min(10_000, total - start)
+            writer.add(result(start, typed("q", range(start, start + count))))
+        writer.flush()
+        parts = [pq.ParquetFile(f).metadata.num_rows
+                 for f in (tmp_path / PARTS_DIR).glob("*.parquet")]
+        assert sum(parts) == total and max(parts) <= PART_ROWS + 10_000
+    groups = pq.ParquetFile(tmp_path / RESULTS_FILE).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [
+        ROW_GROUP_ROWS, total - ROW_GROUP_ROWS]
+
+
+def test_the_cli_orchestrator_prefers_jemalloc_unless_told_otherwise(monkeypatch):
+    import os
+    import sys
+
+    from ttg_lib.procs import prefer_jemalloc
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    prefer_jemalloc()
+    expected = "jemalloc" if sys.platform.startswith("linux") else None
+    assert os.environ.get("ARROW_DEFAULT_MEMORY_POOL") == expected
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    prefer_jemalloc()
+    assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # the user's choice stands
+
+
 def test_small_parts_are_coalesced_into_row_groups_on_close(tmp_path):
     space = load_space(SPACE)
     with ResultsWriter(tmp_path, space, row_group_rows=25) as writer:

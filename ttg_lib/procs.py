@@ -106,6 +106,14 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def prefer_jemalloc() -> None:
+    """An orchestrator's Arrow memory in jemalloc unless the user chose (before pyarrow is
+    imported: Arrow reads it once). pyarrow's default, mimalloc, keeps what the writer's
+    threads freed: a 10^8-point run peaked at 343-355 MiB with it, 270 MiB with jemalloc."""
+    if sys.platform.startswith("linux"):  # where pyarrow's wheels ship jemalloc
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+
 def tighten_timer_slack() -> None:
     """Linux pads every sleep by 50 us of timer slack; 1 us keeps simulated work honest."""
     if sys.platform.startswith("linux"):

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..config import SCALES, RunConfig
 from ..configcheck import BACKENDS, CLUSTERS
+from ..procs import prefer_jemalloc
 from .base import command, fail
 
 console = Console(stderr=True)
@@ -110,6 +111,7 @@ def run(no_restart: bool, config_file: str | None, as_json: bool, dry_run: bool,
     if dry_run:
         _print_plan(config, as_json)
         return
+    prefer_jemalloc()
     try:
         summary = _run_with_progress(config, quiet=as_json or config.monitor == "none",
                                      resume=bool(resume_run), retry_failed=retry_failed)

@@ -35,8 +35,8 @@ from ..arrowcols import int64s
 from .ordered import sorted_batches
 
 _END = 1 << 62  # the frontier of the close: every row
-STEP_ROW_GROUPS = 16  # merge once the frontier moved this many row groups: a part that
-# straddles the frontier is read again at the next step, so not at every part
+STEP_ROW_GROUPS = 4  # merge once the frontier moved this many row groups (1 Mi rows): a
+# part that straddles the frontier is read again at the next step, so not at every part
 MERGE_NICE = 10  # the merging thread takes spare CPU: the run's reading and the workers first
 # (merged slower than results come, the thread falls behind and the close does the rest)
 
