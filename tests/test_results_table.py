@@ -198,21 +198,6 @@ def test_parts_stay_small_while_the_table_has_large_row_groups(tmp_path):
         ROW_GROUP_ROWS, total - ROW_GROUP_ROWS]
 
 
-def test_the_cli_orchestrator_prefers_jemalloc_unless_told_otherwise(monkeypatch):
-    import os
-    import sys
-
-    from ttg_lib.procs import prefer_jemalloc
-
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    prefer_jemalloc()
-    expected = "jemalloc" if sys.platform.startswith("linux") else None
-    assert os.environ.get("ARROW_DEFAULT_MEMORY_POOL") == expected
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
-    prefer_jemalloc()
-    assert os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system"  # the user's choice stands
-
-
 def test_small_parts_are_coalesced_into_row_groups_on_close(tmp_path):
     space = load_space(SPACE)
     with ResultsWriter(tmp_path, space, row_group_rows=25) as writer:
@@ -491,3 +476,4 @@ def test_a_table_beside_leftover_parts_is_never_rebuilt_from_them(tmp_path):
     ResultsWriter(tmp_path).close()
     assert load_results(tmp_path)["param_id"].tolist() == list(range(10))
     assert not (tmp_path / (RESULTS_FILE + ".tmp")).exists()
+

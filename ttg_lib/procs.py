@@ -100,10 +100,20 @@ def stop_entry(entry: ProcessEntry, grace_s: float = 5.0) -> bool:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
-    import resource
+    """This program's peak resident memory so far: Linux's VmHWM. Not ``ru_maxrss``: Linux
+    carries that across exec, so a worker spawned by a 130-MiB orchestrator reported 133 MiB
+    before computing anything (every worker the same figure, even its own)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource  # elsewhere: the best there is (macOS reports bytes, Linux KiB)
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    scale = 1 if sys.platform.startswith("linux") else 1024
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / scale, 1)
 
 
 def prefer_jemalloc() -> None:
