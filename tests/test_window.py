@@ -70,6 +70,19 @@ def test_a_restart_counts_from_the_reads_at_that_moment():
     assert [t.chunk_id for t in again] == [2, 3, 4] and w.exhausted
 
 
+def test_recomputations_take_no_credit_so_many_of_them_never_stall_the_window():
+    """A broker that lost its data near the end: the window starts over with 50
+    recomputations (their answers finish no chunk) and one chunk, through a window of 4."""
+    reads = Reads()
+    w = TaskWindow([], limit=4, finished=reads)
+    checks = [task(c).verification("w-1") for c in range(50)]
+    w.restart(checks + [task(60)])
+    out = w.due()
+    assert len(out) == 51 and w.exhausted
+    w.sent(out)
+    assert w.in_flight == 1
+
+
 def test_the_window_is_points_with_a_floor_per_worker():
     assert window_chunks(chunk_size=10_000, workers=3) == window_module.WINDOW_POINTS // 10_000
     assert window_chunks(chunk_size=10**8, workers=5) == 5 * window_module.WINDOW_PER_WORKER

@@ -28,7 +28,12 @@ def window_chunks(chunk_size: int, workers: int) -> int:
 
 class TaskWindow:
     """The run's tasks, handed out as the results come back (``finished``: the chunks read
-    so far, failed ones included; the window counts from its value at the start)."""
+    so far, failed ones included; the window counts from its value at the start).
+
+    Recomputations (a reuse check, the checks a broker lost with its data) go out without
+    taking credit: their answers finish no chunk, so counting them would shrink the window
+    for good, to nothing once they outnumber it. They are few, or asked for one per chunk
+    read, so the chunks' credit bounds them too."""
 
     def __init__(self, tasks: Iterable[Task], limit: int, finished: Callable[[], int]):
         self.limit = max(1, limit)
@@ -61,14 +66,19 @@ class TaskWindow:
                 self.exhausted = True
                 break
             out.append(task)
-            room -= task.chunks
+            room -= _credit(task)
         return out
 
     def sent(self, tasks: list[Task]) -> None:
-        self.published += sum(task.chunks for task in tasks)
+        self.published += sum(_credit(task) for task in tasks)
 
     def put_back(self, tasks: list[Task]) -> None:
         """Tasks :meth:`due` gave that the broker did not take (it went down): first next time."""
         if tasks:
             self._tasks = itertools.chain(tasks, self._tasks)
             self.exhausted = False
+
+
+def _credit(task: Task) -> int:
+    """The chunks a task holds of the window: a recomputation none."""
+    return 0 if task.verify_of else task.chunks
