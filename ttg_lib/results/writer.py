@@ -201,15 +201,8 @@ class ResultsWriter:
             and live.finish()  # merged as the run went: the tail in, the footer, fsynced
         if live is not None and not merged_live:
             live.abandon()
-        if merged_live:
-            pass
-        elif len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
-                schema, check_metadata=True) and is_sorted(parts[0]):
-            shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
-            _fsync_file(tmp)
-        else:
-            merge(parts, tmp, schema, self.row_group_rows, durable=True,
-                  keep=self.supersede.old_rows(parts) if self.supersede else None)
+        if not merged_live:
+            self._merge_all(parts, tmp, schema)
         crashpoints.reach("table-written")
         merged = self.dir / MERGED_DIR
         if self.parts.exists():
@@ -223,6 +216,16 @@ class ResultsWriter:
         Supersede.done(self.dir)
         self._closed = True
         return self.path
+
+    def _merge_all(self, parts: list[Path], tmp: Path, schema: pa.Schema) -> None:
+        """Every part into ``tmp`` (no live merge, or it gave up)."""
+        if len(parts) == 1 and self.supersede is None and pq.read_schema(parts[0]).equals(
+                schema, check_metadata=True) and is_sorted(parts[0]):
+            shutil.copyfile(parts[0], tmp)  # a small run: its one part is the table already
+            _fsync_file(tmp)
+        else:
+            merge(parts, tmp, schema, self.row_group_rows, durable=True,
+                  keep=self.supersede.old_rows(parts) if self.supersede else None)
 
     def retry(self, failed: FailedPoints) -> None:
         """--retry-failed: the failed rows of ``failed`` are replaced by the new ones."""
