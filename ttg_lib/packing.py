@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pickle
 import struct
 import sys
 import zlib
@@ -26,12 +27,17 @@ class Packed:
     worker sends them on without unpacking: :func:`pack_chunk`'s output and the count."""
 
     enc: str
-    raw: bytes
+    raw: bytes | memoryview  # a memoryview: received from the compute process, not copied
     cols: list[list[Any]] | None
     count: int
 
     def __len__(self) -> int:
         return self.count
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle protocol 5 may carry ``raw`` out of band (:func:`ttg_lib.child.send`)."""
+        raw = pickle.PickleBuffer(self.raw) if int(protocol) >= 5 else self.raw
+        return Packed, (self.enc, raw, self.cols, self.count)
 
 
 
