@@ -478,12 +478,12 @@ def test_a_window_hands_over_the_next_batch_while_one_is_held(broker: Broker):
     assert sorted(r.chunk_id for r in read_all_results(p, 4)) == list(range(4))
 
 
-def test_tasks_are_sent_in_a_small_first_batch_then_large_ones():
+def test_tasks_are_sent_in_a_small_first_batch_then_growing_ones():
     from ttg_lib.backends.base import publish_batches
 
     tasks = [Task(run_id="r1", chunk_id=c, start=c, count=1, work_ms=0.0, compute="m:f")
              for c in range(1_100)]
     sizes = [len(b) for b in publish_batches(tasks, size=500, first=16)]
-    assert sizes == [16, 500, 500, 84]
+    assert sizes == [16, 64, 256, 500, 264]
     assert [t for b in publish_batches(tasks) for t in b] == tasks
     assert list(publish_batches([])) == []

@@ -278,3 +278,18 @@ def test_dict_values_fingerprint_from_their_bytes_as_if_packed_again():
     changed[7]["x"] += 1e-9
     (other,) = decode_results(Result("r", 0, 0, 40, "w", 1, 0.0, 1.0, values=changed).encode())
     assert fingerprint(other.values) != fingerprint(decoded.values)
+
+
+@pytest.mark.parametrize("values", [[placeholder(i, 0) for i in range(100)],
+                                    [i / 7 for i in range(100)] + [float("nan"), -0.0],
+                                    []])
+def test_values_unpacked_pack_again_to_their_bytes_without_a_value_made(values):
+    """verify.fingerprint packs what the wire unpacked (array('q'), array('d')): the same
+    bytes, taken as they are, as packing the values themselves gives."""
+    from ttg_lib.messages import pack_values, unpack
+    from ttg_lib.verify import fingerprint
+
+    enc, raw = pack_values(values)
+    again = unpack(enc, memoryview(raw))
+    assert pack_values(again) == (enc, raw)
+    assert fingerprint(again) == fingerprint(values)

@@ -16,6 +16,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import child as protocol
 from .points import OFFSET, SEQ, UNTRACKED, ChunkOutcome, Job
 from .zygote import Zygote
 
@@ -106,7 +107,7 @@ class ComputeChild:
                 if self.proc.poll() is not None:
                     raise ChildDied(self._ended())
                 return None
-            message: Any = self.conn.recv()
+            message: Any = protocol.receive(self.conn)
         except (EOFError, OSError):
             raise ChildDied(self._ended()) from None
         kind, outcomes, self.cpu_s = message

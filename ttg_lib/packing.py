@@ -4,7 +4,10 @@ returns is made packable first (:mod:`ttg_lib.values`), so packing never raises.
 
 from __future__ import annotations
 
+import functools
 import json
+import pickle
+import struct
 import sys
 import zlib
 from array import array
@@ -24,16 +27,22 @@ class Packed:
     worker sends them on without unpacking: :func:`pack_chunk`'s output and the count."""
 
     enc: str
-    raw: bytes
+    raw: bytes | memoryview  # a memoryview: received from the compute process, not copied
     cols: list[list[Any]] | None
     count: int
 
     def __len__(self) -> int:
         return self.count
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle protocol 5 may carry ``raw`` out of band (:func:`ttg_lib.child.send`)."""
+        raw = pickle.PickleBuffer(self.raw) if int(protocol) >= 5 else self.raw
+        return Packed, (self.enc, raw, self.cols, self.count)
+
 
 
 _WIDE = {"i64": "q", "f64": "d"}  # 8-byte little-endian columns
+_WIRE_ENCODINGS = {code: enc for enc, code in _WIDE.items()}
 _EXACT_IN_FLOAT = 2**53
 
 
@@ -159,17 +168,22 @@ def pack_values(values: Sequence[Any], types: set[type] | None = None) -> tuple[
     """("i64", little-endian int64 bytes) when every value is a 64-bit integer, ("f64",
     little-endian float64) when every value is a float (integers up to 2**53 among them),
     else ("json", JSON). Booleans go as JSON, so they come back as booleans."""
+    if type(values) is array and values.typecode in _WIRE_ENCODINGS:  # as unpacked: its
+        if _BIG_ENDIAN:  # bytes as they came (verify.fingerprint's 2,000 chunks of a 10^6
+            values = array(values.typecode, values)  # run: no int made per value)
+            values.byteswap()
+        return _WIRE_ENCODINGS[values.typecode], values.tobytes()
     if types is None:
         types = set(map(type, values))
     if bool not in types:
         try:
-            return "i64", _little(array("q", values)).tobytes()
-        except (TypeError, OverflowError):
+            return "i64", _wide("q", len(values)).pack(*values)
+        except (struct.error, TypeError, OverflowError):
             pass
         if all(issubclass(t, float) or t is int for t in types) and (
                 int not in types or all(-_EXACT_IN_FLOAT <= v <= _EXACT_IN_FLOAT
                                         for v in values if type(v) is int)):
-            return "f64", _little(array("d", values)).tobytes()
+            return "f64", _wide("d", len(values)).pack(*values)
     try:
         return "json", compact_json(list(values)).encode()
     except (TypeError, ValueError):  # not normalised first (values.normalise): the values
@@ -178,7 +192,9 @@ def pack_values(values: Sequence[Any], types: set[type] | None = None) -> tuple[
         return "json", compact_json(normalise(list(values))[0]).encode()
 
 
-def _little(packed: array) -> array:
-    if _BIG_ENDIAN:
-        packed.byteswap()
-    return packed
+@functools.lru_cache(maxsize=64)
+def _wide(code: str, count: int) -> struct.Struct:
+    """``count`` little-endian int64s or float64s: one struct call packs a chunk, ~20 %
+    (int64) to ~60 % (float64) faster than through an array (whose items are parsed one
+    PyArg_Parse at a time); a chunk's values are packed in its compute process."""
+    return struct.Struct(f"<{count}{code}")

@@ -56,6 +56,7 @@ class _InFlight:
     todo: list[tuple[Delivery, Task]]  # the tasks admitted
     held: list[Delivery]  # every delivery fetched with them: their leases are ours
     batch: Batch | None  # None: nothing was admitted
+    bounced: int = 0  # of ``held``: our own recomputations, handed back
 
 
 class Worker:
@@ -133,9 +134,11 @@ class Worker:
                 flight, current = self._begin(deliveries), flight  # it computes while ...
                 if current is not None:  # ... the batch before is stored
                     self._finish(current, also_held=flight.held)
-                if not self._looks_ahead():  # slow chunks (or --max-chunks): one at a time
-                    flight, current = None, flight
-                    self._finish(current)
+                if not self._looks_ahead() or flight.batch is None:  # slow chunks (or
+                    flight, current = None, flight  # --max-chunks): one at a time; none
+                    self._finish(current)  # admitted (our own recomputations): handed back
+                    if current.bounced == len(current.held):  # now, and a pause lets
+                        self.stopping.wait(self.BOUNCE_PAUSE_S)  # another worker take them
                 idle_since = time.monotonic()
             except BrokerUnavailable as exc:
                 self.log("broker_unavailable", level="warning", error=str(exc))
@@ -164,6 +167,8 @@ class Worker:
             return True
         return False
 
+    BOUNCE_PAUSE_S = 0.01  # after handing back only our own recomputations: the others
+    # fetch about once a batch (~20 ms); fetching at once got them back, 20 round trips in a row
     FETCH_WAIT_S = 0.1  # how long one fetch waits for work (so also: how soon a stop is
     # seen: the run's end waits for it; an idle fetch is a round trip or two, 10 a second)
     RECONNECT_EVERY_S = (0.03, 0.09)  # jittered: reconnect within ~0.1 s of the broker
@@ -196,11 +201,12 @@ class Worker:
 
     def _begin(self, deliveries: list[Delivery]) -> _InFlight:
         """Admit the batch's tasks and hand them to the compute process."""
+        handing = len(self._handing_back)
         todo = [(d, part) for d in deliveries if (t := self._admit(d)) is not None
                 for part in t.parts()]  # a bundle: a result per chunk, an ack for all
         batch = (self.supervisor.submit([t for _d, t in todo], fetch=self.runs.fetch_function)
                  if todo else None)
-        return _InFlight(todo, deliveries, batch)
+        return _InFlight(todo, deliveries, batch, len(self._handing_back) - handing)
 
     def _finish(self, flight: _InFlight, also_held: list[Delivery] | None = None) -> None:
         """Collect a batch, store its results, ack its tasks (``also_held``: leases kept too)."""
