@@ -12,7 +12,7 @@ from inthread import memory_broker, thread_worker
 
 from ttg_lib.backends import open_consumer
 from ttg_lib.messages import Task
-from ttg_lib.worker import BatchSizer, Heartbeat, Worker, WorkerSettings, retry_delay
+from ttg_lib.worker import LOOK_AHEAD, BatchSizer, Heartbeat, Worker, WorkerSettings, retry_delay
 
 RUN = "unit-run"
 
@@ -71,11 +71,11 @@ def test_worker_computes_every_chunk_and_reports_itself(memory):
     assert worker.chunks_done == 10
 
 
-@pytest.mark.parametrize("work_ms, chunks, ahead", [(0, 200, 2), (2, 30, 1)])
+@pytest.mark.parametrize("work_ms, chunks, ahead", [(0, 200, LOOK_AHEAD + 1), (2, 30, 1)])
 def test_fast_chunks_are_handed_over_before_the_batch_before_is_stored(memory, work_ms,
                                                                        chunks, ahead):
     """Fast chunks: the compute process gets the next batch while the worker stores the one
-    before (two batches in hand at most); slow ones: one batch at a time."""
+    before (LOOK_AHEAD + 1 batches in hand at most); slow ones: one batch at a time."""
     from dataclasses import replace
 
     url, producer = memory
