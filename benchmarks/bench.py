@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 
-from benchmarks.stamp import fresh_dir  # noqa: E402
+from benchmarks.stamp import fresh_dir, header  # noqa: E402
 from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
@@ -355,6 +355,18 @@ def sample_cost(backend_name: str, samples: int = 200) -> dict[str, float | None
             "broker_cpu_ms": None if broker is None else broker * 1000}
 
 
+def git_commit() -> str | None:
+    """The checkout measured (its short hash; "+dirty" if it has uncommitted changes)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
 def _url(backend: str) -> str:
     return env_urls()[backend]
 
@@ -410,13 +422,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args, out / "runs-root")
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick,
-                               "repeats": ctx.repeats, "suites": {}}
+                               "repeats": ctx.repeats, **{k: v for k, v in header("bench.py", argv).items() if k != "machine"},
+                               "commit": git_commit(), "suites": {}}
     started = time.monotonic()
     for name in suites:
         ctx.say(f"== {name}")
         results["suites"][name] = globals()[f"suite_{name}"](ctx)
         (out / "bench.json").write_text(json.dumps(results, indent=2))
     results["wall_s"] = time.monotonic() - started
+    results["load_at_end"] = os.getloadavg()
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     from charts import write_chart
     from summary import markdown, print_table

@@ -156,9 +156,14 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    load = results.get("load_at_start")
     lines = [f"Measured {m['when']} on {m['cores']} cores, Python {m['python']}, "
              f"Redis {m['brokers'].get('redis')}, RabbitMQ {m['brokers'].get('rabbitmq')}; "
              f"{results['repeats']} repeat(s), median (min–max).", "",
+             *([f"`{results['command']}` at {results.get('commit')}; load average "
+                f"{load[0]:.2f} at the start, {results['load_at_end'][0]:.2f} at the end; "
+                f"{results['wall_s'] / 60:.0f} min.", ""] if load and "load_at_end" in results
+               else []),
              *md_table(["what", "goal", "Redis", "RabbitMQ"])]
     for what, goal, values in rows(results):
         lines.append(f"| {what} | {goal} | {values.get('redis', '—')} | "
