@@ -421,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir) / stamp
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args, out / "runs-root")
+    stamp_info = {k: v for k, v in header("bench.py", argv).items() if k != "machine"}
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick,
-                               "repeats": ctx.repeats, **{k: v for k, v in header("bench.py", argv).items() if k != "machine"},
+                               "repeats": ctx.repeats, **stamp_info,
                                "commit": git_commit(), "suites": {}}
     started = time.monotonic()
     for name in suites:
