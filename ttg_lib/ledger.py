@@ -322,13 +322,12 @@ class Ledger:
     def _reused_tasks(self) -> Iterator[Task]:
         """Read as the run's window moves: what is held back is decided at the start (the
         verdict asks for the held chunks itself, so they must not come out here later)."""
-        reuse = self.reuse
-        held = reuse.touches if reuse is not None and not reuse.final else (lambda _c: False)
-        if reuse is not None and not reuse.final:
+        reuse = self.reuse if self.reuse is not None and not self.reuse.final else None
+        if reuse is not None:
             yield from reuse.verification_tasks(self.task, self.config.chunks_total)
         state = self.collector.chunk_state
         for chunk_id in range(self.config.chunks_total):
-            if not state[chunk_id] and not held(chunk_id):
+            if not state[chunk_id] and (reuse is None or not reuse.touches(chunk_id)):
                 yield self.task(chunk_id)
 
     def unfinished(self) -> Iterator[Task]:
