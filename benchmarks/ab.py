@@ -2,6 +2,7 @@
 
     python benchmarks/ab.py --base f329c6f                  # large + small presets, both brokers
     python benchmarks/ab.py --base main~3 --cases large --repeats 5 --backends redis
+    python benchmarks/ab.py --base f329c6f --repeats large=15,small=3   # per case
 
 Only ratios measured side by side mean anything on a shared machine, so every repeat runs
 the base and the head back to back (alternating which goes first) and the table reports the
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,7 +39,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.stamp import fresh_dir  # noqa: E402
+from benchmarks.stamp import fresh_dir, header  # noqa: E402
+from ttg_lib.record import git_commit  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,18 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the git revision compared against")
     parser.add_argument("--cases", default="large,small", help=f"of {','.join(CASES)}")
     parser.add_argument("--backends", default="redis,rabbitmq")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", default="3", type=_repeats,
+                        help="repeats per case: N, or CASE=N,... (the rest 3): short runs are "
+                             "the noisy ones (the large preset's ~0.5 s)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     cases = [CASES[name] for name in args.cases.split(",")]
     backends = args.backends.split(",")
     out = args.out or ROOT / "outputs" / "bench" / f"ab-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()
-    head_rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
+    stamp = header("ab.py", None)
+    load = stamp["load_at_start"]
+    head_rev = git_commit(short=True, cwd=ROOT)
     with tempfile.TemporaryDirectory(prefix="ttg-ab-") as tmp:
         base = Side("base", checkout(args.base, Path(tmp) / "base"))
         head = Side("head", ROOT)
@@ -118,7 +121,7 @@ def main() -> int:
             for case in cases:
                 for backend in backends:
                     key = f"{case.name}/{backend}"
-                    for repeat in range(args.repeats):
+                    for repeat in range(args.repeats.get(case.name, 3)):
                         order = (base, head) if repeat % 2 == 0 else (head, base)
                         for side in order:
                             for name, value in one_run(side, case, backend, out).items():
@@ -133,9 +136,8 @@ def main() -> int:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(base.tree)], check=False)
     result: dict[str, Any] = {
-        "base": args.base, "head": head_rev, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "load_at_start": load, "load_at_end": os.getloadavg(), "cpus": os.cpu_count(),
-        "machine": platform.platform(), "repeats": args.repeats,
+        **stamp, "base": args.base, "head": head_rev, "load_at_end": os.getloadavg(),
+        "repeats": args.repeats,
         "cases": {c.name: asdict(c) for c in cases},
         "values": {"base": base.values, "head": head.values},
         "ratio_head_over_base": {k: _ratio(head.values[k], base.values[k]) for k in head.values},
@@ -143,6 +145,19 @@ def main() -> int:
     (out / "ab.json").write_text(json.dumps(result, indent=2))
     print(f"load at start {load[0]:.2f}; written {out / 'ab.json'}")
     return 0
+
+
+def _repeats(text: str) -> dict[str, int]:
+    """``5`` (every case) or ``large=15,small=3``."""
+    try:
+        if "=" not in text:
+            return dict.fromkeys(CASES, int(text))
+        given = {name.strip(): int(n) for name, n in (p.split("=") for p in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or CASE=N,...") from None
+    if unknown := set(given) - set(CASES):
+        raise argparse.ArgumentTypeError(f"unknown case {sorted(unknown)}; cases: {list(CASES)}")
+    return given
 
 
 def _ratio(head: list[float], base: list[float]) -> float:

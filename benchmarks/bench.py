@@ -50,6 +50,7 @@ from brokercpu import broker_pid, process_cpu_s  # noqa: E402
 from benchmarks.stamp import fresh_dir, header  # noqa: E402
 from ttg_lib.backends import backend_names, env_urls  # noqa: E402
 from ttg_lib.compute import placeholder  # noqa: E402
+from ttg_lib.record import git_commit  # noqa: E402
 from ttg_lib.summary import RunSummary  # noqa: E402
 
 BACKENDS = backend_names(runnable=True)
@@ -355,18 +356,6 @@ def sample_cost(backend_name: str, samples: int = 200) -> dict[str, float | None
             "broker_cpu_ms": None if broker is None else broker * 1000}
 
 
-def git_commit() -> str | None:
-    """The checkout measured (its short hash; "+dirty" if it has uncommitted changes)."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return rev + ("+dirty" if dirty else "")
-
-
 def _url(backend: str) -> str:
     return env_urls()[backend]
 
@@ -424,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp_info = {k: v for k, v in header("bench.py", argv).items() if k != "machine"}
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick,
                                "repeats": ctx.repeats, **stamp_info,
-                               "commit": git_commit(), "suites": {}}
+                               "commit": git_commit(short=True, cwd=ROOT), "suites": {}}
     started = time.monotonic()
     for name in suites:
         ctx.say(f"== {name}")

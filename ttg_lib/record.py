@@ -141,7 +141,7 @@ def environment(broker_version: str, backend: str) -> dict[str, Any]:
         "backend": backend,
         "broker_client": f"{client} {_version(client)}" if client else None,
         "broker_server_version": broker_version,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
 
 
@@ -152,10 +152,17 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
+def git_commit(short: bool = False, cwd: Path | None = None) -> str | None:
+    """The checkout's commit (None outside git); ``short``: the short hash, with "+dirty"
+    when tracked files have uncommitted changes (what a benchmark says it measured)."""
+    where = cwd or Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent)
+        rev = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
+                             capture_output=True, text=True, timeout=5, cwd=where)
+        if not short or rev.returncode:
+            return rev.stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, cwd=where)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
