@@ -73,8 +73,9 @@ class Supervisor:
 
     POLL_S = 0.1  # how often the cursor is read while a batch runs
 
-    def __init__(self, log: Callable[..., None] | None = None):
+    def __init__(self, log: Callable[..., None] | None = None, renew_every: float = POLL_S):
         self.log = log or (lambda *_a, **_k: None)
+        self.renew_every = max(renew_every, self.POLL_S)  # keepalive: leases, the heartbeat
         self.child: ComputeChild | None = None
         self.zygote: Zygote | None = None  # forks the compute processes
         self.clock = PointClock()
@@ -151,7 +152,7 @@ class Supervisor:
 
     def collect(self, batch: Batch, keepalive: Callable[[], None]) -> list[ChunkOutcome]:
         """The batch's outcomes, in order; batches submitted earlier are collected first."""
-        self._next_keepalive = time.monotonic() + self.POLL_S
+        self._next_keepalive = time.monotonic() + self.renew_every
         try:
             while not batch.complete:
                 if not self._owed:
@@ -218,7 +219,7 @@ class Supervisor:
         now = time.monotonic()
         if now >= self._next_keepalive:
             keepalive()
-            self._next_keepalive = now + self.POLL_S
+            self._next_keepalive = now + self.renew_every
         where = child.where()
         if where != self._seen:
             self._seen, self._since = where, now
@@ -347,8 +348,8 @@ class InlineSupervisor(Supervisor):
     the leases: points fail alone, but a crash takes the worker (``ttg worker --no-isolate``,
     TTG_ISOLATE=0, where a second process is not wanted)."""
 
-    def __init__(self, log: Callable[..., None] | None = None):
-        super().__init__(log)
+    def __init__(self, log: Callable[..., None] | None = None, renew_every: float = 0.1):
+        super().__init__(log, renew_every)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
 
     def start(self) -> None:
@@ -370,6 +371,6 @@ class InlineSupervisor(Supervisor):
         assert batch.future is not None
         while True:
             try:
-                return batch.future.result(timeout=self.POLL_S)
+                return batch.future.result(timeout=self.renew_every)
             except FutureTimeout:
                 keepalive()

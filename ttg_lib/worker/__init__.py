@@ -62,8 +62,8 @@ class Worker:
         self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name,
                                    peak_rss=self._peak_rss_mib)
         self.stopping = threading.Event()
-        self.supervisor = (Supervisor(log=self.log) if settings.isolate
-                           else InlineSupervisor(log=self.log))
+        self.supervisor = (Supervisor if settings.isolate else InlineSupervisor)(
+            log=self.log, renew_every=settings.renew_every)  # leases renewed every lease/5
         self.chunks_done = 0
         self.batch = BatchSizer()
         self._handing_back: list[tuple[Delivery, Task]] = []
