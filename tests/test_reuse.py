@@ -67,7 +67,7 @@ def test_a_chunk_of_reused_points_only_computes_nothing_and_checks_wait(tmp_path
     plan = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=12, mode=VerifyMode.SAMPLE,
                      rtol=0.0, say=print)
     assert plan.only(0) == () and plan.only(2) is None
-    assert not plan.final and plan.held(1) and not plan.held(2)  # until the checks are in
+    assert not plan.final and plan.touches(1) and not plan.touches(2)  # held until checked
     assert list(plan.checks) == [0]  # at least the source's first chunk
     full = ReusePlan(rmap, run_id="r", chunk_size=4, total_params=12, mode=VerifyMode.FULL,
                      rtol=0.0, say=print)

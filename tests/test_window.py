@@ -135,9 +135,6 @@ def test_chunks_held_for_the_reuse_verdict_never_come_out_of_the_window_later():
         def touches(self, chunk_id: int) -> bool:
             return chunk_id in (2, 3)
 
-        def held(self, chunk_id: int) -> bool:
-            return not self.final and self.touches(chunk_id)
-
         def verification_tasks(self, task_of, chunks_total):
             return [task(100)]
 

@@ -194,9 +194,8 @@ class BrokerSession:
         self.producer.rewind_results()
         for key, data in self._blobs.items():  # the function, before the tasks that need it
             self.producer.put_blob(key, data)  # type: ignore[attr-defined]
-        if self.window is None:
-            self.producer.publish_tasks(missing)
-            return
+        if self.window is None:  # not publishing yet (a resume reading what is left): the
+            return  # queues are cleared next, and then every unfinished chunk goes out
         self.window.restart(missing)
         self.top_up()
 

@@ -63,10 +63,6 @@ class ReusePlan:
         self.final = not self.checks
 
     # -- what is published --------------------------------------------------------------
-    def held(self, chunk_id: int) -> bool:
-        """A chunk holding reused points, before the verdict says which of them stay."""
-        return not self.final and self.touches(chunk_id)
-
     def only(self, chunk_id: int) -> tuple[int, ...] | None:
         """The offsets a chunk computes: None for all of them (no reused point), () for none."""
         if not self.touches(chunk_id):

@@ -331,22 +331,24 @@ class Worker:
         """Hand back ``handed`` and store, in one round trip where the broker can; reconnect
         as needed (a hand-back is not tried again: a lost connection gives its tasks back
         by itself, or their lease runs out); a result that cannot be stored is recomputed."""
-        orphaned = self._orphaned()
-        if handed and (orphaned or not done):
-            self.backend.hand_back(handed)
-            handed = None
-        if not done:
+        if self._orphaned():  # nobody collects its run's results now, and a new run may
+            if handed:  # own the queues: storing them there would be another run's foreign
+                self.backend.hand_back(handed)  # results (the tasks go back, though)
+            if done:
+                self.log("store_skipped", chunks=[r.chunk_id for _d, r in done],
+                         reason="the run is gone")
+            return
+        if not done and not handed:
             return
         chunks = [r.chunk_id for _d, r in done]
-        if orphaned:  # nobody collects its run's results now, and a new run may
-            self.log("store_skipped", chunks=chunks, reason="the run is gone")  # own the
-            return  # queues: storing them there would be another run's foreign results
         for attempt in range(1, 4):
             try:  # late ones are announced where handed back
-                self.backend.settle_batch(done, handed if handed and attempt == 1 else [])
-                self.log("chunks_done", chunks=chunks,
-                         redelivered=[r.chunk_id for d, r in done if d.redelivered],
-                         seconds=round(sum(r.finished_at - r.started_at for _d, r in done), 4))
+                self.backend.settle_batch(done, (handed or []) if attempt == 1 else [])
+                if done:
+                    self.log("chunks_done", chunks=chunks,
+                             redelivered=[r.chunk_id for d, r in done if d.redelivered],
+                             seconds=round(sum(r.finished_at - r.started_at
+                                               for _d, r in done), 4))
                 return
             except BrokerUnavailable as exc:
                 self.log("store_failed", level="warning", chunks=chunks, try_=attempt,
