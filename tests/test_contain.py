@@ -135,6 +135,22 @@ def test_a_point_that_hangs_is_timed_out_from_outside(make_config, backend_name,
         assert summary["failed_points"]["auto_point_timeout_s"] == 10.0
 
 
+def test_auto_limits_a_hang_in_a_workers_first_chunk(make_config, backend_name, broker_url):
+    """Before a worker has finished points of its own, auto applies the limit another worker
+    of the run learned (the orchestrator puts the first one on the broker)."""
+    started = time.monotonic()
+    summary = execute(make_config(backend=backend_name, space=space(30), workers=2,
+                                  verify="none", compute="ttg_lib.misbehave:hangs_first",
+                                  chunk_size=6, point_timeout="auto"))
+    assert time.monotonic() - started < 45
+    df = load_results(summary["record_dir"]).set_index("x")
+    assert len(df) == 30 and summary["lost_params"] == 0 and summary["state"] == "done"
+    assert df.loc[1, "error"] == "timeout after 10 s"
+    assert df["error"].notna().sum() == 1
+    assert df["value"].dropna().tolist() == [x * 0.5 for x in range(30) if x != 1]
+    assert summary["failed_points"]["auto_point_timeout_s"] == 10.0
+
+
 def test_max_failures_stops_the_run_and_retry_failed_mends_it(make_config, backend_name,
                                                               broker_url, monkeypatch):
     from ttg_lib.record import read_jsonl

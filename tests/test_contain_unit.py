@@ -213,6 +213,23 @@ def test_auto_point_timeout_is_ten_times_p99_never_under_ten_seconds():
     assert clock.limit() == 30.0
 
 
+def test_auto_counts_untracked_chunks_and_falls_back_on_the_runs_limit():
+    """Chunks of fast points carry no durations: they count at their mean, so chunks of 8
+    teach a limit too; a worker with none of its own asks for the run's, past the floor."""
+    clock = PointClock()
+    clock.add([0.001] * 8)  # the first chunk: tracked, 8 points
+    assert clock.limit() == 0.0
+    clock.add_mean(0.00001, 8)
+    assert clock.limit() == 10.0
+    asked: list[str] = []
+    sup = Supervisor(shared_limit=lambda run: asked.append(run) or 12.5)
+    auto = task("ttg_lib.misbehave:hangs", point_timeout_s=-1.0)
+    assert sup.limit_of(auto) == 0.0 and not asked  # not asked until a point runs long
+    assert sup._shared_limit(auto) == 12.5 and asked == ["u"]
+    assert sup._shared_limit(auto) == 12.5 and asked == ["u"]  # kept; not asked again soon
+    assert sup.limit_of(task("x:y", point_timeout_s=5.0)) == 5.0
+
+
 @pytest.mark.parametrize("text,allowed", [("5", 5), ("2%", 20), (3, 3)])
 def test_the_failure_budget_reads_points_or_a_percentage(text, allowed):
     assert FailureBudget.parse(text).allowed(1000) == allowed

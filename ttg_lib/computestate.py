@@ -26,7 +26,7 @@ class Running:
 
 
 class PointClock:
-    """Durations of the points finished so far (tracked ones), for ``--point-timeout auto``."""
+    """Durations of the points finished so far, for ``--point-timeout auto``."""
 
     KEEP = 4096
 
@@ -40,6 +40,12 @@ class PointClock:
         self.seen += len(seconds)
         if len(self._sorted) > self.KEEP:  # drop evenly: the shape stays
             self._sorted = self._sorted[::2]
+
+    def add_mean(self, seconds: float, count: int) -> None:
+        """An untracked chunk (fast points, no durations of their own): its ``count`` points
+        at their mean. They count, so a run of small chunks learns too; the floor rules."""
+        self.add([seconds])
+        self.seen += count - 1
 
     def limit(self) -> float:
         """10 x p99, never under 10 s; 0 (none yet) until enough points finished."""

@@ -47,6 +47,15 @@ def hangs(x: int) -> float:
     return x * 0.5
 
 
+def hangs_first(x: int) -> float:
+    """x = 1 sleeps forever, in the first chunk: its worker has learned no limit of its own
+    (``--point-timeout auto``); the others take 20 ms."""
+    if x == 1:
+        hangs(25)
+    time.sleep(0.02)
+    return x * 0.5
+
+
 def any_type(x: int) -> Any:
     """A different kind of value for each x mod 24 (every row of the README's table, and one
     that cannot be stored): see :func:`any_type_cases`."""

@@ -118,9 +118,7 @@ class Run:
             raise RunError(str(exc)) from None
         producer = self._backend or open_producer(cfg.backend, self.broker_url,
                                                   lease_s=cfg.lease_s)
-        self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s,
-                                     unfinished=self.ledger.unfinished,
-                                     chunks_read=lambda: self.ledger.collector.completed)
+        self.session = BrokerSession(producer, self.owner, lambda: self.elapsed_s, self.ledger)
         self.state = RunState.WAITING
         self.session.open(wait=cfg.wait, say=self.say)
         self.record.write_json("config.json", cfg.to_dict())
@@ -204,6 +202,7 @@ class Run:
                     self._asks = asked + self._asks  # the broker went down: later
         if self.state == RunState.RUNNING:
             self.broker.top_up()  # the chunks read make room for as many more
+            self.broker.share_point_limit()  # --point-timeout auto, for workers yet to learn
         self._settle(idle=not frames)
 
     def _settle(self, idle: bool) -> None:

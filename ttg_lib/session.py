@@ -13,14 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends import BrokerUnavailable, Producer, QueueStats, ResultsIndex, StoresBlobs
-from .backends.blobs import CURRENT_RUN
+from .backends.blobs import CURRENT_RUN, point_limit_key
 from .errors import RunError
 from .messages import Result, Task
 from .runlock import LockOwner, acquire, broker_progress
 from .window import TaskWindow
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
 
 RENEW_EVERY_S = 3.0  # an expiring lock lives 15 s: renewed five times before it lapses
 RETRY_PAUSE_S = 0.05  # refused at once while down: retry soon, resume within ~0.1 s
@@ -28,14 +31,13 @@ RETRY_PAUSE_S = 0.05  # refused at once while down: retry soon, resume within ~0
 
 class BrokerSession:
     def __init__(self, producer: Producer, owner: LockOwner, clock: Callable[[], float],
-                 unfinished: Callable[[], Iterable[Task]],
-                 chunks_read: Callable[[], int]):
+                 ledger: Ledger):
         self.producer = producer
         self.owner = owner
         self.run_id = owner.run_id
         self.clock = clock  # the run's elapsed seconds, for the outage record
-        self.unfinished = unfinished  # the ledger's: what to publish again after data loss
-        self.chunks_read = chunks_read
+        self.ledger = ledger  # what to publish again after data loss; what workers learned
+        self._limit_shared = False
         self.window: TaskWindow | None = None  # the run's own tasks, published as results come
         self.outages: list[dict[str, Any]] = []
         self._down_since: float | None = None
@@ -122,6 +124,20 @@ class BrokerSession:
         else:
             self.window.put_back(tasks)
 
+    def share_point_limit(self) -> None:
+        """--point-timeout auto: the first limit a worker learned from its own points goes on
+        the broker once, for the workers that have finished none yet (a first chunk that hangs
+        would otherwise never meet a limit)."""
+        limit = self.ledger.failures.point_limit_s
+        if self._limit_shared or not limit or self.down or not isinstance(self.producer,
+                                                                          StoresBlobs):
+            return
+        try:
+            self.store_blob(point_limit_key(self.run_id), repr(limit).encode())
+            self._limit_shared = True
+        except BrokerUnavailable as exc:
+            self.went_down(exc)
+
     def settle(self) -> None:
         """Every result read is on disk: let the broker drop its copies (best effort: what
         stays is read again only by a resume, which skips what is on disk)."""
@@ -184,9 +200,9 @@ class BrokerSession:
         if not isinstance(self.producer, ResultsIndex):
             return
         stored = self.producer.stored_chunks()
-        if stored >= self.chunks_read():
+        if stored >= self.ledger.collector.completed:
             return
-        missing = list(self.unfinished())
+        missing = list(self.ledger.unfinished())
         checks = sum(task.chunks for task in missing if task.verify_of)
         self.outages[-1]["republished_chunks"] = sum(t.chunks for t in missing) - checks
         self.outages[-1]["republished_checks"] = checks  # recomputations asked for again

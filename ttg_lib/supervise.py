@@ -1,12 +1,10 @@
 """The worker as a thin supervisor over its compute process (Celery prefork, Dask nanny).
 
 :class:`Supervisor` hands a batch of chunks to a :class:`~ttg_lib.childproc.ComputeChild`
-in one message and gets them back packed: no round trip per point, none per chunk of a fast
-batch. Batches are submitted and collected apart (:meth:`Supervisor.submit`,
-:meth:`Supervisor.collect`), so the worker can hand over its next batch before it collects
-this one: the process goes from one batch to the next without waiting for the worker's
-round trips to the broker. While it waits it keeps the leases alive and watches the
-process's cursor:
+in one message and gets them back packed. Batches are submitted and collected apart, so the
+worker hands over its next batch before it collects this one: the process goes on without
+waiting for the worker's round trips to the broker. While it waits it keeps the leases alive
+and watches the process's cursor:
 
 * the process died (SIGKILL, SIGSEGV, ``os._exit``, OOM): the point the cursor names is
   tried again, at most ``max_crashes`` more times, then recorded as its own failed row
@@ -14,7 +12,8 @@ process's cursor:
   down by computing that chunk again with every point tracked. The chunk's other points are
   computed; the process is replaced; the worker's broker connection never notices.
 * a point ran past its time limit (``point_timeout_s``; -1: ``auto``, 10 x the p99 of the
-  points finished so far, never under 10 s): the process is killed from outside and the point
+  points finished so far, never under 10 s; before this worker has finished 10, the limit
+  another worker of the run learned): the process is killed from outside and the point
   recorded ``timeout after S s``.
 * between batches, a process that computed ``recycle_after`` chunks or grew past
   ``max_mib`` is replaced (leaky functions).
@@ -28,11 +27,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import byvalue
 from .childproc import ChildDied, ComputeChild, may_fork
 from .compute import Fetch
-from .computestate import AUTO, Counters, PointClock, Running
+from .computestate import AUTO, AUTO_FLOOR_S, Counters, PointClock, Running
 from .messages import PointFailure, Task
 from .points import UNTRACKED, WAITING, ChunkOutcome, Job, compute_job
 from .zygote import Zygote
@@ -73,23 +73,24 @@ class Supervisor:
 
     POLL_S = 0.1  # how often the cursor is read while a batch runs
 
-    def __init__(self, log: Callable[..., None] | None = None, renew_every: float = POLL_S):
+    def __init__(self, log: Callable[..., None] | None = None, renew_every: float = POLL_S,
+                 shared_limit: Callable[[str], float] | None = None):
         self.log = log or (lambda *_a, **_k: None)
         self.renew_every = max(renew_every, self.POLL_S)  # keepalive: leases, the heartbeat
+        self._ask_limit = shared_limit  # auto: the limit another worker of the run learned
+        self._shared: dict[str, float] = {}  # ... by run id, once found (it never changes)
         self.child: ComputeChild | None = None
         self.zygote: Zygote | None = None  # forks the compute processes
         self.clock = PointClock()
         self.counters = Counters()
         self.running: Running | None = None
-        self._dead_cpu_s = 0.0
+        self._dead_cpu_s = self._dead_peak_mib = self._next_ask = self._next_keepalive = 0.0
         self._fetch: Fetch | None = None
         self._payloads: dict[str, bytes | None] = {}  # functions shipped by value, by ref
-        self._dead_peak_mib = 0.0
         self._owed: deque[_Tracking] = deque()  # sent to the process, in order, not back yet
         self._unsent: deque[_Tracking] = deque()  # waiting for a (new) process
         self._seen: tuple[int, int] | None = None  # the cursor, as last read ...
         self._since = 0.0  # ... and since when it has read so
-        self._next_keepalive = 0.0
         self._start_failures = 0
 
     def peak_rss_mib(self) -> float:
@@ -130,7 +131,23 @@ class Supervisor:
             self.zygote = None
 
     def limit_of(self, task: Task) -> float:
-        return self.clock.limit() if task.point_timeout_s == AUTO else task.point_timeout_s
+        """A point's time limit: auto learns from this worker's points, or, before it has
+        finished enough, takes what another worker of the run learned (:meth:`_shared_limit`)."""
+        if task.point_timeout_s != AUTO:
+            return task.point_timeout_s
+        return self.clock.limit() or self._shared.get(task.run_id, 0.0)
+
+    SHARED_ASK_EVERY_S = 2.0
+
+    def _shared_limit(self, task: Task) -> float:
+        """Asked of the broker only for a point running past the auto floor with no limit of
+        its own yet (a first chunk that hangs), at most every SHARED_ASK_EVERY_S."""
+        now = time.monotonic()
+        if self._ask_limit is not None and now >= self._next_ask:
+            self._next_ask = now + self.SHARED_ASK_EVERY_S
+            if found := self._ask_limit(task.run_id):
+                self._shared[task.run_id] = found
+        return self.limit_of(task)
 
     def run(self, tasks: list[Task], keepalive: Callable[[], None],
             fetch: Fetch | None = None) -> list[ChunkOutcome]:
@@ -171,7 +188,10 @@ class Supervisor:
         self.running = None
         outcomes = [t.outcome for t in batch.tracking if t.outcome is not None]
         for tracked, outcome in zip(batch.tracking, outcomes, strict=True):
-            self.clock.add(outcome.point_seconds)
+            if outcome.point_seconds:
+                self.clock.add(outcome.point_seconds)
+            elif outcome.load_error is None and (count := tracked.job.task.count):
+                self.clock.add_mean((outcome.finished_at - outcome.started_at) / count, count)
             if tracked.job.careful:  # computed again after a crash or a hang: it started
                 outcome.started_at = batch.begun  # with the batch
         return outcomes
@@ -233,6 +253,8 @@ class Supervisor:
             self.running = Running(task.chunk_id, None if offset < 0 else
                                    task.start + offset, running_s)
         limit = self.limit_of(task)
+        if not limit and task.point_timeout_s == AUTO and running_s > AUTO_FLOOR_S:
+            limit = self._shared_limit(task)
         if limit and offset != WAITING and running_s > limit:
             child.kill()
             self._requeue(child)
@@ -348,8 +370,8 @@ class InlineSupervisor(Supervisor):
     the leases: points fail alone, but a crash takes the worker (``ttg worker --no-isolate``,
     TTG_ISOLATE=0, where a second process is not wanted)."""
 
-    def __init__(self, log: Callable[..., None] | None = None, renew_every: float = 0.1):
-        super().__init__(log, renew_every)
+    def __init__(self, log: Callable[..., None] | None = None, **settings: Any):
+        super().__init__(log, **settings)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttg-compute")
 
     def start(self) -> None:

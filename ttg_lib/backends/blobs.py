@@ -14,6 +14,11 @@ import abc
 CURRENT_RUN = "current-run"  # the blob naming the run that holds the broker (its run id)
 
 
+def point_limit_key(run_id: str) -> str:
+    """The blob holding a run's learned ``--point-timeout auto`` limit (seconds, as text)."""
+    return f"point-limit:{run_id}"
+
+
 class StoresBlobs(abc.ABC):
     """Put and get a run's blobs by key (the payload's sha256): immutable, read by many."""
 

@@ -62,15 +62,16 @@ class Worker:
         self.heartbeat = Heartbeat(settings.heartbeat_file, settings.name,
                                    peak_rss=self._peak_rss_mib)
         self.stopping = threading.Event()
+        self.runs = CurrentRuns(self.backend)  # which run is ours (issue 20)
         self.supervisor = (Supervisor if settings.isolate else InlineSupervisor)(
-            log=self.log, renew_every=settings.renew_every)  # leases renewed every lease/5
+            log=self.log, renew_every=settings.renew_every,  # leases renewed every lease/5
+            shared_limit=self.runs.point_limit)
         self.chunks_done = 0
         self.batch = BatchSizer()
         self._handing_back: list[tuple[Delivery, Task]] = []
         self.cpu = CpuMeter()
         self._parent = os.getppid()
         self._reconnected_at = float("-inf")  # when this worker last came back from an outage
-        self.runs = CurrentRuns(self.backend)  # which run is ours (issue 20)
 
     # -- lifecycle ---------------------------------------------------------
     def install_signal_handlers(self) -> None:

@@ -8,8 +8,8 @@ queues first). A task of a run that is not current (a stray) is dead-lettered.
 
 from __future__ import annotations
 
-from ..backends import Consumer, StoresBlobs
-from ..backends.blobs import CURRENT_RUN
+from ..backends import BrokerUnavailable, Consumer, StoresBlobs
+from ..backends.blobs import CURRENT_RUN, point_limit_key
 
 
 class CurrentRuns:
@@ -37,3 +37,14 @@ class CurrentRuns:
     def fetch_function(self, key: str) -> bytes | None:
         """A function shipped by value, from the broker."""
         return self.backend.get_blob(key) if isinstance(self.backend, StoresBlobs) else None
+
+    def point_limit(self, run_id: str) -> float:
+        """The ``--point-timeout auto`` limit another worker of ``run_id`` learned (0: none yet,
+        or the broker is out of reach: asked again later)."""
+        if not isinstance(self.backend, StoresBlobs):
+            return 0.0
+        try:
+            raw = self.backend.get_blob(point_limit_key(run_id))
+            return float(raw) if raw else 0.0
+        except (BrokerUnavailable, ValueError):
+            return 0.0
