@@ -3,6 +3,7 @@ No broker involved: frames are encoded and decoded as a backend would."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -17,6 +18,7 @@ from ttg_lib.config import ConfigError
 from ttg_lib.messages import (
     FRAME_MAGIC,
     PROTOCOL_VERSION,
+    PointFailure,
     Result,
     ValueColumns,
     compact_json,
@@ -477,3 +479,18 @@ def test_a_table_beside_leftover_parts_is_never_rebuilt_from_them(tmp_path):
     assert load_results(tmp_path)["param_id"].tolist() == list(range(10))
     assert not (tmp_path / (RESULTS_FILE + ".tmp")).exists()
 
+
+
+def test_a_table_of_failed_points_only_takes_its_type_from_the_values_that_come_later(
+        tmp_path):
+    """Every point failed (--max-failures stopped the run): the closed table's value column
+    is JSON, all null. Reopened (--resume --retry-failed), the ints that come are ints."""
+    failed = [PointFailure(i, "RuntimeError: not fixed") for i in range(4)]
+    with ResultsWriter(tmp_path) as writer:
+        writer.add(dataclasses.replace(result(0, [None] * 4), failures=failed))
+    assert pq.read_schema(tmp_path / RESULTS_FILE).field("value").type == "string"
+    with ResultsWriter(tmp_path) as resumed:
+        resumed.add(result(4, [8, 10, 12, 14], chunk_id=1))
+    table = pq.read_table(tmp_path / RESULTS_FILE)
+    assert table.schema.field("value").type == "int64"
+    assert table.column("value").to_pylist() == [None] * 4 + [8, 10, 12, 14]

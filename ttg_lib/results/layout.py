@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import arrowcols
 from ..messages import ValueColumns, compact_json
@@ -118,6 +120,21 @@ class ValueLayout:
 
 
 NO_VALUES = ValueLayout("none", ())
+
+
+def stored_layout(path: Path) -> ValueLayout:
+    """A file's value layout. A table closed with no values at all (every point failed: its
+    ``value`` column JSON, all null) says nothing about types, like the error-only parts it
+    was made of: ``none``, so the values a --retry-failed brings settle the layout."""
+    parquet = pq.ParquetFile(path)
+    layout = ValueLayout.from_schema(parquet.schema_arrow)
+    if layout.mode != "json" or "value" not in parquet.schema_arrow.names:
+        return layout
+    for group in range(parquet.num_row_groups):  # (no statistics on it: read until a value)
+        values = parquet.read_row_group(group, columns=["value"]).column(0)
+        if values.null_count < len(values):
+            return layout
+    return NO_VALUES
 
 
 def value_column_names(schema: pa.Schema) -> list[str]:

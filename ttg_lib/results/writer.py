@@ -44,6 +44,7 @@ from .layout import (
     ValueLayout,
     axis_names,
     schema_for,
+    stored_layout,
     value_column_names,
 )
 from .livemerge import LiveMerge, RowGroups
@@ -269,7 +270,7 @@ class ResultsWriter:
             os.replace(self.path, existing[0])
             fsync_dir(self.parts)
             fsync_dir(self.dir)
-        layouts = [ValueLayout.from_schema(s) for s in schemas]
+        layouts = [stored_layout(f) for f in existing]
         self._layout = next((lay for lay in reversed(layouts) if lay.mode != "none"),
                             NO_VALUES)
         self.rows_written = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
