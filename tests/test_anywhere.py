@@ -41,6 +41,28 @@ def test_a_lambda_a_closure_and_a_partial_travel_by_value():
         assert loaded(*args) == want
 
 
+def test_a_function_shipped_by_value_names_its_file_in_tracebacks(tmp_path, monkeypatch):
+    """cloudpickle names shipped code "<dynamic-code>"; loaded, the function (and its
+    module's helpers) say their file again, so a failed point's trace shows file and line."""
+    import importlib
+    import traceback
+
+    (tmp_path / "flaky_model.py").write_text(
+        "def helper(x):\n    raise ValueError(x)\n\n\ndef model(x):\n    return helper(x) + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "flaky_model", raising=False)
+    module = importlib.import_module("flaky_model")
+    shipped = byvalue.ShippedFunction.of(module.model, "flaky_model:model")
+    monkeypatch.delitem(sys.modules, "flaky_model")
+    loaded = byvalue.unpickle(shipped.payload, shipped.sha256, shipped.ref)
+    assert loaded is not module.model
+    with pytest.raises(ValueError) as err:
+        loaded(3)
+    frames = traceback.extract_tb(err.value.__traceback__)[-2:]
+    assert [f.filename for f in frames] == [str(tmp_path / "flaky_model.py")] * 2
+    assert [f.line for f in frames] == ["return helper(x) + 1", "raise ValueError(x)"]
+
+
 def test_installed_functions_go_by_import_path_and_project_ones_by_value():
     assert not byvalue.should_ship(compute.placeholder)  # TTG's own: every worker has it
     assert byvalue.import_path(compute.placeholder) == "ttg_lib.compute:placeholder"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
 from . import compute
@@ -111,7 +111,7 @@ def pickle_by_value(fn: Callable[..., Any], name: str) -> bytes:
     if top is not None:
         cloudpickle.register_pickle_by_value(top)
     try:
-        return cloudpickle.dumps(fn)
+        return cloudpickle.dumps(Located.of(fn))
     except Exception as exc:  # whatever the function holds that does not pickle
         raise ConfigError("compute", name, f"a function that pickles, with what it captures "
                                            f"({type(exc).__name__}: {exc})") from None
@@ -129,6 +129,7 @@ def unpickle(payload: bytes, sha256: str, ref: str) -> Callable[..., Any]:
                                       "sha256 fingerprint")
     try:
         fn = pickle.loads(payload)  # noqa: S301 - the run's own function, fingerprint-checked
+        fn = fn.function() if isinstance(fn, Located) else fn  # (older records: bare)
     except Exception as exc:  # a module the function needs is not installed here
         raise ComputeImportError(ref, f"the function shipped by value does not load on this "
                                       f"worker ({type(exc).__name__}: {exc}); install what it "
@@ -136,6 +137,44 @@ def unpickle(payload: bytes, sha256: str, ref: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ComputeImportError(ref, "the payload is not a callable")
     return fn
+
+
+DYNAMIC = "<dynamic-code>"  # cloudpickle's file name for every code object it ships
+
+
+@dataclass(frozen=True)
+class Located:
+    """A function shipped by value, with the source file of its module. cloudpickle names
+    every line it ships ``<dynamic-code>`` (so payloads do not depend on paths); the worker
+    puts the file back, so a failed point's traceback says where, with the line itself
+    wherever the file is readable (this machine, a shared file system)."""
+
+    fn: Callable[..., Any]
+    module: str
+    file: str
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> Any:
+        inner = fn.func if isinstance(fn, partial) else fn
+        code, module = getattr(inner, "__code__", None), getattr(inner, "__module__", None)
+        if code is None or not module or code.co_filename.startswith("<"):
+            return fn  # a builtin, a callable object, code typed at a prompt: as it is
+        return cls(fn, module, code.co_filename)
+
+    def function(self) -> Callable[..., Any]:
+        """The function, its code (and its module's other functions') named by file."""
+        inner = self.fn.func if isinstance(self.fn, partial) else self.fn
+        for candidate in [inner, *getattr(inner, "__globals__", {}).values()]:
+            if (isinstance(candidate, FunctionType) and candidate.__module__ == self.module
+                    and candidate.__code__.co_filename == DYNAMIC):
+                candidate.__code__ = _named(candidate.__code__, self.file)
+        return self.fn
+
+
+def _named(code: CodeType, file: str) -> CodeType:
+    """``code`` and the code nested in it (lambdas, inner functions) named ``file``."""
+    consts = tuple(_named(c, file) if isinstance(c, CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=file, co_consts=consts)
 
 
 def should_ship(fn: Callable[..., Any]) -> bool:

@@ -72,8 +72,11 @@ def describe(exc: BaseException) -> tuple[str, str]:
     """("Type: message", the traceback's last frames) of a point's exception."""
     text = str(exc)
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    frames = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__,
-                                                limit=-TRACE_FRAMES))
+    tb = exc.__traceback__  # from the user's function on: this module's calling frames
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == \
+            __file__:  # say nothing the user can act on
+        tb = tb.tb_next
+    frames = "".join(traceback.format_exception(type(exc), exc, tb, limit=-TRACE_FRAMES))
     return clean_text(message), clean_text(frames[-TRACE_CHARS:])
 
 
