@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -113,6 +115,11 @@ def test_a_point_that_kills_its_process_fails_alone(make_config, backend_name, b
     assert len(good) == 37 and good["value"].tolist() == [x * 0.5 for x in good.index]
     assert summary["workers_replaced"] == 0  # the workers never died: their compute did
     assert summary["failed_points"]["by_type"]["crashed"]["count"] == 3
+    for x, how in [(7, "signal 9 (SIGKILL)"), (31, "exit code 3")]:  # repro says it too
+        shown = subprocess.run([sys.executable, "-m", "ttg_lib.cli", "repro",
+                                summary["record_dir"], str(x)], capture_output=True, text=True)
+        assert shown.returncode == 1
+        assert f"the point ended its process: crashed: {how}" in shown.stderr, shown.stderr
 
 
 @pytest.mark.parametrize("limit", ["5", "auto"])
