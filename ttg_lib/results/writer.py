@@ -258,9 +258,8 @@ class ResultsWriter:
         existing = part_files(self.parts) or ([self.path] if self.path.exists() else [])
         if not existing:
             return
-        schemas = [pq.read_schema(f) for f in existing]
         axes = list(self.space.axis_names) if self.space is not None else []
-        stored = axis_names(schemas[0])
+        stored = axis_names(pq.read_schema(existing[0]))
         if axes != stored:
             raise ResultsError("resume", str(self.dir),
                                f"it holds results of axes {stored}, not {axes}")
@@ -270,10 +269,10 @@ class ResultsWriter:
             os.replace(self.path, existing[0])
             fsync_dir(self.parts)
             fsync_dir(self.dir)
-        layouts = [stored_layout(f) for f in existing]
-        self._layout = next((lay for lay in reversed(layouts) if lay.mode != "none"),
-                            NO_VALUES)
-        self.rows_written = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
+        # the newest part with values settles the layout (most often the last: one footer)
+        self._layout = next((lay for lay in map(stored_layout, reversed(existing))
+                             if lay.mode != "none"), NO_VALUES)
+        self.rows_written = sum(pq.read_metadata(f).num_rows for f in existing)
         self._next_part = int(existing[-1].stem.split("-")[1]) + 1
 
 

@@ -35,16 +35,14 @@ class CurrentRuns:
         return True if raw is not None else None
 
     def fetch_function(self, key: str) -> bytes | None:
-        """A function shipped by value, from the broker."""
+        """A blob of the run from the broker: a function shipped by value, the auto limit."""
         return self.backend.get_blob(key) if isinstance(self.backend, StoresBlobs) else None
 
     def point_limit(self, run_id: str) -> float:
         """The ``--point-timeout auto`` limit another worker of ``run_id`` learned (0: none yet,
         or the broker is out of reach: asked again later)."""
-        if not isinstance(self.backend, StoresBlobs):
-            return 0.0
         try:
-            raw = self.backend.get_blob(point_limit_key(run_id))
+            raw = self.fetch_function(point_limit_key(run_id))
             return float(raw) if raw else 0.0
         except (BrokerUnavailable, ValueError):
             return 0.0
